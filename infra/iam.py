@@ -1,0 +1,194 @@
+"""IAM policy documents as pure functions. Nothing here creates a resource.
+
+Each document has two forms:
+
+- ``*_document(...)`` takes plain strings and returns the policy as a ``dict``; tests and the
+  policy pack read these directly.
+- the short name (``irsa_trust_policy``, ``model_reader_policy``, ...) takes ``pulumi.Input[str]``
+  values (plain strings or Outputs) and returns ``pulumi.Output[str]`` holding the JSON text that
+  ``aws.iam.Role(assume_role_policy=...)`` / ``aws.iam.RolePolicy(policy=...)`` expect.
+
+The shapes follow terraform-aws-iam ``iam-role-for-service-accounts`` (trust pinned on both
+``sub`` and ``aud``) and the cluster-autoscaler AWS provider's documented least-privilege policy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+
+PolicyDocument = dict[str, Any]
+
+IAM_VERSION = "2012-10-17"
+STS_AUDIENCE = "sts.amazonaws.com"
+
+# Read-only describe calls cluster-autoscaler makes; AWS does not support resource-level
+# permissions for Describe*, so these stay on "*" (cluster-autoscaler/cloudprovider/aws/README.md).
+CLUSTER_AUTOSCALER_DESCRIBE_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeTags",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+    "eks:DescribeNodegroup",
+)
+CLUSTER_AUTOSCALER_MUTATING_ACTIONS = (
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+)
+
+
+def issuer_host(issuer_url: str) -> str:
+    """Strips the scheme from an OIDC issuer URL: IAM condition keys use the bare host/path."""
+    return issuer_url.removeprefix("https://").removeprefix("http://").rstrip("/")
+
+
+def autoscaler_ownership_tag(cluster_name: str) -> str:
+    """Tag key cluster-autoscaler auto-discovery uses to recognise this cluster's node groups."""
+    return f"k8s.io/cluster-autoscaler/{cluster_name}"
+
+
+def irsa_trust_policy_document(
+    oidc_provider_arn: str, oidc_issuer_host: str, namespace: str, service_account: str
+) -> PolicyDocument:
+    """Trust policy letting exactly one Kubernetes ServiceAccount assume the role via IRSA."""
+    host = issuer_host(oidc_issuer_host)
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "AssumeFromServiceAccount",
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    # StringEquals, not StringLike: one exact service account, no wildcards.
+                    "StringEquals": {
+                        f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                        f"{host}:aud": STS_AUDIENCE,
+                    }
+                },
+            }
+        ],
+    }
+
+
+def model_reader_policy_document(
+    bucket_arn: str, kms_key_arn: str, model_prefix: str
+) -> PolicyDocument:
+    """Read-only access to one model's prefix of the bucket and decrypt with the bucket's key.
+
+    ``model_prefix`` is the key prefix of one model, e.g. ``models/mnist/``; a trailing slash is
+    added when missing so ``models/mnist`` cannot also read ``models/mnist-v2/``.
+    """
+    prefix = model_prefix if model_prefix.endswith("/") else f"{model_prefix}/"
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "ReadModelObjects",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{prefix}*",
+            },
+            {
+                "Sid": "ListModelPrefix",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                # "*" also matches the empty rest, so listing the prefix itself is allowed.
+                "Condition": {"StringLike": {"s3:prefix": f"{prefix}*"}},
+            },
+            {
+                "Sid": "DecryptModelObjects",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+            },
+        ],
+    }
+
+
+def cluster_autoscaler_policy_document(cluster_name: str) -> PolicyDocument:
+    """Describe anywhere; scale and terminate only ASGs tagged as owned by and enabled for
+    this cluster's autoscaler (the tags the node groups carry)."""
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "Describe",
+                "Effect": "Allow",
+                "Action": list(CLUSTER_AUTOSCALER_DESCRIBE_ACTIONS),
+                "Resource": "*",
+            },
+            {
+                "Sid": "ScaleOwnedNodeGroups",
+                "Effect": "Allow",
+                "Action": list(CLUSTER_AUTOSCALER_MUTATING_ACTIONS),
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/{autoscaler_ownership_tag(cluster_name)}": "owned",
+                        "aws:ResourceTag/k8s.io/cluster-autoscaler/enabled": "true",
+                    }
+                },
+            },
+        ],
+    }
+
+
+def tls_only_bucket_policy_document(bucket_arn: str) -> PolicyDocument:
+    """Bucket policy denying every request made without TLS, on the bucket and its objects."""
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def _json_output(build: Any, *args: pulumi.Input[str]) -> pulumi.Output[str]:
+    # Output.all accepts plain values too, so one path serves strings and Outputs alike.
+    return pulumi.Output.all(*args).apply(lambda values: json.dumps(build(*values), indent=2))
+
+
+def irsa_trust_policy(
+    oidc_provider_arn: pulumi.Input[str],
+    oidc_issuer_host: pulumi.Input[str],
+    namespace: pulumi.Input[str],
+    service_account: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """JSON of :func:`irsa_trust_policy_document`; the issuer may be a host or a full URL."""
+    return _json_output(
+        irsa_trust_policy_document, oidc_provider_arn, oidc_issuer_host, namespace, service_account
+    )
+
+
+def model_reader_policy(
+    bucket_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str], model_prefix: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """JSON of :func:`model_reader_policy_document`."""
+    return _json_output(model_reader_policy_document, bucket_arn, kms_key_arn, model_prefix)
+
+
+def cluster_autoscaler_policy(cluster_name: pulumi.Input[str]) -> pulumi.Output[str]:
+    """JSON of :func:`cluster_autoscaler_policy_document`."""
+    return _json_output(cluster_autoscaler_policy_document, cluster_name)
+
+
+def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """JSON of :func:`tls_only_bucket_policy_document`."""
+    return _json_output(tls_only_bucket_policy_document, bucket_arn)
