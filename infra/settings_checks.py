@@ -1,0 +1,415 @@
+"""Validation of one stack's config: a pure function from a dict of bare keys to Settings.
+
+Every rule appends a :class:`Problem` instead of raising, so one run reports everything that is
+wrong; :func:`parse_settings` raises a single :class:`InvalidSettingsError` at the end.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from infra import instances
+from infra.config_keys import KEYS, KEYS_BY_NAME, ConfigKey
+from infra.settings_types import (
+    SYSTEM_POOL,
+    InvalidSettingsError,
+    ModelSettings,
+    NodePool,
+    Problem,
+    Settings,
+)
+from serving.tfconfig import ConfigError, ModelConfig, VersionPolicy
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # DNS-1123 label, short enough for AWS
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_IMAGE = re.compile(r"^[a-z0-9][\w./-]*(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
+
+# ---------------------------------------------------------------------------------------------
+# Type checks: a value's JSON type must match its declaration before any rule looks at it.
+
+_PY_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def _type_ok(key: ConfigKey, value: Any) -> bool:
+    if not _PY_TYPES[key.type](value):
+        return False
+    return key.items is None or all(_PY_TYPES[key.items](v) for v in value)
+
+
+class _Checker:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(Problem(key, message))
+
+    def int_range(self, key: str, value: Any, low: int, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"{value!r} is not an integer")
+            return low
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            self.fail(key, f"{value} is out of range: use a value {bound}")
+        return value
+
+    def cidr(self, key: str, value: str) -> None:
+        try:
+            ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            self.fail(key, f"{value!r} is not an IPv4 CIDR ({exc})")
+
+    def unknown_fields(self, key: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+        for extra in sorted(set(given) - allowed):
+            self.fail(key, f"unknown field {extra!r}; known fields: {', '.join(sorted(allowed))}")
+
+
+def _scaling(
+    c: _Checker,
+    key: str,
+    spec: Mapping[str, Any],
+    min_field: str,
+    max_field: str,
+    desired_field: str | None,
+) -> tuple[int, int, int]:
+    low = c.int_range(f"{key}.{min_field}", spec.get(min_field), 0)
+    high = c.int_range(f"{key}.{max_field}", spec.get(max_field), 1)
+    desired = low
+    if desired_field is not None:
+        desired = c.int_range(f"{key}.{desired_field}", spec.get(desired_field), 0)
+    if low > high:
+        c.fail(key, f"{min_field} {low} is greater than {max_field} {high}")
+    elif desired_field is not None and not low <= desired <= high:
+        c.fail(
+            key,
+            f"{desired_field} {desired} must lie between {min_field} {low} and {max_field} {high}",
+        )
+    return low, high, desired
+
+
+_POOL_FIELDS = {"instanceTypes", "minSize", "maxSize", "desiredSize", "diskSizeGiB"}
+_GPU_POOL_FIELDS = _POOL_FIELDS | {"capacityType", "amiType"}
+
+
+def _instance_types(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        c.fail(key, "give a non-empty list of instance type names")
+        return ()
+    return tuple(value)
+
+
+def _system_pool(c: _Checker, spec: dict[str, Any]) -> NodePool:
+    key = "systemNodePool"
+    c.unknown_fields(key, spec, _POOL_FIELDS)
+    types = _instance_types(c, f"{key}.instanceTypes", spec.get("instanceTypes"))
+    for t in types:
+        if instances.is_known_gpu_family(t):
+            c.fail(f"{key}.instanceTypes", f"{t} is a GPU type; put GPUs in gpuNodePools")
+    low, high, desired = _scaling(c, key, spec, "minSize", "maxSize", "desiredSize")
+    if high and low < 1:
+        c.fail(f"{key}.minSize", "the system pool needs at least 1 node (CoreDNS, autoscaler)")
+    disk = c.int_range(f"{key}.diskSizeGiB", spec.get("diskSizeGiB"), 20, 16384)
+    return NodePool(SYSTEM_POOL, types, low, high, desired, disk)
+
+
+def _gpu_pool(c: _Checker, name: str, spec: Any) -> NodePool | None:
+    key = f"gpuNodePools.{name}"
+    if not isinstance(spec, dict):
+        c.fail(key, "each pool is an object of instanceTypes, capacityType, minSize, ...")
+        return None
+    if not _NAME.match(name) or name == SYSTEM_POOL:
+        c.fail(key, "pool names are lowercase DNS labels (max 40 chars) and not 'system'")
+    c.unknown_fields(key, spec, _GPU_POOL_FIELDS)
+    types = _instance_types(c, f"{key}.instanceTypes", spec.get("instanceTypes"))
+    counts = set()
+    for t in types:
+        count = instances.gpu_count(t)
+        if count is None:
+            known = ", ".join(sorted(instances.GPUS_PER_INSTANCE))
+            what = "instance size" if instances.is_known_gpu_family(t) else "GPU instance family"
+            c.fail(f"{key}.instanceTypes", f"unknown {what} {t!r}; NVIDIA x86_64 families: {known}")
+        else:
+            counts.add(count)
+    if len(counts) > 1:
+        # The scale-from-zero hint is one number per node group; mixed counts would make the
+        # autoscaler place pods on nodes that cannot hold them.
+        c.fail(f"{key}.instanceTypes", f"instance types have different GPU counts {sorted(counts)}")
+    capacity = spec.get("capacityType", "ON_DEMAND")
+    if capacity not in _CAPACITY_TYPES:
+        c.fail(f"{key}.capacityType", f"{capacity!r}: use ON_DEMAND or SPOT")
+    ami = spec.get("amiType", instances.GPU_AMI_TYPES[0])
+    if ami not in instances.GPU_AMI_TYPES:
+        c.fail(f"{key}.amiType", f"{ami!r}: use one of {', '.join(instances.GPU_AMI_TYPES)}")
+    low, high, desired = _scaling(c, key, spec, "minSize", "maxSize", "desiredSize")
+    disk = c.int_range(f"{key}.diskSizeGiB", spec.get("diskSizeGiB"), 50, 16384)
+    gpus = max(counts) if counts else 1
+    return NodePool(name, types, low, high, desired, disk, capacity, ami, gpus)
+
+
+_MODEL_FIELDS = {
+    "versionPolicy",
+    "labels",
+    "nodePool",
+    "minReplicas",
+    "maxReplicas",
+    "gpus",
+    "cpu",
+    "memory",
+    "allowedNamespaces",
+}
+
+
+def _model(
+    c: _Checker, name: str, spec: Any, pools: Mapping[str, NodePool]
+) -> ModelSettings | None:
+    key = f"models.{name}"
+    if not isinstance(spec, dict):
+        c.fail(key, "each model is an object of versionPolicy, labels, nodePool, ...")
+        return None
+    if not _NAME.match(name):
+        # The name becomes a namespace, a Service and an S3 prefix: keep to a DNS label.
+        c.fail(key, "model names are lowercase DNS labels (a-z, 0-9, '-'; max 40 chars)")
+    c.unknown_fields(key, spec, _MODEL_FIELDS)
+    policy = VersionPolicy.latest()
+    try:
+        policy = VersionPolicy.parse(str(spec.get("versionPolicy", "latest")))
+    except ConfigError as exc:
+        c.fail(f"{key}.versionPolicy", str(exc))
+    labels = spec.get("labels", {})
+    if not isinstance(labels, dict):
+        c.fail(f"{key}.labels", "give a map of label -> version, e.g. {stable: 3, canary: 4}")
+        labels = {}
+    try:
+        # TF Serving's own rules: label syntax, and a label must be a version the policy serves.
+        ModelConfig(name=name, base_path=f"/models/{name}", policy=policy, labels=labels)
+    except ConfigError as exc:
+        c.fail(f"{key}.labels", str(exc))
+    pool_name = spec.get("nodePool", SYSTEM_POOL)
+    pool = pools.get(pool_name)
+    if pool is None:
+        c.fail(
+            f"{key}.nodePool",
+            f"{pool_name!r} is not 'system' or a gpuNodePools name "
+            f"({', '.join(sorted(pools)) or 'none defined'})",
+        )
+    low, high, _ = _scaling(c, key, spec, "minReplicas", "maxReplicas", None)
+    if low < 1:
+        c.fail(f"{key}.minReplicas", "serve with at least 1 replica (2+ for zero-downtime swaps)")
+    gpus = c.int_range(f"{key}.gpus", spec.get("gpus", 0), 0)
+    if pool is not None and pool.is_gpu and not 1 <= gpus <= pool.gpus_per_node:
+        c.fail(
+            f"{key}.gpus",
+            f"{gpus} GPUs do not fit pool {pool_name!r} "
+            f"({pool.gpus_per_node} per node); use 1-{pool.gpus_per_node}",
+        )
+    if pool is not None and not pool.is_gpu and gpus:
+        c.fail(f"{key}.gpus", f"pool {pool_name!r} has no GPUs; set gpus to 0 or pick a GPU pool")
+    for field in ("cpu", "memory"):
+        value = spec.get(field)
+        if not isinstance(value, str) or not _QUANTITY.match(value):
+            c.fail(f"{key}.{field}", f"{value!r} is not a Kubernetes quantity (e.g. '2', '8Gi')")
+    namespaces = spec.get("allowedNamespaces", [])
+    if not isinstance(namespaces, list) or not all(
+        isinstance(n, str) and _NAME.match(n) for n in namespaces
+    ):
+        c.fail(f"{key}.allowedNamespaces", "give a list of namespace names (DNS labels)")
+        namespaces = []
+    return ModelSettings(
+        name=name,
+        version_policy=policy,
+        labels=MappingProxyType(dict(labels)),
+        node_pool=pool_name,
+        min_replicas=low,
+        max_replicas=high,
+        gpus=gpus,
+        cpu=str(spec.get("cpu")),
+        memory=str(spec.get("memory")),
+        allowed_namespaces=tuple(namespaces),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _network(c: _Checker, v: Mapping[str, Any]) -> None:
+    if v["existingVpcId"]:
+        if not _VPC_ID.match(v["existingVpcId"]):
+            c.fail("existingVpcId", f"{v['existingVpcId']!r} is not a VPC id (vpc-...)")
+        subnets = v["existingPrivateSubnetIds"]
+        if len(subnets) < 2:
+            c.fail("existingPrivateSubnetIds", "EKS needs private subnets in at least 2 AZs")
+        for s in subnets:
+            if not _SUBNET_ID.match(s):
+                c.fail("existingPrivateSubnetIds", f"{s!r} is not a subnet id (subnet-...)")
+    elif v["existingPrivateSubnetIds"]:
+        c.fail("existingPrivateSubnetIds", "only used with existingVpcId; set both or neither")
+    c.cidr("vpcCidr", v["vpcCidr"])
+    if _is_net(v["vpcCidr"]) and ipaddress.IPv4Network(v["vpcCidr"]).prefixlen > 20:
+        c.fail("vpcCidr", "use a /20 or larger block: each AZ gets a /22 or larger private subnet")
+    c.int_range("availabilityZoneCount", v["availabilityZoneCount"], 2, 3)
+
+
+def _is_net(value: str) -> bool:
+    try:
+        ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
+    version = v["kubernetesVersion"]
+    if version not in instances.SUPPORTED_KUBERNETES_VERSIONS:
+        c.fail(
+            "kubernetesVersion",
+            f"{version!r} is not a supported EKS version; use one of "
+            f"{', '.join(instances.SUPPORTED_KUBERNETES_VERSIONS)}",
+        )
+    name = v["clusterName"] or f"tfserving-{v['__stack']}"
+    if not _CLUSTER_NAME.match(name):
+        c.fail("clusterName", f"{name!r}: 1-100 letters, digits, '-' or '_', starting alphanumeric")
+    if v["endpointPublicAccess"] and not v["publicAccessCidrs"]:
+        c.fail("publicAccessCidrs", "the public endpoint is on: list the CIDRs allowed to reach it")
+    if not v["endpointPublicAccess"] and v["publicAccessCidrs"]:
+        c.fail("publicAccessCidrs", "set only when endpointPublicAccess is true")
+    for cidr in v["publicAccessCidrs"]:
+        c.cidr("publicAccessCidrs", cidr)
+    allowed = set(KEYS_BY_NAME["clusterLogTypes"].default)
+    for log_type in v["clusterLogTypes"]:
+        if log_type not in allowed:
+            c.fail("clusterLogTypes", f"{log_type!r}: use any of {', '.join(sorted(allowed))}")
+    if v["clusterLogRetentionDays"] not in instances.LOG_RETENTION_DAYS:
+        c.fail(
+            "clusterLogRetentionDays",
+            f"{v['clusterLogRetentionDays']} is not a CloudWatch "
+            "retention (1, 3, 5, 7, 14, 30, 60, 90, 120, ...)",
+        )
+    for arn in v["adminPrincipalArns"]:
+        if not _PRINCIPAL_ARN.match(arn):
+            c.fail("adminPrincipalArns", f"{arn!r} is not an IAM role or user ARN")
+    if not v["clusterCreatorAdmin"] and not v["adminPrincipalArns"]:
+        c.fail(
+            "adminPrincipalArns",
+            "nobody could administer the cluster: list admin ARNs or "
+            "set clusterCreatorAdmin to true",
+        )
+    addons = v["addonVersions"]
+    c.unknown_fields("addonVersions", addons, set(instances.CORE_ADDONS))
+    for addon in instances.CORE_ADDONS:
+        pinned = addons.get(addon)
+        if not isinstance(pinned, str) or not _ADDON_VERSION.match(pinned):
+            c.fail(
+                f"addonVersions.{addon}",
+                f"{pinned!r}: pin an EKS add-on version like v1.19.2-eksbuild.5",
+            )
+    proxy = addons.get("kube-proxy")
+    if isinstance(proxy, str) and not proxy.startswith(f"v{version}."):
+        # kube-proxy must run the cluster's minor version (Kubernetes version-skew policy).
+        c.fail("addonVersions.kube-proxy", f"{proxy} does not match kubernetesVersion {version}")
+    c.int_range("kmsDeletionWindowDays", v["kmsDeletionWindowDays"], 7, 30)
+    return name
+
+
+def _images(c: _Checker, v: Mapping[str, Any]) -> None:
+    for key in ("servingImage", "servingGpuImage", "syncImage"):
+        image = v[key]
+        if key == "syncImage" and image == "":
+            continue
+        pinned = "@sha256:" in image or (":" in image.rsplit("/", 1)[-1])
+        if not _IMAGE.match(image) or not pinned or image.endswith(":latest"):
+            c.fail(
+                key,
+                f"{image!r}: give a pinned image reference (a version tag or @sha256 "
+                "digest, never latest)",
+            )
+
+
+def parse_settings(stack: str, values: Mapping[str, Any]) -> Settings:
+    """Validates one stack's config (bare keys, defaults not yet applied) into :class:`Settings`.
+
+    Raises :class:`InvalidSettingsError` naming every problem at once.
+    """
+    c = _Checker()
+    for key in sorted(set(values) - set(KEYS_BY_NAME)):
+        c.fail(key, "unknown config key; the declared keys are in Pulumi.yaml")
+    v: dict[str, Any] = {}
+    for key in KEYS:
+        value = values.get(key.name, key.default)
+        if not _type_ok(key, value):
+            of = f" of {key.items}" if key.items else ""
+            c.fail(key.name, f"expected {key.type}{of}, got {json.dumps(value)}")
+            value = key.default
+        v[key.name] = value
+    v["__stack"] = stack
+    _network(c, v)
+    cluster_name = _cluster(c, v)
+    system = _system_pool(c, v["systemNodePool"])
+    gpu_pools = [p for n, s in v["gpuNodePools"].items() if (p := _gpu_pool(c, n, s))]
+    pools = {SYSTEM_POOL: system, **{p.name: p for p in gpu_pools}}
+    models = [m for n, s in v["models"].items() if (m := _model(c, n, s, pools))]
+    if not models:
+        c.fail("models", "list at least one model to serve")
+    _images(c, v)
+    c.int_range("noncurrentVersionRetentionDays", v["noncurrentVersionRetentionDays"], 1)
+    c.int_range("abortIncompleteUploadDays", v["abortIncompleteUploadDays"], 1)
+    c.int_range("accessLogRetentionDays", v["accessLogRetentionDays"], 1)
+    c.int_range("s3PollSeconds", v["s3PollSeconds"], 10, 3600)
+    if v["protectData"] and v["bucketForceDestroy"]:
+        c.fail(
+            "bucketForceDestroy",
+            "contradicts protectData: a protected bucket is never force-destroyed; turn one off",
+        )
+    for tag_key, tag_value in v["tags"].items():
+        if not isinstance(tag_value, str) or tag_key.lower().startswith("aws:"):
+            c.fail(f"tags.{tag_key}", "tag values are strings and keys may not start with aws:")
+    if c.problems:
+        raise InvalidSettingsError(stack, c.problems)
+    return Settings(
+        stack=stack,
+        vpc_cidr=v["vpcCidr"],
+        availability_zone_count=v["availabilityZoneCount"],
+        nat_gateway_per_az=v["natGatewayPerAz"],
+        existing_vpc_id=v["existingVpcId"],
+        existing_private_subnet_ids=tuple(v["existingPrivateSubnetIds"]),
+        cluster_name=cluster_name,
+        kubernetes_version=v["kubernetesVersion"],
+        endpoint_public_access=v["endpointPublicAccess"],
+        public_access_cidrs=tuple(v["publicAccessCidrs"]),
+        cluster_log_types=tuple(v["clusterLogTypes"]),
+        cluster_log_retention_days=v["clusterLogRetentionDays"],
+        cluster_creator_admin=v["clusterCreatorAdmin"],
+        admin_principal_arns=tuple(v["adminPrincipalArns"]),
+        addon_versions=MappingProxyType(dict(v["addonVersions"])),
+        kms_deletion_window_days=v["kmsDeletionWindowDays"],
+        system_node_pool=system,
+        gpu_node_pools=tuple(gpu_pools),
+        protect_data=v["protectData"],
+        bucket_force_destroy=v["bucketForceDestroy"],
+        noncurrent_version_retention_days=v["noncurrentVersionRetentionDays"],
+        abort_incomplete_upload_days=v["abortIncompleteUploadDays"],
+        access_log_retention_days=v["accessLogRetentionDays"],
+        serving_image=v["servingImage"],
+        serving_gpu_image=v["servingGpuImage"],
+        sync_image=v["syncImage"],
+        models=tuple(models),
+        s3_poll_seconds=v["s3PollSeconds"],
+        tags=MappingProxyType(dict(v["tags"])),
+    )

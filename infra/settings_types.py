@@ -1,0 +1,115 @@
+"""Typed, frozen stack settings and the settings error hierarchy (no logic, no Pulumi).
+
+:mod:`infra.settings` builds these from config; components receive plain values taken from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from infra.config_keys import full_name
+from serving.tfconfig import VersionPolicy
+
+SYSTEM_POOL = "system"
+
+
+class SettingsError(Exception):
+    """Base class of every settings failure."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+class InvalidSettingsError(SettingsError):
+    """The stack's config is invalid; ``problems`` lists every problem found, by key."""
+
+    def __init__(self, stack: str, problems: list[Problem]) -> None:
+        self.stack = stack
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {full_name(p.key)}: {p.message}" for p in problems)
+        super().__init__(
+            f"stack {stack!r} has {len(problems)} invalid config value(s); fix them in "
+            f"Pulumi.{stack}.yaml (keys are declared in Pulumi.yaml):\n{lines}"
+        )
+
+
+@dataclass(frozen=True)
+class NodePool:
+    """One managed node group. ``gpus_per_node`` is 0 for the CPU system pool."""
+
+    name: str
+    instance_types: tuple[str, ...]
+    min_size: int
+    max_size: int
+    desired_size: int
+    disk_size_gib: int
+    capacity_type: str = "ON_DEMAND"
+    ami_type: str = "AL2023_x86_64_STANDARD"
+    gpus_per_node: int = 0
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus_per_node > 0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """One model to serve; ``node_pool`` is a GPU pool name or ``"system"`` (CPU)."""
+
+    name: str
+    version_policy: VersionPolicy
+    labels: Mapping[str, int]
+    node_pool: str
+    min_replicas: int
+    max_replicas: int
+    gpus: int
+    cpu: str
+    memory: str
+    allowed_namespaces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program needs from one stack's config, validated."""
+
+    stack: str
+    vpc_cidr: str
+    availability_zone_count: int
+    nat_gateway_per_az: bool
+    existing_vpc_id: str
+    existing_private_subnet_ids: tuple[str, ...]
+    cluster_name: str
+    kubernetes_version: str
+    endpoint_public_access: bool
+    public_access_cidrs: tuple[str, ...]
+    cluster_log_types: tuple[str, ...]
+    cluster_log_retention_days: int
+    cluster_creator_admin: bool
+    admin_principal_arns: tuple[str, ...]
+    addon_versions: Mapping[str, str]
+    kms_deletion_window_days: int
+    system_node_pool: NodePool
+    gpu_node_pools: tuple[NodePool, ...]
+    protect_data: bool
+    bucket_force_destroy: bool
+    noncurrent_version_retention_days: int
+    abort_incomplete_upload_days: int
+    access_log_retention_days: int
+    serving_image: str
+    serving_gpu_image: str
+    sync_image: str
+    models: tuple[ModelSettings, ...]
+    s3_poll_seconds: int
+    tags: Mapping[str, str]
+
+    def pool(self, name: str) -> NodePool:
+        if name == SYSTEM_POOL:
+            return self.system_node_pool
+        return next(p for p in self.gpu_node_pools if p.name == name)
