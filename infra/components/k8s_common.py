@@ -1,0 +1,150 @@
+"""Shared pieces of the Kubernetes workloads: labels, hardened security contexts, errors.
+
+Creates nothing. The three workload components (`model_serving`, `cluster_autoscaler`,
+`device_plugin`) build their manifests from these helpers so every pod is hardened the same way
+and every object carries the same recommended labels.
+
+Manifests are plain dicts with Kubernetes' own camelCase keys: pulumi-kubernetes passes them
+through unchanged, so what the program declares reads exactly like the YAML a platform engineer
+would write, and tests can validate the same dicts against the Kubernetes schema.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PART_OF = "tfserving-eks"
+MANAGED_BY = "pulumi"
+
+# RFC 1123 label: what Kubernetes requires of namespace, Service and container names.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Label values: 63 characters of [A-Za-z0-9_.-], alphanumeric at both ends (may be empty).
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+Manifest = dict[str, Any]
+
+
+class WorkloadArgsError(ValueError):
+    """Arguments of a workload component are invalid.
+
+    The message lists every problem, each naming the argument and what to use instead, so one run
+    shows everything to fix.
+    """
+
+    def __init__(self, component: str, problems: Iterable[str]) -> None:
+        self.component = component
+        self.problems = tuple(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {component} arguments:\n{listing}")
+
+
+def dns_label_problem(what: str, value: object) -> str | None:
+    """Why `value` is not a usable RFC 1123 label, or None when it is."""
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        return (
+            f"{what} {value!r} must be a DNS label: at most 63 lower-case letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def label_value_problem(what: str, value: object) -> str | None:
+    """Why `value` cannot be a Kubernetes label value, or None when it can."""
+    if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        return (
+            f"{what} {value!r} is not a valid label value: at most 63 letters, digits, '-', '_' "
+            "or '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
+    """Why `value` is not an int >= `minimum`, or None when it is."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"{what} must be an integer >= {minimum}, got {value!r}"
+    return None
+
+
+def selector_labels(name: str, instance: str) -> dict[str, str]:
+    """The stable subset of the recommended labels: what selectors match on.
+
+    Version, component and managed-by may change over an object's life; a Deployment's selector is
+    immutable, so it only ever uses name and instance.
+    """
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance}
+
+
+def recommended_labels(
+    name: str, instance: str, version: str, component: str, part_of: str = PART_OF
+) -> dict[str, str]:
+    """All six `app.kubernetes.io/*` recommended labels."""
+    return {
+        **selector_labels(name, instance),
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": part_of,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def pod_security_context(
+    run_as_user: int, run_as_group: int, fs_group: int | None = None
+) -> Manifest:
+    """Pod-level defaults: non-root with explicit ids, RuntimeDefault seccomp.
+
+    `fsGroup` makes shared emptyDir volumes group-owned so containers running as different users
+    (TF Serving and the sync sidecar) can share files without world-writable permissions.
+    """
+    context: Manifest = {
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "runAsGroup": run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if fs_group is not None:
+        context["fsGroup"] = fs_group
+        # Only chown the volume when its root does not already match: fast restarts.
+        context["fsGroupChangePolicy"] = "OnRootMismatch"
+    return context
+
+
+def container_security_context(run_as_user: int, run_as_group: int) -> Manifest:
+    """Per-container hardening, set on every container (init and sidecar included) so it holds
+    even where the pod-level defaults would not, and so policies can check each container alone."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "runAsGroup": run_as_group,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(
+    cpu_request: str, memory_request: str, cpu_limit: str | None, memory_limit: str
+) -> Manifest:
+    """Requests and limits; the CPU limit is optional (throttling costs latency, saves little)."""
+    limits: dict[str, str] = {"memory": memory_limit}
+    if cpu_limit is not None:
+        limits["cpu"] = cpu_limit
+    return {"requests": {"cpu": cpu_request, "memory": memory_request}, "limits": limits}
+
+
+def metadata(
+    name: str,
+    labels: Mapping[str, str],
+    namespace: Any = None,
+    annotations: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """ObjectMeta with a pinned name; `namespace` may be an Output (it then orders creation)."""
+    meta: Manifest = {"name": name, "labels": dict(labels)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta

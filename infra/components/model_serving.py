@@ -1,0 +1,538 @@
+"""One model served by TF Serving on the cluster, with everything around it.
+
+`ModelServing` creates, for one model:
+
+- a Namespace (pinned name: a contract) and a dedicated ServiceAccount (pinned name: IRSA trusts
+  exactly it) annotated with ``eks.amazonaws.com/role-arn``;
+- an IAM role trusting only that ServiceAccount (``sub`` and ``aud``) with an inline policy that
+  reads ``models/<name>/`` of the model bucket and decrypts with the bucket key, nothing else;
+- a ConfigMap with TF Serving's ``models.config``, batching parameters and monitoring config,
+  rendered by `serving.tfconfig` (the project's only renderer);
+- a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
+  Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
+  NetworkPolicy admitting only the listed namespaces.
+
+Args are plain values and Outputs; the component never reads config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra import iam
+from infra.components import serving_pod
+from infra.components.k8s_common import (
+    PART_OF,
+    Manifest,
+    WorkloadArgsError,
+    dns_label_problem,
+    label_value_problem,
+    metadata,
+    positive_problem,
+    recommended_labels,
+    selector_labels,
+)
+from serving import tfconfig
+
+TYPE_TOKEN = "tfserving-eks:serving:ModelServing"
+# TF Serving release pinned for every stack; the GPU variant is "<version>-gpu".
+TFSERVING_VERSION = "2.19.1"
+TFSERVING_REPOSITORY = "tensorflow/serving"
+APP_NAME = "tfserving"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOST_KEY = "kubernetes.io/hostname"
+# Non-root ids. The tensorflow/serving image declares no user and needs no writable path but
+# /tmp; the sync image's Dockerfile creates this uid. Both share one group for the model volume.
+TFSERVING_UID = 1000
+SYNC_UID = 10001
+SHARED_GID = 10001
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """Schedule onto one GPU node pool: its label selects it, its taint is tolerated."""
+
+    pool_label_key: str
+    pool: str
+    gpus_per_pod: int = 1
+    taint_key: str = GPU_TAINT_KEY
+
+
+@dataclass(frozen=True)
+class ServingResources:
+    """Sizing inputs. Memory = 2 x model_memory_mib + overhead_mib (two copies during a swap)."""
+
+    model_memory_mib: int
+    model_disk_mib: int
+    overhead_mib: int = 1024
+    cpu_request_millicores: int = 1000
+    cpu_limit_millicores: int | None = None
+    sync_memory_mib: int = 256
+    sync_cpu_millicores: int = 100
+
+
+@dataclass(frozen=True)
+class ModelServingArgs:
+    """Inputs of `ModelServing`. Plain values except where typed `pulumi.Input`."""
+
+    model_name: str
+    namespace: str
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    sync_image: pulumi.Input[str]
+    resources: ServingResources
+    batching: tfconfig.BatchingParameters
+    version_policy: tfconfig.VersionPolicy = field(default_factory=tfconfig.VersionPolicy)
+    version_labels: Mapping[str, int] = field(default_factory=dict)
+    # Versions kept on disk; only needed (and only allowed) with the "all" policy, where the
+    # policy itself gives no bound.
+    max_versions_on_disk: int | None = None
+    model_prefix: str = "models"
+    gpu: GpuPlacement | None = None
+    min_replicas: int = 2
+    max_replicas: int = 4
+    target_cpu_utilization: int = 70
+    allowed_namespaces: tuple[str, ...] = ()
+    sync_interval_seconds: int = 30
+    model_config_poll_seconds: int = 30
+    file_system_poll_seconds: int = 2
+    startup_timeout_seconds: int = 600
+    pre_stop_seconds: int = 15
+    termination_grace_seconds: int = 60
+    zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
+    service_account_name: str = "tfserving"
+    tfserving_version: str = TFSERVING_VERSION
+    tfserving_repository: str = TFSERVING_REPOSITORY
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = [
+            dns_label_problem("model_name", self.model_name),
+            dns_label_problem("namespace", self.namespace),
+            dns_label_problem("service_account_name", self.service_account_name),
+            label_value_problem("tfserving_version", self.tfserving_version),
+            positive_problem("min_replicas", self.min_replicas),
+            positive_problem("max_replicas", self.max_replicas),
+            positive_problem("target_cpu_utilization", self.target_cpu_utilization),
+            positive_problem("sync_interval_seconds", self.sync_interval_seconds),
+            positive_problem("model_config_poll_seconds", self.model_config_poll_seconds),
+            positive_problem("file_system_poll_seconds", self.file_system_poll_seconds),
+            positive_problem("startup_timeout_seconds", self.startup_timeout_seconds, 5),
+            positive_problem("pre_stop_seconds", self.pre_stop_seconds),
+            positive_problem("resources.model_memory_mib", self.resources.model_memory_mib),
+            positive_problem("resources.model_disk_mib", self.resources.model_disk_mib),
+            positive_problem("resources.overhead_mib", self.resources.overhead_mib, 0),
+            positive_problem(
+                "resources.cpu_request_millicores", self.resources.cpu_request_millicores
+            ),
+            positive_problem("resources.sync_memory_mib", self.resources.sync_memory_mib, 64),
+            positive_problem("resources.sync_cpu_millicores", self.resources.sync_cpu_millicores),
+        ]
+        problems += [
+            dns_label_problem("allowed_namespaces entry", n) for n in self.allowed_namespaces
+        ]
+        if self.max_replicas < self.min_replicas:
+            problems.append(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        if self.target_cpu_utilization > 100:
+            problems.append(
+                f"target_cpu_utilization {self.target_cpu_utilization} is a percentage: use 1-100"
+            )
+        if self.termination_grace_seconds <= self.pre_stop_seconds:
+            problems.append(
+                f"termination_grace_seconds ({self.termination_grace_seconds}) must exceed "
+                f"pre_stop_seconds ({self.pre_stop_seconds}) to leave time to finish requests"
+            )
+        limit = self.resources.cpu_limit_millicores
+        if limit is not None and limit < self.resources.cpu_request_millicores:
+            problems.append(
+                f"resources.cpu_limit_millicores ({limit}) is below cpu_request_millicores "
+                f"({self.resources.cpu_request_millicores})"
+            )
+        if self.zone_spread not in ("ScheduleAnyway", "DoNotSchedule"):
+            problems.append(
+                f"zone_spread {self.zone_spread!r}: use ScheduleAnyway or DoNotSchedule"
+            )
+        if self.version_policy.kind == "all":
+            problems.append(
+                positive_problem(
+                    "max_versions_on_disk (required by the 'all' policy)", self.max_versions_on_disk
+                )
+            )
+        elif self.max_versions_on_disk is not None:
+            problems.append(
+                "max_versions_on_disk is only for the 'all' policy; the "
+                f"'{self.version_policy}' policy already bounds the versions on disk"
+            )
+        if self.gpu is not None:
+            problems += [
+                positive_problem("gpu.gpus_per_pod", self.gpu.gpus_per_pod),
+                label_value_problem("gpu.pool", self.gpu.pool),
+            ]
+            if not self.gpu.pool_label_key:
+                problems.append("gpu.pool_label_key is empty: give the node label of GPU pools")
+        try:
+            self.model_config()
+        except tfconfig.ConfigError as exc:
+            problems.append(f"version_labels / version_policy: {exc}")
+        found = [p for p in problems if p]
+        if found:
+            raise WorkloadArgsError("ModelServing", found)
+
+    @property
+    def tfserving_image(self) -> str:
+        """The pinned image: the GPU build on GPU pools, the CPU build elsewhere."""
+        suffix = "-gpu" if self.gpu is not None else ""
+        return f"{self.tfserving_repository}:{self.tfserving_version}{suffix}"
+
+    @property
+    def versions_on_disk(self) -> int:
+        policy = self.version_policy
+        if policy.kind == "latest":
+            return policy.num_versions
+        if policy.kind == "specific":
+            return len(policy.versions)
+        return self.max_versions_on_disk or 1
+
+    @property
+    def model_key_prefix(self) -> str:
+        """This model's prefix in the bucket, e.g. ``models/mnist/`` (contracts.md layout)."""
+        return f"{self.model_prefix.strip('/')}/{self.model_name}/"
+
+    def model_config(self) -> tfconfig.ModelConfig:
+        return tfconfig.ModelConfig(
+            name=self.model_name,
+            base_path=f"{serving_pod.MODELS_DIR}/{self.model_name}",
+            policy=self.version_policy,
+            labels=dict(self.version_labels),
+        )
+
+    def sizing(self) -> serving_pod.PodSizing:
+        r = self.resources
+        return serving_pod.PodSizing(
+            model_memory_mib=r.model_memory_mib,
+            memory_overhead_mib=r.overhead_mib,
+            cpu_request_millicores=r.cpu_request_millicores,
+            cpu_limit_millicores=r.cpu_limit_millicores,
+            model_disk_mib=r.model_disk_mib,
+            versions_on_disk=self.versions_on_disk,
+            sync_memory_mib=r.sync_memory_mib,
+            sync_cpu_millicores=r.sync_cpu_millicores,
+        )
+
+
+def render_config_files(args: ModelServingArgs) -> dict[str, str]:
+    """The ConfigMap's files, all from `serving.tfconfig`."""
+    return {
+        serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([args.model_config()]),
+        serving_pod.BATCHING_FILE: tfconfig.render_batching_parameters(args.batching),
+        serving_pod.MONITORING_FILE: tfconfig.render_monitoring_config(),
+    }
+
+
+def startup_config_checksum(files: Mapping[str, str]) -> str:
+    """Hash of the files TF Serving reads only at start (batching, monitoring).
+
+    Put on the pod template so changing them rolls the pods; ``models.config`` is left out on
+    purpose: TF Serving re-reads it every poll, so a label or policy change needs no restart.
+    """
+    digest = hashlib.sha256()
+    for name in (serving_pod.BATCHING_FILE, serving_pod.MONITORING_FILE):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def gpu_scheduling(gpu: GpuPlacement | None) -> tuple[dict[str, str], list[Manifest]]:
+    """Node selector and tolerations: the pool's label and taint on GPU pools, nothing else."""
+    if gpu is None:
+        return {}, []
+    toleration = {"key": gpu.taint_key, "operator": "Exists", "effect": "NoSchedule"}
+    return {gpu.pool_label_key: gpu.pool}, [toleration]
+
+
+def topology_spread(selector: Mapping[str, str], zone_spread: str) -> list[Manifest]:
+    """Spread across zones (strictness from args) and, softly, across nodes.
+
+    ``matchLabelKeys: [pod-template-hash]`` counts only pods of the same revision, so a rollout's
+    surge pod is not held back by the old ReplicaSet's pods.
+    """
+    common = {
+        "labelSelector": {"matchLabels": dict(selector)},
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+    return [
+        {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": zone_spread, **common},
+        {"maxSkew": 1, "topologyKey": HOST_KEY, "whenUnsatisfiable": "ScheduleAnyway", **common},
+    ]
+
+
+def network_policy_spec(
+    selector: Mapping[str, str], namespace: str, allowed_namespaces: tuple[str, ...]
+) -> Manifest:
+    """Ingress to the serving ports only from the listed namespaces and this one.
+
+    Namespaces are matched on ``kubernetes.io/metadata.name``, which the API server sets on every
+    namespace and nobody can forge. Egress is left open: the sidecar must reach S3 and STS, whose
+    addresses are not stable enough to list.
+    """
+    sources = sorted({namespace, *allowed_namespaces})
+    return {
+        "podSelector": {"matchLabels": dict(selector)},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/metadata.name",
+                                    "operator": "In",
+                                    "values": sources,
+                                }
+                            ]
+                        }
+                    }
+                ],
+                "ports": [
+                    {"protocol": "TCP", "port": serving_pod.GRPC_PORT},
+                    {"protocol": "TCP", "port": serving_pod.REST_PORT},
+                ],
+            }
+        ],
+    }
+
+
+class ModelServing(pulumi.ComponentResource):
+    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, HPA, PDB, policy."""
+
+    namespace: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    rest_endpoint: pulumi.Output[str]
+    grpc_endpoint: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # name = the application (TF Serving), instance = this model's installation of it.
+        labels = recommended_labels(
+            name=APP_NAME,
+            instance=args.model_name,
+            version=args.tfserving_version,
+            component="model-server",
+        )
+        selector = selector_labels(APP_NAME, args.model_name)
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=metadata(args.namespace, labels), opts=child
+        )
+        namespace = ns.metadata.apply(lambda m: m.name)
+
+        role = aws.iam.Role(
+            f"{name}-reader",
+            description=f"Reads model {args.model_name} for TF Serving ({args.namespace})",
+            assume_role_policy=iam.irsa_trust_policy(
+                args.oidc_provider_arn,
+                args.oidc_issuer,
+                args.namespace,
+                args.service_account_name,
+            ),
+            tags={**args.tags, "app.kubernetes.io/part-of": PART_OF},
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-reader",
+            role=role.id,
+            policy=iam.model_reader_policy(
+                args.bucket_arn, args.kms_key_arn, args.model_key_prefix
+            ),
+            opts=child,
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=metadata(
+                args.service_account_name,
+                labels,
+                namespace,
+                {"eks.amazonaws.com/role-arn": role.arn},
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        files = render_config_files(args)
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=metadata(f"{args.model_name}-tfserving", labels, namespace),
+            data=files,
+            opts=child,
+        )
+
+        node_selector, tolerations = gpu_scheduling(args.gpu)
+        source = pulumi.Output.concat("s3://", args.bucket_name, "/", args.model_prefix.strip("/"))
+        template = serving_pod.serving_pod_template(
+            serving_pod.PodSpecInputs(
+                model_name=args.model_name,
+                labels=labels,
+                annotations={
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(serving_pod.REST_PORT),
+                    "prometheus.io/path": tfconfig.DEFAULT_PROMETHEUS_PATH,
+                    "checksum/startup-config": startup_config_checksum(files),
+                },
+                service_account_name=account.metadata.apply(lambda m: m.name),
+                config_map_name=config.metadata.apply(lambda m: m.name),
+                tfserving_image=args.tfserving_image,
+                sync_image=args.sync_image,
+                sync_source=source,
+                version_policy=str(args.version_policy),
+                sync_interval_seconds=args.sync_interval_seconds,
+                model_config_poll_seconds=args.model_config_poll_seconds,
+                file_system_poll_seconds=args.file_system_poll_seconds,
+                sizing=args.sizing(),
+                tfserving_uid=TFSERVING_UID,
+                sync_uid=SYNC_UID,
+                shared_gid=SHARED_GID,
+                gpus_per_pod=args.gpu.gpus_per_pod if args.gpu else 0,
+                node_selector=node_selector,
+                tolerations=tolerations,
+                topology_spread=topology_spread(selector, args.zone_spread),
+                pre_stop_seconds=args.pre_stop_seconds,
+                termination_grace_seconds=args.termination_grace_seconds,
+                startup_timeout_seconds=args.startup_timeout_seconds,
+            )
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata(args.model_name, labels, namespace),
+            spec=self._deployment_spec(selector, template, args),
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata(args.model_name, labels, namespace),
+            spec={
+                "type": "ClusterIP",
+                "selector": dict(selector),
+                "ports": [
+                    {
+                        "name": "grpc",
+                        "port": serving_pod.GRPC_PORT,
+                        "targetPort": "grpc",
+                        "protocol": "TCP",
+                        "appProtocol": "grpc",
+                    },
+                    {
+                        "name": "http",
+                        "port": serving_pod.REST_PORT,
+                        "targetPort": "http",
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    },
+                ],
+            },
+            opts=child,
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-autoscaler",
+            metadata=metadata(args.model_name, labels, namespace),
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": deployment.metadata.apply(lambda m: m.name),
+                },
+                "minReplicas": args.min_replicas,
+                "maxReplicas": args.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": args.target_cpu_utilization,
+                            },
+                        },
+                    }
+                ],
+                # Scale in slowly: a new pod costs a model download and a warm-up.
+                "behavior": {
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 300,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                    }
+                },
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-disruption-budget",
+            metadata=metadata(args.model_name, labels, namespace),
+            spec={
+                # One pod at a time, whatever the replica count: drains and node scale-down keep
+                # making progress and never take more than one copy away.
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": dict(selector)},
+                # Unready pods serve nothing: evicting them must not be blocked by the budget.
+                "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            },
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=metadata(f"{args.model_name}-ingress", labels, namespace),
+            spec=network_policy_spec(selector, args.namespace, args.allowed_namespaces),
+            opts=child,
+        )
+
+        service_name = service.metadata.apply(lambda m: m.name)
+        host = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
+        self.namespace = namespace
+        self.service_name = service_name
+        self.rest_endpoint = pulumi.Output.concat("http://", host, f":{serving_pod.REST_PORT}")
+        self.grpc_endpoint = pulumi.Output.concat(host, f":{serving_pod.GRPC_PORT}")
+        self.role_arn = role.arn
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "service_name": self.service_name,
+                "rest_endpoint": self.rest_endpoint,
+                "grpc_endpoint": self.grpc_endpoint,
+                "role_arn": self.role_arn,
+            }
+        )
+
+    @staticmethod
+    def _deployment_spec(
+        selector: Mapping[str, str], template: Manifest, args: ModelServingArgs
+    ) -> dict[str, Any]:
+        # No `replicas`: the HPA owns the count. Declaring it here would reset the Deployment to
+        # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out).
+        return {
+            "selector": {"matchLabels": dict(selector)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            # A new pod must stay ready this long before the rollout moves on.
+            "minReadySeconds": 10,
+            "progressDeadlineSeconds": args.startup_timeout_seconds + 300,
+            "revisionHistoryLimit": 5,
+            "template": template,
+        }
