@@ -1,0 +1,245 @@
+"""The GitHub Actions workflows: schema-valid, pinned, least-privilege, and covering every stack."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+PIN = re.compile(
+    r"^\s*(?:-\s+)?uses:\s+(?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?:\s+#\s*(?P<tag>\S+))?\s*$"
+)
+SHA = re.compile(r"^[0-9a-f]{40}$")
+SEMVER_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
+OIDC_ACTION = "aws-actions/configure-aws-credentials"
+WRITE_ACTIONS = {"actions/github-script", "peter-evans/create-pull-request"}
+
+
+def load_workflow(path: Path) -> dict[str, Any]:
+    """Parse a workflow file; PyYAML reads the bare key `on` as the boolean True, undo that."""
+    data = yaml.safe_load(path.read_text())
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+@pytest.fixture(scope="module")
+def workflow_paths() -> list[Path]:
+    paths = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+    assert paths, f"no workflow files under {WORKFLOWS}"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def workflows(workflow_paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Every workflow by file name (e.g. ``pull-request.yml``)."""
+    return {p.name: load_workflow(p) for p in workflow_paths}
+
+
+@pytest.fixture(scope="module")
+def stacks() -> set[str]:
+    """Stack names from the ``Pulumi.<stack>.yaml`` files at the repository root."""
+    found = {p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")}
+    assert found, "no Pulumi.<stack>.yaml stack files at the repository root"
+    return found
+
+
+def check_jsonschema(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """Validate against GitHub's workflow schema, vendored in check-jsonschema (no network)."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+        + [str(p) for p in paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return workflow["jobs"]
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job.get("steps", []) if s.get("uses", "").split("@")[0] == action]
+
+
+def matrix_stacks(job: dict[str, Any]) -> set[str]:
+    return set(job["strategy"]["matrix"]["stack"])
+
+
+def test_workflows_match_githubs_schema(workflow_paths: list[Path]) -> None:
+    result = check_jsonschema(*workflow_paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(workflow_paths: list[Path], tmp_path: Path) -> None:
+    # The check above must be able to fail: a misspelt job key is caught.
+    text = (ROOT / ".github/workflows/pull-request.yml").read_text()
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("    runs-on: ubuntu-24.04\n", "    runs_on: ubuntu-24.04\n", 1))
+    result = check_jsonschema(broken)
+    assert result.returncode == 1
+    assert "runs_on" in result.stdout
+
+
+def test_every_action_is_pinned_to_a_commit_sha(workflow_paths: list[Path]) -> None:
+    seen: dict[str, set[tuple[str, str]]] = {}
+    uses_lines = 0
+    for path in workflow_paths:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "uses:" not in line.split("#")[0]:
+                continue
+            uses_lines += 1
+            match = PIN.match(line)
+            where = f"{path.name}:{number}: {line.strip()}"
+            assert match, f"unparsable uses: line {where}"
+            assert SHA.match(match["ref"]), f"not pinned to a full commit SHA: {where}"
+            tag = match["tag"] or ""
+            assert SEMVER_TAG.match(tag), f"no '# vX.Y.Z' comment: {where}"
+            seen.setdefault(match["action"], set()).add((match["ref"], match["tag"]))
+    assert uses_lines > 0
+    # One version of each action across all workflows, so a bump is one reviewed change.
+    mixed = {action: pins for action, pins in seen.items() if len(pins) > 1}
+    assert not mixed, f"actions pinned to more than one commit: {mixed}"
+
+
+def test_permissions_are_least_privilege(workflows: dict[str, dict[str, Any]]) -> None:
+    for name, workflow in workflows.items():
+        assert workflow.get("permissions") == {}, f"{name}: top-level permissions must be {{}}"
+        for job_id, job in jobs(workflow).items():
+            where = f"{name}:{job_id}"
+            assert "permissions" in job, f"{where}: declare permissions per job"
+            permissions = job["permissions"]
+            assert isinstance(permissions, dict), f"{where}: permissions must be a mapping"
+            assert "write-all" not in str(permissions)
+            uses_oidc = bool(steps_using(job, OIDC_ACTION))
+            assert (permissions.get("id-token") == "write") == uses_oidc, (
+                f"{where}: id-token: write exactly when the job assumes a role with OIDC"
+            )
+            writes_prs = any(steps_using(job, action) for action in WRITE_ACTIONS)
+            assert (permissions.get("pull-requests") == "write") == writes_prs, (
+                f"{where}: pull-requests: write exactly when the job comments or opens a PR"
+            )
+            if uses_oidc:
+                # OIDC and write access to the repository never share a job.
+                assert permissions.get("contents", "none") in ("read", "none"), where
+                for step in steps_using(job, OIDC_ACTION):
+                    inputs = step["with"]
+                    assert "role-to-assume" in inputs, where
+                    assert not {"aws-access-key-id", "aws-secret-access-key"} & set(inputs), (
+                        f"{where}: long-lived AWS keys are not allowed"
+                    )
+
+
+def test_no_long_lived_cloud_secrets(workflow_paths: list[Path]) -> None:
+    for path in workflow_paths:
+        text = path.read_text()
+        for secret in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PULUMI_ACCESS_TOKEN"):
+            assert secret not in text, f"{path.name} refers to {secret}"
+
+
+def test_pull_request_covers_every_stack(
+    workflows: dict[str, dict[str, Any]], stacks: set[str]
+) -> None:
+    pr = workflows["pull-request.yml"]
+    assert "pull_request" in pr["on"]
+    for job_id in ("synth", "comment", "preview"):
+        assert matrix_stacks(jobs(pr)[job_id]) == stacks, f"{job_id} matrix != stack files"
+
+
+def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, Any]]) -> None:
+    pr = jobs(workflows["pull-request.yml"])
+    assert any("scripts/test" in s.get("run", "") for s in pr["test"]["steps"])
+    synth_runs = " ".join(s.get("run", "") for s in pr["synth"]["steps"])
+    assert 'python -m infra.synth --stack "$STACK"' in synth_runs
+    # Forks: synth only (no comment, no preview), because they get no write token or OIDC.
+    same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
+    assert same_repo in pr["comment"]["if"]
+    assert same_repo in pr["preview"]["if"]
+    assert pr["comment"]["needs"] == "synth"
+    script = steps_using(pr["comment"], "actions/github-script")[0]["with"]["script"]
+    assert "<!-- synth:${stack} -->" in script
+    assert "updateComment" in script and "createComment" in script
+
+    preview = pr["preview"]
+    (pulumi,) = steps_using(preview, "pulumi/actions")
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policies"
+    assert pulumi["with"]["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
+    # Without credentials the job says so visibly instead of silently doing nothing.
+    first = preview["steps"][0]
+    assert "::notice" in first["run"]
+    assert all("steps.creds.outputs.configured == 'true'" in s["if"] for s in preview["steps"][1:])
+
+
+def test_every_stack_has_a_policy_config(stacks: set[str]) -> None:
+    for stack in stacks:
+        assert (ROOT / "policies" / f"config.{stack}.json").is_file(), stack
+
+
+def test_deploy_updates_every_stack_one_at_a_time(
+    workflows: dict[str, dict[str, Any]], stacks: set[str]
+) -> None:
+    deploy = workflows["deploy.yml"]
+    assert deploy["on"]["push"]["branches"] == ["main"]
+    deployed = set()
+    for job_id, job in jobs(deploy).items():
+        stack = job["env"]["STACK"]
+        deployed.add(stack)
+        assert job["environment"] == stack, job_id
+        assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
+        (pulumi,) = steps_using(job, "pulumi/actions")
+        assert pulumi["with"]["command"] == "up"
+        assert pulumi["with"]["stack-name"] == stack
+        assert pulumi["with"]["policyPacks"] == "policies"
+        assert pulumi["with"]["policyPackConfigs"] == f"policies/config.{stack}.json"
+        runs = " ".join(s.get("run", "") for s in job["steps"])
+        assert 'python -m infra.synth --stack "$STACK"' in runs, f"{job_id}: no synth gate"
+    assert deployed == stacks
+    # prod only after dev succeeded, and behind its own environment (required reviewers).
+    assert jobs(deploy)["prod"]["needs"] == "dev"
+
+
+def test_model_pipeline_trains_gates_publishes_and_proposes_the_label(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    model = workflows["model.yml"]
+    assert "workflow_dispatch" in model["on"]
+    assert model["on"]["push"]["paths"] == ["model/**"]
+    text = (ROOT / ".github/workflows/model.yml").read_text()
+    for command in ("python -m model train", "python -m model publish --export"):
+        assert command in text
+    assert "--min-accuracy" in text
+    assert 'store="s3://$bucket/models"' in text and '--store "$STORE"' in text
+    assert "python -m infra.model_labels" in text
+    create_pr = "peter-evans/create-pull-request"
+    (pr_job,) = [j for j in jobs(model).values() if steps_using(j, create_pr)]
+    (create,) = steps_using(pr_job, create_pr)
+    assert create["with"]["add-paths"] == "Pulumi.${{ needs.publish.outputs.stack }}.yaml"
+
+
+def test_load_workflow_restores_the_on_key(tmp_path: Path) -> None:
+    path = tmp_path / "w.yml"
+    path.write_text("on: push\njobs: {}\n")
+    assert load_workflow(path)["on"] == "push"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "      - uses: actions/checkout@v4",
+        "      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1",
+        "      - uses: actions/checkout@3d3c42e # v7.0.1",
+    ],
+)
+def test_pin_pattern_rejects_unpinned_lines(line: str) -> None:
+    match = PIN.match(line)
+    assert match is not None
+    assert not (SHA.match(match["ref"]) and match["tag"] and SEMVER_TAG.match(match["tag"]))
