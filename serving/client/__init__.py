@@ -1,0 +1,74 @@
+"""A typed client for TF Serving (and this project's local stand-in), over REST or gRPC.
+
+```python
+from serving.client import RestClient, GrpcClient, load_images
+
+with GrpcClient("localhost:8500", timeout=5) as client:
+    batch = load_images(["seven.png", "digits.npy"])
+    prediction = client.predict("mnist", batch.images, label="stable")
+    print(prediction.classes, prediction.model_version)
+```
+
+Both clients implement `ModelClient`: ``predict``, ``predict_raw``, ``status``, ``metadata``.
+Errors derive from `ClientError` (see serving/client/errors.py). `GrpcClient` is imported on first
+use, because the TF Serving protos it needs import TensorFlow (seconds); `RestClient` does not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from serving.client.base import (
+    DEFAULT_SIGNATURE,
+    ModelClient,
+    Prediction,
+    VersionStatus,
+)
+from serving.client.errors import (
+    ClientError,
+    ConnectionFailed,
+    InvalidInput,
+    ServerError,
+    UnexpectedResponse,
+)
+from serving.client.images import LoadedImages, load_images
+from serving.client.rest import RestClient
+
+if TYPE_CHECKING:
+    from serving.client.grpc_client import GrpcClient
+
+__all__ = [
+    "DEFAULT_SIGNATURE",
+    "ClientError",
+    "ConnectionFailed",
+    "GrpcClient",
+    "InvalidInput",
+    "LoadedImages",
+    "ModelClient",
+    "Prediction",
+    "RestClient",
+    "ServerError",
+    "UnexpectedResponse",
+    "VersionStatus",
+    "connect",
+    "load_images",
+]
+
+
+def connect(*, rest: str | None = None, grpc: str | None = None, timeout: float = 10.0) -> Any:
+    """A `ModelClient` for exactly one of a REST base URL or a gRPC ``HOST:PORT``."""
+    if (rest is None) == (grpc is None):
+        raise InvalidInput("give exactly one of a REST URL or a gRPC HOST:PORT")
+    if rest is not None:
+        return RestClient(rest, timeout=timeout)
+    from serving.client.grpc_client import GrpcClient
+
+    return GrpcClient(grpc, timeout=timeout)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GrpcClient":
+        from serving.client.grpc_client import GrpcClient
+
+        return GrpcClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

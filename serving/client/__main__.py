@@ -1,0 +1,224 @@
+"""Command line for the TF Serving client: ``predict``, ``status`` and ``metadata``.
+
+```
+python -m serving.client predict  [--model mnist] (--rest URL | --grpc HOST:PORT)
+                                  [--version N | --label L] FILE...
+python -m serving.client status   [--model mnist] (--rest URL | --grpc HOST:PORT) [...]
+python -m serving.client metadata [--model mnist] (--rest URL | --grpc HOST:PORT) [...]
+```
+
+FILE is a 28x28 PNG/JPEG or an ``.npy`` array of raw 0-255 grey digits. Exit codes: 0 success;
+1 the server answered with an error; 2 bad arguments or input files; 3 the server could not be
+reached or timed out; 4 ``status --wait-available`` gave up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from serving.client import connect
+from serving.client.base import DEFAULT_SIGNATURE, Prediction, VersionStatus
+from serving.client.errors import (
+    ClientError,
+    ConnectionFailed,
+    InvalidInput,
+    ServerError,
+    UnexpectedResponse,
+)
+from serving.client.images import load_images
+
+EXIT_OK, EXIT_SERVER, EXIT_USAGE, EXIT_CONNECTION, EXIT_NOT_AVAILABLE = 0, 1, 2, 3, 4
+
+ClientFactory = Callable[..., Any]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default="mnist", help="model name (default: mnist)")
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rest", metavar="URL", help="REST base URL, e.g. http://localhost:8501")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC address, e.g. localhost:8500")
+    which = common.add_mutually_exclusive_group()
+    which.add_argument("--version", type=_positive_int, help="a model version number")
+    which.add_argument("--label", help="a version label, e.g. stable or canary")
+    common.add_argument(
+        "--timeout", type=_positive_float, default=10.0, help="seconds per call (default: 10)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.client",
+        description="Talk to TF Serving (or the local server) over REST or gRPC.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser(
+        "predict", parents=[common], help="classify digit images (PNG/JPEG 28x28 or .npy)"
+    )
+    predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG image or .npy array")
+    predict.add_argument("--signature-name", default=DEFAULT_SIGNATURE)
+    predict.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per request (default: 64)"
+    )
+    status = commands.add_parser("status", parents=[common], help="state of each model version")
+    status.add_argument(
+        "--wait-available",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="poll until a version (the one asked for, if any) is AVAILABLE; exit 4 if not",
+    )
+    commands.add_parser("metadata", parents=[common], help="the model's signature definitions")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    client_factory: ClientFactory = connect,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the CLI; returns the exit code. `client_factory` lets tests inject a transport."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    where = f"REST {args.rest}" if args.rest else f"gRPC {args.grpc}"
+    try:
+        batch = load_images(args.files) if args.command == "predict" else None
+        with client_factory(rest=args.rest, grpc=args.grpc, timeout=args.timeout) as client:
+            spec = {"version": args.version, "label": args.label}
+            if args.command == "predict":
+                assert batch is not None
+                predictions = [
+                    client.predict(
+                        args.model,
+                        batch.images[start : start + args.batch_size],
+                        signature_name=args.signature_name,
+                        **spec,
+                    )
+                    for start in range(0, len(batch.images), args.batch_size)
+                ]
+                _print_predictions(out, args, where, batch.sources, predictions)
+            elif args.command == "status":
+                statuses = client.status(args.model, **spec)
+                if args.wait_available is not None:
+                    statuses = _wait_available(client, args, statuses)
+                _print_status(out, args, statuses)
+                if args.wait_available is not None and not _any_available(statuses):
+                    print(
+                        f"error: no AVAILABLE version of {args.model!r} at {where} after "
+                        f"{args.wait_available:g}s",
+                        file=err,
+                    )
+                    return EXIT_NOT_AVAILABLE
+            else:
+                print(json.dumps(client.metadata(args.model, **spec), indent=2), file=out)
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    except ConnectionFailed as exc:
+        print(f"error: {where}: {exc}", file=err)
+        return EXIT_CONNECTION
+    except ServerError as exc:
+        print(f"error: {where} answered {exc.status}: {exc.message}", file=err)
+        return EXIT_SERVER
+    except (UnexpectedResponse, ClientError) as exc:
+        print(f"error: {where}: {exc}", file=err)
+        return EXIT_SERVER
+    return EXIT_OK
+
+
+def _any_available(statuses: Sequence[VersionStatus]) -> bool:
+    return any(s.state == "AVAILABLE" for s in statuses)
+
+
+def _wait_available(
+    client: Any, args: argparse.Namespace, statuses: list[VersionStatus]
+) -> list[VersionStatus]:
+    deadline = time.monotonic() + args.wait_available
+    while not _any_available(statuses) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            statuses = client.status(args.model, version=args.version, label=args.label)
+        except (ConnectionFailed, ServerError):
+            # Starting servers refuse connections or answer NOT_FOUND until the model loads.
+            continue
+    return statuses
+
+
+def _print_predictions(
+    out: TextIO,
+    args: argparse.Namespace,
+    where: str,
+    sources: Sequence[str],
+    predictions: Sequence[Prediction],
+) -> None:
+    classes = np.concatenate([p.classes for p in predictions])
+    probabilities = np.concatenate([p.probabilities for p in predictions])
+    versions = sorted({p.model_version for p in predictions if p.model_version is not None})
+    if args.json:
+        document = {
+            "model": args.model,
+            "model_versions": versions,
+            "predictions": [
+                {"input": source, "class": int(c), "probabilities": [float(v) for v in row]}
+                for source, c, row in zip(sources, classes, probabilities, strict=True)
+            ],
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return
+    served = f"version {', '.join(map(str, versions))}" if versions else "version not reported"
+    print(f"model {args.model} ({served}) via {where}", file=out)
+    width = max(len("input"), *(len(s) for s in sources))
+    header = "  ".join(f"p{k:<4}" for k in range(probabilities.shape[1]))
+    print(f"{'input':<{width}}  class  confidence  {header}", file=out)
+    for source, c, row in zip(sources, classes, probabilities, strict=True):
+        cells = "  ".join(f"{v:.3f}" for v in row)
+        print(f"{source:<{width}}  {c:>5}  {row[c]:>10.4f}  {cells}", file=out)
+
+
+def _print_status(out: TextIO, args: argparse.Namespace, statuses: Sequence[VersionStatus]) -> None:
+    if args.json:
+        rows = [
+            {
+                "version": s.version,
+                "state": s.state,
+                "error_code": s.error_code,
+                "error_message": s.error_message,
+            }
+            for s in statuses
+        ]
+        print(json.dumps({"model": args.model, "model_version_status": rows}, indent=2), file=out)
+        return
+    print(f"{'version':>7}  {'state':<10}  {'error_code':<12}  error_message", file=out)
+    for s in statuses:
+        print(f"{s.version:>7}  {s.state:<10}  {s.error_code:<12}  {s.error_message}", file=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
