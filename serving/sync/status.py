@@ -1,0 +1,139 @@
+"""The agent's status: what each model has, what is being fetched, the last error.
+
+Written as JSON to ``--status-file`` atomically after every change of substance (readers never see
+a half-written file), served by the health endpoint, and read by ``probe status``. Shape::
+
+    {"format": "tfserving-eks/sync-status/v1", "pid", "started", "updated", "heartbeat",
+     "source", "dest", "ready",
+     "last_listing": {"at", "ok"}, "last_error": {"at", "message"} | null,
+     "models": {NAME: {"policy", "wanted", "available", "owned", "labels",
+                       "fetching": {"version", "bytes", "total", "started"} | null,
+                       "failed": {VERSION: {"error", "failures", "retry_at"}},
+                       "installed": {VERSION: at}, "removed": {VERSION: at}}}}
+
+Times are UTC ISO 8601; ``heartbeat`` is refreshed by the loop and by download progress, so a
+stuck agent can be told from a busy one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .local import write_atomic
+
+STATUS_FORMAT = "tfserving-eks/sync-status/v1"
+
+
+def utc(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).isoformat(
+        timespec="milliseconds"
+    )
+
+
+class StatusBoard:
+    """Thread-safe status shared by the sync loop, the health server and the status file."""
+
+    def __init__(self, path: Path | None, source: str, dest: Path, models: Iterable[str]) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self.heartbeat_monotonic = time.monotonic()
+        now = utc()
+        self._data: dict[str, Any] = {
+            "format": STATUS_FORMAT,
+            "pid": os.getpid(),
+            "started": now,
+            "updated": now,
+            "heartbeat": now,
+            "source": source,
+            "dest": str(dest),
+            "ready": False,
+            "last_listing": None,
+            "last_error": None,
+            "models": {
+                name: {
+                    "policy": None,
+                    "wanted": [],
+                    "available": [],
+                    "owned": [],
+                    "labels": {},
+                    "fetching": None,
+                    "failed": {},
+                    "installed": {},
+                    "removed": {},
+                }
+                for name in models
+            },
+        }
+
+    # --- updates (each takes the lock; `write` persists) ---------------------------------------
+
+    def model(self, name: str, **fields: Any) -> None:
+        with self._lock:
+            self._data["models"][name].update(fields)
+            self._refresh_ready()
+
+    def event(self, name: str, kind: str, version: int) -> None:
+        with self._lock:
+            self._data["models"][name][kind][str(version)] = utc()
+
+    def fetching(self, name: str, version: int | None, total: int = 0) -> None:
+        with self._lock:
+            self._data["models"][name]["fetching"] = (
+                None
+                if version is None
+                else {"version": version, "bytes": 0, "total": total, "started": utc()}
+            )
+
+    def progress(self, name: str, received: int) -> None:
+        with self._lock:
+            fetching = self._data["models"][name]["fetching"]
+            if fetching is not None:
+                fetching["bytes"] = received
+        self.beat()
+
+    def listing(self, ok: bool) -> None:
+        with self._lock:
+            self._data["last_listing"] = {"at": utc(), "ok": ok}
+
+    def error(self, message: str | None) -> None:
+        with self._lock:
+            self._data["last_error"] = (
+                None if message is None else {"at": utc(), "message": message}
+            )
+
+    def beat(self) -> None:
+        self.heartbeat_monotonic = time.monotonic()
+
+    def _refresh_ready(self) -> None:
+        self._data["ready"] = all(m["available"] for m in self._data["models"].values())
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            data = copy.deepcopy(self._data)
+        data["heartbeat"] = utc(time.time() - (time.monotonic() - self.heartbeat_monotonic))
+        return data
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return bool(self._data["ready"])
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - self.heartbeat_monotonic
+
+    def write(self) -> None:
+        with self._lock:
+            self._data["updated"] = utc()
+        if self._path is not None:
+            body = json.dumps(self.snapshot(), indent=2, sort_keys=True) + "\n"
+            write_atomic(self._path, body.encode())
