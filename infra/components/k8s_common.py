@@ -67,6 +67,23 @@ def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
     return None
 
 
+def pinned_image_problem(what: str, image: object) -> str | None:
+    """Why `image` is not pinned (a release tag or a sha256 digest), or None when it is."""
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        return f"{what} {image!r} is not an image reference"
+    name, _, digest = image.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    if digest:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return f"{what} {image!r}: a digest is written @sha256:<64 hex digits>"
+        return None
+    if not tag:
+        return f"{what} {image!r} has no tag: pin a release tag or a @sha256 digest"
+    if tag == "latest":
+        return f"{what} {image!r} uses the moving 'latest' tag: pin a release tag or a digest"
+    return None
+
+
 def selector_labels(name: str, instance: str) -> dict[str, str]:
     """The stable subset of the recommended labels: what selectors match on.
 

@@ -35,18 +35,19 @@ from infra.components.k8s_common import (
     dns_label_problem,
     label_value_problem,
     metadata,
+    pinned_image_problem,
     positive_problem,
     recommended_labels,
     selector_labels,
 )
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 from serving import tfconfig
 
 TYPE_TOKEN = "tfserving-eks:serving:ModelServing"
-# TF Serving release pinned for every stack; the GPU variant is "<version>-gpu".
-TFSERVING_VERSION = "2.19.1"
-TFSERVING_REPOSITORY = "tensorflow/serving"
+# Pinned TF Serving builds (the stack settings may pin others, by tag or digest).
+TFSERVING_IMAGE = "tensorflow/serving:2.20.0"
+TFSERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 APP_NAME = "tfserving"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOST_KEY = "kubernetes.io/hostname"
 # Non-root ids. The tensorflow/serving image declares no user and needs no writable path but
@@ -57,13 +58,21 @@ SHARED_GID = 10001
 
 
 @dataclass(frozen=True)
-class GpuPlacement:
-    """Schedule onto one GPU node pool: its label selects it, its taint is tolerated."""
+class NodePlacement:
+    """Which node pool the pods run on (by the pool label every node group carries).
 
-    pool_label_key: str
+    With ``gpus_per_pod > 0`` the pod also asks for that many ``nvidia.com/gpu``, tolerates the GPU
+    pools' taint and runs the GPU build of TF Serving.
+    """
+
     pool: str
-    gpus_per_pod: int = 1
+    gpus_per_pod: int = 0
+    pool_label_key: str = POOL_LABEL_KEY
     taint_key: str = GPU_TAINT_KEY
+
+    @property
+    def gpu(self) -> bool:
+        return self.gpus_per_pod > 0
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class ModelServingArgs:
     # policy itself gives no bound.
     max_versions_on_disk: int | None = None
     model_prefix: str = "models"
-    gpu: GpuPlacement | None = None
+    placement: NodePlacement = field(default_factory=lambda: NodePlacement("system"))
     min_replicas: int = 2
     max_replicas: int = 4
     target_cpu_utilization: int = 70
@@ -112,8 +121,8 @@ class ModelServingArgs:
     termination_grace_seconds: int = 60
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
     service_account_name: str = "tfserving"
-    tfserving_version: str = TFSERVING_VERSION
-    tfserving_repository: str = TFSERVING_REPOSITORY
+    tfserving_image: str = TFSERVING_IMAGE
+    tfserving_gpu_image: str = TFSERVING_GPU_IMAGE
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -121,7 +130,10 @@ class ModelServingArgs:
             dns_label_problem("model_name", self.model_name),
             dns_label_problem("namespace", self.namespace),
             dns_label_problem("service_account_name", self.service_account_name),
-            label_value_problem("tfserving_version", self.tfserving_version),
+            pinned_image_problem("tfserving_image", self.tfserving_image),
+            pinned_image_problem("tfserving_gpu_image", self.tfserving_gpu_image),
+            label_value_problem("placement.pool", self.placement.pool),
+            positive_problem("placement.gpus_per_pod", self.placement.gpus_per_pod, 0),
             positive_problem("min_replicas", self.min_replicas),
             positive_problem("max_replicas", self.max_replicas),
             positive_problem("target_cpu_utilization", self.target_cpu_utilization),
@@ -176,13 +188,8 @@ class ModelServingArgs:
                 "max_versions_on_disk is only for the 'all' policy; the "
                 f"'{self.version_policy}' policy already bounds the versions on disk"
             )
-        if self.gpu is not None:
-            problems += [
-                positive_problem("gpu.gpus_per_pod", self.gpu.gpus_per_pod),
-                label_value_problem("gpu.pool", self.gpu.pool),
-            ]
-            if not self.gpu.pool_label_key:
-                problems.append("gpu.pool_label_key is empty: give the node label of GPU pools")
+        if not self.placement.pool_label_key:
+            problems.append("placement.pool_label_key is empty: give the node label of pools")
         try:
             self.model_config()
         except tfconfig.ConfigError as exc:
@@ -192,10 +199,15 @@ class ModelServingArgs:
             raise WorkloadArgsError("ModelServing", found)
 
     @property
-    def tfserving_image(self) -> str:
-        """The pinned image: the GPU build on GPU pools, the CPU build elsewhere."""
-        suffix = "-gpu" if self.gpu is not None else ""
-        return f"{self.tfserving_repository}:{self.tfserving_version}{suffix}"
+    def image(self) -> str:
+        """The pinned TF Serving image: the GPU build when the pod gets GPUs."""
+        return self.tfserving_gpu_image if self.placement.gpu else self.tfserving_image
+
+    @property
+    def image_version(self) -> str:
+        """The image's tag as a label value (``app.kubernetes.io/version``)."""
+        tag = self.image.split("@", 1)[0].rpartition(":")[2] if ":" in self.image else "unknown"
+        return tag[:63].strip("-_.") or "unknown"
 
     @property
     def versions_on_disk(self) -> int:
@@ -254,12 +266,13 @@ def startup_config_checksum(files: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def gpu_scheduling(gpu: GpuPlacement | None) -> tuple[dict[str, str], list[Manifest]]:
-    """Node selector and tolerations: the pool's label and taint on GPU pools, nothing else."""
-    if gpu is None:
-        return {}, []
-    toleration = {"key": gpu.taint_key, "operator": "Exists", "effect": "NoSchedule"}
-    return {gpu.pool_label_key: gpu.pool}, [toleration]
+def scheduling(placement: NodePlacement) -> tuple[dict[str, str], list[Manifest]]:
+    """Node selector on the pool label; the GPU taint's toleration only for pods that get GPUs."""
+    selector = {placement.pool_label_key: placement.pool}
+    if not placement.gpu:
+        return selector, []
+    # Exists, not Equal "true": the pod tolerates the taint whatever value a pool gives it.
+    return selector, [{"key": placement.taint_key, "operator": "Exists", "effect": "NoSchedule"}]
 
 
 def topology_spread(selector: Mapping[str, str], zone_spread: str) -> list[Manifest]:
@@ -333,7 +346,7 @@ class ModelServing(pulumi.ComponentResource):
         labels = recommended_labels(
             name=APP_NAME,
             instance=args.model_name,
-            version=args.tfserving_version,
+            version=args.image_version,
             component="model-server",
         )
         selector = selector_labels(APP_NAME, args.model_name)
@@ -383,7 +396,7 @@ class ModelServing(pulumi.ComponentResource):
             opts=child,
         )
 
-        node_selector, tolerations = gpu_scheduling(args.gpu)
+        node_selector, tolerations = scheduling(args.placement)
         source = pulumi.Output.concat("s3://", args.bucket_name, "/", args.model_prefix.strip("/"))
         template = serving_pod.serving_pod_template(
             serving_pod.PodSpecInputs(
@@ -397,7 +410,7 @@ class ModelServing(pulumi.ComponentResource):
                 },
                 service_account_name=account.metadata.apply(lambda m: m.name),
                 config_map_name=config.metadata.apply(lambda m: m.name),
-                tfserving_image=args.tfserving_image,
+                tfserving_image=args.image,
                 sync_image=args.sync_image,
                 sync_source=source,
                 version_policy=str(args.version_policy),
@@ -408,7 +421,7 @@ class ModelServing(pulumi.ComponentResource):
                 tfserving_uid=TFSERVING_UID,
                 sync_uid=SYNC_UID,
                 shared_gid=SHARED_GID,
-                gpus_per_pod=args.gpu.gpus_per_pod if args.gpu else 0,
+                gpus_per_pod=args.placement.gpus_per_pod,
                 node_selector=node_selector,
                 tolerations=tolerations,
                 topology_spread=topology_spread(selector, args.zone_spread),

@@ -1,0 +1,171 @@
+"""The NVIDIA device plugin, on GPU nodes only.
+
+`NvidiaDevicePlugin` creates a ServiceAccount and a DaemonSet in ``kube-system`` running the
+pinned ``nvcr.io/nvidia/k8s-device-plugin`` image. The DaemonSet's node affinity names the GPU
+pools (by the pool label every node group carries), so it never lands on CPU nodes, and it
+tolerates the GPU taint. It advertises ``nvidia.com/gpu`` to the kubelet, which is what lets the
+serving pods' GPU limits schedule at all.
+
+Plain pulumi-kubernetes objects rather than NVIDIA's Helm chart: a chart cannot be fetched
+offline and is opaque to mocks and policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.k8s_common import (
+    Manifest,
+    WorkloadArgsError,
+    dns_label_problem,
+    label_value_problem,
+    metadata,
+    pinned_image_problem,
+    recommended_labels,
+    resources,
+    selector_labels,
+)
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
+
+TYPE_TOKEN = "tfserving-eks:cluster:NvidiaDevicePlugin"
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.3"
+APP_NAME = "nvidia-device-plugin"
+KUBELET_DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins"
+
+
+@dataclass(frozen=True)
+class DevicePluginArgs:
+    """Inputs of `NvidiaDevicePlugin`: the GPU pools it runs on and the pinned image."""
+
+    gpu_pools: tuple[str, ...]
+    image: str = DEVICE_PLUGIN_IMAGE
+    namespace: str = "kube-system"
+    pool_label_key: str = POOL_LABEL_KEY
+    taint_key: str = GPU_TAINT_KEY
+
+    def __post_init__(self) -> None:
+        problems = [
+            pinned_image_problem("image", self.image),
+            dns_label_problem("namespace", self.namespace),
+        ]
+        if not self.gpu_pools:
+            problems.append("gpu_pools is empty: the plugin must name the pools it runs on")
+        problems += [label_value_problem("gpu_pools entry", p) for p in self.gpu_pools]
+        if not self.pool_label_key:
+            problems.append("pool_label_key is empty: give the node label of pools")
+        found = [p for p in problems if p]
+        if found:
+            raise WorkloadArgsError("NvidiaDevicePlugin", found)
+
+    @property
+    def version(self) -> str:
+        return self.image.split("@", 1)[0].rpartition(":")[2] or "unknown"
+
+
+def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -> Manifest:
+    """Pod template of the DaemonSet."""
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            "serviceAccountName": APP_NAME,
+            # The plugin talks to the kubelet over its socket, never to the API server.
+            "automountServiceAccountToken": False,
+            "priorityClassName": "system-node-critical",
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": args.pool_label_key,
+                                        "operator": "In",
+                                        "values": sorted(args.gpu_pools),
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "tolerations": [
+                {"key": args.taint_key, "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "CriticalAddonsOnly", "operator": "Exists"},
+            ],
+            # Root is required, and only root: the plugin creates its gRPC socket in the
+            # kubelet's root-owned device-plugins directory (a hostPath; fsGroup does not apply
+            # to hostPath volumes). Everything else is locked down: no privilege, no escalation,
+            # no capabilities, read-only root filesystem, RuntimeDefault seccomp.
+            "securityContext": {
+                "runAsNonRoot": False,
+                "runAsUser": 0,
+                "runAsGroup": 0,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": APP_NAME,
+                    "image": args.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    # Crash loudly on a GPU node whose driver is missing instead of advertising
+                    # zero GPUs and leaving serving pods Pending with no hint why.
+                    "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
+                    "resources": resources("50m", "64Mi", None, "256Mi"),
+                    "securityContext": {
+                        "runAsNonRoot": False,
+                        "runAsUser": 0,
+                        "runAsGroup": 0,
+                        "privileged": False,
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "volumeMounts": [
+                        {"name": "device-plugins", "mountPath": KUBELET_DEVICE_PLUGINS}
+                    ],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "device-plugins",
+                    "hostPath": {"path": KUBELET_DEVICE_PLUGINS, "type": "Directory"},
+                }
+            ],
+        },
+    }
+
+
+class NvidiaDevicePlugin(pulumi.ComponentResource):
+    """ServiceAccount + DaemonSet of the NVIDIA device plugin on the GPU pools."""
+
+    daemonset_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DevicePluginArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = recommended_labels(APP_NAME, APP_NAME, args.version, "device-plugin")
+        selector = selector_labels(APP_NAME, APP_NAME)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=metadata(APP_NAME, labels, args.namespace),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        daemonset = k8s.apps.v1.DaemonSet(
+            f"{name}-daemonset",
+            metadata=metadata(APP_NAME, labels, args.namespace),
+            spec={
+                "selector": {"matchLabels": selector},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": device_plugin_pod_template(args, labels),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        self.daemonset_name = daemonset.metadata.apply(lambda m: m.name)
+        self.register_outputs({"daemonset_name": self.daemonset_name})
