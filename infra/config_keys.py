@@ -85,7 +85,7 @@ KEYS: tuple[ConfigKey, ...] = (
               "minSize (0 allowed), maxSize, desiredSize, diskSizeGiB, amiType."),
     # -- model bucket
     ConfigKey("protectData", "boolean", True,
-              "Pulumi protect on the model bucket, log bucket and KMS keys."),
+              "Pulumi protect on the buckets and KMS keys, and EKS deletion protection."),
     ConfigKey("bucketForceDestroy", "boolean", False,
               "Let pulumi destroy delete non-empty buckets (every model version is lost)."),
     ConfigKey("noncurrentVersionRetentionDays", "integer", 30,
@@ -104,11 +104,17 @@ KEYS: tuple[ConfigKey, ...] = (
               "stack's ECR repository (referenced by digest)."),
     ConfigKey("models", "object",
               {"mnist": {"versionPolicy": "latest:2", "labels": {}, "nodePool": "gpu",
-                         "minReplicas": 2, "maxReplicas": 4, "gpus": 1, "cpu": "2",
-                         "memory": "8Gi", "allowedNamespaces": []}},
+                         "gpus": 1, "minReplicas": 2, "maxReplicas": 4,
+                         "targetCpuUtilization": 70, "cpuMillicores": 1000,
+                         "modelMemoryMiB": 512, "modelDiskMiB": 256, "allowedNamespaces": [],
+                         "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
+                                      "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},
               "Models to serve, by name: versionPolicy (latest[:N]/all/specific:V,...), labels "
-              "(label -> version), nodePool (a gpuNodePools name or \"system\"), minReplicas, "
-              "maxReplicas, gpus, cpu, memory, allowedNamespaces."),
+              "(label -> version), nodePool (a gpuNodePools name or \"system\"), gpus, "
+              "minReplicas, maxReplicas, targetCpuUtilization, cpuMillicores, modelMemoryMiB, "
+              "modelDiskMiB, maxVersionsOnDisk (with policy all), allowedNamespaces, batching "
+              "(maxBatchSize, batchTimeoutMicros, maxEnqueuedBatches, numBatchThreads, "
+              "allowedBatchSizes)."),
     ConfigKey("s3PollSeconds", "integer", 60,
               "How often the model-sync sidecar lists S3 for new versions (S3 requests cost)."),
     ConfigKey("tags", "object", {},

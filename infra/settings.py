@@ -33,8 +33,10 @@ __all__ = [
     "Problem",
     "Settings",
     "SettingsError",
+    "decode_config_value",
     "load_settings",
     "parse_settings",
+    "settings_from_config",
     "split_namespaced",
 ]
 
@@ -58,24 +60,30 @@ def split_namespaced(config: Mapping[str, Any], stack: str) -> dict[str, Any]:
     return bare
 
 
+def settings_from_config(stack: str, config: Mapping[str, Any]) -> Settings:
+    """Settings from a stack's namespaced config with values already decoded (as in
+    ``Pulumi.<stack>.yaml``'s ``config:`` block). Pure; raises :class:`InvalidSettingsError`."""
+    return parse_settings(stack, split_namespaced(config, stack), config.get("aws:region"))
+
+
+def decode_config_value(key: str, raw: Any) -> Any:
+    """The engine hands every config value over as text; typed and structured keys are JSON."""
+    spec = KEYS_BY_NAME.get(key.partition(":")[2]) if key.startswith(f"{PROJECT}:") else None
+    if not isinstance(raw, str) or spec is None or spec.type == "string":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw  # reported by the type check with the key's name
+
+
 def load_settings() -> Settings:
     """Reads this stack's config from the Pulumi runtime once and validates it."""
     import pulumi
     from pulumi.runtime import config as runtime_config
 
-    stack = pulumi.get_stack()
     # The runtime has no public "all keys" call; these are where the engine (PULUMI_CONFIG) and
-    # set_all_config (mocks) put the whole config bag.
+    # set_all_config (mocks) keep the whole config bag.
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    values: dict[str, Any] = {}
-    for key, text in split_namespaced(raw, stack).items():
-        spec = KEYS_BY_NAME.get(key)
-        # Config values arrive as strings; structured and typed ones are JSON text.
-        if spec is None or spec.type != "string":
-            try:
-                values[key] = json.loads(text) if isinstance(text, str) else text
-            except json.JSONDecodeError:
-                values[key] = text
-        else:
-            values[key] = text
-    return parse_settings(stack, values)
+    decoded = {key: decode_config_value(key, value) for key, value in raw.items()}
+    return settings_from_config(pulumi.get_stack(), decoded)

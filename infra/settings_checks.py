@@ -23,16 +23,16 @@ from infra.settings_types import (
     Problem,
     Settings,
 )
-from serving.tfconfig import ConfigError, ModelConfig, VersionPolicy
+from serving.tfconfig import BatchingParameters, ConfigError, ModelConfig, VersionPolicy
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # DNS-1123 label, short enough for AWS
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _IMAGE = re.compile(r"^[a-z0-9][\w./-]*(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
 
 # ---------------------------------------------------------------------------------------------
@@ -165,16 +165,10 @@ def _gpu_pool(c: _Checker, name: str, spec: Any) -> NodePool | None:
 
 
 _MODEL_FIELDS = {
-    "versionPolicy",
-    "labels",
-    "nodePool",
-    "minReplicas",
-    "maxReplicas",
-    "gpus",
-    "cpu",
-    "memory",
-    "allowedNamespaces",
-}
+    "versionPolicy", "labels", "nodePool", "gpus", "minReplicas", "maxReplicas",
+    "targetCpuUtilization", "cpuMillicores", "modelMemoryMiB", "modelDiskMiB",
+    "maxVersionsOnDisk", "allowedNamespaces", "batching",
+}  # fmt: skip
 
 
 def _model(
@@ -222,28 +216,70 @@ def _model(
         )
     if pool is not None and not pool.is_gpu and gpus:
         c.fail(f"{key}.gpus", f"pool {pool_name!r} has no GPUs; set gpus to 0 or pick a GPU pool")
-    for field in ("cpu", "memory"):
-        value = spec.get(field)
-        if not isinstance(value, str) or not _QUANTITY.match(value):
-            c.fail(f"{key}.{field}", f"{value!r} is not a Kubernetes quantity (e.g. '2', '8Gi')")
+    cpu = c.int_range(f"{key}.cpuMillicores", spec.get("cpuMillicores"), 100)
+    memory = c.int_range(f"{key}.modelMemoryMiB", spec.get("modelMemoryMiB"), 1)
+    disk = c.int_range(f"{key}.modelDiskMiB", spec.get("modelDiskMiB"), 1)
+    target = c.int_range(
+        f"{key}.targetCpuUtilization", spec.get("targetCpuUtilization", 70), 1, 100
+    )
+    keep = spec.get("maxVersionsOnDisk")
+    if policy.kind == "all":
+        keep = c.int_range(f"{key}.maxVersionsOnDisk", keep, 1)
+    elif keep is not None:
+        c.fail(f"{key}.maxVersionsOnDisk", f"only for the 'all' policy; {policy} already bounds it")
     namespaces = spec.get("allowedNamespaces", [])
     if not isinstance(namespaces, list) or not all(
         isinstance(n, str) and _NAME.match(n) for n in namespaces
     ):
         c.fail(f"{key}.allowedNamespaces", "give a list of namespace names (DNS labels)")
         namespaces = []
+    batching = _batching(c, f"{key}.batching", spec.get("batching"))
     return ModelSettings(
         name=name,
         version_policy=policy,
         labels=MappingProxyType(dict(labels)),
         node_pool=pool_name,
+        gpus=gpus,
         min_replicas=low,
         max_replicas=high,
-        gpus=gpus,
-        cpu=str(spec.get("cpu")),
-        memory=str(spec.get("memory")),
+        target_cpu_utilization=target,
+        cpu_millicores=cpu,
+        model_memory_mib=memory,
+        model_disk_mib=disk,
+        max_versions_on_disk=keep,
         allowed_namespaces=tuple(namespaces),
+        batching=batching,
     )
+
+
+_BATCHING_FIELDS = {
+    "maxBatchSize": "max_batch_size",
+    "batchTimeoutMicros": "batch_timeout_micros",
+    "maxEnqueuedBatches": "max_enqueued_batches",
+    "numBatchThreads": "num_batch_threads",
+    "allowedBatchSizes": "allowed_batch_sizes",
+}
+_FALLBACK_BATCHING = BatchingParameters(1, 0, 1, 1)
+
+
+def _batching(c: _Checker, key: str, spec: Any) -> BatchingParameters:
+    if not isinstance(spec, dict):
+        c.fail(key, "give maxBatchSize, batchTimeoutMicros, maxEnqueuedBatches, numBatchThreads")
+        return _FALLBACK_BATCHING
+    c.unknown_fields(key, spec, set(_BATCHING_FIELDS))
+    known = {_BATCHING_FIELDS[k]: v for k, v in spec.items() if k in _BATCHING_FIELDS}
+    if "allowed_batch_sizes" in known and isinstance(known["allowed_batch_sizes"], list):
+        known["allowed_batch_sizes"] = tuple(known["allowed_batch_sizes"])
+    missing = [k for k in list(_BATCHING_FIELDS)[:4] if k not in spec]
+    if missing:
+        c.fail(key, f"missing {', '.join(missing)}")
+        return _FALLBACK_BATCHING
+    try:
+        # TF Serving's own rules for the batching file, from the one renderer.
+        return BatchingParameters(**known)
+    except ConfigError as exc:
+        c.fail(key, str(exc))
+        return _FALLBACK_BATCHING
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,12 +378,14 @@ def _images(c: _Checker, v: Mapping[str, Any]) -> None:
             )
 
 
-def parse_settings(stack: str, values: Mapping[str, Any]) -> Settings:
+def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) -> Settings:
     """Validates one stack's config (bare keys, defaults not yet applied) into :class:`Settings`.
 
     Raises :class:`InvalidSettingsError` naming every problem at once.
     """
     c = _Checker()
+    if not isinstance(region, str) or not _REGION.match(region):
+        c.fail("aws:region", f"{region!r}: set the stack's AWS region (e.g. eu-west-1)")
     for key in sorted(set(values) - set(KEYS_BY_NAME)):
         c.fail(key, "unknown config key; the declared keys are in Pulumi.yaml")
     v: dict[str, Any] = {}
@@ -384,6 +422,7 @@ def parse_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         raise InvalidSettingsError(stack, c.problems)
     return Settings(
         stack=stack,
+        region=str(region),
         vpc_cidr=v["vpcCidr"],
         availability_zone_count=v["availabilityZoneCount"],
         nat_gateway_per_az=v["natGatewayPerAz"],

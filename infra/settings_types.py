@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra.config_keys import full_name
-from serving.tfconfig import VersionPolicy
+from serving.tfconfig import BatchingParameters, VersionPolicy
 
 SYSTEM_POOL = "system"
 
@@ -33,7 +33,7 @@ class InvalidSettingsError(SettingsError):
     def __init__(self, stack: str, problems: list[Problem]) -> None:
         self.stack = stack
         self.problems = tuple(problems)
-        lines = "\n".join(f"  - {full_name(p.key)}: {p.message}" for p in problems)
+        lines = "\n".join(f"  - {_display(p.key)}: {p.message}" for p in problems)
         super().__init__(
             f"stack {stack!r} has {len(problems)} invalid config value(s); fix them in "
             f"Pulumi.{stack}.yaml (keys are declared in Pulumi.yaml):\n{lines}"
@@ -67,12 +67,16 @@ class ModelSettings:
     version_policy: VersionPolicy
     labels: Mapping[str, int]
     node_pool: str
+    gpus: int
     min_replicas: int
     max_replicas: int
-    gpus: int
-    cpu: str
-    memory: str
+    target_cpu_utilization: int
+    cpu_millicores: int
+    model_memory_mib: int
+    model_disk_mib: int
+    max_versions_on_disk: int | None
     allowed_namespaces: tuple[str, ...]
+    batching: BatchingParameters
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Settings:
     """Everything the program needs from one stack's config, validated."""
 
     stack: str
+    region: str
     vpc_cidr: str
     availability_zone_count: int
     nat_gateway_per_az: bool
@@ -113,3 +118,8 @@ class Settings:
         if name == SYSTEM_POOL:
             return self.system_node_pool
         return next(p for p in self.gpu_node_pools if p.name == name)
+
+
+def _display(key: str) -> str:
+    # Project keys are shown as written in the stack file; foreign ones (aws:region) as given.
+    return key if ":" in key.split(".", 1)[0] else full_name(key)

@@ -1,0 +1,169 @@
+"""The VPC the cluster runs in: public and private subnets over 2-3 AZs, NAT and routes.
+
+`Network` creates a VPC with DNS support, one public and one private subnet per AZ, an internet
+gateway for the public subnets, one NAT gateway (or one per AZ) for egress from the private
+subnets, and the route tables. Nodes and the control plane ENIs use only the private subnets;
+no subnet assigns public IPs (the public ones hold only the NAT gateways). Subnets carry the
+``kubernetes.io/role/*`` tags load balancer controllers look for.
+
+With ``existing_vpc_id`` set, nothing is created and the given private subnets are passed through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.naming import child, merge_tags
+
+TYPE_TOKEN = "tfserving-eks:network:Network"
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    cidr: str
+    availability_zones: Sequence[str]
+    nat_gateway_per_az: bool = False
+    existing_vpc_id: str = ""
+    existing_private_subnet_ids: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """Private and public subnet CIDRs for ``zones`` AZs.
+
+    The VPC is cut in quarters: the first ``zones`` quarters are the private subnets (pods take
+    their IPs from them with the VPC CNI, so they get the space), the last quarter is cut in four
+    for the small public subnets that hold only NAT gateways.
+    """
+    quarters = list(ipaddress.IPv4Network(cidr).subnets(prefixlen_diff=2))
+    private = [str(q) for q in quarters[:zones]]
+    public = [str(s) for s in list(quarters[3].subnets(prefixlen_diff=2))[:zones]]
+    return private, public
+
+
+class Network(pulumi.ComponentResource):
+    """Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``."""
+
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    public_subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        if args.existing_vpc_id:
+            self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
+            self.private_subnet_ids = pulumi.Output.from_input(
+                list(args.existing_private_subnet_ids)
+            )
+            self.public_subnet_ids = pulumi.Output.from_input([])
+        else:
+            self._create(name, args)
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
+            }
+        )
+
+    def _create(self, name: str, args: NetworkArgs) -> None:
+        here = pulumi.ResourceOptions(parent=self)
+        zones = list(args.availability_zones)
+        private_cidrs, public_cidrs = subnet_plan(args.cidr, len(zones))
+
+        def tags(role: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+            return merge_tags({"Name": child(name, role)}, extra, args.tags)
+
+        vpc = aws.ec2.Vpc(
+            child(name, "vpc"),
+            cidr_block=args.cidr,
+            enable_dns_hostnames=True,  # EKS private endpoint and nodes need both
+            enable_dns_support=True,
+            tags=tags("vpc"),
+            opts=here,
+        )
+        # The default security group of a new VPC allows all traffic between its members;
+        # adopting it with no rules closes it (nothing in this stack uses it).
+        aws.ec2.DefaultSecurityGroup(
+            child(name, "default-sg"), vpc_id=vpc.id, tags=tags("default-sg"), opts=here
+        )
+        igw = aws.ec2.InternetGateway(
+            child(name, "igw"), vpc_id=vpc.id, tags=tags("igw"), opts=here
+        )
+        public_rt = aws.ec2.RouteTable(
+            child(name, "public-rt"),
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags=tags("public-rt"),
+            opts=here,
+        )
+        public_subnets, private_subnets, nat_ids = [], [], []
+        for i, zone in enumerate(zones):
+            public = aws.ec2.Subnet(
+                child(name, f"public-{zone}"),
+                vpc_id=vpc.id,
+                cidr_block=public_cidrs[i],
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags=tags(f"public-{zone}", {"kubernetes.io/role/elb": "1"}),
+                opts=here,
+            )
+            aws.ec2.RouteTableAssociation(
+                child(name, f"public-{zone}-rta"),
+                subnet_id=public.id,
+                route_table_id=public_rt.id,
+                opts=here,
+            )
+            public_subnets.append(public)
+            if args.nat_gateway_per_az or i == 0:
+                eip = aws.ec2.Eip(
+                    child(name, f"nat-{zone}-eip"),
+                    domain="vpc",
+                    tags=tags(f"nat-{zone}"),
+                    opts=here,
+                )
+                nat = aws.ec2.NatGateway(
+                    child(name, f"nat-{zone}"),
+                    allocation_id=eip.allocation_id,
+                    subnet_id=public.id,
+                    connectivity_type="public",
+                    tags=tags(f"nat-{zone}"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
+                nat_ids.append(nat.id)
+        for i, zone in enumerate(zones):
+            private = aws.ec2.Subnet(
+                child(name, f"private-{zone}"),
+                vpc_id=vpc.id,
+                cidr_block=private_cidrs[i],
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags=tags(f"private-{zone}", {"kubernetes.io/role/internal-elb": "1"}),
+                opts=here,
+            )
+            # With one NAT per AZ each zone egresses through its own (an AZ outage stays local).
+            nat_id = nat_ids[i] if args.nat_gateway_per_az else nat_ids[0]
+            rt = aws.ec2.RouteTable(
+                child(name, f"private-{zone}-rt"),
+                vpc_id=vpc.id,
+                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat_id)],
+                tags=tags(f"private-{zone}-rt"),
+                opts=here,
+            )
+            aws.ec2.RouteTableAssociation(
+                child(name, f"private-{zone}-rta"),
+                subnet_id=private.id,
+                route_table_id=rt.id,
+                opts=here,
+            )
+            private_subnets.append(private)
+        self.vpc_id = vpc.id
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
+        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])

@@ -1,0 +1,189 @@
+"""EKS managed node groups: the node IAM role and one launch-template-backed group per pool.
+
+`NodeRole` creates the IAM role every node group's instances use (worker, ECR read-only and VPC
+CNI managed policies).
+
+`NodePoolGroup` creates, for one pool: a launch template (IMDSv2 required with a hop limit of 1,
+an encrypted gp3 volume, no key pair), the ``aws.eks.NodeGroup`` in the private subnets (no
+``remote_access``: no SSH), the pool label, and for GPU pools the NVIDIA AMI type, the taint
+``nvidia.com/gpu=true:NoSchedule`` and the cluster-autoscaler scale-from-zero hints. The hints
+are ``aws.autoscaling.Tag`` resources on the group's Auto Scaling group because EKS does not
+propagate node group tags to the ASG, and an ASG at zero has no node for the autoscaler to read
+GPUs, labels or taints from.
+
+Why a hop limit of 1 is enough: pods reach AWS through IRSA (a projected web-identity token and
+STS), never through the instance metadata service; only host-network pods (aws-node, kube-proxy)
+need IMDS, and they are one hop away. The limit keeps other pods from taking the node's role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.cluster import service_trust_policy
+from infra.naming import (
+    GPU_TAINT_EFFECT,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    POOL_LABEL_KEY,
+    autoscaler_discovery_tags,
+    child,
+    merge_tags,
+)
+
+ROLE_TYPE_TOKEN = "tfserving-eks:nodegroups:NodeRole"
+TYPE_TOKEN = "tfserving-eks:nodegroups:NodePoolGroup"
+NODE_ROLE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    # aws-node (VPC CNI) uses the node role; it runs with host networking, so IMDS hop 1 works.
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+)
+AUTOSCALER_HINT_PREFIX = "k8s.io/cluster-autoscaler/node-template"
+# Bottlerocket boots from a small OS volume and keeps images and pod data on the second one.
+_DATA_DEVICE = {"BOTTLEROCKET_x86_64_NVIDIA": "/dev/xvdb", "BOTTLEROCKET_x86_64": "/dev/xvdb"}
+
+
+class NodeRole(pulumi.ComponentResource):
+    """Output: ``arn`` (wait on ``attachments`` before creating node groups)."""
+
+    def __init__(
+        self, name: str, tags: Mapping[str, str], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(ROLE_TYPE_TOKEN, name, None, opts)
+        role = aws.iam.Role(
+            child(name, "role"),
+            assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.attachments = [
+            aws.iam.RolePolicyAttachment(
+                child(name, arn.rsplit("/", 1)[-1]),
+                role=role.name,
+                policy_arn=arn,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for arn in NODE_ROLE_POLICIES
+        ]
+        self.arn = role.arn
+        self.register_outputs({"arn": self.arn})
+
+
+@dataclass(frozen=True)
+class NodePoolGroupArgs:
+    cluster_name: pulumi.Input[str]
+    cluster_name_plain: str  # tag keys cannot be Outputs
+    pool: str
+    node_role_arn: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    instance_types: Sequence[str]
+    min_size: int
+    max_size: int
+    desired_size: int
+    disk_size_gib: int
+    ami_type: str
+    capacity_type: str = "ON_DEMAND"
+    gpus_per_node: int = 0
+    kubernetes_version: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def autoscaler_hints(pool: str, gpus_per_node: int) -> dict[str, str]:
+    """Scale-from-zero node-template tags for one pool (cluster-autoscaler AWS provider)."""
+    hints = {f"{AUTOSCALER_HINT_PREFIX}/label/{POOL_LABEL_KEY}": pool}
+    if gpus_per_node:
+        hints[f"{AUTOSCALER_HINT_PREFIX}/resources/{GPU_TAINT_KEY}"] = str(gpus_per_node)
+        hints[f"{AUTOSCALER_HINT_PREFIX}/taint/{GPU_TAINT_KEY}"] = (
+            f"{GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}"
+        )
+    return hints
+
+
+class NodePoolGroup(pulumi.ComponentResource):
+    """Outputs: ``node_group_name``, ``autoscaling_group_name``."""
+
+    def __init__(
+        self, name: str, args: NodePoolGroupArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        here = pulumi.ResourceOptions(parent=self)
+        tags = merge_tags(
+            {"Name": name, POOL_LABEL_KEY: args.pool},
+            autoscaler_discovery_tags(args.cluster_name_plain),
+            args.tags,
+        )
+        template = aws.ec2.LaunchTemplate(
+            child(name, "lt"),
+            description=f"{args.pool} nodes of {args.cluster_name_plain}",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=_DATA_DEVICE.get(args.ami_type, "/dev/xvda"),
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.disk_size_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "volume")
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=here,
+        )
+        gpu = args.gpus_per_node > 0
+        group = aws.eks.NodeGroup(
+            child(name, "ng"),
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=args.subnet_ids,
+            version=args.kubernetes_version,
+            ami_type=args.ami_type,
+            capacity_type=args.capacity_type,
+            instance_types=list(args.instance_types),
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            labels={POOL_LABEL_KEY: args.pool},
+            taints=[
+                aws.eks.NodeGroupTaintArgs(
+                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                )
+            ]
+            if gpu
+            else None,
+            tags=tags,
+            # The cluster autoscaler owns the group's size after creation.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        asg_name = group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+        for key, value in autoscaler_hints(args.pool, args.gpus_per_node).items():
+            kind = key.removeprefix(f"{AUTOSCALER_HINT_PREFIX}/").split("/", 1)[0]
+            aws.autoscaling.Tag(
+                child(name, f"asg-{kind}-hint"),
+                autoscaling_group_name=asg_name,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=here,
+            )
+        self.node_group_name = group.node_group_name
+        self.autoscaling_group_name = asg_name
+        self.register_outputs(
+            {"node_group_name": self.node_group_name, "autoscaling_group_name": asg_name}
+        )

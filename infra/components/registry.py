@@ -1,0 +1,137 @@
+"""The ECR repository for the model-sync image, and the image itself.
+
+`SyncImageRegistry` creates an ``aws.ecr.Repository`` (immutable tags, scan on push, AES256 at
+rest) with a lifecycle policy, then either
+
+- builds ``serving/Dockerfile`` (context: the repository root) with ``pulumi_docker_build.Image``,
+  pushes it under a content-derived tag and exposes ``repo@sha256:<digest>``; or
+- when ``image`` is given (stack config ``syncImage``), builds nothing and passes it through.
+
+Tags are immutable, so a rebuild must not reuse one: the tag is a hash of the files the image is
+built from, which also means an unchanged tree never triggers a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from infra.naming import child, merge_tags
+
+TYPE_TOKEN = "tfserving-eks:registry:SyncImageRegistry"
+DOCKERFILE = "serving/Dockerfile"
+# What the sync image is built from (the Dockerfile copies from these); hashed for the tag.
+CONTEXT_INPUTS = ("serving", "model", "requirements.lock", "pyproject.toml")
+KEEP_IMAGES = 30
+
+
+@dataclass(frozen=True)
+class SyncImageRegistryArgs:
+    image: str = ""  # a ready image reference; empty builds DOCKERFILE
+    repo_root: str = "."
+    force_delete: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def _files(root: Path, inputs: Iterable[str]) -> list[Path]:
+    found: list[Path] = []
+    for entry in inputs:
+        path = root / entry
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return sorted(found)
+
+
+def content_tag(root: str | Path, inputs: Iterable[str] = CONTEXT_INPUTS) -> str:
+    """``sync-<12 hex>``: sha256 over the relative paths and bytes of the build inputs."""
+    base = Path(root)
+    digest = hashlib.sha256()
+    for path in _files(base, inputs):
+        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"sync-{digest.hexdigest()[:12]}"
+
+
+def lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"keep the newest {keep} images",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": keep,
+                    },
+                    "action": {"type": "expire"},
+                }
+            ]
+        }
+    )
+
+
+class SyncImageRegistry(pulumi.ComponentResource):
+    """Outputs: ``repository_url``, ``image_ref`` (by digest when built here)."""
+
+    def __init__(
+        self, name: str, args: SyncImageRegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        here = pulumi.ResourceOptions(parent=self)
+        repo = aws.ecr.Repository(
+            child(name, "repo"),
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True
+            ),
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+            ],
+            force_delete=args.force_delete,
+            tags=merge_tags({"Name": child(name, "repo")}, args.tags),
+            opts=here,
+        )
+        aws.ecr.LifecyclePolicy(
+            child(name, "lifecycle"), repository=repo.name, policy=lifecycle_policy(), opts=here
+        )
+        if args.image:
+            image_ref: pulumi.Output[str] = pulumi.Output.from_input(args.image)
+        else:
+            token = aws.ecr.get_authorization_token_output(
+                registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            tag = content_tag(args.repo_root)
+            image = docker_build.Image(
+                child(name, "image"),
+                context=docker_build.BuildContextArgs(location=args.repo_root),
+                dockerfile=docker_build.DockerfileArgs(
+                    location=str(Path(args.repo_root) / DOCKERFILE)
+                ),
+                platforms=[docker_build.Platform.LINUX_AMD64],
+                push=True,
+                tags=[repo.repository_url.apply(lambda url: f"{url}:{tag}")],
+                registries=[
+                    docker_build.RegistryArgs(
+                        address=repo.repository_url.apply(lambda url: url.split("/", 1)[0]),
+                        username=token.user_name,
+                        password=token.password,
+                    )
+                ],
+                opts=here,
+            )
+            image_ref = pulumi.Output.all(repo.repository_url, image.digest).apply(
+                lambda a: f"{a[0]}@{a[1]}"
+            )
+        self.repository_url = repo.repository_url
+        self.image_ref = image_ref
+        self.register_outputs({"repository_url": self.repository_url, "image_ref": image_ref})
