@@ -1,0 +1,24 @@
+"""The policy pack's rules: one module per area, each exporting `POLICIES`.
+
+`ALL_POLICIES` is the single list both the pack (`policies/__main__.py`) and the offline runner
+(`policies/runner.py`) use, so what CI checks offline is what `pulumi preview` enforces.
+"""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, nodes, s3
+
+ALL_POLICIES: list[Policy] = [
+    *eks.POLICIES,
+    *nodes.POLICIES,
+    *kms.POLICIES,
+    *s3.POLICIES,
+    *iam.POLICIES,
+    *ecr.POLICIES,
+    *kubernetes.POLICIES,
+    *kubernetes_stack.POLICIES,
+]
+
+__all__ = ["ALL_POLICIES"]

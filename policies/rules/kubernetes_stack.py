@@ -1,0 +1,169 @@
+"""Kubernetes rules that need several objects: serving replicas (with their autoscaler),
+PodDisruptionBudgets and NetworkPolicies around TF Serving workloads.
+
+Objects are matched the way Kubernetes matches them: a PDB or NetworkPolicy covers a
+Deployment when it is in the same namespace and its selector matches the pod template's labels;
+an HPA targets a Deployment named in its scaleTargetRef (or, when that name is not known yet,
+whose `spec` input was computed from the Deployment).
+"""
+
+from __future__ import annotations
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from ._helpers import as_list, deps, get, judge
+from ._k8s import (
+    DEPLOYMENT,
+    HPA,
+    NETWORK_POLICY,
+    PDB,
+    is_serving,
+    name_of,
+    namespace_of,
+    pod_labels,
+    pod_spec,
+    selector_matches,
+)
+
+DEFAULT_MIN_REPLICAS = 2
+
+
+def serving_deployments(resources: list[PolicyResource]) -> list[PolicyResource]:
+    def serving(r: PolicyResource) -> bool:
+        spec = pod_spec(r.resource_type, r.props)
+        return spec is not None and is_serving(spec)
+
+    return [r for r in resources if r.resource_type == DEPLOYMENT and judge(lambda r=r: serving(r))]
+
+
+def _autoscaler_for(resources: list[PolicyResource], deployment: PolicyResource):
+    name = name_of(deployment.props)
+    namespace = namespace_of(deployment.props)
+    for hpa in (r for r in resources if r.resource_type in HPA):
+        ref = get(hpa.props, "spec", "scaleTargetRef", default={})
+        if get(ref, "kind") != "Deployment" or namespace_of(hpa.props) != namespace:
+            continue
+        by_name = name is not None and get(ref, "name") == name
+        if by_name or any(d.urn == deployment.urn for d in deps(hpa, "spec")):
+            return hpa
+    return None
+
+
+def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
+    minimum = args.get_config().get("minReplicas", DEFAULT_MIN_REPLICAS)
+    for deployment in serving_deployments(args.resources):
+
+        def floor(d: PolicyResource = deployment) -> tuple[int, str]:
+            hpa = _autoscaler_for(args.resources, d)
+            if hpa is not None:
+                # An HPA overrides spec.replicas; its minReplicas defaults to 1.
+                return get(
+                    hpa.props, "spec", "minReplicas", default=1
+                ), f"HPA {hpa.name} minReplicas"
+            return get(d.props, "spec", "replicas", default=1), "spec.replicas"
+
+        judged = judge(floor)
+        if judged is not None and judged[0] < minimum:
+            report(
+                f"Deployment {deployment.name} keeps {judged[0]} replica(s) ({judged[1]}), "
+                f"below this stack's minReplicas of {int(minimum)}.",
+                deployment.urn,
+            )
+
+
+k8s_serving_min_replicas = StackValidationPolicy(
+    name="k8s-serving-min-replicas",
+    description="TF Serving Deployments keep at least the stack's minimum replicas.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_min_replicas,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "minReplicas": {
+                "type": "integer",
+                "minimum": 1,
+                "default": DEFAULT_MIN_REPLICAS,
+                "description": "Fewest replicas (or HPA minReplicas) a serving Deployment may run.",
+            }
+        }
+    ),
+)
+
+
+def _covering(resources, deployment: PolicyResource, kind: str) -> list[PolicyResource]:
+    labels = pod_labels(deployment.resource_type, deployment.props)
+    namespace = namespace_of(deployment.props)
+    selector_path = ("spec", "selector") if kind == PDB else ("spec", "podSelector")
+    return [
+        r
+        for r in resources
+        if r.resource_type == kind
+        and namespace_of(r.props) == namespace
+        and selector_matches(get(r.props, *selector_path), labels)
+    ]
+
+
+def _disruption_budget(args: StackValidationArgs, report: ReportViolation) -> None:
+    for deployment in serving_deployments(args.resources):
+        budgets = judge(lambda d=deployment: _covering(args.resources, d, PDB))
+        if budgets is None:
+            continue
+        if not budgets:
+            report(
+                f"Deployment {deployment.name} has no PodDisruptionBudget in its namespace "
+                "selecting its pods: node drains could evict every replica at once.",
+                deployment.urn,
+            )
+        for budget in budgets:
+            if (
+                str(get(budget.props, "spec", "minAvailable", default="")) in ("0", "0%")
+                or str(get(budget.props, "spec", "maxUnavailable", default="")) == "100%"
+            ):
+                report(
+                    f"PodDisruptionBudget {budget.name} allows every replica of "
+                    f"{deployment.name} to be evicted: keep at least one available.",
+                    budget.urn,
+                )
+
+
+k8s_serving_pdb = StackValidationPolicy(
+    name="k8s-serving-pod-disruption-budget",
+    description="Every TF Serving Deployment is covered by a PodDisruptionBudget.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_disruption_budget,
+)
+
+
+def _restricts_ingress(policy: PolicyResource) -> bool:
+    types = [str(t) for t in as_list(get(policy.props, "spec", "policyTypes"))]
+    # Without policyTypes a NetworkPolicy always restricts Ingress (Kubernetes API reference).
+    return not types or "Ingress" in types
+
+
+def _network_policy(args: StackValidationArgs, report: ReportViolation) -> None:
+    for deployment in serving_deployments(args.resources):
+        policies = judge(lambda d=deployment: _covering(args.resources, d, NETWORK_POLICY))
+        if policies is None:
+            continue
+        if not any(judge(lambda p=p: _restricts_ingress(p)) is not False for p in policies):
+            report(
+                f"Deployment {deployment.name} in namespace {namespace_of(deployment.props)} "
+                "has no NetworkPolicy restricting ingress to its pods.",
+                deployment.urn,
+            )
+
+
+k8s_serving_network_policy = StackValidationPolicy(
+    name="k8s-serving-network-policy",
+    description="A NetworkPolicy restricts ingress to every TF Serving workload.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_network_policy,
+)
+
+POLICIES = [k8s_serving_min_replicas, k8s_serving_pdb, k8s_serving_network_policy]
