@@ -1,4 +1,4 @@
-"""Fixtures for the model-sync agent tests: publishing versions, a cuttable S3 proxy, a watcher."""
+"""Helpers for the model-sync agent tests: publishing versions, a cuttable S3 proxy, a watcher."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from model.store import FileEntry, Manifest, StoreLocation, parse_version_dir
 
@@ -151,13 +149,6 @@ class FaultProxy:
         self.cut()
         self.listener.close()
         self.thread.join(timeout=2)
-
-
-@pytest.fixture
-def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_endpoint)
-    yield proxy
-    proxy.close()
 
 
 class Watcher:
