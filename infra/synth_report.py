@@ -1,0 +1,210 @@
+"""What synth reports: the policy report (JSON) and the Markdown summary posted on pull requests.
+
+Pure functions over a :class:`SynthResult`; nothing here reads or writes files. The summary starts
+with a hidden marker (:func:`comment_marker`) that the pull-request workflow uses to find and
+update its one comment per stack. It carries no timestamps, so an unchanged plan gives an
+unchanged comment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.manifests import Manifest, SchemaResult
+
+LEVELS = ("mandatory", "advisory", "remediate", "disabled")
+# Levels that fail synth (exit 1); pulumi-policy's `remediate` fixes the resource during an
+# update, so it does not block a plan.
+BLOCKING_LEVELS = frozenset({"mandatory"})
+
+
+def comment_marker(stack: str) -> str:
+    """The hidden marker that identifies a stack's synth comment on a pull request."""
+    return f"<!-- synth:{stack} -->"
+
+
+@dataclass(frozen=True)
+class PolicyFinding:
+    """One policy violation: the rule's name, its enforcement level, the resource's URN (None for
+    a stack-level rule about the whole graph) and the rule's message."""
+
+    rule: str
+    level: str
+    resource: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "rule": self.rule,
+            "level": self.level,
+            "resource": self.resource,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class TfServingFiles:
+    """The TF Serving config files synth wrote for one model, from the ConfigMap at ``source``."""
+
+    model: str
+    source: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Everything one synth run found; ``schema_errors`` are errors not tied to one manifest
+    (duplicate objects, unparsable TF Serving files, an unsupported cluster version)."""
+
+    stack: str
+    records: Sequence[Mapping[str, Any]]
+    manifests: Sequence[Manifest]
+    schema_results: Sequence[SchemaResult]
+    findings: Sequence[PolicyFinding]
+    kubernetes_version: str | None
+    tfserving: Sequence[TfServingFiles] = ()
+    schema_errors: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def manifest_errors(self) -> list[str]:
+        return [
+            f"{r.manifest.kind} {r.manifest.path}: {r.error}"
+            for r in self.schema_results
+            if r.error is not None
+        ]
+
+    @property
+    def all_schema_errors(self) -> list[str]:
+        return [*self.schema_errors, *self.manifest_errors]
+
+    @property
+    def blocking_findings(self) -> list[PolicyFinding]:
+        return [f for f in self.findings if f.level in BLOCKING_LEVELS]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when clean, 1 on a mandatory policy violation or any schema error."""
+        return 1 if self.blocking_findings or self.all_schema_errors else 0
+
+
+def level_counts(findings: Sequence[PolicyFinding]) -> dict[str, int]:
+    counts = Counter(f.level for f in findings)
+    return {level: counts.get(level, 0) for level in (*LEVELS, *sorted(set(counts) - set(LEVELS)))}
+
+
+def policy_report(result: SynthResult, pack: str = "policies") -> dict[str, Any]:
+    """The content of ``policy-report.json``: counts by level, then every finding."""
+    return {
+        "stack": result.stack,
+        "policyPack": pack,
+        "counts": level_counts(result.findings),
+        "results": [f.as_dict() for f in result.findings],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _cell(text: Any) -> str:
+    """Table-safe Markdown: one line, pipes escaped."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _short(urn: str | None, by_urn: Mapping[str, Mapping[str, Any]]) -> str:
+    if urn is None:
+        return "(stack)"
+    record = by_urn.get(urn)
+    if record is None:
+        return urn
+    return f"`{record['type']}` {record['name']}"
+
+
+def _headline(result: SynthResult) -> str:
+    blocking = len(result.blocking_findings)
+    errors = len(result.all_schema_errors)
+    if result.exit_code == 0:
+        return f"### ✅ synth `{result.stack}`: clean"
+    parts = []
+    if blocking:
+        parts.append(f"{blocking} mandatory policy violation{'s' if blocking != 1 else ''}")
+    if errors:
+        parts.append(f"{errors} schema error{'s' if errors != 1 else ''}")
+    return f"### ❌ synth `{result.stack}`: {', '.join(parts)}"
+
+
+def render_summary(result: SynthResult) -> str:
+    """The Markdown summary (``summary.md``), fit for a pull-request comment."""
+    by_urn = {r["urn"]: r for r in result.records}
+    types = Counter(r["type"] for r in result.records if r.get("custom", True))
+    components = sum(1 for r in result.records if not r.get("custom", True))
+    counts = level_counts(result.findings)
+    checked = sum(1 for r in result.schema_results if r.checked)
+    version = result.kubernetes_version or "unknown"
+    lines = [
+        comment_marker(result.stack),
+        _headline(result),
+        "",
+        f"**{sum(types.values())} resources** ({components} components) · "
+        f"**{len(result.manifests)} Kubernetes objects** ({checked} schema-checked against "
+        f"Kubernetes {version}, strict) · policy violations: "
+        + ", ".join(f"{counts[level]} {level}" for level in ("mandatory", "advisory")),
+        "",
+    ]
+
+    lines += ["#### Policy violations", ""]
+    if result.findings:
+        lines += ["| level | rule | resource | message |", "|---|---|---|---|"]
+        order = {level: i for i, level in enumerate(LEVELS)}
+        for f in sorted(result.findings, key=lambda f: (order.get(f.level, 99), f.rule)):
+            icon = "❌" if f.level in BLOCKING_LEVELS else "⚠️"
+            lines.append(
+                f"| {icon} {_cell(f.level)} | `{_cell(f.rule)}` | "
+                f"{_cell(_short(f.resource, by_urn))} | {_cell(f.message)} |"
+            )
+    else:
+        lines.append("None: every rule of the policy pack passed.")
+    lines.append("")
+
+    lines += ["#### Schema errors", ""]
+    errors = result.all_schema_errors
+    lines += [f"- {_cell(e)}" for e in errors] if errors else ["None."]
+    lines.append("")
+
+    lines += [
+        f"<details><summary>Kubernetes objects ({len(result.manifests)})</summary>",
+        "",
+        "| namespace | kind | name | schema |",
+        "|---|---|---|---|",
+    ]
+    for r in result.schema_results:
+        m = r.manifest
+        status = "❌ " + _cell(r.error) if r.error else ("ok" if r.checked else "no bundled schema")
+        name = m.name if m.named else f"{m.name}-&lt;suffix&gt;"
+        lines.append(f"| {m.namespace or '(cluster)'} | {m.kind} | {_cell(name)} | {status} |")
+    lines += ["", "</details>", ""]
+
+    lines += [
+        f"<details><summary>Resources by type ({sum(types.values())})</summary>",
+        "",
+        "| type | count |",
+        "|---|---:|",
+    ]
+    lines += [f"| `{t}` | {n} |" for t, n in sorted(types.items())]
+    lines += ["", "</details>", ""]
+
+    if result.tfserving:
+        lines += ["#### TF Serving config", ""]
+        for t in result.tfserving:
+            files = ", ".join(f"`{f}`" for f in t.files)
+            lines.append(f"- `{t.model}`: {files} (from {_cell(_short(t.source, by_urn))})")
+        lines.append("")
+
+    lines.append(
+        f"<sub>`python -m infra.synth --stack {result.stack}`: the Pulumi program run offline "
+        "under mocks (no cloud calls, no credentials); files in the synth artifact.</sub>"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,226 @@
+"""Fixtures for synth tests: a small hand-made captured graph and a project root to synth it in.
+
+The graph has the shape `infra.capture` returns (`resources.json` records): a Kubernetes provider,
+an EKS cluster, a namespace, a ConfigMap with TF Serving files rendered by `serving.tfconfig`, a
+Deployment, a Secret whose data the capture masked, a Helm release and an S3 bucket.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STACK = "test"
+PROJECT = "tfserving-eks"
+
+
+def urn(type_token: str, name: str, parent_type: str | None = None) -> str:
+    qualified = f"{parent_type}${type_token}" if parent_type else type_token
+    return f"urn:pulumi:{STACK}::{PROJECT}::{qualified}::{name}"
+
+
+def record(
+    type_token: str,
+    name: str,
+    inputs: dict[str, Any],
+    *,
+    custom: bool = True,
+    parent: str | None = None,
+    provider: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "urn": urn(type_token, name),
+        "type": type_token,
+        "name": name,
+        "parent": parent,
+        "custom": custom,
+        "provider": provider,
+        "inputs": inputs,
+    }
+
+
+def tfserving_data() -> dict[str, str]:
+    from serving import tfconfig
+
+    models = tfconfig.render_models_config(
+        [
+            tfconfig.ModelConfig(
+                name="mnist",
+                base_path="/models/mnist",
+                policy=tfconfig.VersionPolicy.latest(2),
+                labels={"stable": 1},
+            )
+        ]
+    )
+    batching = tfconfig.render_batching_parameters(
+        tfconfig.BatchingParameters(
+            max_batch_size=32,
+            batch_timeout_micros=2000,
+            max_enqueued_batches=100,
+            num_batch_threads=4,
+        )
+    )
+    return {
+        "models.config": models,
+        "batching.config": batching,
+        "monitoring.config": tfconfig.render_monitoring_config(),
+    }
+
+
+def graph() -> list[dict[str, Any]]:
+    stack = record("pulumi:pulumi:Stack", f"{PROJECT}-{STACK}", {}, custom=False)
+    component = record(
+        "tfserving-eks:serving:ModelServing", "mnist", {}, custom=False, parent=stack["urn"]
+    )
+    provider = record(
+        "pulumi:providers:kubernetes",
+        "k8s",
+        {"kubeconfig": "[secret]", "enableServerSideApply": "true"},
+        parent=stack["urn"],
+    )
+    provider_ref = f"{provider['urn']}::04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    labels = {"app.kubernetes.io/name": "tfserving", "app.kubernetes.io/instance": "mnist"}
+    in_k8s = {"parent": component["urn"], "provider": provider_ref}
+    container = {
+        "name": "tfserving",
+        "image": "tensorflow/serving:2.20.0",
+        "args": ["--model_config_file=/config/models.config"],
+        "ports": [{"name": "grpc", "containerPort": 8500}, {"name": "rest", "containerPort": 8501}],
+        "resources": {"limits": {"cpu": "2", "memory": "4Gi"}},
+    }
+    return [
+        stack,
+        provider,
+        record(
+            "aws:eks/cluster:Cluster",
+            "cluster",
+            {"version": "1.32", "roleArn": "arn:aws:iam::123456789012:role/eks"},
+            parent=stack["urn"],
+        ),
+        record("aws:s3/bucketV2:BucketV2", "models", {"forceDestroy": False}, parent=stack["urn"]),
+        component,
+        record(
+            "kubernetes:core/v1:Namespace",
+            "mnist-ns",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mnist"}},
+            **in_k8s,
+        ),
+        record(
+            "kubernetes:core/v1:ConfigMap",
+            "mnist-config",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "mnist-tfserving", "namespace": "mnist", "labels": labels},
+                "data": tfserving_data(),
+            },
+            **in_k8s,
+        ),
+        record(
+            "kubernetes:apps/v1:Deployment",
+            "mnist-deployment",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "tfserving", "namespace": "mnist", "labels": labels},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [container]},
+                    },
+                },
+            },
+            **in_k8s,
+        ),
+        record(
+            "kubernetes:core/v1:Secret",
+            "mnist-token",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"namespace": "mnist"},
+                "stringData": {"token": "[secret]"},
+            },
+            **in_k8s,
+        ),
+        record(
+            "kubernetes:helm.sh/v3:Release",
+            "autoscaler",
+            {"chart": "cluster-autoscaler", "version": "9.46.6", "namespace": "kube-system"},
+            parent=stack["urn"],
+            provider=provider_ref,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """The runner's result shape (policies.runner.PolicyResult)."""
+
+    policy: str
+    level: str
+    urn: str | None
+    message: str
+
+
+@dataclass
+class Project:
+    """A project root with one stack file and its policy config, and the seams synth calls."""
+
+    root: Path
+    records: list[dict[str, Any]]
+    results: list[PolicyResult]
+    policy_configs: list[dict[str, Any]]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    from infra import synth
+
+    root = tmp_path / "project"
+    (root / "policies").mkdir(parents=True)
+    (root / f"Pulumi.{STACK}.yaml").write_text("config: {}\n")
+    (root / "policies" / f"config.{STACK}.json").write_text(json.dumps({"all": "mandatory"}))
+    state = Project(root, graph(), [], [])
+
+    def capture_stack(stack: str) -> list[dict[str, Any]]:
+        assert stack == STACK
+        return copy.deepcopy(state.records)
+
+    def run_policies(records: list[dict[str, Any]], config: dict[str, Any]) -> list[PolicyResult]:
+        assert records == state.records
+        state.policy_configs.append(config)
+        return list(state.results)
+
+    monkeypatch.setattr(synth, "ROOT", root)
+    monkeypatch.setattr(synth, "capture_stack", capture_stack)
+    monkeypatch.setattr(synth, "run_policies", run_policies)
+    return state
+
+
+@pytest.fixture
+def find() -> Callable[[list[dict[str, Any]], str], dict[str, Any]]:
+    def _find(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        (found,) = [r for r in records if r["name"] == name]
+        return found
+
+    return _find
+
+
+@pytest.fixture
+def make_record() -> Callable[..., dict[str, Any]]:
+    """The record builder above: make_record(type, name, inputs, custom=, parent=, provider=)."""
+    return record
+
+
+@pytest.fixture
+def policy_result() -> type[PolicyResult]:
+    return PolicyResult
