@@ -245,7 +245,7 @@ def autoscaler_pod_template(
                     "startupProbe": {**health, "periodSeconds": 5, "failureThreshold": 24},
                     "readinessProbe": {**health, "periodSeconds": 10},
                     "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3},
-                    "resources": resources("100m", "600Mi", None, "600Mi"),
+                    "resources": resources("100m", "600Mi", "100m", "600Mi"),
                     "securityContext": container_security_context(NOBODY, NOBODY),
                 }
             ],

@@ -113,7 +113,7 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
                     # Crash loudly on a GPU node whose driver is missing instead of advertising
                     # zero GPUs and leaving serving pods Pending with no hint why.
                     "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
-                    "resources": resources("50m", "64Mi", None, "256Mi"),
+                    "resources": resources("50m", "64Mi", "200m", "256Mi"),
                     "securityContext": {
                         "runAsNonRoot": False,
                         "runAsUser": 0,

@@ -79,8 +79,8 @@ def pinned_image_problem(what: str, image: object) -> str | None:
         return None
     if not tag:
         return f"{what} {image!r} has no tag: pin a release tag or a @sha256 digest"
-    if tag == "latest":
-        return f"{what} {image!r} uses the moving 'latest' tag: pin a release tag or a digest"
+    if tag == "latest" or tag.startswith("latest-"):
+        return f"{what} {image!r} uses a moving 'latest' tag: pin a release tag or a digest"
     return None
 
 

@@ -83,7 +83,7 @@ class ServingResources:
     model_disk_mib: int
     overhead_mib: int = 1024
     cpu_request_millicores: int = 1000
-    cpu_limit_millicores: int | None = None
+    cpu_limit_millicores: int = 2000
     sync_memory_mib: int = 256
     sync_cpu_millicores: int = 100
 
@@ -148,6 +148,7 @@ class ModelServingArgs:
             positive_problem(
                 "resources.cpu_request_millicores", self.resources.cpu_request_millicores
             ),
+            positive_problem("resources.cpu_limit_millicores", self.resources.cpu_limit_millicores),
             positive_problem("resources.sync_memory_mib", self.resources.sync_memory_mib, 64),
             positive_problem("resources.sync_cpu_millicores", self.resources.sync_cpu_millicores),
         ]
@@ -168,7 +169,7 @@ class ModelServingArgs:
                 f"pre_stop_seconds ({self.pre_stop_seconds}) to leave time to finish requests"
             )
         limit = self.resources.cpu_limit_millicores
-        if limit is not None and limit < self.resources.cpu_request_millicores:
+        if isinstance(limit, int) and limit < self.resources.cpu_request_millicores:
             problems.append(
                 f"resources.cpu_limit_millicores ({limit}) is below cpu_request_millicores "
                 f"({self.resources.cpu_request_millicores})"

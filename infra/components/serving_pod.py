@@ -43,10 +43,10 @@ from infra.components.k8s_common import (
 
 GRPC_PORT = 8500
 REST_PORT = 8501
-# The sync sidecar's HTTP health endpoints (serving.sync --health-port).
+# The sync sidecar's HTTP health endpoints (serving/sync/health.py, --health-port).
 SYNC_HEALTH_PORT = 8502
 SYNC_STARTUP_PATH = "/startupz"
-SYNC_LIVE_PATH = "/livez"
+SYNC_LIVE_PATH = "/healthz"
 SERVING_READY_PATH = "/readyz"
 
 MODELS_DIR = "/models"
@@ -67,7 +67,7 @@ class PodSizing:
     model_memory_mib: int
     memory_overhead_mib: int
     cpu_request_millicores: int
-    cpu_limit_millicores: int | None
+    cpu_limit_millicores: int
     model_disk_mib: int
     versions_on_disk: int
     sync_memory_mib: int
@@ -150,7 +150,7 @@ def sync_args(inputs: PodSpecInputs) -> list[pulumi.Input[str]]:
         SYNC_STATUS_FILE,
         "--health-port",
         str(SYNC_HEALTH_PORT),
-        "--serving-url",
+        "--tfserving-url",
         f"http://127.0.0.1:{REST_PORT}",
     ]
 
@@ -169,7 +169,8 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
     container_resources = resources(
         cpu_request=_millicores(sizing.sync_cpu_millicores),
         memory_request=_mib(sizing.sync_memory_mib),
-        cpu_limit=None,
+        # Bursts while hashing a download; capped so it can never starve TF Serving.
+        cpu_limit=_millicores(4 * sizing.sync_cpu_millicores),
         memory_limit=_mib(sizing.sync_memory_mib),
     )
     # The model volume counts against the pod's ephemeral storage: request it so the scheduler
@@ -213,11 +214,11 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
 def _tfserving_container(inputs: PodSpecInputs) -> Manifest:
     sizing = inputs.sizing
     memory = _mib(sizing.tfserving_memory_mib)
-    cpu_limit = (
-        None if sizing.cpu_limit_millicores is None else _millicores(sizing.cpu_limit_millicores)
-    )
     container_resources = resources(
-        _millicores(sizing.cpu_request_millicores), memory, cpu_limit, memory
+        _millicores(sizing.cpu_request_millicores),
+        memory,
+        _millicores(sizing.cpu_limit_millicores),
+        memory,
     )
     if inputs.gpus_per_pod:
         # Extended resources are limit-only; the request defaults to the limit.
