@@ -1,4 +1,5 @@
-"""Helpers for the policy tests (imported as `tests.policies.support`): resource records and a one-policy run through the runner.
+"""Helpers for the policy tests, imported as `tests.policies.support`: resource records and a
+one-policy run through the runner.
 
 Tests start from a known-good resource, change one field, and assert the exact message
 (pulumi-policy-aws style). Every run goes through `policies.runner.run_pack`, the same path
