@@ -111,8 +111,9 @@ def by_type(records: list[Declared], type_: str) -> list[Declared]:
     return [r for r in records if r.type == type_]
 
 
-def one(records: list[Declared], type_: str) -> Declared:
-    found = by_type(records, type_)
+def one(records: list[Declared], type_: str, prefix: str = "") -> Declared:
+    """The single resource of this type (whose logical name starts with `prefix`)."""
+    found = [r for r in by_type(records, type_) if r.name.startswith(prefix)]
     assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
     return found[0]
 
