@@ -43,6 +43,20 @@ from infra.synth_report import (
 ROOT = Path(__file__).resolve().parent.parent
 EKS_CLUSTER_TYPE = "aws:eks/cluster:Cluster"
 MODELS_CONFIG_KEY = "models.config"
+SECRET = "[secret]"
+# Input keys whose string values are credentials wherever they appear (compared lower-case).
+SENSITIVE_KEYS = frozenset(
+    {
+        "authorizationtoken",
+        "clientsecret",
+        "kubeconfig",
+        "password",
+        "privatekey",
+        "secretaccesskey",
+        "sessiontoken",
+        "token",
+    }
+)
 _STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # ConfigMap keys (`[-._a-zA-Z0-9]+`, Kubernetes validation) become file names.
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -60,11 +74,42 @@ class SynthUsageError(SynthError):
 # The two collaborators, behind one seam each (tests replace them).
 
 
-def capture_stack(stack: str) -> list[dict[str, Any]]:
-    """Run the real program for ``stack`` under mocks; one ``resources.json`` record each."""
-    from infra.capture import capture
+def capture_program(stack: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the real program for ``stack`` under mocks: one ``resources.json`` record per
+    resource, and the stack outputs (secrets masked)."""
+    from infra.capture import CaptureError, capture_stack
 
-    return [record.as_dict() for record in capture(stack)]
+    try:
+        captured = capture_stack(stack, ROOT)
+    except CaptureError as exc:
+        raise SynthUsageError(str(exc)) from None
+    return [r.as_dict() for r in captured.resources], dict(captured.outputs)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, str) and key.lower() in SENSITIVE_KEYS:
+        return SECRET
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    return value
+
+
+def mask_sensitive(record: dict[str, Any]) -> dict[str, Any]:
+    """Mask credential-shaped inputs the capture passed through in clear.
+
+    The capture masks what the program marked secret; this is a second net for values that are
+    secret in a real deployment but plain under mocks (an invoke result such as an ECR
+    authorization token) and for the data of Kubernetes Secrets. synth output is posted on pull
+    requests and kept as a CI artifact, so it must never carry a credential.
+    """
+    inputs = _mask(record["inputs"])
+    if record["type"] == "kubernetes:core/v1:Secret":
+        for field in ("data", "stringData"):
+            if isinstance(inputs.get(field), dict):
+                inputs[field] = {k: SECRET for k in inputs[field]}
+    return {**record, "inputs": inputs}
 
 
 def run_policies(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[Any]:
@@ -195,9 +240,10 @@ def synthesize(
     from infra.settings import SettingsError
 
     try:
-        records = capture_stack(stack)
+        captured, outputs = capture_program(stack)
     except SettingsError as exc:
         raise SynthUsageError(str(exc)) from None
+    records = [mask_sensitive(r) for r in captured]
     manifests, errors = k8s.build_manifests(records)
     version = kubernetes_version(records)
     schema_results: list[k8s.SchemaResult] = []
@@ -222,6 +268,7 @@ def synthesize(
         kubernetes_version=version,
         tfserving=entries,
         schema_errors=[*errors, *tf_errors],
+        outputs=outputs,
     )
     return result, files
 

@@ -8,6 +8,7 @@ unchanged comment.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class SynthResult:
     kubernetes_version: str | None
     tfserving: Sequence[TfServingFiles] = ()
     schema_errors: Sequence[str] = field(default_factory=tuple)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def manifest_errors(self) -> list[str]:
@@ -148,7 +150,8 @@ def render_summary(result: SynthResult) -> str:
         comment_marker(result.stack),
         _headline(result),
         "",
-        f"**{sum(types.values())} resources** ({components} components) · "
+        f"**{len(result.records)} resources** ({sum(types.values())} custom, {components} "
+        "components) · "
         f"**{len(result.manifests)} Kubernetes objects** ({checked} schema-checked against "
         f"Kubernetes {version}, strict) · policy violations: "
         + ", ".join(f"{counts[level]} {level}" for level in ("mandatory", "advisory")),
@@ -180,7 +183,7 @@ def render_summary(result: SynthResult) -> str:
         "| namespace | kind | name | schema |",
         "|---|---|---|---|",
     ]
-    for r in result.schema_results:
+    for r in sorted(result.schema_results, key=lambda r: r.manifest.path):
         m = r.manifest
         status = "❌ " + _cell(r.error) if r.error else ("ok" if r.checked else "no bundled schema")
         name = m.name if m.named else f"{m.name}-&lt;suffix&gt;"
@@ -195,6 +198,18 @@ def render_summary(result: SynthResult) -> str:
     ]
     lines += [f"| `{t}` | {n} |" for t, n in sorted(types.items())]
     lines += ["", "</details>", ""]
+
+    if result.outputs:
+        lines += [
+            f"<details><summary>Stack outputs ({len(result.outputs)})</summary>",
+            "",
+            "| output | value |",
+            "|---|---|",
+        ]
+        for name, value in sorted(result.outputs.items()):
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            lines.append(f"| `{name}` | {_cell(text)} |")
+        lines += ["", "</details>", ""]
 
     if result.tfserving:
         lines += ["#### TF Serving config", ""]

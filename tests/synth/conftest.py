@@ -179,6 +179,8 @@ class Project:
     records: list[dict[str, Any]]
     results: list[PolicyResult]
     policy_configs: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    policy_inputs: list[list[dict[str, Any]]]
 
 
 @pytest.fixture
@@ -189,19 +191,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     (root / "policies").mkdir(parents=True)
     (root / f"Pulumi.{STACK}.yaml").write_text("config: {}\n")
     (root / "policies" / f"config.{STACK}.json").write_text(json.dumps({"all": "mandatory"}))
-    state = Project(root, graph(), [], [])
+    outputs = {"kubeconfig": "[secret]", "modelUris": {"mnist": "s3://models-abc/models/mnist"}}
+    state = Project(root, graph(), [], [], outputs, [])
 
-    def capture_stack(stack: str) -> list[dict[str, Any]]:
+    def capture_program(stack: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         assert stack == STACK
-        return copy.deepcopy(state.records)
+        return copy.deepcopy(state.records), copy.deepcopy(state.outputs)
 
     def run_policies(records: list[dict[str, Any]], config: dict[str, Any]) -> list[PolicyResult]:
-        assert records == state.records
+        state.policy_inputs.append(records)
         state.policy_configs.append(config)
         return list(state.results)
 
     monkeypatch.setattr(synth, "ROOT", root)
-    monkeypatch.setattr(synth, "capture_stack", capture_stack)
+    monkeypatch.setattr(synth, "capture_program", capture_program)
     monkeypatch.setattr(synth, "run_policies", run_policies)
     return state
 

@@ -49,10 +49,27 @@ def test_resources_json_keeps_order_keys_and_masked_secrets(project, tmp_path: P
     run(out)
     written = json.loads((out / "resources.json").read_text())
     assert written == project.records
+    assert project.policy_inputs == [project.records]
     assert [list(r) for r in written] == [RECORD_KEYS] * len(written)
     assert find(written, "k8s")["inputs"]["kubeconfig"] == "[secret]"
     secret = yaml.safe_load((out / "manifests/mnist/Secret-mnist-token.yaml").read_text())
     assert secret["stringData"] == {"token": "[secret]"}
+
+
+def test_credentials_the_capture_left_in_clear_are_masked(project, tmp_path: Path, find) -> None:
+    # Secret under a real deployment, plain under mocks (an invoke result), e.g. an ECR token.
+    image = find(project.records, "models")
+    image["inputs"]["registries"] = [{"address": "ecr", "username": "AWS", "password": "hunter2"}]
+    find(project.records, "mnist-token")["inputs"]["stringData"] = {"token": "s3cr3t"}
+    out = tmp_path / "synth"
+    assert run(out) == 0
+    text = "".join((out / p).read_text() for p in tree(out))
+    assert "hunter2" not in text and "s3cr3t" not in text
+    written = find(json.loads((out / "resources.json").read_text()), "models")
+    assert written["inputs"]["registries"] == [
+        {"address": "ecr", "username": "AWS", "password": "[secret]"}
+    ]
+    assert "hunter2" not in json.dumps(project.policy_inputs)
 
 
 def test_manifests_take_api_version_and_kind_from_the_type_token(
@@ -137,7 +154,10 @@ def test_policy_report_and_summary(project, tmp_path: Path, policy_result, find)
     )
     assert "a NetworkPolicy \\| covers" in summary  # table-safe
     assert "| `kubernetes:apps/v1:Deployment` | 1 |" in summary
+    assert "**10 resources** (8 custom, 2 components)" in summary
     assert "| mnist | Deployment | tfserving | ok |" in summary
+    assert "| `kubeconfig` | [secret] |" in summary
+    assert '| `modelUris` | {"mnist": "s3://models-abc/models/mnist"} |' in summary
     assert "- `mnist`: `batching.config`, `models.config`, `monitoring.config`" in summary
 
 
@@ -234,7 +254,7 @@ def test_settings_error_exits_2_with_its_message(
     def broken(stack: str) -> list:
         raise error
 
-    monkeypatch.setattr(synth, "capture_stack", broken)
+    monkeypatch.setattr(synth, "capture_program", broken)
     out = tmp_path / "synth"
     assert run(out) == 2
     err = capsys.readouterr().err
