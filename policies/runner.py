@@ -17,9 +17,15 @@ What the Pulumi engine would do, and this runner does the same way:
   value yields an advisory "can't run policy ... during preview" result, as the SDK reports.
 
 Property dependencies (which resource an input was computed from) come from the engine in a
-real preview. Offline they are derived: an input depends on another record when one of its
-string values equals that record's URN, its `id`, or an `id`/`arn`/`name` in its `outputs`
-(records may carry `id` and `outputs`; see :func:`identities`).
+real preview. Offline they are derived from values (see :func:`property_dependencies`): an
+input depends on another record when one of its strings
+
+- equals that record's URN (captured resource references are URNs), or its `id`, or an
+  `id`/`arn`/`name` in its `outputs`, when a record carries those optional keys; or
+- is that record's auto-name, `<logical name>-<7 or 8 hex digits>`: Pulumi auto-names
+  physical resources so, and S3 bucket and IAM role ids are their names (the capture mocks
+  answer the same way). Names shared by several records join to each of them; rules filter
+  dependencies by type.
 
 CLI: `python -m policies.runner --resources resources.json --config policies/config.dev.json`
 prints one line per result and exits 1 when any is mandatory.
@@ -180,19 +186,32 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def _auto_name_owner(text: str, by_name: Mapping[str, list[str]]) -> list[str]:
+    base, _, suffix = text.rpartition("-")
+    if base and len(suffix) in (7, 8) and all(c in "0123456789abcdef" for c in suffix):
+        return by_name.get(base, [])
+    return []
+
+
 def property_dependencies(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
     """URN -> input name -> URNs of the records that input refers to (see the module doc)."""
     owners: dict[str, list[str]] = {}
+    by_name: dict[str, list[str]] = {}
     for record in records:
         for identity in identities(record):
             owners.setdefault(identity, []).append(str(record["urn"]))
+        if record.get("custom", True):
+            by_name.setdefault(str(record["name"]), []).append(str(record["urn"]))
     result: dict[str, dict[str, list[str]]] = {}
     for record in records:
         urn = str(record["urn"])
         per_input: dict[str, list[str]] = {}
         for key, value in (record.get("inputs") or {}).items():
             targets = [
-                owner for text in _strings(value) for owner in owners.get(text, []) if owner != urn
+                owner
+                for text in _strings(value)
+                for owner in owners.get(text) or _auto_name_owner(text, by_name)
+                if owner != urn
             ]
             if targets:
                 per_input[key] = list(dict.fromkeys(targets))
