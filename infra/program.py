@@ -1,0 +1,283 @@
+"""The Pulumi program: composes one stack from its settings.
+
+``main()`` loads the settings once, builds every component and exports the outputs. ``build()``
+does the composition from a :class:`Settings` value and returns the outputs, so the capture and
+tests can run it for any stack. Importing this module creates nothing.
+
+Order of concerns: KMS keys -> network -> cluster (+ OIDC, access entries) -> add-ons that do not
+need nodes -> node groups -> CoreDNS -> model bucket and ECR -> the Kubernetes provider ->
+cluster autoscaler, NVIDIA device plugin and one ``ModelServing`` per model.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
+from infra.components.cluster import Cluster, ClusterAddon, ClusterAddonArgs, ClusterArgs
+from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from infra.components.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
+from infra.components.kms import EncryptionKey, EncryptionKeyArgs
+from infra.components.model_serving import (
+    ModelServing,
+    ModelServingArgs,
+    NodePlacement,
+    ServingResources,
+)
+from infra.components.network import Network, NetworkArgs
+from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole
+from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
+from infra.outputs import StackOutputs, export
+from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_settings
+
+# Add-ons whose pods need nodes to become healthy are created after the node groups.
+ADDONS_AFTER_NODES = frozenset({"coredns"})
+
+
+def main() -> None:
+    """Entry point used by ``__main__.py``."""
+    export(build(load_settings()))
+
+
+def _zones(settings: Settings) -> list[str]:
+    if settings.existing_vpc_id:
+        return []
+    found = aws.get_availability_zones(state="available").names
+    if len(found) < settings.availability_zone_count:
+        raise ValueError(
+            f"region {settings.region} has {len(found)} available AZs; "
+            f"availabilityZoneCount is {settings.availability_zone_count}"
+        )
+    return sorted(found)[: settings.availability_zone_count]
+
+
+def _node_group(
+    settings: Settings,
+    pool: NodePool,
+    cluster: Cluster,
+    role: NodeRole,
+    subnets: pulumi.Input[list[str]],
+    after: list[pulumi.Resource],
+    tags: dict[str, str],
+) -> NodePoolGroup:
+    return NodePoolGroup(
+        f"pool-{pool.name}",
+        NodePoolGroupArgs(
+            cluster_name=cluster.name,
+            cluster_name_plain=settings.cluster_name,
+            pool=pool.name,
+            node_role_arn=role.arn,
+            subnet_ids=subnets,
+            instance_types=pool.instance_types,
+            min_size=pool.min_size,
+            max_size=pool.max_size,
+            desired_size=pool.desired_size,
+            disk_size_gib=pool.disk_size_gib,
+            ami_type=pool.ami_type,
+            capacity_type=pool.capacity_type,
+            gpus_per_node=pool.gpus_per_node,
+            kubernetes_version=settings.kubernetes_version,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=after),
+    )
+
+
+def _serving_args(
+    settings: Settings,
+    model: ModelSettings,
+    bucket: ModelBucket,
+    bucket_key: EncryptionKey,
+    cluster: Cluster,
+    sync_image: pulumi.Input[str],
+    tags: dict[str, str],
+) -> ModelServingArgs:
+    return ModelServingArgs(
+        model_name=model.name,
+        namespace=model.name,
+        bucket_name=bucket.bucket_name,
+        bucket_arn=bucket.bucket_arn,
+        kms_key_arn=bucket_key.arn,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        sync_image=sync_image,
+        resources=ServingResources(
+            model_memory_mib=model.model_memory_mib,
+            model_disk_mib=model.model_disk_mib,
+            cpu_request_millicores=model.cpu_millicores,
+        ),
+        batching=model.batching,
+        version_policy=model.version_policy,
+        version_labels=dict(model.labels),
+        max_versions_on_disk=model.max_versions_on_disk,
+        model_prefix=MODEL_PREFIX.rstrip("/"),
+        placement=NodePlacement(
+            pool=model.node_pool,
+            gpus_per_pod=model.gpus,
+            pool_label_key=POOL_LABEL_KEY,
+            taint_key=GPU_TAINT_KEY,
+        ),
+        min_replicas=model.min_replicas,
+        max_replicas=model.max_replicas,
+        target_cpu_utilization=model.target_cpu_utilization,
+        allowed_namespaces=model.allowed_namespaces,
+        sync_interval_seconds=settings.s3_poll_seconds,
+        tfserving_image=settings.serving_image,
+        tfserving_gpu_image=settings.serving_gpu_image,
+        tags=tags,
+    )
+
+
+def build(settings: Settings) -> StackOutputs:
+    """Declares every resource of one stack and returns what it exports."""
+    tags = base_tags(settings.stack, settings.tags)
+    secrets_key = EncryptionKey(
+        "eks-secrets",
+        EncryptionKeyArgs(
+            description=f"EKS secrets envelope encryption for {settings.cluster_name}",
+            deletion_window_days=settings.kms_deletion_window_days,
+            protect=settings.protect_data,
+            tags=tags,
+        ),
+    )
+    bucket_key = EncryptionKey(
+        "model-bucket",
+        EncryptionKeyArgs(
+            description=f"SSE-KMS for the model bucket of {settings.cluster_name}",
+            deletion_window_days=settings.kms_deletion_window_days,
+            protect=settings.protect_data,
+            tags=tags,
+        ),
+    )
+    network = Network(
+        "network",
+        NetworkArgs(
+            cidr=settings.vpc_cidr,
+            availability_zones=_zones(settings),
+            nat_gateway_per_az=settings.nat_gateway_per_az,
+            existing_vpc_id=settings.existing_vpc_id,
+            existing_private_subnet_ids=settings.existing_private_subnet_ids,
+            tags=tags,
+        ),
+    )
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            cluster_name=settings.cluster_name,
+            kubernetes_version=settings.kubernetes_version,
+            subnet_ids=network.private_subnet_ids,
+            secrets_key_arn=secrets_key.arn,
+            endpoint_public_access=settings.endpoint_public_access,
+            public_access_cidrs=settings.public_access_cidrs,
+            log_types=settings.cluster_log_types,
+            log_retention_days=settings.cluster_log_retention_days,
+            creator_admin=settings.cluster_creator_admin,
+            admin_principal_arns=settings.admin_principal_arns,
+            deletion_protection=settings.protect_data,
+            tags=tags,
+        ),
+    )
+    addons: dict[str, ClusterAddon] = {}
+
+    def addon(addon_name: str, after: list[pulumi.Resource]) -> None:
+        addons[addon_name] = ClusterAddon(
+            f"addon-{addon_name}",
+            ClusterAddonArgs(
+                cluster_name=cluster.name,
+                addon_name=addon_name,
+                version=settings.addon_versions[addon_name],
+                tags=tags,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=after),
+        )
+
+    for name in sorted(set(settings.addon_versions) - ADDONS_AFTER_NODES):
+        addon(name, [cluster])
+    node_role = NodeRole("node", tags)
+    # Nodes join only once the CNI is there and the role can be used.
+    before_nodes: list[pulumi.Resource] = [*addons.values(), *node_role.attachments]
+    pools = [settings.system_node_pool, *settings.gpu_node_pools]
+    groups = [
+        _node_group(settings, p, cluster, node_role, network.private_subnet_ids, before_nodes, tags)
+        for p in pools
+    ]
+    for name in sorted(ADDONS_AFTER_NODES & set(settings.addon_versions)):
+        addon(name, list(groups))
+
+    bucket = ModelBucket(
+        "model-store",
+        ModelBucketArgs(
+            kms_key_arn=bucket_key.arn,
+            noncurrent_version_retention_days=settings.noncurrent_version_retention_days,
+            abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
+            access_log_retention_days=settings.access_log_retention_days,
+            force_destroy=settings.bucket_force_destroy,
+            protect=settings.protect_data,
+            tags=tags,
+        ),
+    )
+    registry = SyncImageRegistry(
+        "model-sync",
+        SyncImageRegistryArgs(
+            image=settings.sync_image, force_delete=settings.bucket_force_destroy, tags=tags
+        ),
+    )
+
+    provider = k8s.Provider(
+        "eks",
+        kubeconfig=cluster.kubeconfig,
+        # Deleting the cluster deletes its objects; no need to delete them one by one first.
+        delete_unreachable=True,
+        opts=pulumi.ResourceOptions(depends_on=[*groups, *addons.values()]),
+    )
+    on_cluster = pulumi.ResourceOptions(providers={"kubernetes": provider})
+    ClusterAutoscaler(
+        "cluster-autoscaler",
+        ClusterAutoscalerArgs(
+            cluster_name=cluster.name,
+            kubernetes_version=settings.kubernetes_version,
+            region=settings.region,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            node_pool=SYSTEM_POOL,
+            pool_label_key=POOL_LABEL_KEY,
+            tags=tags,
+        ),
+        opts=on_cluster,
+    )
+    if settings.gpu_node_pools:
+        NvidiaDevicePlugin(
+            "nvidia-device-plugin",
+            DevicePluginArgs(
+                gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
+                pool_label_key=POOL_LABEL_KEY,
+                taint_key=GPU_TAINT_KEY,
+            ),
+            opts=on_cluster,
+        )
+    served = {
+        m.name: ModelServing(
+            f"model-{m.name}",
+            _serving_args(settings, m, bucket, bucket_key, cluster, registry.image_ref, tags),
+            opts=on_cluster,
+        )
+        for m in settings.models
+    }
+    return StackOutputs(
+        region=settings.region,
+        cluster_name=cluster.name,
+        kubeconfig=cluster.kubeconfig,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        model_bucket_name=bucket.bucket_name,
+        model_uris={
+            name: pulumi.Output.concat("s3://", bucket.bucket_name, f"/{MODEL_PREFIX}{name}")
+            for name in served
+        },
+        rest_endpoints={name: s.rest_endpoint for name, s in served.items()},
+        grpc_endpoints={name: s.grpc_endpoint for name, s in served.items()},
+        ecr_repository_url=registry.repository_url,
+        sync_image=registry.image_ref,
+    )
