@@ -357,7 +357,8 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
                 f"{pinned!r}: pin an EKS add-on version like v1.19.2-eksbuild.5",
             )
     proxy = addons.get("kube-proxy")
-    if isinstance(proxy, str) and not proxy.startswith(f"v{version}."):
+    supported = version in instances.SUPPORTED_KUBERNETES_VERSIONS
+    if supported and isinstance(proxy, str) and not proxy.startswith(f"v{version}."):
         # kube-proxy must run the cluster's minor version (Kubernetes version-skew policy).
         c.fail("addonVersions.kube-proxy", f"{proxy} does not match kubernetesVersion {version}")
     c.int_range("kmsDeletionWindowDays", v["kmsDeletionWindowDays"], 7, 30)

@@ -1,0 +1,237 @@
+"""Settings: declared keys, stack files, and one error that lists every problem by key and stack."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.capture import REPO_ROOT, stack_config
+from infra.config_keys import KEYS, PROJECT
+from infra.settings import InvalidSettingsError, settings_from_config
+
+
+def _config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
+    config = copy.deepcopy(stack_config(stack))
+    for key, value in overrides.items():
+        config[f"{PROJECT}:{key}"] = value
+    return config
+
+
+def _problems(stack: str, config: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidSettingsError) as caught:
+        settings_from_config(stack, config)
+    assert caught.value.stack == stack
+    assert f"stack {stack!r}" in str(caught.value)
+    return [(p.key, p.message) for p in caught.value.problems]
+
+
+def test_pulumi_yaml_declares_exactly_the_code_keys() -> None:
+    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    expected = {}
+    for k in KEYS:
+        spec: dict[str, Any] = {"type": k.type, "description": k.description, "default": k.default}
+        if k.items:
+            spec["items"] = {"type": k.items}
+        expected[k.name] = spec
+    assert declared == expected
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_files_use_only_declared_keys_and_are_valid(stack: str, stack_files) -> None:
+    keys = set(stack_files[stack]["config"])
+    declared = {f"{PROJECT}:{k.name}" for k in KEYS} | {"aws:region"}
+    assert keys <= declared, keys - declared
+    settings = settings_from_config(stack, stack_config(stack))
+    assert settings.stack == stack and settings.region
+
+
+def test_stacks_have_the_same_keys(stack_files) -> None:
+    assert set(stack_files["dev"]["config"]) == set(stack_files["prod"]["config"])
+
+
+def test_stacks_differ_where_the_issue_says() -> None:
+    dev, prod = (settings_from_config(s, stack_config(s)) for s in ("dev", "prod"))
+    assert dev.endpoint_public_access and not prod.endpoint_public_access
+    assert prod.nat_gateway_per_az and not dev.nat_gateway_per_az
+    assert prod.protect_data and not dev.protect_data
+    assert prod.models[0].min_replicas > dev.models[0].min_replicas
+    assert all(p.min_size == 0 for p in dev.gpu_node_pools)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        ({"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "is not an IPv4 CIDR"),
+        ({"vpcCidr": "10.0.0.0/24"}, "vpcCidr", "/20 or larger"),
+        ({"kubernetesVersion": "1.12"}, "kubernetesVersion", "not a supported EKS version"),
+        ({"availabilityZoneCount": 1}, "availabilityZoneCount", "between 2 and 3"),
+        ({"availabilityZoneCount": "2"}, "availabilityZoneCount", "expected integer"),
+        ({"publicAccessCidrs": []}, "publicAccessCidrs", "list the CIDRs"),
+        ({"publicAccessCidrs": ["300.1.1.0/24"]}, "publicAccessCidrs", "not an IPv4 CIDR"),
+        ({"clusterLogTypes": ["api", "kubelet"]}, "clusterLogTypes", "'kubelet'"),
+        ({"clusterLogRetentionDays": 10}, "clusterLogRetentionDays", "not a CloudWatch"),
+        ({"adminPrincipalArns": ["bob"]}, "adminPrincipalArns", "not an IAM role or user ARN"),
+        (
+            {"clusterCreatorAdmin": False, "adminPrincipalArns": []},
+            "adminPrincipalArns",
+            "nobody could administer",
+        ),
+        (
+            {
+                "addonVersions": {
+                    "vpc-cni": "v1.19.2-eksbuild.5",
+                    "coredns": "v1.11.4-eksbuild.2",
+                    "kube-proxy": "v1.31.7-eksbuild.7",
+                }
+            },
+            "addonVersions.kube-proxy",
+            "does not match kubernetesVersion 1.32",
+        ),
+        ({"kmsDeletionWindowDays": 3}, "kmsDeletionWindowDays", "between 7 and 30"),
+        ({"servingImage": "tensorflow/serving:latest"}, "servingImage", "pinned"),
+        ({"servingGpuImage": "tensorflow/serving"}, "servingGpuImage", "pinned"),
+        ({"bucketForceDestroy": True, "protectData": True}, "bucketForceDestroy", "protectData"),
+        (
+            {"existingPrivateSubnetIds": ["subnet-0123456789abcdef0"]},
+            "existingPrivateSubnetIds",
+            "only used with existingVpcId",
+        ),
+        ({"s3PollSeconds": 1}, "s3PollSeconds", "between 10 and 3600"),
+        ({"tags": {"aws:owner": "x"}}, "tags.aws:owner", "may not start with aws:"),
+        ({"models": {}}, "models", "at least one model"),
+    ],
+)
+def test_each_bad_value_is_one_problem_naming_key_and_stack(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    problems = _problems("dev", _config(**overrides))
+    assert len(problems) == 1, problems
+    assert problems[0][0] == key
+    assert fragment in problems[0][1]
+
+
+def _dev_pool(**changes: Any) -> dict[str, Any]:
+    pool = copy.deepcopy(stack_config("dev")[f"{PROJECT}:gpuNodePools"]["gpu"])
+    pool.update(changes)
+    return {"gpu": pool}
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"instanceTypes": ["m5.xlarge"]}, "gpuNodePools.gpu.instanceTypes", "GPU instance family"),
+        (
+            {"instanceTypes": ["g4ad.xlarge"]},
+            "gpuNodePools.gpu.instanceTypes",
+            "GPU instance family",
+        ),
+        ({"instanceTypes": ["g5.huge"]}, "gpuNodePools.gpu.instanceTypes", "instance size"),
+        (
+            {"instanceTypes": ["g5.xlarge", "g5.12xlarge"]},
+            "gpuNodePools.gpu.instanceTypes",
+            "different GPU counts",
+        ),
+        (
+            {"minSize": 3, "maxSize": 2, "desiredSize": 2},
+            "gpuNodePools.gpu",
+            "greater than maxSize",
+        ),
+        ({"desiredSize": 5}, "gpuNodePools.gpu", "desiredSize 5 must lie between"),
+        ({"capacityType": "RESERVED"}, "gpuNodePools.gpu.capacityType", "ON_DEMAND or SPOT"),
+        ({"amiType": "AL2_x86_64_GPU"}, "gpuNodePools.gpu.amiType", "AL2023_x86_64_NVIDIA"),
+        ({"sshKey": "mine"}, "gpuNodePools.gpu", "unknown field 'sshKey'"),
+    ],
+)
+def test_gpu_pool_problems(changes: dict[str, Any], key: str, fragment: str) -> None:
+    problems = _problems("dev", _config(gpuNodePools=_dev_pool(**changes)))
+    assert len(problems) == 1, problems
+    assert problems[0][0] == key and fragment in problems[0][1]
+
+
+def _prod_model(**changes: Any) -> dict[str, Any]:
+    model = copy.deepcopy(stack_config("prod")[f"{PROJECT}:models"]["mnist"])
+    model.update(changes)
+    return {"mnist": model}
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"labels": {"stable": 1, "canary": 3}}, "models.mnist.labels", "never serves"),
+        ({"versionPolicy": "newest"}, "models.mnist.versionPolicy", "not understood"),
+        ({"nodePool": "tpu"}, "models.mnist.nodePool", "'tpu' is not 'system'"),
+        ({"gpus": 2}, "models.mnist.gpus", "do not fit pool 'gpu'"),
+        ({"minReplicas": 5, "maxReplicas": 4}, "models.mnist", "greater than maxReplicas"),
+        ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
+        ({"maxVersionsOnDisk": 3}, "models.mnist.maxVersionsOnDisk", "only for the 'all' policy"),
+        ({"allowedNamespaces": ["Bad_NS"]}, "models.mnist.allowedNamespaces", "DNS labels"),
+        (
+            {
+                "batching": {
+                    "maxBatchSize": 8,
+                    "batchTimeoutMicros": 0,
+                    "maxEnqueuedBatches": 1,
+                    "numBatchThreads": 1,
+                    "allowedBatchSizes": [4, 16],
+                }
+            },
+            "models.mnist.batching",
+            "last must equal max_batch_size",
+        ),
+    ],
+)
+def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> None:
+    problems = _problems("prod", _config("prod", models=_prod_model(**changes)))
+    assert len(problems) == 1, problems
+    assert problems[0][0] == key and fragment in problems[0][1]
+
+
+def test_several_problems_are_all_listed_in_one_error() -> None:
+    config = _config(
+        vpcCidr="nope", kubernetesVersion="1.10", gpuNodePools=_dev_pool(minSize=4), extraKey=1
+    )
+    config["aws:regoin"] = "eu-west-1"  # typo in another namespace
+    with pytest.raises(InvalidSettingsError) as caught:
+        settings_from_config("dev", config)
+    message = str(caught.value)
+    assert "aws:regoin" in message  # namespace problems are reported before anything else
+    del config["aws:regoin"]
+    problems = _problems("dev", config)
+    keys = [k for k, _ in problems]
+    assert keys == [
+        "extraKey",
+        "vpcCidr",
+        "kubernetesVersion",
+        "gpuNodePools.gpu",
+    ]
+    with pytest.raises(InvalidSettingsError) as caught:
+        settings_from_config("dev", config)
+    message = str(caught.value)
+    for key in (
+        "tfserving-eks:vpcCidr",
+        "tfserving-eks:extraKey",
+        "tfserving-eks:gpuNodePools.gpu",
+    ):
+        assert key in message
+    assert "Pulumi.dev.yaml" in message
+
+
+def test_missing_region_is_reported() -> None:
+    config = _config()
+    del config["aws:region"]
+    assert _problems("dev", config) == [
+        ("aws:region", "None: set the stack's AWS region (e.g. eu-west-1)")
+    ]
+
+
+def test_explicit_zero_and_false_are_kept() -> None:
+    """No `get_int(k) or default`: explicit falsy values survive."""
+    settings = settings_from_config(
+        "dev",
+        _config(clusterCreatorAdmin=False, adminPrincipalArns=["arn:aws:iam::111122223333:role/a"]),
+    )
+    assert settings.cluster_creator_admin is False
+    assert settings.gpu_node_pools[0].min_size == 0
