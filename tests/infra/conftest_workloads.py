@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks
+from pulumi.runtime import mocks, settings
 
 REGION = "us-west-2"
 ACCOUNT = "123456789012"
@@ -93,6 +93,8 @@ def declare(build: Callable[[], Any]) -> list[Declared]:
     has registered before this returns.
     """
     recorder: list[Declared] = []
+    # A fresh runtime (new root stack) so earlier runs in this process cannot leak in.
+    settings.reset_options(project="tfserving-eks", stack="test", preview=False)
     mocks.set_mocks(
         _Mocks(), project="tfserving-eks", stack="test", preview=False, monitor=_Monitor(recorder)
     )

@@ -1,0 +1,207 @@
+"""The workloads inside the whole program, for the real `dev` and `prod` stacks.
+
+`infra.capture` runs the program under mocks; these tests check that what the workload components
+declare fits what the rest of the stack declares: node pools, their labels, taints and
+autoscaler tags, the bucket and its key, the cluster's OIDC provider, the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from infra.capture import StackCapture, capture_stack
+from infra.components import cluster_autoscaler
+from infra.components.model_serving import TYPE_TOKEN as SERVING
+from serving.sync.cli import sync_parser
+from tests.infra.conftest_workloads import all_containers
+
+STACKS = ("dev", "prod")
+POOL_LABEL = "tfserving-eks/pool"
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request: pytest.FixtureRequest) -> StackCapture:
+    return capture_stack(request.param)
+
+
+def of_type(stack: StackCapture, type_: str) -> list[Any]:
+    return [r for r in stack.resources if r.type == type_]
+
+
+def the(stack: StackCapture, type_: str) -> Any:
+    (found,) = of_type(stack, type_)
+    return found
+
+
+def children(stack: StackCapture, component: Any) -> list[Any]:
+    return [r for r in stack.resources if r.parent == component.urn]
+
+
+def child(stack: StackCapture, component: Any, type_: str) -> Any:
+    (found,) = [r for r in children(stack, component) if r.type == type_]
+    return found
+
+
+def kubernetes_objects(stack: StackCapture) -> list[Any]:
+    return [r for r in stack.resources if r.type.startswith("kubernetes:") and r.custom]
+
+
+def pools(stack: StackCapture) -> dict[str, Any]:
+    """Node groups by their pool label."""
+    return {
+        g.inputs["labels"][POOL_LABEL]: g for g in of_type(stack, "aws:eks/nodeGroup:NodeGroup")
+    }
+
+
+def gpu_pools(stack: StackCapture) -> set[str]:
+    return {
+        name
+        for name, group in pools(stack).items()
+        if any(t["key"] == "nvidia.com/gpu" for t in group.inputs.get("taints") or [])
+    }
+
+
+def test_every_kubernetes_object_is_valid_for_the_clusters_version(stack):
+    version = the(stack, "aws:eks/cluster:Cluster").inputs["version"]
+    objects = kubernetes_objects(stack)
+    assert objects
+    for record in objects:
+        kubernetes_validate.validate(record.inputs, version, strict=True)
+
+
+def test_kubernetes_objects_go_through_the_clusters_provider(stack):
+    # Never the default provider, which would target whatever kubeconfig happens to be around.
+    for record in kubernetes_objects(stack):
+        assert "pulumi:providers:kubernetes::eks::" in (record.provider or ""), record.name
+
+
+def test_one_model_serving_per_model_with_its_outputs(stack):
+    servings = of_type(stack, SERVING)
+    assert servings
+    rest, grpc = stack.outputs["restEndpoints"], stack.outputs["grpcEndpoints"]
+    assert set(rest) == set(grpc) == {s.name.removeprefix("model-") for s in servings}
+    for serving in servings:
+        service = child(stack, serving, "kubernetes:core/v1:Service").inputs["metadata"]
+        host = f"{service['name']}.{service['namespace']}.svc.cluster.local"
+        model = serving.name.removeprefix("model-")
+        assert rest[model] == f"http://{host}:8501"
+        assert grpc[model] == f"{host}:8500"
+
+
+def test_serving_pods_land_on_existing_pools_and_tolerate_their_taints(stack):
+    groups = pools(stack)
+    for serving in of_type(stack, SERVING):
+        spec = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
+        pod = spec["template"]["spec"]
+        pool = pod["nodeSelector"][POOL_LABEL]
+        assert pool in groups, f"{serving.name} selects pool {pool!r}, which no node group has"
+        taints = groups[pool].inputs.get("taints") or []
+        tolerated = {t["key"] for t in pod.get("tolerations", [])}
+        assert {t["key"] for t in taints} <= tolerated
+        gpus = [c["resources"]["limits"].get("nvidia.com/gpu") for c in pod["containers"]]
+        if pool in gpu_pools(stack):
+            assert gpus == ["1"]
+            assert pod["containers"][0]["image"].endswith("-gpu")
+        else:
+            assert gpus == [None]
+
+
+def test_gpu_pools_can_scale_from_zero_for_the_serving_pods(stack):
+    # An empty pool has no node to look at: the autoscaler learns what it would offer from the
+    # node-template tags on its Auto Scaling group.
+    prefix = "k8s.io/cluster-autoscaler/node-template/"
+    templates: dict[str, dict[str, str]] = {}
+    for tag in of_type(stack, "aws:autoscaling/tag:Tag"):
+        group, key = tag.inputs["autoscalingGroupName"], tag.inputs["tag"]["key"]
+        if key.startswith(prefix):
+            templates.setdefault(group, {})[key.removeprefix(prefix)] = tag.inputs["tag"]["value"]
+    by_pool = {t.get(f"label/{POOL_LABEL}"): t for t in templates.values()}
+    for serving in of_type(stack, SERVING):
+        pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+        pool = pod["spec"]["nodeSelector"][POOL_LABEL]
+        if pool not in gpu_pools(stack):
+            continue
+        template = by_pool[pool]
+        wanted = int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+        assert int(template["resources/nvidia.com/gpu"]) >= wanted
+        assert template["taint/nvidia.com/gpu"].endswith(":NoSchedule")
+
+
+def test_model_reader_roles_are_scoped_to_the_stacks_bucket_and_cluster(stack):
+    bucket = stack.outputs["modelBucketName"]
+    oidc_arn = stack.outputs["oidcProviderArn"]
+    host = oidc_arn.split(":oidc-provider/", 1)[1]
+    for serving in of_type(stack, SERVING):
+        model = serving.name.removeprefix("model-")
+        namespace = child(stack, serving, "kubernetes:core/v1:Namespace").inputs["metadata"]["name"]
+        account = child(stack, serving, "kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+        trust = json.loads(child(stack, serving, "aws:iam/role:Role").inputs["assumeRolePolicy"])
+        (statement,) = trust["Statement"]
+        assert statement["Principal"] == {"Federated": oidc_arn}
+        assert statement["Condition"]["StringEquals"] == {
+            f"{host}:sub": f"system:serviceaccount:{namespace}:{account['name']}",
+            f"{host}:aud": "sts.amazonaws.com",
+        }
+        policy = json.loads(child(stack, serving, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+        reads = [s for s in policy["Statement"] if s["Action"] == "s3:GetObject"]
+        assert [s["Resource"] for s in reads] == [f"arn:aws:s3:::{bucket}/models/{model}/*"]
+
+
+def test_sync_sidecar_reads_the_stacks_bucket_with_the_stacks_image(stack):
+    for serving in of_type(stack, SERVING):
+        model = serving.name.removeprefix("model-")
+        pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+        (sidecar,) = pod["spec"]["initContainers"]
+        assert sidecar["image"] == stack.outputs["syncImage"]
+        parsed = sync_parser().parse_args(sidecar["args"])
+        assert f"{parsed.source}/{model}" == stack.outputs["modelUris"][model]
+        assert parsed.models == [model]
+
+
+def test_every_container_runs_hardened(stack):
+    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:DaemonSet"):
+        for workload in of_type(stack, kind):
+            for c in all_containers(workload.inputs["spec"]["template"]["spec"]):
+                context = c["securityContext"]
+                assert context["allowPrivilegeEscalation"] is False, c["name"]
+                assert context["readOnlyRootFilesystem"] is True
+                assert context["capabilities"] == {"drop": ["ALL"]}
+                assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+                assert isinstance(context["runAsUser"], int)
+                # Only the device plugin runs as root (it must write the kubelet's socket dir).
+                if c["name"] != "nvidia-device-plugin":
+                    assert context["runAsNonRoot"] is True and context["runAsUser"] > 0
+
+
+def test_device_plugin_targets_exactly_the_gpu_pools(stack):
+    plugin = the(stack, "kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
+    affinity = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    (term,) = affinity["nodeSelectorTerms"]
+    (expression,) = term["matchExpressions"]
+    assert expression["key"] == POOL_LABEL
+    assert set(expression["values"]) == gpu_pools(stack)
+
+
+def test_autoscaler_matches_the_cluster_and_its_node_group_tags(stack):
+    cluster_name = stack.outputs["clusterName"]
+    version = the(stack, "aws:eks/cluster:Cluster").inputs["version"]
+    component = the(stack, cluster_autoscaler.TYPE_TOKEN)
+    deployment = child(stack, component, "kubernetes:apps/v1:Deployment")
+    (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == cluster_autoscaler.image_for(version)
+    discovery = f"k8s.io/cluster-autoscaler/{cluster_name}"
+    assert (
+        f"--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,{discovery}"
+        in container["command"]
+    )
+    # EKS copies node group tags to the groups' ASGs; the IAM condition must name the same tag.
+    for group in of_type(stack, "aws:eks/nodeGroup:NodeGroup"):
+        assert group.inputs["tags"][discovery] == "owned"
+        assert group.inputs["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true"
+    policy = json.loads(child(stack, component, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    (scaling,) = [s for s in policy["Statement"] if "Condition" in s]
+    assert scaling["Condition"]["StringEquals"][f"aws:ResourceTag/{discovery}"] == "owned"
