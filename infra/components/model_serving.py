@@ -116,6 +116,7 @@ class ModelServingArgs:
     sync_interval_seconds: int = 30
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
+    grpc_max_connection_age_seconds: int = 60
     startup_timeout_seconds: int = 600
     pre_stop_seconds: int = 15
     termination_grace_seconds: int = 60
@@ -140,6 +141,9 @@ class ModelServingArgs:
             positive_problem("sync_interval_seconds", self.sync_interval_seconds),
             positive_problem("model_config_poll_seconds", self.model_config_poll_seconds),
             positive_problem("file_system_poll_seconds", self.file_system_poll_seconds),
+            positive_problem(
+                "grpc_max_connection_age_seconds", self.grpc_max_connection_age_seconds
+            ),
             positive_problem("startup_timeout_seconds", self.startup_timeout_seconds, 5),
             positive_problem("pre_stop_seconds", self.pre_stop_seconds),
             positive_problem("resources.model_memory_mib", self.resources.model_memory_mib),
@@ -418,6 +422,7 @@ class ModelServing(pulumi.ComponentResource):
                 sync_interval_seconds=args.sync_interval_seconds,
                 model_config_poll_seconds=args.model_config_poll_seconds,
                 file_system_poll_seconds=args.file_system_poll_seconds,
+                grpc_max_connection_age_seconds=args.grpc_max_connection_age_seconds,
                 sizing=args.sizing(),
                 tfserving_uid=TFSERVING_UID,
                 sync_uid=SYNC_UID,

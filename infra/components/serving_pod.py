@@ -24,6 +24,9 @@ The pod, and why it looks like this:
   unloads the old, tensorflow/serving#1215), requests equal limits.
 - TF Serving does not drain on SIGTERM (tensorflow/serving#1853): ``preStop`` sleeps while the
   endpoint is removed from Services, then the grace period lets in-flight requests finish.
+- Kubelet probes reach the sidecar's health port although the NetworkPolicy admits only the
+  serving ports: traffic from the pod's own node is always allowed (Kubernetes NetworkPolicy
+  docs), and nothing else needs that port.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class PodSpecInputs:
     sync_interval_seconds: int
     model_config_poll_seconds: int
     file_system_poll_seconds: int
+    grpc_max_connection_age_seconds: int
     sizing: PodSizing
     tfserving_uid: int
     sync_uid: int
@@ -126,6 +130,11 @@ def tfserving_args(inputs: PodSpecInputs) -> list[str]:
         "--enable_batching",
         f"--batching_parameters_file={CONFIG_DIR}/{BATCHING_FILE}",
         f"--monitoring_config_file={CONFIG_DIR}/{MONITORING_FILE}",
+        # gRPC clients hold one HTTP/2 connection to one pod behind the ClusterIP; ending
+        # connections after this age (with GOAWAY, in-flight calls finish) makes clients
+        # reconnect, so new replicas get traffic and terminating ones stop getting it.
+        "--grpc_channel_arguments=grpc.max_connection_age_ms="
+        f"{inputs.grpc_max_connection_age_seconds * 1000}",
         # Replays assets.extra/tf_serving_warmup_requests before a version is marked AVAILABLE.
         "--enable_model_warmup",
     ]
@@ -224,12 +233,17 @@ def _tfserving_container(inputs: PodSpecInputs) -> Manifest:
         # Extended resources are limit-only; the request defaults to the limit.
         container_resources["limits"]["nvidia.com/gpu"] = str(inputs.gpus_per_pod)
     ready = {"httpGet": {"port": SYNC_HEALTH_PORT, "path": SERVING_READY_PATH, "scheme": "HTTP"}}
+    env = []
+    if inputs.gpus_per_pod:
+        # The root filesystem is read-only: CUDA's PTX JIT cache goes to the scratch volume.
+        env.append({"name": "CUDA_CACHE_PATH", "value": "/tmp/cuda-cache"})
     return {
         "name": TFSERVING_CONTAINER,
         "image": inputs.tfserving_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["/usr/bin/tensorflow_model_server"],
         "args": tfserving_args(inputs),
+        "env": env,
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
@@ -278,7 +292,10 @@ def serving_pod_template(inputs: PodSpecInputs) -> Manifest:
         "volumes": [
             {"name": "models", "emptyDir": {"sizeLimit": _mib(inputs.sizing.model_volume_mib)}},
             {"name": "config", "configMap": {"name": inputs.config_map_name}},
-            {"name": "tfserving-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            {
+                "name": "tfserving-tmp",
+                "emptyDir": {"sizeLimit": "512Mi" if inputs.gpus_per_pod else "64Mi"},
+            },
             {"name": "sync-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
         "topologySpreadConstraints": [dict(c) for c in inputs.topology_spread],

@@ -74,6 +74,7 @@ TFSERVING_FLAGS = {
     "batching_parameters_file",
     "monitoring_config_file",
     "enable_model_warmup",
+    "grpc_channel_arguments",
 }
 
 
@@ -325,6 +326,8 @@ def test_tf_serving_runs_the_pinned_gpu_image_with_its_real_flags(gpu):
     assert flags["monitoring_config_file"] == "/config/monitoring.config"
     assert int(flags["model_config_file_poll_wait_seconds"]) > 0
     assert int(flags["file_system_poll_wait_seconds"]) > 0
+    assert flags["grpc_channel_arguments"] == "grpc.max_connection_age_ms=60000"
+    assert tfs["env"] == [{"name": "CUDA_CACHE_PATH", "value": "/tmp/cuda-cache"}]
     assert {p["name"]: p["containerPort"] for p in tfs["ports"]} == {"grpc": 8500, "http": 8501}
 
 
