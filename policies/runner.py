@@ -152,7 +152,8 @@ def resolve_config(config: Mapping[str, Any], policies: Sequence[Policy]) -> dic
             # Stricter than the CLI on purpose: a misspelt setting is an error, not a no-op.
             "additionalProperties": False,
         }
-        for error in jsonschema.Draft7Validator(json_schema).iter_errors(props):
+        errors = jsonschema.Draft7Validator(json_schema).iter_errors(props)
+        for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
             path = ".".join(str(p) for p in error.absolute_path)
             problems.append(f"{policy.name}{'.' + path if path else ''}: {error.message}")
         merged = {k: s["default"] for k, s in properties.items() if "default" in s}
