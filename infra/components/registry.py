@@ -124,7 +124,8 @@ class SyncImageRegistry(pulumi.ComponentResource):
                     docker_build.RegistryArgs(
                         address=repo.repository_url.apply(lambda url: url.split("/", 1)[0]),
                         username=token.user_name,
-                        password=token.password,
+                        # Secret on our side too, whatever the provider marks.
+                        password=pulumi.Output.secret(token.password),
                     )
                 ],
                 opts=here,

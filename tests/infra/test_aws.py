@@ -1,0 +1,306 @@
+"""What the real program declares on AWS for dev and prod, read from the mock capture."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from infra.capture import SECRET, CapturedResource, StackCapture, capture_stack
+from infra.outputs import OUTPUTS
+
+STACKS = ("dev", "prod")
+GPU_HINT = "k8s.io/cluster-autoscaler/node-template"
+
+
+@pytest.fixture(params=STACKS)
+def cap(request: pytest.FixtureRequest, captures: dict[str, StackCapture]) -> StackCapture:
+    return captures[request.param]
+
+
+def of(cap: StackCapture, type_: str) -> list[CapturedResource]:
+    return [r for r in cap.resources if r.type == type_]
+
+
+def one(cap: StackCapture, type_: str, name: str | None = None) -> dict[str, Any]:
+    found = [r for r in of(cap, type_) if name is None or r.name == name]
+    assert len(found) == 1, [r.name for r in found]
+    return found[0].inputs
+
+
+def test_capture_shape_and_determinism(captures: dict[str, StackCapture]) -> None:
+    again = capture_stack("dev")
+
+    def comparable(c: StackCapture) -> list[dict[str, Any]]:
+        # The image tag hashes the working tree, which may change between two captures.
+        return [r.as_dict() for r in c.resources if r.type != "docker-build:index:Image"]
+
+    assert comparable(again) == comparable(captures["dev"])
+    record = again.resources[0].as_dict()
+    assert set(record) == {"urn", "type", "name", "parent", "custom", "provider", "inputs"}
+    urns = {r.urn for r in again.resources}
+    assert all(
+        r.parent in urns or r.parent.endswith("::tfserving-eks-dev") for r in again.resources
+    )
+    types = {r.type for r in again.resources}
+    assert not any(t.startswith(("eks:", "awsx:")) for t in types)
+
+
+def test_every_child_is_named_after_its_component(cap: StackCapture) -> None:
+    by_urn = {r.urn: r for r in cap.resources}
+    for r in cap.resources:
+        parent = by_urn.get(r.parent or "")
+        if parent is not None and r.custom:
+            assert r.name.startswith(f"{parent.name}-"), (r.name, parent.name)
+    for r in cap.resources:
+        if not r.custom and r.type.startswith("tfserving-eks:"):
+            assert len(r.type.split(":")) == 3
+
+
+def test_vpc_spans_azs_with_private_nodes_and_nat(cap: StackCapture) -> None:
+    expected_azs = 2 if cap.stack == "dev" else 3
+    subnets = [r.inputs for r in of(cap, "aws:ec2/subnet:Subnet")]
+    private = [s for s in subnets if "kubernetes.io/role/internal-elb" in s["tags"]]
+    public = [s for s in subnets if "kubernetes.io/role/elb" in s["tags"]]
+    assert len(private) == len(public) == expected_azs
+    assert len({s["availabilityZone"] for s in private}) == expected_azs
+    assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
+    nats = of(cap, "aws:ec2/natGateway:NatGateway")
+    assert len(nats) == (1 if cap.stack == "dev" else expected_azs)
+    private_ids = {r.urn for r in of(cap, "aws:ec2/subnet:Subnet") if "private" in r.name}
+    assert private_ids
+    cluster = one(cap, "aws:eks/cluster:Cluster")
+    node_subnets = {
+        s for ng in of(cap, "aws:eks/nodeGroup:NodeGroup") for s in ng.inputs["subnetIds"]
+    }
+    assert node_subnets == set(cluster["vpcConfig"]["subnetIds"])
+    assert all(s.startswith("subnet-") for s in node_subnets) and len(node_subnets) == expected_azs
+    vpc = one(cap, "aws:ec2/vpc:Vpc")
+    assert vpc["enableDnsHostnames"] and vpc["enableDnsSupport"]
+
+
+def test_cluster(cap: StackCapture) -> None:
+    cluster = one(cap, "aws:eks/cluster:Cluster")
+    assert cluster["name"] == f"tfserving-{cap.stack}"
+    assert cluster["version"] == "1.32"
+    vpc = cluster["vpcConfig"]
+    assert vpc["endpointPrivateAccess"] is True
+    if cap.stack == "prod":
+        assert vpc["endpointPublicAccess"] is False and "publicAccessCidrs" not in vpc
+        assert cluster["deletionProtection"] is True
+    else:
+        assert vpc["endpointPublicAccess"] is True and vpc["publicAccessCidrs"] == [
+            "203.0.113.0/24"
+        ]
+    assert cluster["enabledClusterLogTypes"] == [
+        "api",
+        "audit",
+        "authenticator",
+        "controllerManager",
+        "scheduler",
+    ]
+    assert cluster["accessConfig"]["authenticationMode"] == "API"
+    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is (
+        cap.stack == "dev"
+    )
+    enc = cluster["encryptionConfig"]
+    assert enc["resources"] == ["secrets"]
+    keys = {r.name: r.inputs for r in of(cap, "aws:kms/key:Key")}
+    assert enc["provider"]["keyArn"].startswith("arn:aws:kms:")
+    assert all(k["enableKeyRotation"] is True for k in keys.values())
+    logs = one(cap, "aws:cloudwatch/logGroup:LogGroup")
+    assert logs["name"] == f"/aws/eks/tfserving-{cap.stack}/cluster"
+    assert logs["retentionInDays"] == (14 if cap.stack == "dev" else 365)
+
+
+def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
+    oidc = one(cap, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    assert oidc["clientIdLists"] == ["sts.amazonaws.com"]
+    assert oidc["url"].startswith("https://oidc.eks.eu-west-1.amazonaws.com/id/")
+    entries = [r.inputs for r in of(cap, "aws:eks/accessEntry:AccessEntry")]
+    links = [r.inputs for r in of(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
+    if cap.stack == "dev":
+        assert entries == [] and links == []
+        return
+    assert [e["principalArn"] for e in entries] == [
+        "arn:aws:iam::111122223333:role/tfserving-prod-deployer",
+        "arn:aws:iam::111122223333:role/platform-admin",
+    ]
+    assert all(e["type"] == "STANDARD" for e in entries)
+    assert {link["principalArn"] for link in links} == {e["principalArn"] for e in entries}
+    for link in links:
+        assert link["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        assert link["accessScope"] == {"type": "cluster"}
+
+
+def test_core_addons_pinned(cap: StackCapture) -> None:
+    addons = {r.inputs["addonName"]: r.inputs for r in of(cap, "aws:eks/addon:Addon")}
+    assert {name: a["addonVersion"] for name, a in addons.items()} == {
+        "vpc-cni": "v1.19.2-eksbuild.5",
+        "coredns": "v1.11.4-eksbuild.2",
+        "kube-proxy": "v1.32.3-eksbuild.7",
+    }
+    order = [r.inputs["addonName"] for r in of(cap, "aws:eks/addon:Addon")]
+    assert order.index("coredns") == 2  # created after the node groups, which it needs
+
+
+def _groups(cap: StackCapture) -> dict[str, dict[str, Any]]:
+    return {
+        r.inputs["labels"]["tfserving-eks/pool"]: r.inputs
+        for r in of(cap, "aws:eks/nodeGroup:NodeGroup")
+    }
+
+
+def test_node_groups(cap: StackCapture) -> None:
+    groups = _groups(cap)
+    assert set(groups) == {"system", "gpu"}
+    system, gpu = groups["system"], groups["gpu"]
+    assert system["amiType"] == "AL2023_x86_64_STANDARD" and "taints" not in system
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["capacityType"] == ("SPOT" if cap.stack == "dev" else "ON_DEMAND")
+    scaling = gpu["scalingConfig"]
+    if cap.stack == "dev":
+        assert scaling == {"minSize": 0, "maxSize": 2, "desiredSize": 0}
+    else:
+        assert scaling == {"minSize": 3, "maxSize": 12, "desiredSize": 3}
+    for group in groups.values():
+        assert "remoteAccess" not in group and "diskSize" not in group
+        assert group["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true"
+        assert group["tags"][f"k8s.io/cluster-autoscaler/tfserving-{cap.stack}"] == "owned"
+        assert group["launchTemplate"]["id"].startswith("lt-")
+
+
+def test_launch_templates_harden_nodes(cap: StackCapture) -> None:
+    templates = [r.inputs for r in of(cap, "aws:ec2/launchTemplate:LaunchTemplate")]
+    assert len(templates) == 2
+    for lt in templates:
+        assert lt["metadataOptions"] == {
+            "httpEndpoint": "enabled",
+            "httpTokens": "required",
+            "httpPutResponseHopLimit": 1,
+        }
+        [disk] = lt["blockDeviceMappings"]
+        assert disk["ebs"]["volumeType"] == "gp3" and disk["ebs"]["encrypted"] == "true"
+        assert "keyName" not in lt
+
+
+def test_scale_from_zero_hints_on_the_asg(cap: StackCapture) -> None:
+    hints = [r.inputs for r in of(cap, "aws:autoscaling/tag:Tag")]
+    by_key = {h["tag"]["key"]: h for h in hints}
+    assert by_key[f"{GPU_HINT}/resources/nvidia.com/gpu"]["tag"]["value"] == "1"
+    assert by_key[f"{GPU_HINT}/taint/nvidia.com/gpu"]["tag"]["value"] == "true:NoSchedule"
+    labels = [h for k, h in by_key.items() if k == f"{GPU_HINT}/label/tfserving-eks/pool"]
+    assert labels
+    assert {h["tag"]["value"] for h in hints if h["tag"]["key"].endswith("/pool")} <= {
+        "gpu",
+        "system",
+    }
+    assert all(h["autoscalingGroupName"].startswith("eks-pool-") for h in hints)
+    assert all(h["tag"]["propagateAtLaunch"] is False for h in hints)
+
+
+def test_model_bucket(cap: StackCapture) -> None:
+    buckets = {r.name: r for r in of(cap, "aws:s3/bucket:Bucket")}
+    models = buckets["model-store-models"]
+    assert "model-store-logs" in buckets
+    assert models.inputs["forceDestroy"] is (cap.stack == "dev")
+    blocks = [r.inputs for r in of(cap, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")]
+    assert len(blocks) == 2
+    for block in blocks:
+        assert all(
+            block[k] is True
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        )
+    owners = of(cap, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert all(o.inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"} for o in owners)
+    versioning = one(cap, "aws:s3/bucketVersioning:BucketVersioning")
+    assert versioning["versioningConfiguration"] == {"status": "Enabled"}
+    sse = one(
+        cap,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "model-store-models-sse",
+    )
+    [rule] = sse["rules"]
+    assert rule["bucketKeyEnabled"] is True
+    assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"].startswith("arn:aws:kms:")
+    policy = json.loads(
+        one(cap, "aws:s3/bucketPolicy:BucketPolicy", "model-store-models-policy")["policy"]
+    )
+    [deny] = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+    lifecycle = one(
+        cap,
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "model-store-models-lifecycle",
+    )
+    rules = {r["id"]: r for r in lifecycle["rules"]}
+    days = 7 if cap.stack == "dev" else 90
+    assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {
+        "noncurrentDays": days
+    }
+    abort = rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"]
+    assert abort == {"daysAfterInitiation": 1 if cap.stack == "dev" else 7}
+    logging = one(cap, "aws:s3/bucketLogging:BucketLogging")
+    assert logging["targetBucket"].startswith("model-store-logs-")
+    log_policy = json.loads(
+        one(cap, "aws:s3/bucketPolicy:BucketPolicy", "model-store-logs-policy")["policy"]
+    )
+    assert [s["Sid"] for s in log_policy["Statement"]] == [
+        "DenyInsecureTransport",
+        "S3ServerAccessLogs",
+    ]
+
+
+def test_protect_follows_settings(cap: StackCapture) -> None:
+    # protect is a resource option, not an input: check it through the settings the program used.
+    from infra.capture import stack_config
+    from infra.settings import settings_from_config
+
+    settings = settings_from_config(cap.stack, stack_config(cap.stack))
+    assert settings.protect_data is (cap.stack == "prod")
+
+
+def test_ecr_and_sync_image(cap: StackCapture) -> None:
+    repo = one(cap, "aws:ecr/repository:Repository")
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    image = one(cap, "docker-build:index:Image")
+    assert image["dockerfile"]["location"].endswith("serving/Dockerfile")
+    assert image["push"] is True and image["platforms"] == ["linux/amd64"]
+    [tag] = image["tags"]
+    assert tag.startswith(cap.outputs["ecrRepositoryUrl"] + ":sync-")
+    assert image["registries"][0]["password"] == SECRET
+    assert cap.outputs["syncImage"].startswith(cap.outputs["ecrRepositoryUrl"] + "@sha256:")
+
+
+def test_outputs(cap: StackCapture) -> None:
+    out = cap.outputs
+    assert set(out) == set(OUTPUTS)
+    assert out["kubeconfig"] == SECRET
+    assert out["clusterName"] == f"tfserving-{cap.stack}"
+    bucket = out["modelBucketName"]
+    assert out["modelUris"] == {"mnist": f"s3://{bucket}/models/mnist"}
+    assert out["restEndpoints"] == {"mnist": "http://mnist.mnist.svc.cluster.local:8501"}
+    assert out["grpcEndpoints"] == {"mnist": "mnist.mnist.svc.cluster.local:8500"}
+    provider = one(cap, "pulumi:providers:kubernetes")
+    assert provider["kubeconfig"] == SECRET
+
+
+def test_kubeconfig_uses_get_token() -> None:
+    from infra.components.cluster import kubeconfig
+
+    config = json.loads(kubeconfig("c", "https://x", base64.b64encode(b"ca").decode(), "eu-west-1"))
+    user = config["users"][0]["user"]["exec"]
+    assert user["command"] == "aws" and user["args"][:2] == ["eks", "get-token"]
+    assert "token" not in json.dumps(config["users"][0]["user"]).replace("get-token", "")
