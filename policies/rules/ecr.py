@@ -42,6 +42,8 @@ def _scan(args: ResourceValidationArgs, report: ReportViolation) -> None:
         report("imageScanningConfiguration.scanOnPush must be true.")
 
 
+# Advisory: registry-level enhanced scanning (Inspector) replaces per-repository scanOnPush,
+# so an account using it legitimately leaves this off.
 ecr_scan_on_push = ResourceValidationPolicy(
     name="ecr-scan-on-push",
     description="ECR repositories scan every image when it is pushed.",

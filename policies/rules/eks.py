@@ -157,10 +157,13 @@ def _version(args: ResourceValidationArgs, report: ReportViolation) -> None:
         )
 
 
+# Advisory by default: a version leaving standard support still runs (at extended-support
+# prices), so it should not block unrelated changes the day support ends; prod's config makes
+# every rule mandatory.
 eks_supported_version = ResourceValidationPolicy(
     name="eks-supported-version",
     description="The cluster pins a Kubernetes version that EKS still supports.",
-    enforcement_level=EnforcementLevel.MANDATORY,
+    enforcement_level=EnforcementLevel.ADVISORY,
     validate=_version,
     config_schema=PolicyConfigSchema(
         properties={

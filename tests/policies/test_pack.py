@@ -17,7 +17,7 @@ import yaml
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
-from pulumi_policy import EnforcementLevel
+from pulumi_policy import EnforcementLevel, StackValidationPolicy
 
 from policies.rules import ALL_POLICIES
 from policies.runner import load_config, resolve_config
@@ -100,3 +100,19 @@ def test_pulumi_policy_yaml_declares_a_python_pack() -> None:
 def test_stack_configs_are_valid_for_the_pack(path) -> None:
     resolve_config(load_config(path), ALL_POLICIES)
     assert json.loads(path.read_text())  # not empty
+
+
+def test_readme_table_lists_every_rule_with_its_level() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- section:policies -->", 1)[1].split("<!-- /section:policies -->")[0]
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+) \|$", section, re.MULTILINE)
+    expected = [
+        (
+            p.name,
+            p.enforcement_level.value,
+            "stack" if isinstance(p, StackValidationPolicy) else "resource",
+            p.description,
+        )
+        for p in ALL_POLICIES
+    ]
+    assert rows == expected
