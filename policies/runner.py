@@ -222,10 +222,14 @@ def property_dependencies(records: Sequence[Mapping[str, Any]]) -> dict[str, dic
 
 def _check_records(records: Sequence[Any]) -> None:
     problems = []
+    seen: set[str] = set()
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             problems.append(f"record {index} is not an object")
             continue
+        if record.get("urn") in seen:
+            problems.append(f"record {index} repeats urn {record['urn']}")
+        seen.add(str(record.get("urn")))
         missing = [k for k in REQUIRED_KEYS if k not in record]
         if missing:
             problems.append(f"record {index} ({record.get('urn', '?')}) lacks {', '.join(missing)}")

@@ -127,9 +127,3 @@ def deps(resource: PolicyResource, prop: str) -> list[PolicyResource]:
 
 def of_type(resources: Sequence[PolicyResource], *types: str) -> Iterator[PolicyResource]:
     return (r for r in resources if r.resource_type in types)
-
-
-def describe(resource: PolicyResource) -> str:
-    """`<Kind> <name>` for messages, e.g. `Bucket models`."""
-    kind = resource.resource_type.rsplit(":", 1)[-1]
-    return f"{kind} {resource.name}"

@@ -124,6 +124,9 @@ def _private_subnets(args: StackValidationArgs, report: ReportViolation) -> None
                 )
 
 
+# Joins node groups to subnets through `subnetIds` property dependencies. Offline (runner over a
+# mock capture) subnet ids are random and carry no name, so this rule only bites in a real
+# preview, where the engine supplies the dependencies.
 nodes_private_subnets = StackValidationPolicy(
     name="nodes-private-subnets",
     description="Node groups run only in subnets that assign no public IPs.",

@@ -120,12 +120,13 @@ def test_property_dependencies_join() -> None:
 
 def test_bad_records_are_named() -> None:
     with pytest.raises(ResourceRecordError) as raised:
-        run_pack([{"urn": "u", "type": "t"}, "x", {**BAD_REPO, "inputs": []}], {})
+        run_pack([{"urn": "u", "type": "t"}, "x", {**BAD_REPO, "inputs": []}, BAD_REPO], {})
     assert str(raised.value).splitlines() == [
         "invalid resource records:",
         "  record 0 (u) lacks name, inputs",
         "  record 1 is not an object",
         f"  record 2 ({BAD_REPO['urn']}): inputs must be an object",
+        f"  record 3 repeats urn {BAD_REPO['urn']}",
     ]
 
 
