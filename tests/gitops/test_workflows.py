@@ -194,6 +194,8 @@ def test_deploy_updates_every_stack_one_at_a_time(
         stack = job["env"]["STACK"]
         deployed.add(stack)
         assert job["environment"] == stack, job_id
+        # A private API endpoint needs a runner in the VPC: selectable per stack, as data.
+        assert job["runs-on"] == f"${{{{ vars.RUNNER_{stack.upper()} || 'ubuntu-24.04' }}}}"
         assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
         (pulumi,) = steps_using(job, "pulumi/actions")
         assert pulumi["with"]["command"] == "up"
