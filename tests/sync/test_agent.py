@@ -76,7 +76,10 @@ def versions(dest: Path) -> set[int]:
 
 
 def hidden(dest: Path) -> list[str]:
-    return [p.name for p in (dest / NAME).iterdir() if p.name.startswith(".incoming-")]
+    root = dest / NAME
+    if not root.exists():  # the agent thread has not opened it yet
+        return []
+    return [p.name for p in root.iterdir() if p.name.startswith(".incoming-")]
 
 
 def assert_content(dest: Path, version: int, files: dict[str, bytes]) -> None:
