@@ -15,6 +15,7 @@ few data-source calls the program makes, so dependent inputs look like a real de
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -247,6 +248,15 @@ def _engine_form(config: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+def _ensure_event_loop() -> None:
+    # The mock runtime builds futures on the thread's current loop; asyncio.run() elsewhere in
+    # the process may have left none.
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def capture_stack(stack: str, root: Path = REPO_ROOT) -> StackCapture:
     """Runs ``infra.program.main`` for ``stack`` under mocks; resources and outputs."""
     from infra import program
@@ -254,6 +264,7 @@ def capture_stack(stack: str, root: Path = REPO_ROOT) -> StackCapture:
     config = stack_config(stack, root)
     region = str(config.get("aws:region", "us-east-1"))
     monitor = _Monitor(_Mocks(stack, region))
+    _ensure_event_loop()
     # Fresh runtime state for every run: a new root stack, this stack's config only.
     settings.reset_options(project=PROJECT, stack=stack, preview=False)
     runtime_config.set_all_config(_engine_form(config), [])

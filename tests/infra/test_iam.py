@@ -85,7 +85,12 @@ def test_output_forms_equal_documents_and_accept_outputs() -> None:
         ]
         return [await o.future() for o in outputs]
 
-    trust, reader, autoscaler, tls = asyncio.run(resolve_all())
+    # Not asyncio.run: it unsets the thread's event loop, which later Pulumi mock runs rely on.
+    loop = asyncio.new_event_loop()
+    try:
+        trust, reader, autoscaler, tls = loop.run_until_complete(resolve_all())
+    finally:
+        loop.close()
     assert json.loads(trust) == iam.irsa_trust_policy_document(PROVIDER, ISSUER, "ns", "sa")
     assert json.loads(reader) == iam.model_reader_policy_document(BUCKET, KEY, "models/a/")
     assert json.loads(autoscaler) == iam.cluster_autoscaler_policy_document("c")
