@@ -31,10 +31,12 @@ DEFAULT_NAMESPACE = "default"
 _TOKEN = re.compile(
     r"^kubernetes:(?P<group>[a-z0-9.-]+)/(?P<version>v\d+(?:(?:alpha|beta)\d+)?):(?P<kind>[A-Za-z0-9]+)$"
 )
-# Pulumi resources under kubernetes: that are not one Kubernetes object: Helm releases and charts
-# (their contents are resolved by the provider at deploy time), server-side-apply patches (partial
-# objects) and list wrappers.
-_NOT_OBJECTS = ("helm.sh",)
+# Kubernetes API groups are the dot-less legacy ones below or DNS names (`networking.k8s.io`,
+# CRD groups). Other pulumi-kubernetes tokens are not one Kubernetes object: `yaml/v2` and
+# `kustomize/v2` groups of objects, Helm releases and charts (`helm.sh`, resolved by the provider at
+# deploy time), server-side-apply patches (partial objects) and list wrappers.
+_LEGACY_GROUPS = frozenset({"core", "apps", "batch", "autoscaling", "policy"})
+_NOT_OBJECTS = frozenset({"helm.sh"})
 _NOT_OBJECT_SUFFIXES = ("Patch", "List")
 
 # Cluster-scoped kinds of the built-in API (`kubectl api-resources --namespaced=false`, 1.25-1.33).
@@ -132,7 +134,9 @@ def api_version_kind(type_token: str) -> tuple[str, str] | None:
     if not match:
         return None
     group, version, kind = match["group"], match["version"], match["kind"]
-    if group in _NOT_OBJECTS or kind.endswith(_NOT_OBJECT_SUFFIXES):
+    if group not in _LEGACY_GROUPS and ("." not in group or group in _NOT_OBJECTS):
+        return None
+    if kind.endswith(_NOT_OBJECT_SUFFIXES):
         return None
     return (version if group == "core" else f"{group}/{version}"), kind
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from infra import synth
+from infra.manifests import api_version_kind
 from infra.settings import InvalidSettingsError, Problem
 
 RECORD_KEYS = ["urn", "type", "name", "parent", "custom", "provider", "inputs"]
@@ -306,3 +307,41 @@ def test_refuses_to_replace_a_directory_that_is_not_a_synth(
     assert run(precious) == 2
     assert "is not a synth output" in capsys.readouterr().err
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("kubernetes:core/v1:ConfigMap", ("v1", "ConfigMap")),
+        ("kubernetes:apps/v1:Deployment", ("apps/v1", "Deployment")),
+        (
+            "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ),
+        ("kubernetes:policy/v1:PodDisruptionBudget", ("policy/v1", "PodDisruptionBudget")),
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            ("networking.k8s.io/v1", "NetworkPolicy"),
+        ),
+        (
+            "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
+            ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ),
+        (
+            "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+            ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ),
+        ("kubernetes:batch/v1beta1:CronJob", ("batch/v1beta1", "CronJob")),
+        ("kubernetes:apps/v1:DeploymentPatch", None),
+        ("kubernetes:core/v1:ConfigMapList", None),
+        ("kubernetes:helm.sh/v3:Release", None),
+        ("kubernetes:helm.sh/v4:Chart", None),
+        ("kubernetes:yaml/v2:ConfigGroup", None),
+        ("kubernetes:kustomize/v2:Directory", None),
+        ("kubernetes:yaml:ConfigFile", None),
+        ("pulumi:providers:kubernetes", None),
+        ("aws:eks/cluster:Cluster", None),
+    ],
+)
+def test_type_tokens(token: str, expected: tuple[str, str] | None) -> None:
+    assert api_version_kind(token) == expected
