@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.manifests import Manifest, SchemaResult
+from infra.manifests import Manifest, SchemaResult, api_version_kind
 
 LEVELS = ("mandatory", "advisory", "remediate", "disabled")
 # Levels that fail synth (exit 1); pulumi-policy's `remediate` fixes the resource during an
@@ -188,6 +188,14 @@ def render_summary(result: SynthResult) -> str:
         status = "❌ " + _cell(r.error) if r.error else ("ok" if r.checked else "no bundled schema")
         name = m.name if m.named else f"{m.name}-&lt;suffix&gt;"
         lines.append(f"| {m.namespace or '(cluster)'} | {m.kind} | {_cell(name)} | {status} |")
+    unrendered = [
+        r
+        for r in result.records
+        if r["type"].startswith("kubernetes:") and not api_version_kind(r["type"])
+    ]
+    if unrendered:
+        names = ", ".join(f"`{r['type']}` {_cell(r['name'])}" for r in unrendered)
+        lines += ["", f"Not rendered (the provider resolves their objects at deploy time): {names}"]
     lines += ["", "</details>", ""]
 
     lines += [

@@ -157,6 +157,8 @@ def test_policy_report_and_summary(project, tmp_path: Path, policy_result, find)
     assert "| `kubernetes:apps/v1:Deployment` | 1 |" in summary
     assert "**10 resources** (8 custom, 2 components)" in summary
     assert "| mnist | Deployment | tfserving | ok |" in summary
+    assert "Not rendered (the provider resolves their objects at deploy time): " in summary
+    assert "`kubernetes:helm.sh/v3:Release` autoscaler" in summary
     assert "| `kubeconfig` | [secret] |" in summary
     assert '| `modelUris` | {"mnist": "s3://models-abc/models/mnist"} |' in summary
     assert "- `mnist`: `batching.config`, `models.config`, `monitoring.config`" in summary
