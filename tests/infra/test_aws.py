@@ -304,3 +304,30 @@ def test_kubeconfig_uses_get_token() -> None:
     user = config["users"][0]["user"]["exec"]
     assert user["command"] == "aws" and user["args"][:2] == ["eks", "get-token"]
     assert "token" not in json.dumps(config["users"][0]["user"]).replace("get-token", "")
+
+
+def test_existing_vpc_is_used_as_is(tmp_path) -> None:
+    import shutil
+
+    import yaml
+
+    from infra.capture import REPO_ROOT
+
+    shutil.copy(REPO_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    subnets = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
+    stack["config"]["tfserving-eks:existingVpcId"] = "vpc-0a1b2c3d4e5f60718"
+    stack["config"]["tfserving-eks:existingPrivateSubnetIds"] = subnets
+    (tmp_path / "Pulumi.shared.yaml").write_text(yaml.safe_dump(stack))
+    cap = capture_stack("shared", tmp_path)
+    types = {r.type for r in cap.resources}
+    assert not types & {"aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway"}
+    assert one(cap, "aws:eks/cluster:Cluster")["vpcConfig"]["subnetIds"] == subnets
+    assert all(ng.inputs["subnetIds"] == subnets for ng in of(cap, "aws:eks/nodeGroup:NodeGroup"))
+
+
+def test_unknown_stack_is_a_clear_error() -> None:
+    from infra.capture import CaptureError
+
+    with pytest.raises(CaptureError, match=r"no stack file Pulumi.staging.yaml .* Pulumi.dev.yaml"):
+        capture_stack("staging")
