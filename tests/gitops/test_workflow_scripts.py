@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,27 +23,38 @@ def step_script(step_id: str) -> str:
     return match.group(1)
 
 
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def run_script(
-    script: str, *args: str, cwd: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-", *args],
-        input=script,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    script: str, *args: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Result:
+    """Run a step's script in this process (as `python - ARGS` would, from the current
+    directory), so the project's imports are paid once for the whole file."""
+    monkeypatch.setattr(sys, "argv", ["-", *args])
+    capsys.readouterr()
+    code, message = 0, ""
+    try:
+        exec(compile(script, "model.yml", "exec"), {"__name__": "__main__"})
+    except SystemExit as exc:
+        # sys.exit("message") prints the message to stderr and exits 1.
+        code, message = (1, f"{exc.code}\n") if isinstance(exc.code, str) else (exc.code or 0, "")
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err + message)
 
 
 def test_next_version_is_one_above_every_version_directory(
-    s3, bucket: str, moto_endpoint: str, tmp_path: Path
+    s3, bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     script = step_script("target")
-    env = {"AWS_ENDPOINT_URL_S3": moto_endpoint}
+    # boto3.client("s3") in the script reaches the loopback S3 through the standard variable.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
     store = f"s3://{bucket}/models"
-    first = run_script(script, store, "mnist", cwd=tmp_path, env=env)
+    first = run_script(script, store, "mnist", monkeypatch=monkeypatch, capsys=capsys)
     assert (first.returncode, first.stdout) == (0, "1\n"), first.stderr
     for key in (
         "models/mnist/1/manifest.json",
@@ -53,7 +64,7 @@ def test_next_version_is_one_above_every_version_directory(
         "models/mnist/notes.txt",
     ):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
-    result = run_script(script, store, "mnist", cwd=tmp_path, env=env)
+    result = run_script(script, store, "mnist", monkeypatch=monkeypatch, capsys=capsys)
     assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
 
 
@@ -63,25 +74,31 @@ def write_metrics(cwd: Path, accuracy: float) -> None:
     (reports / "metrics.json").write_text(json.dumps({"test": {"accuracy": accuracy}}))
 
 
-def test_gate_reports_the_accuracy(tmp_path: Path) -> None:
-    write_metrics(tmp_path, 0.9812)
-    output = tmp_path / "github_output"
-    result = run_script(
-        step_script("gate"), "mnist", "3", "0.97", cwd=tmp_path, env={"GITHUB_OUTPUT": str(output)}
-    )
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
+    return tmp_path
+
+
+def test_gate_reports_the_accuracy(workdir: Path, monkeypatch, capsys) -> None:
+    write_metrics(workdir, 0.9812)
+    output = workdir / "github_output"
+    gate = step_script("gate")
+    result = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "### mnist v3: test accuracy 0.9812 (gate 0.97)\n"
     assert output.read_text() == "accuracy=0.9812\n"
 
 
-def test_gate_refuses_a_weak_or_missing_model(tmp_path: Path) -> None:
-    output = tmp_path / "github_output"
-    env = {"GITHUB_OUTPUT": str(output)}
-    missing = run_script(step_script("gate"), "mnist", "3", "0.97", cwd=tmp_path, env=env)
+def test_gate_refuses_a_weak_or_missing_model(workdir: Path, monkeypatch, capsys) -> None:
+    output = workdir / "github_output"
+    gate = step_script("gate")
+    missing = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
     assert missing.returncode == 1
     assert "no metrics.json for build/model/mnist/3" in missing.stderr
-    write_metrics(tmp_path, 0.95)
-    weak = run_script(step_script("gate"), "mnist", "3", "0.97", cwd=tmp_path, env=env)
+    write_metrics(workdir, 0.95)
+    weak = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
     assert weak.returncode == 1
     assert "test accuracy 0.9500 is below the gate 0.97" in weak.stderr
     assert not output.exists()
