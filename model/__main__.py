@@ -1,0 +1,160 @@
+"""`python -m model {train,publish}`: the model stage's command line.
+
+Exit codes: 0 success, 1 an error (message on stderr says what to do), 2 bad command-line usage,
+3 the accuracy gate refused the model (nothing exported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.errors import ModelStageError
+from model.store import StoreError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _version(text: str) -> int:
+    if not text.isdigit() or text.startswith("0"):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer with no leading zeros (TF Serving's rule), got {text!r}"
+        )
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from model.train import HyperParameters, TrainArgs
+
+    hp, defaults = HyperParameters(), TrainArgs(out=Path("."))
+    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,publish}")
+
+    train = commands.add_parser(
+        "train",
+        help="train, gate and export DIR/<name>/<version>",
+        description="Train the MNIST CNN on the bundled digits, refuse it below --min-accuracy, "
+        "and export a SavedModel version with warmup records and a report.",
+    )
+    train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    train.add_argument("--name", default=defaults.name, help="model name (default: %(default)s)")
+    train.add_argument(
+        "--version", type=_version, help="version to write (default: next after those in DIR)"
+    )
+    train.add_argument("--epochs", type=_positive_int, default=hp.epochs, help="(%(default)s)")
+    train.add_argument(
+        "--seed", type=_non_negative_int, default=defaults.seed, help="(%(default)s)"
+    )
+    train.add_argument(
+        "--min-accuracy",
+        type=_fraction,
+        default=defaults.min_accuracy,
+        help="refuse (exit 3, export nothing) below this test accuracy (default: %(default)s)",
+    )
+    train.add_argument(
+        "--limit",
+        type=_positive_int,
+        help="train on a stratified slice of this many digits (quick runs and tests)",
+    )
+    train.add_argument(
+        "--batch-size", type=_positive_int, default=hp.batch_size, help="(%(default)s)"
+    )
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish DIR/<name>/<version> to s3://BUCKET/PREFIX/<name>/<version>/",
+        description="Upload an export to a staging prefix, verify it, copy it into place and "
+        "commit it by writing manifest.json last.",
+    )
+    publish.add_argument("--export", required=True, type=Path, help="DIR/<name>/<version>")
+    publish.add_argument("--store", required=True, help="s3://BUCKET/PREFIX")
+    publish.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    publish.add_argument(
+        "--force", action="store_true", help="replace an already committed version"
+    )
+    return parser
+
+
+def _train(ns: argparse.Namespace) -> int:
+    from model.train import HyperParameters, TrainArgs, train
+
+    args = TrainArgs(
+        out=ns.out,
+        name=ns.name,
+        version=ns.version,
+        seed=ns.seed,
+        min_accuracy=ns.min_accuracy,
+        limit=ns.limit,
+        hyperparameters=HyperParameters(epochs=ns.epochs, batch_size=ns.batch_size),
+    )
+    result = train(args)
+    print(
+        f"test accuracy {result.test_accuracy:.4f} (gate {args.min_accuracy}), "
+        f"wall time {result.wall_seconds:.1f} s\n"
+        f"exported {result.export_dir}\nreport   {result.report_dir}"
+    )
+    return 0
+
+
+def _publish(ns: argparse.Namespace) -> int:
+    from model.publish import PublishArgs, publish
+
+    manifest = publish(
+        PublishArgs(export=ns.export, store=ns.store, endpoint_url=ns.endpoint_url, force=ns.force)
+    )
+    print(
+        f"published {manifest.model}/{manifest.version}: {len(manifest.files)} files, "
+        f"{manifest.total_bytes} bytes"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up noise out
+    ns = build_parser().parse_args(argv)
+    try:
+        return _train(ns) if ns.command == "train" else _publish(ns)
+    except ModelStageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was committed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

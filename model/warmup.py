@@ -1,0 +1,90 @@
+"""TF Serving warmup records: `assets.extra/tf_serving_warmup_requests` inside a version directory.
+
+TF Serving replays these PredictionLog records (a TFRecord file) when it loads a version, before
+marking it AVAILABLE, so the first real request does not pay for graph initialisation. One record
+per batch size warms the shapes that request batching produces. Each record carries real test
+digits and, in `predict_log.response`, what the trained model answered for them: TF Serving
+ignores the response, while tests and the local server use it to check a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from model.errors import ExportError
+from model.export import INPUT_NAME, SIGNATURE_KEY, WARMUP_RELPATH
+
+# Powers of two up to 32 cover the batch sizes a typical `allowed_batch_sizes` list pads to.
+DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+# TF Serving refuses warmup files with more records than this (kMaxNumRecordsInWarmupFile).
+MAX_RECORDS = 1000
+
+Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def build_records(
+    model_name: str,
+    images: np.ndarray,
+    predict: Predict,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+) -> list[prediction_log_pb2.PredictionLog]:
+    """One PredictionLog per batch size, taking consecutive digits from `images`."""
+    if not 0 < len(batch_sizes) <= MAX_RECORDS:
+        raise ExportError(f"warmup needs 1 to {MAX_RECORDS} records, got {len(batch_sizes)}")
+    if sum(batch_sizes) > len(images):
+        raise ExportError(
+            f"warmup batch sizes {tuple(batch_sizes)} need {sum(batch_sizes)} images, "
+            f"only {len(images)} test images are available; use a larger --limit"
+        )
+    records, start = [], 0
+    for size in batch_sizes:
+        batch = np.ascontiguousarray(images[start : start + size], dtype=np.float32)
+        start += size
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_KEY),
+            inputs={INPUT_NAME: tf.make_tensor_proto(batch)},
+        )
+        response = predict_pb2.PredictResponse(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_KEY),
+            outputs={key: tf.make_tensor_proto(value) for key, value in predict(batch).items()},
+        )
+        records.append(
+            prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
+            )
+        )
+    return records
+
+
+def write_warmup(export_dir: Path, records: Sequence[prediction_log_pb2.PredictionLog]) -> Path:
+    """Write `records` to `export_dir/assets.extra/tf_serving_warmup_requests`."""
+    path = export_dir / WARMUP_RELPATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record.SerializeToString())
+    return path
+
+
+def read_warmup(path: Path) -> list[prediction_log_pb2.PredictionLog]:
+    """Parse a warmup file back into PredictionLog records (raises ExportError if unreadable)."""
+    if not path.is_file():
+        raise ExportError(f"warmup file {path} is missing")
+    records = []
+    try:
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            record = prediction_log_pb2.PredictionLog()
+            record.ParseFromString(raw)
+            records.append(record)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise ExportError(f"warmup file {path} is corrupt ({exc}); re-export the model") from exc
+    if not 0 < len(records) <= MAX_RECORDS:
+        raise ExportError(
+            f"warmup file {path} holds {len(records)} records; 1-{MAX_RECORDS} needed"
+        )
+    return records
