@@ -162,16 +162,11 @@ class GrpcClient:
             "signature_def"
         ].Unpack(signatures):
             raise UnexpectedResponse("GetModelMetadata answered without a SignatureDefMap")
-        # The same document TF Serving's REST /metadata route returns, so callers see one shape.
+        # The same document TF Serving's REST /metadata route returns (proto JSON with field
+        # names kept and default-valued fields printed), so callers see one shape.
         return {
-            "model_spec": json_format.MessageToDict(
-                response.model_spec, preserving_proto_field_name=True
-            ),
-            "metadata": {
-                "signature_def": json_format.MessageToDict(
-                    signatures, preserving_proto_field_name=True
-                )
-            },
+            "model_spec": _to_dict(response.model_spec),
+            "metadata": {"signature_def": _to_dict(signatures)},
         }
 
     def _run_predict(
@@ -200,6 +195,12 @@ class GrpcClient:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _translate(exc, self.target, self.timeout) from exc
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _model_spec(

@@ -86,3 +86,31 @@ def image_files(tmp_path: Path, digits: np.ndarray) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def local_server(tiny_savedmodel, tmp_path_factory: pytest.TempPathFactory):
+    """The real ``python -m serving.server`` over a copy of the tiny model (version 1)."""
+    import shutil
+
+    from serving.bench.processes import start_local_server
+
+    base, name = tiny_savedmodel
+    workdir = tmp_path_factory.mktemp("local_server")
+    shutil.copytree(base, workdir / name)
+    with start_local_server(workdir / name, name, workdir, batching=None) as server:
+        yield server, name
+
+
+@pytest.fixture(scope="session")
+def tiny_model_outputs(tiny_savedmodel):
+    """f(images) -> the tiny model's outputs computed in-process, to compare servers against."""
+    import tensorflow as tf
+
+    base, _ = tiny_savedmodel
+    serve = tf.saved_model.load(str(base / "1")).signatures["serving_default"]
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in serve(images=tf.constant(images, tf.float32)).items()}
+
+    return run

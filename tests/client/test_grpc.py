@@ -148,7 +148,7 @@ def test_metadata_has_the_rest_shape(fake) -> None:
     _, target = fake
     with GrpcClient(target, timeout=5) as client:
         metadata = client.metadata("mnist")
-    assert metadata["model_spec"] == {"name": "mnist", "version": "7"}
+    assert metadata["model_spec"] == {"name": "mnist", "signature_name": "", "version": "7"}
     signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
     assert signature["inputs"]["images"] == {

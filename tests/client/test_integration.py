@@ -1,0 +1,108 @@
+"""The client against the real local server (a subprocess over the tiny MNIST-signature model).
+
+REST and gRPC must agree with each other and with the model run in-process, and report errors
+with TF Serving's codes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving.client import RestClient, ServerError, VersionStatus
+from serving.client.grpc_client import GrpcClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def clients(local_server):
+    server, name = local_server
+    with (
+        RestClient(server.rest_url, timeout=30) as rest,
+        GrpcClient(server.grpc_target, timeout=30) as grpc_client,
+    ):
+        yield {"rest": rest, "grpc": grpc_client}, name
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, size=(5, 28, 28, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_predict_matches_the_model_in_process(clients, batch, tiny_model_outputs, protocol) -> None:
+    by_protocol, name = clients
+    prediction = by_protocol[protocol].predict(name, batch)
+    expected = tiny_model_outputs(batch)
+    np.testing.assert_array_equal(prediction.classes, expected["classes"])
+    np.testing.assert_allclose(prediction.probabilities, expected["probabilities"], rtol=1e-5)
+    assert prediction.model_version == (1 if protocol == "grpc" else None)
+
+
+def test_predict_raw_agrees_across_protocols(clients, batch) -> None:
+    by_protocol, name = clients
+    rest = by_protocol["rest"].predict_raw(name, {"images": batch}, version=1)
+    grpc_outputs = by_protocol["grpc"].predict_raw(name, {"images": batch}, version=1)
+    assert sorted(rest) == sorted(grpc_outputs) == ["classes", "probabilities"]
+    np.testing.assert_array_equal(rest["classes"], grpc_outputs["classes"])
+    np.testing.assert_allclose(rest["probabilities"], grpc_outputs["probabilities"], rtol=1e-5)
+
+
+def test_status_and_metadata_agree_across_protocols(clients) -> None:
+    by_protocol, name = clients
+    expected = [VersionStatus(1, "AVAILABLE", "OK", "")]
+    assert by_protocol["rest"].status(name) == expected
+    assert by_protocol["grpc"].status(name, version=1) == expected
+    rest_meta = by_protocol["rest"].metadata(name)
+    assert rest_meta == by_protocol["grpc"].metadata(name)
+    signature = rest_meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sorted(signature["inputs"]) == ["images"]
+    assert sorted(signature["outputs"]) == ["classes", "probabilities"]
+
+
+@pytest.mark.parametrize(("protocol", "status"), [("rest", 404), ("grpc", "NOT_FOUND")])
+def test_unknown_model_and_version_are_not_found(clients, batch, protocol, status) -> None:
+    by_protocol, name = clients
+    client = by_protocol[protocol]
+    with pytest.raises(ServerError) as unknown_model:
+        client.predict("no-such-model", batch[:1])
+    assert unknown_model.value.status == status
+    assert "no-such-model" in unknown_model.value.message
+    with pytest.raises(ServerError) as unknown_version:
+        client.predict(name, batch[:1], version=99)
+    assert unknown_version.value.status == status
+
+
+def test_cli_predicts_a_png_over_both_protocols(local_server, tmp_path, tiny_model_outputs) -> None:
+    server, name = local_server
+    digit = (np.arange(784).reshape(28, 28) % 256).astype(np.uint8)
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    expected = int(tiny_model_outputs(digit.reshape(1, 28, 28, 1))["classes"][0])
+    for where in (["--rest", server.rest_url], ["--grpc", server.grpc_target]):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "serving.client",
+                "predict",
+                "--model",
+                name,
+                *where,
+                str(tmp_path / "digit.png"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        row = result.stdout.splitlines()[2].split()
+        assert row[0] == str(tmp_path / "digit.png")
+        assert int(row[1]) == expected
