@@ -90,6 +90,12 @@ def write_warmup(version_dir: Path, model: str, batches: list[np.ndarray], key: 
 
 
 @pytest.fixture(scope="session")
+def warmup_writer() -> Callable[..., None]:
+    """`write_warmup(version_dir, model, batches, input_key)` for tests that craft warmup files."""
+    return write_warmup
+
+
+@pytest.fixture(scope="session")
 def toy_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Pristine toy exports: ``v1`` (offset 2) and ``v2`` (offset 3), copied into tests."""
     root = tmp_path_factory.mktemp("toy_source")
