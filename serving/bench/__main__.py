@@ -3,7 +3,8 @@
 ```
 python -m serving.bench --export DIR/mnist [--duration 10] [--warmup 2] [--concurrency 1,8,32]
                         [--max-batch-size 32] [--batch-timeout-micros 2000] [--num-batch-threads 2]
-                        [--skip-naive] [--skip-rollout] [--json FILE] [--keep-workdir]
+                        [--delivery store|copy] [--skip-naive] [--skip-rollout] [--json FILE]
+                        [--keep-workdir]
 ```
 
 Prints (and with ``--json`` writes) requests/s and p50/p99 latency of single-image requests at
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
     parser.add_argument("--num-batch-threads", type=int, default=2)
     parser.add_argument("--rollout-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--delivery",
+        choices=("store", "copy"),
+        default="store" if store_available() else "copy",
+        help="how the rollout's new version arrives: `model publish` to a loopback S3 + "
+        "`serving.sync --once` (store, the default when both exist), or an atomic copy + rename",
+    )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-rollout", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every figure here as JSON")
@@ -125,7 +133,7 @@ def _run(
     serve_root = workdir / "serve"
     base_path = serve_root / model
     base_path.mkdir(parents=True)
-    store = ModelStore(workdir) if store_available() and not args.skip_rollout else None
+    store = ModelStore(workdir) if args.delivery == "store" and not args.skip_rollout else None
     runs: list[ServerRun] = []
     rollout = None
     try:
@@ -267,7 +275,7 @@ def _rollout(
         def deliver() -> float:
             return store.publish(staged_export) + store.sync_once(workdir / "serve", model)
     else:
-        method = "atomic copy + rename (publish/sync not available in this checkout)"
+        method = "atomic copy + rename"
 
         def deliver() -> float:
             return copy_in_atomically(staged_export, base_path, new_version)

@@ -92,7 +92,7 @@ def run_load(
                 tag = call()
             except Exception as exc:  # every failure is a data point, never a crash
                 ended = time.perf_counter()
-                if ended >= window["measure_from"]:
+                if ended >= window["measure_from"] and began < window["measure_until"]:
                     name = type(exc).__name__
                     with lock:
                         kinds[name] += 1
@@ -100,6 +100,8 @@ def run_load(
                 continue
             ended = time.perf_counter()
             if ended >= window["measure_from"] and began < window["measure_until"]:
+                if tag is not None and not isinstance(tag, (int, str)):
+                    tag = type(tag).__name__  # tags are counted, so only hashable scalars
                 local_latencies.append((ended - began) * 1000.0)
                 local_tags[tag] += 1
                 if budget[0] >= 0:

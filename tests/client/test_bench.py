@@ -1,0 +1,187 @@
+"""The benchmark's machinery at tiny scale: load generator, report, naive server, a whole run.
+
+Nothing here asserts on speed; the benchmark prints figures, it does not test them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.bench.__main__ import main as bench_main
+from serving.bench.load import LoadResult, run_load
+from serving.bench.processes import start_naive_server
+from serving.bench.raw import RawResult
+from serving.bench.report import ServerRun, markdown_report
+from serving.bench.rollout import ModelStore
+from serving.client import RestClient
+
+
+def test_run_load_counts_successes_failures_and_tags() -> None:
+    made: list[int] = []
+
+    def make_call(index: int):
+        made.append(index)
+        count = [0]
+
+        def call() -> object:
+            count[0] += 1
+            if count[0] % 4 == 0:
+                raise TimeoutError("every fourth call fails")
+            return index % 2
+
+        return call
+
+    result = run_load(make_call, concurrency=3, duration_s=0.3)
+    assert sorted(made) == [0, 1, 2]
+    assert result.succeeded > 0
+    assert set(result.failure_kinds) == {"TimeoutError"}
+    assert result.failure_examples["TimeoutError"] == "every fourth call fails"
+    # Each worker fails one call in four; the window can cut a worker's sequence anywhere.
+    assert abs(result.failures - result.succeeded / 3) <= 3 * 3
+    assert set(result.tags) == {0, 1}
+    assert sum(result.tags.values()) == result.succeeded
+    assert result.requests_per_s == pytest.approx(result.succeeded / result.elapsed_s)
+
+
+def test_run_load_is_bounded_by_count_and_by_stop_event() -> None:
+    result = run_load(lambda i: lambda: None, concurrency=2, duration_s=30, max_requests=50)
+    assert 50 <= result.succeeded <= 52  # both workers may finish one last call
+    assert result.elapsed_s < 30
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    result = run_load(lambda i: lambda: None, concurrency=2, duration_s=30, stop_event=stop)
+    assert result.elapsed_s < 5
+
+
+def test_run_load_reports_a_worker_that_cannot_start() -> None:
+    def make_call(index: int):
+        if index == 1:
+            raise ConnectionError("no server")
+        return lambda: None
+
+    result = run_load(make_call, concurrency=2, duration_s=0.1)
+    assert result.failure_kinds == {"setup ConnectionError": 1}
+    assert result.succeeded > 0
+
+
+def _load(concurrency: int, rps: float, failures: int = 0) -> LoadResult:
+    return LoadResult(
+        concurrency=concurrency,
+        elapsed_s=10.0,
+        latencies_ms=np.full(int(rps * 10), 4.0),
+        failures=failures,
+    )
+
+
+def test_markdown_report_relates_servers_to_naive_and_raw() -> None:
+    runs = [
+        ServerRun("local (batching)", "gRPC", _load(32, 2000.0), 1.5, 0.4),
+        ServerRun("naive (model.predict)", "REST", _load(32, 100.0, failures=2), 1.9, 0.1),
+    ]
+    raw = [RawResult(batch_size=32, calls=1000, elapsed_s=4.0, p50_ms=3.0, p99_ms=5.0)]
+    text = markdown_report(runs, raw, None, machine="2 cores", method_note="How.")
+    lines = text.splitlines()
+    assert lines[0] == "Machine: 2 cores."
+    grpc_row = next(line for line in lines if "| gRPC | 32 |" in line)
+    assert [c.strip() for c in grpc_row.split("|")[4:12]] == [
+        "2,000", "4.0", "4.0", "0", "20.0x", "25%", "1.50", "0.40",
+    ]  # fmt: skip
+    naive_row = next(line for line in lines if line.startswith("| naive"))
+    assert "| 2 | 1.0x |" in naive_row
+    assert "| `serving_default` called directly | 32 | 8,000 | 3.00 | 5.00 |" in lines
+    assert lines[-1] == "How."
+
+
+def test_naive_server_answers_like_the_model(tiny_savedmodel, tiny_model_outputs, tmp_path) -> None:
+    base, name = tiny_savedmodel
+    images = np.random.default_rng(5).integers(0, 256, (3, 28, 28, 1)).astype(np.float32)
+    with (
+        start_naive_server(base, name, tmp_path) as naive,
+        RestClient(naive.rest_url, timeout=60) as client,
+    ):
+        prediction = client.predict(name, images)
+        assert client.status(name)[0].state == "AVAILABLE"
+        result = run_load(
+            lambda i: lambda: client.predict(name, images[:1]), concurrency=2, duration_s=0.5
+        )
+    expected = tiny_model_outputs(images)
+    np.testing.assert_array_equal(prediction.classes, expected["classes"])
+    np.testing.assert_allclose(prediction.probabilities, expected["probabilities"], rtol=1e-5)
+    assert result.failures == 0 and result.succeeded > 0
+    assert set(result.tags) == {"Prediction"}
+
+
+def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> None:
+    base, name = tiny_savedmodel
+    export = tmp_path / "export" / name
+    shutil.copytree(base, export)
+    figures = tmp_path / "figures.json"
+    code = bench_main(
+        [
+            *("--export", str(export), "--concurrency", "2", "--duration", "0.5"),
+            *(
+                "--warmup",
+                "0",
+                "--rollout-concurrency",
+                "2",
+                "--skip-naive",
+                "--json",
+                str(figures),
+            ),
+            *("--delivery", "copy"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| local (batching) | gRPC | 2 |" in out
+    assert "Target zero failed requests during the rollout: 0 failed (met)" in out
+    document = json.loads(figures.read_text())
+    assert [(r["protocol"], r["concurrency"], r["failed"]) for r in document["runs"]] == [
+        ("REST", 2, 0),
+        ("gRPC", 2, 0),
+    ]
+    assert all(r["requests_per_s"] > 0 for r in document["runs"])
+    assert [r["batch_size"] for r in document["raw"]] == [2]
+    rollout = document["rollout"]
+    assert (rollout["failed"], rollout["wrong_answers"], rollout["notes"]) == (0, 0, [])
+    assert set(rollout["answers_per_version"]) == {"1", "2"}
+
+
+def test_benchmark_without_an_export_exits_2(tmp_path: Path, capsys) -> None:
+    assert bench_main(["--export", str(tmp_path / "mnist")]) == 2
+    assert "no version directory under" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_model_store_publishes_and_syncs_with_the_real_commands(
+    tiny_savedmodel, tiny_model_outputs, tmp_path: Path
+) -> None:
+    # The rollout's default delivery: `python -m model publish`, then `python -m serving.sync`.
+    from model.warmup import build_records, write_warmup
+
+    base, name = tiny_savedmodel
+    export = tmp_path / "export" / name / "4"
+    shutil.copytree(base / "1", export)
+    # `model publish` takes only complete exports, which carry TF Serving warmup records.
+    digits = np.zeros((3, 28, 28, 1), dtype=np.float32)
+    write_warmup(export, build_records(name, digits, tiny_model_outputs, batch_sizes=(1, 2)))
+    store = ModelStore(tmp_path)
+    try:
+        assert store.publish(export) > 0
+        assert store.sync_once(tmp_path / "serve", name) > 0
+    finally:
+        store.close()
+    synced = tmp_path / "serve" / name / "4"
+    exported = {p.relative_to(export) for p in export.rglob("*") if p.is_file()}
+    # The agent keeps the store's manifest beside the files it verified against it.
+    assert {p.relative_to(synced) for p in synced.rglob("*") if p.is_file()} == exported | {
+        Path("manifest.json")
+    }
+    assert (synced / "saved_model.pb").read_bytes() == (export / "saved_model.pb").read_bytes()
