@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from model.errors import ExportError, PublishError
 from model.store import (
+    MANIFEST_NAME,
     IntegrityError,
     Manifest,
     ManifestError,
@@ -106,7 +107,8 @@ def make_client(endpoint_url: str | None) -> Any:
 
 @contextmanager
 def s3_errors(location: StoreLocation, action: str, endpoint_url: str | None) -> Iterator[None]:
-    """Turn botocore failures into a PublishError that names the bucket and what to do."""
+    """Turn boto3/botocore failures into a PublishError that names the bucket and what to do."""
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -143,7 +145,7 @@ def s3_errors(location: StoreLocation, action: str, endpoint_url: str | None) ->
         else:
             hint = error.get("Message") or "see the S3 error code"
         raise PublishError(f"S3 error {code} while {action} ({where}): {hint}") from exc
-    except BotoCoreError as exc:
+    except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: S3UploadFailedError of transfers
         raise PublishError(f"S3 failure while {action} ({where}): {exc}") from exc
 
 
@@ -176,10 +178,13 @@ def _stream_sha256(s3: Any, bucket: str, key: str) -> str:
 def verify_objects(s3: Any, bucket: str, prefix: str, manifest: Manifest) -> None:
     """Raise IntegrityError unless `prefix` holds exactly the manifest's files, byte for byte.
 
+    Works on a staging prefix and on a committed version (whose manifest.json is ignored).
+
     Uses S3's stored SHA-256 when it is the whole-object digest; otherwise (multipart uploads
     have composite checksums) streams the object and hashes it.
     """
     stored = _list_keys(s3, bucket, prefix)
+    stored.pop(prefix + MANIFEST_NAME, None)  # a committed version's own manifest
     wanted = {prefix + f.path: f for f in manifest.files}
     problems = [f"missing {k}" for k in sorted(wanted.keys() - stored.keys())]
     problems += [f"unexpected {k}" for k in sorted(stored.keys() - wanted.keys())]
