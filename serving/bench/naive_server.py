@@ -111,9 +111,15 @@ def make_handler(model: NaiveModel) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(model: NaiveModel, port: int, port_file: str | None) -> None:
+def make_server(model: NaiveModel, port: int = 0) -> ThreadingHTTPServer:
+    """The HTTP server on 127.0.0.1:`port` (0: any free port), not yet serving."""
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(model))
     server.daemon_threads = True
+    return server
+
+
+def serve(model: NaiveModel, port: int, port_file: str | None) -> None:
+    server = make_server(model, port)
     if port_file:
         # Written whole and renamed, so a reader never sees a half-written file.
         directory = os.path.dirname(os.path.abspath(port_file))

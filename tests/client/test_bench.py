@@ -19,7 +19,7 @@ from serving.bench.processes import start_naive_server
 from serving.bench.raw import RawResult
 from serving.bench.report import ServerRun, markdown_report
 from serving.bench.rollout import ModelStore
-from serving.client import RestClient
+from serving.client import RestClient, ServerError
 
 
 def test_run_load_counts_successes_failures_and_tags() -> None:
@@ -99,23 +99,57 @@ def test_markdown_report_relates_servers_to_naive_and_raw() -> None:
     assert lines[-1] == "How."
 
 
-def test_naive_server_answers_like_the_model(tiny_savedmodel, tiny_model_outputs, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def naive_server(tiny_savedmodel):
+    """The naive server in a thread of this process (its CLI is the same code in a process)."""
+    from serving.bench.naive_server import NaiveModel, make_server
+
     base, name = tiny_savedmodel
+    server = make_server(NaiveModel(name, base))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", name
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_naive_server_answers_like_the_model(naive_server, tiny_model_outputs) -> None:
+    url, name = naive_server
     images = np.random.default_rng(5).integers(0, 256, (3, 28, 28, 1)).astype(np.float32)
-    with (
-        start_naive_server(base, name, tmp_path) as naive,
-        RestClient(naive.rest_url, timeout=60) as client,
-    ):
+    with RestClient(url, timeout=60) as client:
         prediction = client.predict(name, images)
         assert client.status(name)[0].state == "AVAILABLE"
         result = run_load(
-            lambda i: lambda: client.predict(name, images[:1]), concurrency=2, duration_s=0.5
+            lambda i: lambda: client.predict(name, images[:1]), concurrency=2, duration_s=1
         )
     expected = tiny_model_outputs(images)
     np.testing.assert_array_equal(prediction.classes, expected["classes"])
     np.testing.assert_allclose(prediction.probabilities, expected["probabilities"], rtol=1e-5)
     assert result.failures == 0 and result.succeeded > 0
     assert set(result.tags) == {"Prediction"}
+
+
+def test_naive_server_errors_are_tf_serving_shaped(naive_server) -> None:
+    url, name = naive_server
+    with RestClient(url, timeout=60) as client:
+        with pytest.raises(ServerError) as unknown:
+            client.predict("other", np.zeros((1, 28, 28, 1)))
+        assert (unknown.value.status, unknown.value.message) == (
+            404,
+            "Malformed request: POST /v1/models/other:predict",
+        )
+        with pytest.raises(ServerError) as bad:
+            client.predict_raw(name, {"images": np.zeros((1, 3))})
+        assert bad.value.status == 400
+
+
+def test_naive_server_process_starts_and_stops(tiny_savedmodel, tmp_path: Path) -> None:
+    base, name = tiny_savedmodel
+    with start_naive_server(base, name, tmp_path) as naive:
+        pid = naive.pid
+        assert Path(f"/proc/{pid}").exists()
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
 
 
 def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> None:

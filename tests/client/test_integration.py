@@ -6,18 +6,15 @@ with TF Serving's codes.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from serving.client import RestClient, ServerError, VersionStatus
+from serving.client.__main__ import main
 from serving.client.grpc_client import GrpcClient
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -81,28 +78,21 @@ def test_unknown_model_and_version_are_not_found(clients, batch, protocol, statu
 
 
 def test_cli_predicts_a_png_over_both_protocols(local_server, tmp_path, tiny_model_outputs) -> None:
+    # In-process (the entry point itself runs as a subprocess in test_cli.py): same code, no
+    # second TensorFlow import.
     server, name = local_server
     digit = (np.arange(784).reshape(28, 28) % 256).astype(np.uint8)
     Image.fromarray(digit).save(tmp_path / "digit.png")
     expected = int(tiny_model_outputs(digit.reshape(1, 28, 28, 1))["classes"][0])
-    for where in (["--rest", server.rest_url], ["--grpc", server.grpc_target]):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "serving.client",
-                "predict",
-                "--model",
-                name,
-                *where,
-                str(tmp_path / "digit.png"),
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stderr
-        row = result.stdout.splitlines()[2].split()
+    for where, served in (
+        (["--rest", server.rest_url], "not reported"),
+        (["--grpc", server.grpc_target], "1"),
+    ):
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["predict", "--model", name, *where, str(tmp_path / "digit.png")]
+        assert main(argv, stdout=out, stderr=err) == 0, err.getvalue()
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith(f"model {name} (version {served}) via ")
+        row = lines[2].split()
         assert row[0] == str(tmp_path / "digit.png")
         assert int(row[1]) == expected
