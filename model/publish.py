@@ -2,7 +2,8 @@
 
 Protocol (layout and manifest from `model.store`, see docs/contracts.md):
 
-1. check the export is a complete SavedModel with this stage's signature and an integer version;
+1. check the export is a complete SavedModel with this stage's signature and an integer version
+   (and that its warmup file, when present, parses: TF Serving refuses a corrupt one);
 2. refuse if the version is committed, unless `force` (then delete its manifest FIRST, so readers
    stop seeing it before anything under it changes);
 3. delete stale staging objects of this model (interrupted publishes) and uncommitted leftovers
@@ -241,7 +242,11 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> M
     location = StoreLocation.parse(args.store)
     name, version = _export_identity(args.export)
     signature = check_export(args.export)
-    read_warmup(args.export / WARMUP_RELPATH)
+    warmup = args.export / WARMUP_RELPATH
+    if warmup.exists():
+        read_warmup(warmup)  # a corrupt warmup file would fail the load in TF Serving
+    else:
+        stream.write(f"warning: {warmup} is missing; TF Serving will load without warmup\n")
     files = scan_export(args.export)
     manifest = Manifest(
         model=name,

@@ -192,7 +192,10 @@ def test_progress_reports_each_tenth_once() -> None:
         (lambda d: (d / "saved_model.pb").unlink(), "saved_model.pb is missing"),
         (lambda d: (d / "saved_model.pb").write_bytes(b"\x0a\xff\xff"), "corrupt or truncated"),
         (lambda d: shutil.rmtree(d / "variables"), "partial SavedModel"),
-        (lambda d: (d / "assets.extra" / "tf_serving_warmup_requests").unlink(), "warmup file"),
+        (
+            lambda d: (d / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"x" * 64),
+            "warmup file .* is corrupt",
+        ),
     ],
 )
 def test_broken_exports_are_refused_before_any_upload(
@@ -237,3 +240,16 @@ def test_cli_publishes_through_the_standard_credential_chain(
     assert again.returncode == 1
     assert "is already published; versions are immutable" in again.stderr
     assert list(list_committed_versions(s3, StoreLocation(bucket, PREFIX), "mnist")) == [1]
+
+
+def test_exports_from_elsewhere_publish_without_warmup_or_report(
+    tiny_savedmodel: tuple[Path, str], s3, bucket: str
+) -> None:
+    base, name = tiny_savedmodel
+    stream = io.StringIO()
+    args = PublishArgs(export=base / "1", store=f"s3://{bucket}/{PREFIX}")
+    manifest = publish(args, s3=s3, stream=stream)
+    assert "tf_serving_warmup_requests is missing" in stream.getvalue()
+    assert "publishing with empty metrics" in stream.getvalue()
+    assert manifest.metrics == {} and manifest.model == name
+    assert list(list_committed_versions(s3, StoreLocation(bucket, PREFIX), name)) == [1]
