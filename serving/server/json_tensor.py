@@ -2,14 +2,12 @@
 
 Creates nothing; pure functions used by the REST layer:
 
-- `parse_json` reads a request body like TF Serving's rapidjson setup (NaN/Infinity allowed,
-  anything after the top-level value ignored) and reports errors in rapidjson's words;
-- `signature_name_of`, `predict_inputs_from_json` turn a predict body in row (``instances``) or
+- `predict_inputs_from_json` turns a predict body in row (``instances``) or
   columnar (``inputs``) form into numpy arrays typed by the signature, with TF Serving's checks,
   order and messages; ``{"b64": ...}`` values feed DT_STRING inputs;
 - `predict_response_json` writes ``predictions`` / ``outputs`` (a single output is unwrapped,
   tensors named ``*_bytes`` come back base64-encoded, floats print the way TF Serving prints them);
-- `examples_from_json`, `classification_json`, `regression_json` do the same for classify/regress.
+- parsing bodies lives in `serving.server.json_parse`, classify/regress in `json_examples`.
 
 Hot path: numeric tensors first go through ``numpy.array`` (C speed). Only when that is not
 provably equivalent (ragged lists, mixed types, booleans, strings, objects) does the exact
@@ -19,7 +17,6 @@ element-by-element walk run, which also produces TF Serving's error messages.
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import json
 import math
@@ -27,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2 as dt
 
 from serving.server.errors import InvalidArgument, Unimplemented
+from serving.server.json_parse import debug_string, decode_b64, format_error, is_b64, type_error
 from serving.server.tensors import dtype_name, numpy_dtype
 
 
@@ -51,198 +48,6 @@ _RANGES = {  # rapidjson IsInt / IsInt64 / IsUint / IsUint64, by target dtype
 }
 _FLOATS = (dt.DT_FLOAT, dt.DT_DOUBLE)
 
-# --- parsing ---------------------------------------------------------------------------------
-
-# Python's json messages -> rapidjson's GetParseError_En, which TF Serving puts in its errors.
-_PARSE_ERRORS = {
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-}
-
-
-class _TooBig(ValueError):
-    pass
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # rapidjson refuses 1e400 rather than reading it as infinity
-        raise _TooBig(text)
-    return value
-
-
-_DECODER = json.JSONDecoder(parse_float=_parse_float)
-
-
-def _comma_error(text: str, pos: int) -> str:
-    """rapidjson names the container a missing comma belongs to; find the innermost open one."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    if stack and stack[-1] == "{":
-        return "Missing a comma or '}' after an object member."
-    return "Missing a comma or ']' after an array element."
-
-
-def parse_json(body: bytes) -> dict[str, Any]:
-    """Parse a request body into a JSON object, or raise InvalidArgument as TF Serving does."""
-    if not body:
-        raise InvalidArgument("JSON Parse error: The document is empty")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(
-            f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
-        ) from None
-    start = len(text) - len(text.lstrip(" \t\n\r"))
-    if start == len(text):
-        raise InvalidArgument(f"JSON Parse error: The document is empty. at offset: {start}")
-    try:
-        # raw_decode stops after the first value, like rapidjson's kParseStopWhenDoneFlag.
-        doc, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as exc:
-        message = _PARSE_ERRORS.get(exc.msg)
-        if exc.msg == "Expecting ',' delimiter":
-            message = _comma_error(text, exc.pos)
-        raise InvalidArgument(
-            f"JSON Parse error: {message or 'Invalid value.'} at offset: {exc.pos}"
-        ) from None
-    except _TooBig as exc:
-        raise InvalidArgument(
-            "JSON Parse error: Number too big to be stored in double. at offset: "
-            f"{max(text.find(str(exc)), 0)}"
-        ) from None
-    except RecursionError:
-        raise InvalidArgument("JSON Parse error: the document nests too deeply") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"JSON Value: {debug_string(doc)} Is not object")
-    return doc
-
-
-# --- rapidjson-style debug strings, used inside error messages ----------------------------------
-
-_MAX_DEBUG_BYTES = 256  # kMaxJsonDebugStringBytes
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
-def debug_string(value: Any) -> str:
-    """A value as rapidjson's PrettyWriter(kFormatSingleLineArray) prints it, cut at 256 bytes."""
-    out: list[str] = []
-    size = 0
-
-    def emit(token: str) -> bool:
-        nonlocal size
-        if size >= _MAX_DEBUG_BYTES:
-            return False
-        out.append(token)
-        size += len(token)
-        return True
-
-    def walk(v: Any, indent: int) -> bool:
-        if isinstance(v, dict):
-            if not v:
-                return emit("{}")
-            if not emit("{"):
-                return False
-            for i, (key, item) in enumerate(v.items()):
-                pad = "\n" + "    " * (indent + 1)
-                if not emit(("," if i else "") + pad + json.dumps(key) + ": "):
-                    return False
-                if not walk(item, indent + 1):
-                    return False
-            return emit("\n" + "    " * indent + "}")
-        if isinstance(v, list):
-            if not emit("["):
-                return False
-            for i, item in enumerate(v):
-                if (i and not emit(", ")) or not walk(item, indent):
-                    return False
-            return emit("]")
-        if v is None or isinstance(v, bool):
-            return emit(json.dumps(v))
-        if isinstance(v, float):
-            return emit("NaN" if v != v else repr(v).replace("inf", "Infinity"))
-        return emit(json.dumps(v, ensure_ascii=False))
-
-    walk(value, 0)
-    return "".join(out)
-
-
-def _format_error(doc: Any, *parts: str) -> InvalidArgument:
-    return InvalidArgument(f"JSON Value: {debug_string(doc)} " + "".join(parts))
-
-
-def _type_error(value: Any, dtype: int) -> InvalidArgument:
-    return InvalidArgument(
-        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} "
-        f"is not of expected type: {dtype_name(dtype)}"
-    )
-
-
-def signature_name_of(doc: Mapping[str, Any]) -> str:
-    """The optional ``signature_name`` (FillSignature); "" when absent."""
-    if "signature_name" not in doc:
-        return ""
-    name = doc["signature_name"]
-    if not isinstance(name, str):
-        raise _format_error(
-            doc, "not formatted correctly. 'signature_name' key must be a string value."
-        )
-    return name
-
-
-# --- JSON -> tensors -----------------------------------------------------------------------------
-
-
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
-
-
-def _decode_b64(value: Any) -> bytes:
-    if not _is_b64(value):
-        raise InvalidArgument(
-            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
-        )
-    text = value["b64"].strip()
-    try:
-        # absl::Base64Unescape accepts unpadded input too.
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidArgument("Unable to base64 decode") from None
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -252,20 +57,20 @@ def _scalar(value: Any, dtype: int) -> Any:
     """AddValueToTensor: one JSON leaf as a Python value of the target type."""
     if dtype in _FLOATS:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _type_error(value, dtype)
+            raise type_error(value, dtype)
         return value
     if dtype in _RANGES:
         low, high = _RANGES[dtype]
         if not _is_int(value) or not low <= value <= high:
-            raise _type_error(value, dtype)
+            raise type_error(value, dtype)
         return value
     if dtype == dt.DT_STRING:
         if not isinstance(value, str):
-            raise _type_error(value, dtype)
+            raise type_error(value, dtype)
         return value.encode("utf-8", "surrogatepass")
     if dtype == dt.DT_BOOL:
         if not isinstance(value, bool):
-            raise _type_error(value, dtype)
+            raise type_error(value, dtype)
         return value
     raise Unimplemented(
         f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}"
@@ -294,8 +99,8 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
             )
         if isinstance(value, dict):
             if dtype != dt.DT_STRING:
-                raise _type_error(value, dtype)
-            out.append(_decode_b64(value))
+                raise type_error(value, dtype)
+            out.append(decode_b64(value))
         else:
             out.append(_scalar(value, dtype))
         return
@@ -361,7 +166,7 @@ def _tensor(value: Any, dtype: int, no_bools: bool) -> np.ndarray:
 
 
 def _is_element_object(value: Any) -> bool:
-    return isinstance(value, dict) and not _is_b64(value)
+    return isinstance(value, dict) and not is_b64(value)
 
 
 def _shape_string(shape: Sequence[int]) -> str:
@@ -474,7 +279,7 @@ def _rows(instances: list[Any], dtypes: Mapping[str, int], no_bools: bool) -> di
 
 def _columns(value: Any, dtypes: Mapping[str, int], no_bools: bool) -> dict[str, np.ndarray]:
     """FillTensorMapFromInputsMap."""
-    if not isinstance(value, dict) or _is_b64(value):
+    if not isinstance(value, dict) or is_b64(value):
         if len(dtypes) > 1:
             raise InvalidArgument(
                 "inputs is a plain value/list, but expecting an object as multiple input "
@@ -505,16 +310,16 @@ def predict_inputs_from_json(
     no_bools = b"true" not in body and b"false" not in body
     if "instances" in doc:
         if "inputs" in doc:
-            raise _format_error(
+            raise format_error(
                 doc,
                 "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to "
                 "exist ",
             )
         instances = doc["instances"]
         if not isinstance(instances, list):
-            raise _format_error(doc, "Expecting 'instances' to be an list/array")
+            raise format_error(doc, "Expecting 'instances' to be an list/array")
         if not instances:
-            raise _format_error(doc, "No values in 'instances' array")
+            raise format_error(doc, "No values in 'instances' array")
         return _rows(instances, input_dtypes, no_bools), RequestFormat.ROW
     if "inputs" in doc:
         return _columns(doc["inputs"], input_dtypes, no_bools), RequestFormat.COLUMNAR
@@ -524,7 +329,7 @@ def predict_inputs_from_json(
 # --- tensors -> JSON -----------------------------------------------------------------------------
 
 
-def _float_tokens(flat: np.ndarray) -> list[str]:
+def float_tokens(flat: np.ndarray) -> list[str]:
     """WriteDecimal: "%g", or full precision when that does not round-trip; whole numbers get .0."""
     values = flat.tolist()
     tokens = [f"{v:g}" for v in values]
@@ -547,7 +352,7 @@ def _tokens(name: str, array: np.ndarray) -> list[str]:
     flat = array.ravel()
     kind = flat.dtype.kind
     if kind == "f" and flat.dtype in (np.float32, np.float64):
-        return _float_tokens(flat)
+        return float_tokens(flat)
     if kind in "iu":
         return [str(v) for v in flat.tolist()]
     if kind == "b":
@@ -610,105 +415,3 @@ def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: RequestFormat)
             for i in range(batch)
         ]
     return ('{"predictions": [' + ", ".join(items) + "]}").encode()
-
-
-def classification_json(results: Sequence[Sequence[tuple[bytes, float]]]) -> bytes:
-    """MakeJsonFromClassificationResult: ``{"results": [[[label, score], ...], ...]}``."""
-    if not results:
-        raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
-    rows = []
-    for classes in results:
-        scores = _float_tokens(np.array([s for _, s in classes], dtype=np.float32))
-        labels = [json.dumps(label.decode("utf-8", "replace")) for label, _ in classes]
-        rows.append(
-            "[" + ", ".join(f"[{lab}, {sc}]" for lab, sc in zip(labels, scores, strict=True)) + "]"
-        )
-    return ('{"results": [' + ", ".join(rows) + "]}").encode()
-
-
-def regression_json(values: Sequence[float]) -> bytes:
-    """MakeJsonFromRegressionResult: ``{"results": [v, ...]}``."""
-    if not len(values):
-        raise InvalidArgument("Cannot convert empty RegressionResults to JSON")
-    tokens = _float_tokens(np.asarray(values, dtype=np.float32))
-    return ('{"results": [' + ", ".join(tokens) + "]}").encode()
-
-
-def error_json(message: str) -> bytes:
-    """MakeJsonFromStatus: ``{"error": "<message>"}``."""
-    return json.dumps({"error": message}, ensure_ascii=False).encode()
-
-
-# --- JSON -> tf.Example (classify / regress) -----------------------------------------------------
-
-_KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64", None: "UNKNOWN"}
-
-
-def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature) -> None:
-    """AddValueToFeature: the first value fixes the feature's kind; later ones must agree."""
-    kind = feature.WhichOneof("kind")
-
-    def need(wanted: str) -> None:
-        if kind not in (None, wanted):
-            raise InvalidArgument(
-                f"Unexpected element type in feature: {name} expecting type: {_KIND_NAMES[kind]}"
-            )
-
-    if isinstance(value, bool):
-        need("int64_list")
-        feature.int64_list.value.append(1 if value else 0)
-    elif (
-        value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value))
-    ):
-        raise InvalidArgument(
-            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
-        )
-    elif isinstance(value, dict):
-        need("bytes_list")
-        feature.bytes_list.value.append(_decode_b64(value))
-    elif isinstance(value, str):
-        need("bytes_list")
-        feature.bytes_list.value.append(value.encode("utf-8", "surrogatepass"))
-    elif isinstance(value, float) or value > 2**64 - 1:  # rapidjson reads huge ints as doubles
-        need("float_list")
-        feature.float_list.value.append(float(value))
-    else:
-        need("int64_list")
-        if value > 2**63 - 1:
-            raise InvalidArgument(
-                f"Feature: {name} has uint64_t element. Only int64_t is supported."
-            )
-        feature.int64_list.value.append(value)
-
-
-def _example(value: Any) -> example_pb2.Example:
-    if not isinstance(value, dict):
-        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type(value)}")
-    example = example_pb2.Example()
-    for name, content in value.items():
-        feature = feature_pb2.Feature()
-        for item in content if isinstance(content, list) else [content]:
-            _add_feature_value(item, name, feature)
-        example.features.feature[name].CopyFrom(feature)
-    return example
-
-
-def examples_from_json(doc: Mapping[str, Any]) -> list[bytes]:
-    """FillClassifyRegressRequestFromJson: serialized tf.Examples, each prefixed by the context.
-
-    Concatenating the serialized context and example is exactly how TF Serving merges them
-    (InputToSerializedExampleTensor): protobuf parsing merges the two messages.
-    """
-    context = b""
-    if "context" in doc:
-        context = _example(doc["context"]).SerializeToString()
-    if "examples" not in doc:
-        raise _format_error(
-            doc, "When method is classify, key 'examples' is expected and was not found"
-        )
-    examples = doc["examples"]
-    if not isinstance(examples, list):
-        raise _format_error(doc, "Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise _format_error(doc, "'examples' value is an empty array")
-    return [context + _example(e).SerializeToString() for e in examples]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from serving.server import inference, json_tensor
+from serving.server import inference, json_examples, json_parse, json_tensor
 from serving.server.errors import InvalidArgument, ServingError
 from serving.server.manager import ModelManager
 from serving.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -76,20 +76,20 @@ class RestApi:
         if self.metrics_path is not None and self.metrics is not None and path == self.metrics_path:
             return Response(200, METRICS_CONTENT_TYPE, self.metrics.render())
         if not _API_PATH.fullmatch(path):
-            return Response(404, JSON, json_tensor.error_json(f"Not found: {method} {path}"))
+            return Response(404, JSON, json_parse.error_json(f"Not found: {method} {path}"))
         record = RequestRecord(self.metrics, api="", entrypoint="REST")
         try:
             payload = self._process(method, path, body, record)
         except ServingError as exc:
             record.finish(exc.code_name)
-            return Response(exc.http_status, JSON, json_tensor.error_json(exc.message))
+            return Response(exc.http_status, JSON, json_parse.error_json(exc.message))
         except RecursionError:
             record.finish("INVALID_ARGUMENT")
-            return Response(400, JSON, json_tensor.error_json("Request nests too deeply"))
+            return Response(400, JSON, json_parse.error_json("Request nests too deeply"))
         except Exception as exc:  # a bug must cost one request, never the server
             log.exception("REST %s %s failed", method, path)
             record.finish("INTERNAL")
-            return Response(500, JSON, json_tensor.error_json(f"Internal error: {exc}"))
+            return Response(500, JSON, json_parse.error_json(f"Internal error: {exc}"))
         record.finish("OK")
         return Response(200, JSON, payload)
 
@@ -133,8 +133,8 @@ class RestApi:
     def _predict(
         self, name: str, version: int | None, label: str | None, body: bytes, record: RequestRecord
     ) -> bytes:
-        doc = json_tensor.parse_json(body)
-        signature_name = json_tensor.signature_name_of(doc)
+        doc = json_parse.parse_json(body)
+        signature_name = json_parse.signature_name_of(doc)
         with self.manager.handle(name, version, label) as servable:
             record.served(servable)
             key = signature_name or DEFAULT_SIGNATURE
@@ -156,16 +156,16 @@ class RestApi:
         body: bytes,
         record: RequestRecord,
     ) -> bytes:
-        doc = json_tensor.parse_json(body)
-        signature_name = json_tensor.signature_name_of(doc)
-        examples = json_tensor.examples_from_json(doc)
+        doc = json_parse.parse_json(body)
+        signature_name = json_parse.signature_name_of(doc)
+        examples = json_examples.examples_from_json(doc)
         with self.manager.handle(name, version, label) as servable:
             record.served(servable)
             if verb == "classify":
                 classes = inference.classify(servable, signature_name, examples)
-                return json_tensor.classification_json(classes)
+                return json_examples.classification_json(classes)
             values = inference.regress(servable, signature_name, examples)
-            return json_tensor.regression_json(values)
+            return json_examples.regression_json(values)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -271,7 +271,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             if re.match(r"https?://", origin):
                 self._reply(Response(200, JSON, b""))
             else:
-                error = json_tensor.error_json("Origin header is missing in CORS preflight")
+                error = json_parse.error_json("Origin header is missing in CORS preflight")
                 self._reply(Response(400, JSON, error))
 
         def _serve(self, method: str) -> None:
@@ -328,7 +328,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
 
         def _refuse(self, status: int, message: str) -> None:
             self.close_connection = True  # the unread body makes the stream unusable
-            self._reply(Response(status, JSON, json_tensor.error_json(message)), close=True)
+            self._reply(Response(status, JSON, json_parse.error_json(message)), close=True)
             return None
 
         def _reply(self, response: Response, close: bool = False) -> None:
