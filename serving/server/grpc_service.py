@@ -58,7 +58,9 @@ class _Base:
         work: Callable[[RequestRecord], Any],
     ) -> Any:
         """Run `work`, translating ServingErrors into the gRPC status and recording metrics."""
-        record = RequestRecord(self.metrics, api=api, entrypoint="GRPC")
+        record = RequestRecord(
+            self.metrics, api=api, entrypoint="GRPC", known_models=self.manager.model_names
+        )
         if request.HasField("model_spec"):
             record.model = request.model_spec.name
         try:

@@ -77,7 +77,9 @@ class RestApi:
             return Response(200, METRICS_CONTENT_TYPE, self.metrics.render())
         if not _API_PATH.fullmatch(path):
             return Response(404, JSON, json_parse.error_json(f"Not found: {method} {path}"))
-        record = RequestRecord(self.metrics, api="", entrypoint="REST")
+        record = RequestRecord(
+            self.metrics, api="", entrypoint="REST", known_models=self.manager.model_names
+        )
         try:
             payload = self._process(method, path, body, record)
         except ServingError as exc:

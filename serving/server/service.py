@@ -8,6 +8,7 @@ answer is the same message. `RequestRecord` times a request and feeds the metric
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
@@ -76,18 +77,25 @@ class RequestRecord:
     entrypoint: str
     model: str = ""
     version: str = ""
+    known_models: Callable[[], Collection[str]] | None = None
     started: float = field(default_factory=time.monotonic)
 
     def served(self, servable: Servable) -> None:
         self.version = str(servable.version)
 
     def finish(self, status: str) -> None:
-        if self.metrics is not None:
-            self.metrics.record_request(
-                self.model,
-                self.version,
-                self.api,
-                self.entrypoint,
-                status,
-                time.monotonic() - self.started,
-            )
+        if self.metrics is None:
+            return
+        model = self.model
+        if not self.version and self.known_models is not None and model not in self.known_models():
+            # Names of models that do not exist come from clients; keeping each as a label
+            # value would let random names grow the metrics without bound.
+            model = "<unknown>"
+        self.metrics.record_request(
+            model,
+            self.version,
+            self.api,
+            self.entrypoint,
+            status,
+            time.monotonic() - self.started,
+        )

@@ -399,3 +399,15 @@ def test_prometheus_metrics(shared_server):
     latency = 'API="predict",entrypoint="REST",model_name="toy",version="1"'  # sorted by client
     assert f":tensorflow:serving:request_latency_count{{{latency}}} " in text
     assert ":tensorflow:serving:batching_session:wrapped_run_count" in text
+
+
+def test_unknown_model_names_do_not_grow_the_metrics(shared_server):
+    for i in range(5):
+        send(shared_server, "POST", f"/v1/models/random{i}:predict", b'{"instances": [1]}')
+    _, _, body = send(shared_server, "GET", "/monitoring/prometheus/metrics")
+    text = body.decode()
+    assert "random" not in text
+    assert (
+        'model_name="<unknown>",version="",API="predict",entrypoint="REST",status="NOT_FOUND"'
+        in text
+    )
