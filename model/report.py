@@ -9,12 +9,14 @@ global state), so nothing here needs a display.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 REPORTS_DIR = "reports"
 METRICS_FILE = "metrics.json"
@@ -41,6 +43,19 @@ def read_metrics(export_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def metrics_json(metrics: Mapping[str, Any]) -> str:
+    """Indented JSON with each list of numbers on one line (so a confusion matrix reads as one)."""
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    return (
+        re.sub(
+            r"\[\s*([-0-9.eE+,\s]*?)\s*\]",
+            lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]",
+            text,
+        )
+        + "\n"
+    )
+
+
 def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
     """Loss and accuracy per epoch, training against validation."""
     figure = Figure(figsize=(10, 4), layout="constrained")
@@ -49,6 +64,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
         axes.plot(epochs, history[metric], marker="o", label="train")
         axes.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(metric)
         axes.set_title(metric)
         axes.grid(alpha=0.3)
@@ -78,7 +94,7 @@ def plot_confusion(matrix: np.ndarray, accuracy: float, path: Path) -> None:
 def write_report(directory: Path, metrics: Mapping[str, Any]) -> None:
     """Write metrics.json and both plots into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (directory / METRICS_FILE).write_text(metrics_json(metrics))
     plot_curves(metrics["history"], directory / CURVES_FILE)
     plot_confusion(
         np.asarray(metrics["confusion_matrix"]),

@@ -216,7 +216,7 @@ def _fit_and_evaluate(split: Split, args: TrainArgs) -> tuple[Any, dict[str, Any
     predicted = np.argmax(model.predict(split.x_test, verbose=0), axis=1)
     accuracy = float(np.mean(predicted == split.y_test))
     evaluation = {
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "history": {k: [round(float(v), 6) for v in vs] for k, vs in history.history.items()},
         "test": {"accuracy": accuracy, "loss": float(test_loss)},
         "confusion_matrix": confusion_matrix(split.y_test, predicted, labels=range(10)).tolist(),
     }
