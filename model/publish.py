@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,7 +139,8 @@ def s3_errors(location: StoreLocation, action: str, endpoint_url: str | None) ->
         elif code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
             hint = (
                 "access denied: the credentials need s3:ListBucket, GetObject, PutObject and "
-                f"DeleteObject on {location.uri}/*"
+                f"DeleteObject on {location.uri}/*, and kms:GenerateDataKey and kms:Decrypt on "
+                "the bucket's KMS key"
             )
         elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
             hint = "the credentials were rejected: refresh them (expired session or wrong keys)"
@@ -240,6 +241,7 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> M
     from model.warmup import read_warmup
 
     location = StoreLocation.parse(args.store)
+    args = replace(args, export=args.export.resolve())  # `--export .` names its version too
     name, version = _export_identity(args.export)
     signature = check_export(args.export)
     warmup = args.export / WARMUP_RELPATH

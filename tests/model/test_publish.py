@@ -254,3 +254,11 @@ def test_exports_from_elsewhere_publish_without_warmup_or_report(
     assert "publishing with empty metrics" in stream.getvalue()
     assert manifest.metrics == {} and manifest.model == name
     assert list(list_committed_versions(s3, StoreLocation(bucket, PREFIX), name)) == [1]
+
+
+def test_export_given_as_the_current_directory(
+    export_copy: Path, s3, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(export_copy)
+    manifest = _publish(Path("."), bucket, s3)
+    assert (manifest.model, manifest.version) == ("mnist", 1)
