@@ -151,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # unreadable export, unwritable --out, full disk: name the path
+        print(f"error: {exc.strerror or exc} ({exc.filename or 'no path'})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; nothing was committed", file=sys.stderr)
         return 130

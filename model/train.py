@@ -261,12 +261,23 @@ def _export(model: Any, split: Split, args: TrainArgs, staging: Path) -> None:
 
 def train(args: TrainArgs) -> TrainResult:
     """Train, evaluate, gate and export; below the gate raise AccuracyGateError, writing nothing."""
-    import keras
-    import tensorflow as tf
-
     args.validate()
     started = time.monotonic()
     model_dir = args.out / args.name
+    created = not model_dir.exists()
+    model_dir.mkdir(parents=True, exist_ok=True)  # fail on an unwritable --out before training
+    try:
+        return _train_into(model_dir, args, started)
+    except BaseException:
+        if created and not any(model_dir.iterdir()):
+            model_dir.rmdir()  # a failed first run leaves no trace at all
+        raise
+
+
+def _train_into(model_dir: Path, args: TrainArgs, started: float) -> TrainResult:
+    import keras
+    import tensorflow as tf
+
     version = _next_version(model_dir, args.version)
     data = load_mnist()
     split = split_dataset(
@@ -303,7 +314,6 @@ def train(args: TrainArgs) -> TrainResult:
         "git_commit": git_commit(),
         "inputs_fingerprint": inputs_fingerprint(args, data),
     }
-    model_dir.mkdir(parents=True, exist_ok=True)
     partial = model_dir / f".partial-{version}-{uuid.uuid4().hex[:8]}"
     final_export, final_report = model_dir / str(version), report_dir(args.out, args.name, version)
     try:

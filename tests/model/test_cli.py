@@ -64,3 +64,13 @@ def test_train_prints_accuracy_and_wall_time_then_the_gate_exits_3(
     assert "is below --min-accuracy 1.0; nothing was exported" in err
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["1", "reports"]
     assert sorted(p.name for p in (tmp_path / "mnist" / "reports").iterdir()) == ["1"]
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    argv = ["train", "--out", str(blocker), "--limit", str(TINY_LIMIT), "--epochs", "1"]
+    assert main([*argv, "--min-accuracy", "0"]) == 1
+    assert f"({blocker / 'mnist'})" in capsys.readouterr().err
