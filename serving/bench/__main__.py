@@ -125,6 +125,7 @@ def _run(
     batching: BatchingParameters,
     workdir: Path,
 ) -> int:
+    load_before = os.getloadavg()[0]
     images = sample_digits(256)
     _say(f"raw in-process: {export / str(version)} at batch sizes {args.concurrency}")
     raw = measure_raw(export / str(version), images, args.concurrency, args.duration / 2)
@@ -164,7 +165,8 @@ def _run(
 
     machine = (
         f"{os.cpu_count()} CPU cores, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; load average {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews the figures)"
     )
     note = METHOD_NOTE + f" Batching: {_describe(batching)}."
     print(markdown_report(runs, raw, rollout, machine=machine, method_note=note))
@@ -377,7 +379,8 @@ def _as_json(
             "wrong_answers": rollout.wrong_answers,
             "answers_per_version": {str(k): v for k, v in rollout.load.tags.items()},
             "delivery_s": rollout.deliver_s,
-            "first_new_answer_s": rollout.first_new_answer_s,
+            "first_new_answer_after_delivery_s": rollout.first_new_answer_s,
+            "last_old_answer_after_delivery_s": rollout.last_old_answer_s,
             "notes": list(rollout.notes),
         }
     return document

@@ -74,7 +74,7 @@ def markdown_report(
         lines += [
             "",
             "| rollout | concurrency | requests | failed | wrong answers | answers per version "
-            "| delivery | first answer from new | last answer from old |",
+            "| delivery | then first answer from new | then last answer from old |",
             "|---|---:|---:|---:|---:|---|---:|---:|---:|",
             f"| v{rollout.old_version} -> v{rollout.new_version} by {rollout.method} | "
             f"{load.concurrency} | {load.succeeded + load.failures:,} | {load.failures} | "

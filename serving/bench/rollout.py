@@ -14,6 +14,7 @@ which is what the sync agent does after verifying a download. The result says wh
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -58,6 +59,8 @@ class ModelStore:
     def __init__(self, workdir: Path, prefix: str = "models") -> None:
         from moto.server import ThreadedMotoServer
 
+        # moto's werkzeug server logs every request; the benchmark's output is its figures.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -155,8 +158,9 @@ class RolloutResult:
     load: LoadResult
     wrong_answers: int
     deliver_s: float  # publish + sync (or copy) time
-    first_new_answer_s: float | None  # from the start of the delivery to the first answer by new
-    last_old_answer_s: float | None  # from the start of the delivery to the last answer by old
+    # Both measured from the moment the delivery finished (the version is whole on disk):
+    first_new_answer_s: float | None  # until the first answer by the new version
+    last_old_answer_s: float | None  # until the last answer by the old version
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -242,6 +246,8 @@ def run_rollout(
     conductor.join()
     loader.join()
     start = delivery.get("start")
+    if start is not None:
+        start += delivery.get("took", 0.0)
     notes = list(errors)
     if new_version not in first_seen:
         notes.append(f"version {new_version} never answered within {settle_timeout_s:g}s")
