@@ -183,10 +183,7 @@ class Manifest:
             "model": self.model,
             "version": self.version,
             "created": self.created,
-            "files": [
-                {"path": f.path, "size": f.size, "sha256": f.sha256}
-                for f in self.files
-            ],
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
             "signature": dict(self.signature),
             "metrics": dict(self.metrics),
         }
