@@ -100,7 +100,7 @@ class RestClient:
         """Classes and probabilities for `images` (float32 [N, 28, 28, 1], raw 0-255 grey)."""
         check_model_spec(model, version, label)
         batch = check_images(images)
-        body = {"signature_name": signature_name, "instances": batch.tolist()}
+        body = {"signature_name": signature_name, "instances": _compact(batch)}
         answer = self._call("POST", _model_path(model, version, label) + ":predict", body)
         predictions = answer.get("predictions")
         if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
@@ -232,6 +232,18 @@ def parse_status_json(answer: Mapping[str, Any]) -> list[VersionStatus]:
             )
         )
     return result
+
+
+def _compact(batch: np.ndarray) -> list[Any]:
+    """Nested lists for JSON; whole-number pixels as ints ("255" rather than "255.0").
+
+    TF Serving reads any JSON number into a DT_FLOAT tensor, and grey values from images are
+    whole numbers: ints halve the encoding time and the body size on the hot path.
+    """
+    rounded = np.rint(batch)
+    if np.array_equal(rounded, batch) and np.abs(rounded).max() < 2**24:
+        return rounded.astype(np.int32).tolist()
+    return batch.tolist()
 
 
 def _model_path(model: str, version: int | None, label: str | None) -> str:

@@ -235,3 +235,18 @@ def test_bad_base_url_or_timeout(base: str) -> None:
     else:
         with pytest.raises(InvalidInput, match="positive number"):
             RestClient(base, timeout=0)
+
+
+def test_whole_pixels_go_as_ints_and_fractions_as_floats(
+    fake_server: Any, mnist_predictions: Any
+) -> None:
+    fake_server.routes["POST /v1/models/mnist:predict"] = (200, mnist_predictions([0]))
+    client = client_for(fake_server)
+    whole = np.full((1, 28, 28, 1), 255.0, dtype=np.float32)
+    client.predict("mnist", whole)
+    assert b'"instances": [[[[255], [255]' in fake_server.requests[-1].content
+    fractional = whole.copy()
+    fractional[0, 0, 0, 0] = 127.5
+    client.predict("mnist", fractional)
+    assert fake_server.body()["instances"][0][0][:2] == [[127.5], [255.0]]
+    assert b"[[[[127.5], [255.0]" in fake_server.requests[-1].content
