@@ -23,7 +23,13 @@ from infra.settings_types import (
     Problem,
     Settings,
 )
-from serving.tfconfig import BatchingParameters, ConfigError, ModelConfig, VersionPolicy
+from serving.tfconfig import (
+    WARMUP_MAX_BATCH,
+    BatchingParameters,
+    ConfigError,
+    ModelConfig,
+    VersionPolicy,
+)
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # DNS-1123 label, short enough for AWS
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -276,10 +282,17 @@ def _batching(c: _Checker, key: str, spec: Any) -> BatchingParameters:
         return _FALLBACK_BATCHING
     try:
         # TF Serving's own rules for the batching file, from the one renderer.
-        return BatchingParameters(**known)
+        batching = BatchingParameters(**known)
     except ConfigError as exc:
         c.fail(key, str(exc))
         return _FALLBACK_BATCHING
+    if batching.max_batch_size < WARMUP_MAX_BATCH:
+        c.fail(
+            f"{key}.maxBatchSize",
+            f"{batching.max_batch_size} is below {WARMUP_MAX_BATCH}, the largest warmup batch the "
+            "model stage exports: TF Serving would refuse the warmup and never load the model",
+        )
+    return batching
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from model.errors import ExportError
 from model.export import INPUT_NAME, SIGNATURE_KEY, WARMUP_RELPATH
+from serving.tfconfig import WARMUP_MAX_BATCH
 
-# Powers of two up to 32 cover the batch sizes a typical `allowed_batch_sizes` list pads to.
-DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+# Powers of two up to WARMUP_MAX_BATCH cover the batch sizes a typical `allowed_batch_sizes` list
+# pads to; a larger record would fail warmup wherever max_batch_size is smaller (see tfconfig).
+DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(WARMUP_MAX_BATCH.bit_length()))
 # TF Serving refuses warmup files with more records than this (kMaxNumRecordsInWarmupFile).
 MAX_RECORDS = 1000
 

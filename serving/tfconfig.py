@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 __all__ = [
     "DEFAULT_PROMETHEUS_PATH",
+    "WARMUP_MAX_BATCH",
     "BatchingParameters",
     "ConfigError",
     "ModelConfig",
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+# The largest batch among the model stage's warmup records (model/warmup.py). With batching on, TF
+# Serving refuses any task larger than max_batch_size ("Task size 32 is larger than maximum input
+# batch size 16"), warmup included, and a version whose warmup fails never loads. So every
+# deployment's max_batch_size must be at least this; the stack settings check it.
+WARMUP_MAX_BATCH = 16
 _KINDS = ("latest", "all", "specific")
 # Names end up in REST paths (/v1/models/<name>/labels/<label>) and directory names, so keep both
 # to a URL- and filesystem-safe alphabet.

@@ -181,6 +181,18 @@ def _prod_model(**changes: Any) -> dict[str, Any]:
             "models.mnist.batching",
             "last must equal max_batch_size",
         ),
+        (
+            {
+                "batching": {
+                    "maxBatchSize": 8,
+                    "batchTimeoutMicros": 0,
+                    "maxEnqueuedBatches": 1,
+                    "numBatchThreads": 1,
+                }
+            },
+            "models.mnist.batching.maxBatchSize",
+            "below 16, the largest warmup batch",
+        ),
     ],
 )
 def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> None:
