@@ -51,8 +51,12 @@ METHOD_NOTE = (
     "`server CPU`/`client CPU` are busy cores averaged over the run (/proc), to show which side "
     "is saturated. `of raw in-process` compares requests/s at concurrency N with the model's own "
     "images/s at batch N, called directly. The rollout serves the same weights under a new "
-    "version number and checks every answer against the in-process model."
+    "version number and checks every answer against the in-process model. The null server "
+    "answers without a model: its row is the most this load generator drives over REST."
 )
+
+
+NULL_LABEL = "null server (load generator ceiling)"
 
 
 def _concurrencies(text: str) -> list[int]:
@@ -153,6 +157,9 @@ def _run(
                 rollout = _rollout(
                     server, store, export, model, version, images, expected, args, workdir
                 )
+        top = max(args.concurrency)
+        with start_naive_server(None, model, workdir) as null:
+            runs.append(_measure(null, NULL_LABEL, "REST", model, images, top, args))
         if not args.skip_naive:
             with start_naive_server(export, model, workdir) as naive:
                 for c in args.concurrency:

@@ -11,7 +11,11 @@ against.
 ```
 python -m serving.bench.naive_server --model_name=mnist --model_base_path=DIR [--rest_api_port=N]
                                      [--port_file=FILE]
+python -m serving.bench.naive_server --model_name=mnist --null ...   # no model: fixed answers
 ```
+
+``--null`` answers without any model; the benchmark uses it to measure what its own load
+generator can drive, so a server's figure near that ceiling is known to be client-bound.
 """
 
 from __future__ import annotations
@@ -55,7 +59,23 @@ class NaiveModel:
         return self.model.predict(images, verbose=0)
 
 
-def make_handler(model: NaiveModel) -> type[BaseHTTPRequestHandler]:
+class NullModel:
+    """No model at all: fixed MNIST-shaped answers, to measure the load generator's ceiling."""
+
+    version = 1
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        count = len(images)
+        return {
+            "classes": np.zeros(count, dtype=np.int64),
+            "probabilities": np.full((count, 10), 0.1, dtype=np.float32),
+        }
+
+
+def make_handler(model: NaiveModel | NullModel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so clients reuse connections here too
         # Headers and body go out in two writes; with Nagle on, the body waits for the client's
@@ -111,14 +131,14 @@ def make_handler(model: NaiveModel) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(model: NaiveModel, port: int = 0) -> ThreadingHTTPServer:
+def make_server(model: NaiveModel | NullModel, port: int = 0) -> ThreadingHTTPServer:
     """The HTTP server on 127.0.0.1:`port` (0: any free port), not yet serving."""
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(model))
     server.daemon_threads = True
     return server
 
 
-def serve(model: NaiveModel, port: int, port_file: str | None) -> None:
+def serve(model: NaiveModel | NullModel, port: int, port_file: str | None) -> None:
     server = make_server(model, port)
     if port_file:
         # Written whole and renamed, so a reader never sees a half-written file.
@@ -143,15 +163,23 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench.naive_server")
     parser.add_argument("--model_name", default="mnist")
-    parser.add_argument("--model_base_path", required=True, type=Path)
+    parser.add_argument("--model_base_path", type=Path)
+    parser.add_argument(
+        "--null", action="store_true", help="load no model; answer every predict with zeros"
+    )
     parser.add_argument("--rest_api_port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port_file", help='write {"rest": port} here once listening')
     args = parser.parse_args(argv)
-    if not args.model_base_path.is_dir():
+    if not args.null and (args.model_base_path is None or not args.model_base_path.is_dir()):
         parser.error(f"--model_base_path {args.model_base_path}: not a directory")
     # SIGTERM ends serve_forever like Ctrl-C does, so the benchmark can stop it cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
-    serve(NaiveModel(args.model_name, args.model_base_path), args.rest_api_port, args.port_file)
+    model = (
+        NullModel(args.model_name)
+        if args.null
+        else NaiveModel(args.model_name, args.model_base_path)
+    )
+    serve(model, args.rest_api_port, args.port_file)
     return 0
 
 

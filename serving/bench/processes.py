@@ -73,17 +73,20 @@ def start_local_server(
 
 
 def start_naive_server(
-    base_path: Path, model: str, workdir: Path, *, ready_timeout_s: float = 180.0
+    base_path: Path | None,
+    model: str,
+    workdir: Path,
+    *,
+    ready_timeout_s: float = 180.0,
 ) -> contextlib.AbstractContextManager[RunningServer]:
-    """``python -m serving.bench.naive_server`` (model.predict per request) over `base_path`."""
-    command = [
-        sys.executable,
-        "-m",
-        "serving.bench.naive_server",
-        f"--model_name={model}",
-        f"--model_base_path={base_path}",
-    ]
-    return _serve("naive", command, model, workdir, ready_timeout_s)
+    """``python -m serving.bench.naive_server`` (model.predict per request) over `base_path`.
+
+    With `base_path` None it runs with ``--null``: no model, fixed answers.
+    """
+    command = [sys.executable, "-m", "serving.bench.naive_server", f"--model_name={model}"]
+    command.append("--null" if base_path is None else f"--model_base_path={base_path}")
+    name = "null" if base_path is None else "naive"
+    return _serve(name, command, model, workdir, ready_timeout_s)
 
 
 @contextlib.contextmanager

@@ -44,8 +44,9 @@ def markdown_report(
     ]
     for run in runs:
         c, rps = run.load.concurrency, run.load.requests_per_s
-        vs_naive = f"{rps / naive[c]:.1f}x" if naive.get(c) else "-"
-        of_raw = f"{rps / raw_by_batch[c]:.0%}" if raw_by_batch.get(c) else "-"
+        model_free = run.server.startswith("null")
+        vs_naive = f"{rps / naive[c]:.1f}x" if naive.get(c) and not model_free else "-"
+        of_raw = f"{rps / raw_by_batch[c]:.0%}" if raw_by_batch.get(c) and not model_free else "-"
         lines.append(
             f"| {run.server} | {run.protocol} | {c} | {rps:,.0f} | "
             f"{run.load.percentile_ms(50):.1f} | {run.load.percentile_ms(99):.1f} | "

@@ -144,12 +144,16 @@ def test_naive_server_errors_are_tf_serving_shaped(naive_server) -> None:
         assert bad.value.status == 400
 
 
-def test_naive_server_process_starts_and_stops(tiny_savedmodel, tmp_path: Path) -> None:
-    base, name = tiny_savedmodel
-    with start_naive_server(base, name, tmp_path) as naive:
-        pid = naive.pid
-        assert Path(f"/proc/{pid}").exists()
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+def test_null_server_process_answers_and_stops(tmp_path: Path) -> None:
+    # The CLI in its own process (--null: no model to load), started and stopped as the
+    # benchmark does.
+    with start_naive_server(None, "mnist", tmp_path) as null:
+        pid = null.pid
+        with RestClient(null.rest_url, timeout=30) as client:
+            prediction = client.predict("mnist", np.zeros((2, 28, 28, 1)))
+    assert prediction.classes.tolist() == [0, 0]
+    assert prediction.probabilities.shape == (2, 10)
+    assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
 
 
 def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> None:
@@ -177,9 +181,12 @@ def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> 
     assert "| local (batching) | gRPC | 2 |" in out
     assert "Target zero failed requests during the rollout: 0 failed (met)" in out
     document = json.loads(figures.read_text())
-    assert [(r["protocol"], r["concurrency"], r["failed"]) for r in document["runs"]] == [
-        ("REST", 2, 0),
-        ("gRPC", 2, 0),
+    assert [
+        (r["server"], r["protocol"], r["concurrency"], r["failed"]) for r in document["runs"]
+    ] == [
+        ("local (batching)", "REST", 2, 0),
+        ("local (batching)", "gRPC", 2, 0),
+        ("null server (load generator ceiling)", "REST", 2, 0),
     ]
     assert all(r["requests_per_s"] > 0 for r in document["runs"])
     assert [r["batch_size"] for r in document["raw"]] == [2]
