@@ -131,9 +131,14 @@ def make_handler(model: NaiveModel | NullModel) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when 32 clients connect at once.
+    request_queue_size = 128
+
+
 def make_server(model: NaiveModel | NullModel, port: int = 0) -> ThreadingHTTPServer:
     """The HTTP server on 127.0.0.1:`port` (0: any free port), not yet serving."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(model))
+    server = _Server(("127.0.0.1", port), make_handler(model))
     server.daemon_threads = True
     return server
 
