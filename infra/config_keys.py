@@ -66,9 +66,9 @@ KEYS: tuple[ConfigKey, ...] = (
               items="string"),
     ConfigKey("addonVersions", "object",
               {"vpc-cni": "v1.19.2-eksbuild.5", "coredns": "v1.11.4-eksbuild.2",
-               "kube-proxy": "v1.32.3-eksbuild.7"},
+               "kube-proxy": "v1.32.3-eksbuild.7", "metrics-server": "v0.8.0-eksbuild.2"},
               "Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
-              "kubernetesVersion)."),
+              "kubernetesVersion), metrics-server (CPU metrics for the HPAs)."),
     ConfigKey("kmsDeletionWindowDays", "integer", 30,
               "Waiting period (7-30 days) before a deleted KMS key is destroyed."),
     # -- nodes

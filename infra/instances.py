@@ -33,7 +33,8 @@ CPU_AMI_TYPES = ("AL2023_x86_64_STANDARD", "BOTTLEROCKET_x86_64")
 SUPPORTED_KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33", "1.34")
 
 # The managed add-ons the cluster pins; their versions come from stack config.
-CORE_ADDONS = ("vpc-cni", "coredns", "kube-proxy")
+# metrics-server is not installed by EKS by default, and without it every HPA stays blind.
+CORE_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "metrics-server")
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (

@@ -34,7 +34,7 @@ from infra.outputs import StackOutputs, export
 from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_settings
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
-ADDONS_AFTER_NODES = frozenset({"coredns"})
+ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
 
 
 def main() -> None:

@@ -141,9 +141,11 @@ def test_core_addons_pinned(cap: StackCapture) -> None:
         "vpc-cni": "v1.19.2-eksbuild.5",
         "coredns": "v1.11.4-eksbuild.2",
         "kube-proxy": "v1.32.3-eksbuild.7",
+        "metrics-server": "v0.8.0-eksbuild.2",
     }
     order = [r.inputs["addonName"] for r in of(cap, "aws:eks/addon:Addon")]
-    assert order.index("coredns") == 2  # created after the node groups, which it needs
+    # Deployments that need nodes come after the node groups; the CNI and kube-proxy before.
+    assert sorted(order[2:]) == ["coredns", "metrics-server"]
 
 
 def _groups(cap: StackCapture) -> dict[str, dict[str, Any]]:

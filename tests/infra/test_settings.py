@@ -85,6 +85,7 @@ def test_stacks_differ_where_the_issue_says() -> None:
                     "vpc-cni": "v1.19.2-eksbuild.5",
                     "coredns": "v1.11.4-eksbuild.2",
                     "kube-proxy": "v1.31.7-eksbuild.7",
+                    "metrics-server": "v0.8.0-eksbuild.2",
                 }
             },
             "addonVersions.kube-proxy",
