@@ -1,11 +1,12 @@
 """Runs the real program for a stack under ``pulumi.runtime`` mocks and captures what it declares.
 
 ``capture(stack)`` returns every resource (type, name, URN, parent URN, custom or component,
-provider reference, inputs) in the order the program declares them (registration RPCs finish
-in an order that varies between runs; declaration order does not). ``capture_stack(stack)``
-also returns the stack outputs. Inputs are the camelCase property bags the engine would
-receive, secrets replaced by ``"[secret]"`` and resource references by their URN. This is the
-project's offline "synth" core (docs/contracts.md): synth, the policy runner and tests use it.
+provider reference, inputs, custom timeouts) in the order the program declares them (registration
+RPCs finish in an order that varies between runs; declaration order does not).
+``capture_stack(stack)`` also returns the stack outputs. Inputs are the camelCase property bags
+the engine would receive, secrets replaced by ``"[secret]"`` and resource references by their
+URN. This is the project's offline "synth" core (docs/contracts.md): synth, the policy runner
+and tests use it.
 
 Config comes from ``Pulumi.<stack>.yaml`` over the defaults declared in ``Pulumi.yaml``, handed to
 the runtime as the engine would (strings, structured values as JSON). No Pulumi CLI, plugin,
@@ -58,6 +59,9 @@ class CapturedResource:
     custom: bool
     provider: str | None
     inputs: dict[str, Any]
+    # The ``custom_timeouts`` option as the engine received it (only the set ones); a resource
+    # option, not an input, so not part of the ``resources.json`` record.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The plain record of docs/contracts.md (``resources.json`` entries)."""
@@ -211,6 +215,7 @@ class _Monitor(mocks.MockMonitor):
                     custom=bool(request.custom),
                     provider=request.provider or None,
                     inputs=inputs,
+                    custom_timeouts=json_format.MessageToDict(request.customTimeouts),
                 )
             )
         return response

@@ -115,6 +115,9 @@ KEYS: tuple[ConfigKey, ...] = (
               "modelDiskMiB, maxVersionsOnDisk (with policy all), allowedNamespaces, batching "
               "(maxBatchSize, batchTimeoutMicros, maxEnqueuedBatches, numBatchThreads, "
               "allowedBatchSizes)."),
+    ConfigKey("awaitServingRollout", "boolean", True,
+              "Let pulumi up wait (30m) for serving pods to be ready; false for a new stack's "
+              "first up, before any model version is published."),
     ConfigKey("s3PollSeconds", "integer", 60,
               "How often the model-sync sidecar lists S3 for new versions (S3 requests cost)."),
     ConfigKey("tags", "object", {},

@@ -127,6 +127,7 @@ def _serving_args(
         sync_interval_seconds=settings.s3_poll_seconds,
         tfserving_image=settings.serving_image,
         tfserving_gpu_image=settings.serving_gpu_image,
+        await_rollout=settings.await_serving_rollout,
         tags=tags,
     )
 

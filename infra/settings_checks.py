@@ -463,6 +463,7 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
         serving_gpu_image=v["servingGpuImage"],
         sync_image=v["syncImage"],
         models=tuple(models),
+        await_serving_rollout=v["awaitServingRollout"],
         s3_poll_seconds=v["s3PollSeconds"],
         tags=MappingProxyType(dict(v["tags"])),
     )

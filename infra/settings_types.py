@@ -111,6 +111,7 @@ class Settings:
     serving_gpu_image: str
     sync_image: str
     models: tuple[ModelSettings, ...]
+    await_serving_rollout: bool
     s3_poll_seconds: int
     tags: Mapping[str, str]
 

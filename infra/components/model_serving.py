@@ -12,6 +12,12 @@
   Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
   NetworkPolicy admitting only the listed namespaces.
 
+pulumi-kubernetes waits for the Deployment to be rolled out and for the Service to have ready
+endpoints (10 minutes by default). Serving pods become ready only once a model version is in the
+bucket and loaded, on a GPU node that may have to boot first: with ``await_rollout`` both get
+``ROLLOUT_TIMEOUT``; without it (a new stack whose bucket is still empty) both carry
+``pulumi.com/skipAwait`` so ``pulumi up`` finishes and the pods wait for the first publish.
+
 Args are plain values and Outputs; the component never reads config.
 """
 
@@ -55,6 +61,10 @@ HOST_KEY = "kubernetes.io/hostname"
 TFSERVING_UID = 1000
 SYNC_UID = 10001
 SHARED_GID = 10001
+# Long enough for the autoscaler to add a GPU node (a few minutes), the node to pull the GPU build
+# of TF Serving (several GiB), the sidecar to fetch a version and TF Serving to warm it up.
+ROLLOUT_TIMEOUT = "30m"
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,9 @@ class ModelServingArgs:
     service_account_name: str = "tfserving"
     tfserving_image: str = TFSERVING_IMAGE
     tfserving_gpu_image: str = TFSERVING_GPU_IMAGE
+    # Wait for the Deployment's rollout and the Service's endpoints on `pulumi up`; off for a
+    # stack whose bucket has no model version yet (the pods cannot become ready).
+    await_rollout: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -269,6 +282,20 @@ def startup_config_checksum(files: Mapping[str, str]) -> str:
     for name in (serving_pod.BATCHING_FILE, serving_pod.MONITORING_FILE):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     return digest.hexdigest()
+
+
+def rollout_await(await_rollout: bool) -> tuple[pulumi.ResourceOptions, dict[str, str]]:
+    """Options and annotations for the Deployment and the Service, which pulumi-kubernetes
+    awaits until serving pods are ready.
+
+    Awaited: custom timeouts of ``ROLLOUT_TIMEOUT`` instead of the provider's 10 minutes, which a
+    GPU cold start can exceed. Not awaited: ``pulumi.com/skipAwait`` (the provider then reports
+    success once the object is accepted), for a first ``up`` before any model is published.
+    """
+    if not await_rollout:
+        return pulumi.ResourceOptions(), {SKIP_AWAIT_ANNOTATION: "true"}
+    timeouts = pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT)
+    return pulumi.ResourceOptions(custom_timeouts=timeouts), {}
 
 
 def scheduling(placement: NodePlacement) -> tuple[dict[str, str], list[Manifest]]:
@@ -436,15 +463,16 @@ class ModelServing(pulumi.ComponentResource):
                 startup_timeout_seconds=args.startup_timeout_seconds,
             )
         )
+        awaited, await_annotations = rollout_await(args.await_rollout)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(args.model_name, labels, namespace),
+            metadata=metadata(args.model_name, labels, namespace, await_annotations),
             spec=self._deployment_spec(selector, template, args),
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, awaited),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=metadata(args.model_name, labels, namespace),
+            metadata=metadata(args.model_name, labels, namespace, await_annotations),
             spec={
                 "type": "ClusterIP",
                 "selector": dict(selector),
@@ -465,7 +493,7 @@ class ModelServing(pulumi.ComponentResource):
                     },
                 ],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, awaited),
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",

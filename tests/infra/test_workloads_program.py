@@ -12,8 +12,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from infra.capture import StackCapture, capture_stack
+from infra.capture import REPO_ROOT, StackCapture, capture_stack
 from infra.components import cluster_autoscaler
 from infra.components.model_serving import TYPE_TOKEN as SERVING
 from serving.sync.cli import sync_parser
@@ -205,3 +206,38 @@ def test_autoscaler_matches_the_cluster_and_its_node_group_tags(stack):
     policy = json.loads(child(stack, component, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     (scaling,) = [s for s in policy["Statement"] if "Condition" in s]
     assert scaling["Condition"]["StringEquals"][f"aws:ResourceTag/{discovery}"] == "owned"
+
+
+AWAITED = ("kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service")
+
+
+def test_serving_rollout_is_awaited_long_enough_for_a_gpu_cold_start(stack):
+    # The stack files keep awaitServingRollout on: `up` waits, but longer than the provider's
+    # 10 minutes, and nothing skips the await.
+    for serving in of_type(stack, SERVING):
+        for kind in AWAITED:
+            record = child(stack, serving, kind)
+            assert record.custom_timeouts == {"create": "30m", "update": "30m"}, kind
+            annotations = record.inputs["metadata"].get("annotations") or {}
+            assert "pulumi.com/skipAwait" not in annotations
+
+
+def test_first_up_on_an_empty_bucket_skips_the_await(tmp_path):
+    # What the README's first-`up` step does: `pulumi config set ...:awaitServingRollout false`.
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    dev["config"]["tfserving-eks:awaitServingRollout"] = False
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
+    first_up = capture_stack("dev", tmp_path)
+    (serving,) = of_type(first_up, SERVING)
+    for kind in AWAITED:
+        record = child(first_up, serving, kind)
+        assert record.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, kind
+        assert record.custom_timeouts == {}
+    # Only the await changes: the pods are the same as with the await on.
+    awaited = capture_stack("dev")
+    (same,) = of_type(awaited, SERVING)
+    assert (
+        child(first_up, serving, AWAITED[0]).inputs["spec"]
+        == child(awaited, same, AWAITED[0]).inputs["spec"]
+    )
