@@ -173,10 +173,37 @@ def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, A
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["policyPacks"] == "policies"
     assert pulumi["with"]["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
-    # Without credentials the job says so visibly instead of silently doing nothing.
+    # Without credentials the job says so visibly instead of silently doing nothing; the deploy
+    # runner is refused in that first step, before any pull-request code is checked out.
     first = preview["steps"][0]
-    assert "::notice" in first["run"]
-    assert all("steps.creds.outputs.configured == 'true'" in s["if"] for s in preview["steps"][1:])
+    assert "::notice" in first["run"] and "::error" in first["run"]
+    assert "uses" not in first
+    ids = [s.get("id") for s in preview["steps"]]
+    gate = ids.index("target")
+    assert all(
+        "steps.creds.outputs.configured == 'true'" in s["if"]
+        for s in preview["steps"][1 : gate + 1]
+    )
+    # Only a stack the runner can reach is previewed (tests/gitops/test_preview_gate.py).
+    for step in preview["steps"][gate + 1 :]:
+        assert step["if"] == "steps.target.outputs.preview == 'true'"
+    assert pulumi["if"] == "steps.target.outputs.preview == 'true'"
+
+
+def test_pull_request_code_never_runs_on_a_deploy_runner(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    pr = workflows["pull-request.yml"]
+    assert set(pr["on"]) == {"pull_request"}
+    for job_id, job in jobs(pr).items():
+        # RUNNER_<STACK> labels runners inside a stack's VPC that deploy.yml uses.
+        assert not re.search(r"(?<!PREVIEW_)RUNNER_", job["runs-on"]), job_id
+    preview = jobs(pr)["preview"]
+    assert (
+        preview["runs-on"]
+        == "${{ vars[format('PREVIEW_RUNNER_{0}', matrix.stack)] || 'ubuntu-24.04' }}"
+    )
+    assert preview["env"]["DEPLOY_RUNNER"] == "${{ vars[format('RUNNER_{0}', matrix.stack)] }}"
 
 
 def test_every_stack_has_a_policy_config(stacks: set[str]) -> None:
@@ -194,6 +221,8 @@ def test_deploy_updates_every_stack_one_at_a_time(
         stack = job["env"]["STACK"]
         deployed.add(stack)
         assert job["environment"] == stack, job_id
+        # A manual dispatch may name any branch: only main is ever deployed.
+        assert job["if"] == "github.ref == 'refs/heads/main'", job_id
         # A private API endpoint needs a runner in the VPC: selectable per stack, as data.
         assert job["runs-on"] == f"${{{{ vars.RUNNER_{stack.upper()} || 'ubuntu-24.04' }}}}"
         assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
