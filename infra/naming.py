@@ -17,6 +17,11 @@ POOL_LABEL_KEY = f"{PROJECT}/pool"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "true"
 GPU_TAINT_EFFECT = "NoSchedule"  # Kubernetes spelling; the EKS API spells it NO_SCHEDULE
+# The label cluster-autoscaler's AWS provider reads to know a node has GPUs (its GPULabel). Without
+# it a new GPU node counts as GPU-less until the device plugin registers `nvidia.com/gpu`, and the
+# autoscaler keeps adding nodes for the still-pending pods.
+GPU_ACCELERATOR_LABEL_KEY = "k8s.amazonaws.com/accelerator"
+GPU_ACCELERATOR_LABEL_VALUE = "nvidia"
 
 
 def child(name: str, role: str) -> str:

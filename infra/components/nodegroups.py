@@ -6,10 +6,11 @@ CNI managed policies).
 `NodePoolGroup` creates, for one pool: a launch template (IMDSv2 required with a hop limit of 1,
 an encrypted gp3 volume, no key pair), the ``aws.eks.NodeGroup`` in the private subnets (no
 ``remote_access``: no SSH), the pool label, and for GPU pools the NVIDIA AMI type, the taint
-``nvidia.com/gpu=true:NoSchedule`` and the cluster-autoscaler scale-from-zero hints. The hints
-are ``aws.autoscaling.Tag`` resources on the group's Auto Scaling group because EKS does not
-propagate node group tags to the ASG, and an ASG at zero has no node for the autoscaler to read
-GPUs, labels or taints from.
+``nvidia.com/gpu=true:NoSchedule``, the ``k8s.amazonaws.com/accelerator`` label the autoscaler
+recognises GPU nodes by, and the cluster-autoscaler scale-from-zero hints (labels, GPUs, ephemeral
+storage, taint). The hints are ``aws.autoscaling.Tag`` resources on the group's Auto Scaling group
+because EKS does not propagate node group tags to the ASG, and an ASG at zero has no node for the
+autoscaler to read GPUs, labels, storage or taints from.
 
 Why a hop limit of 1 is enough: pods reach AWS through IRSA (a projected web-identity token and
 STS), never through the instance metadata service; only host-network pods (aws-node, kube-proxy)
@@ -26,6 +27,8 @@ import pulumi_aws as aws
 
 from infra.components.cluster import service_trust_policy
 from infra.naming import (
+    GPU_ACCELERATOR_LABEL_KEY,
+    GPU_ACCELERATOR_LABEL_VALUE,
     GPU_TAINT_EFFECT,
     GPU_TAINT_KEY,
     GPU_TAINT_VALUE,
@@ -44,6 +47,12 @@ NODE_ROLE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
 )
 AUTOSCALER_HINT_PREFIX = "k8s.io/cluster-autoscaler/node-template"
+# Share of the node's disk announced as ephemeral storage for scale-from-zero. The root volume
+# also holds the OS, the container images (the GPU build of TF Serving is several GiB) and the
+# kubelet's eviction reserve, so announcing all of it would let the autoscaler start a node that
+# then cannot admit the pod; announcing nothing (no tag) makes it refuse every pod that requests
+# ephemeral storage, as the sync sidecar does for the model volume.
+EPHEMERAL_STORAGE_SHARE = 0.8
 # Bottlerocket boots from a small OS volume and keeps images and pod data on the second one.
 _DATA_DEVICE = {"BOTTLEROCKET_x86_64_NVIDIA": "/dev/xvdb", "BOTTLEROCKET_x86_64": "/dev/xvdb"}
 
@@ -93,15 +102,45 @@ class NodePoolGroupArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-def autoscaler_hints(pool: str, gpus_per_node: int) -> dict[str, str]:
+def node_labels(pool: str, gpus_per_node: int) -> dict[str, str]:
+    """Kubernetes labels of a pool's nodes: the pool, and the accelerator label on GPU pools."""
+    labels = {POOL_LABEL_KEY: pool}
+    if gpus_per_node:
+        labels[GPU_ACCELERATOR_LABEL_KEY] = GPU_ACCELERATOR_LABEL_VALUE
+    return labels
+
+
+def ephemeral_storage_gib(disk_size_gib: int) -> int:
+    """Ephemeral storage a pool's node is announced with while the pool is at zero."""
+    return int(disk_size_gib * EPHEMERAL_STORAGE_SHARE)
+
+
+def autoscaler_hints(pool: str, gpus_per_node: int, disk_size_gib: int) -> dict[str, str]:
     """Scale-from-zero node-template tags for one pool (cluster-autoscaler AWS provider)."""
-    hints = {f"{AUTOSCALER_HINT_PREFIX}/label/{POOL_LABEL_KEY}": pool}
+    hints = {
+        f"{AUTOSCALER_HINT_PREFIX}/label/{key}": value
+        for key, value in node_labels(pool, gpus_per_node).items()
+    }
+    hints[f"{AUTOSCALER_HINT_PREFIX}/resources/ephemeral-storage"] = (
+        f"{ephemeral_storage_gib(disk_size_gib)}Gi"
+    )
     if gpus_per_node:
         hints[f"{AUTOSCALER_HINT_PREFIX}/resources/{GPU_TAINT_KEY}"] = str(gpus_per_node)
         hints[f"{AUTOSCALER_HINT_PREFIX}/taint/{GPU_TAINT_KEY}"] = (
             f"{GPU_TAINT_VALUE}:{GPU_TAINT_EFFECT}"
         )
     return hints
+
+
+# Logical names of the hint tags. The first three predate the others and keep their names, so
+# existing stacks do not replace them.
+_HINT_ROLES = {
+    f"label/{POOL_LABEL_KEY}": "asg-label-hint",
+    f"resources/{GPU_TAINT_KEY}": "asg-resources-hint",
+    f"taint/{GPU_TAINT_KEY}": "asg-taint-hint",
+    f"label/{GPU_ACCELERATOR_LABEL_KEY}": "asg-accelerator-label-hint",
+    "resources/ephemeral-storage": "asg-ephemeral-storage-hint",
+}
 
 
 class NodePoolGroup(pulumi.ComponentResource):
@@ -161,7 +200,7 @@ class NodePoolGroup(pulumi.ComponentResource):
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
             ),
-            labels={POOL_LABEL_KEY: args.pool},
+            labels=node_labels(args.pool, args.gpus_per_node),
             taints=[
                 aws.eks.NodeGroupTaintArgs(
                     key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
@@ -174,10 +213,10 @@ class NodePoolGroup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
         asg_name = group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
-        for key, value in autoscaler_hints(args.pool, args.gpus_per_node).items():
-            kind = key.removeprefix(f"{AUTOSCALER_HINT_PREFIX}/").split("/", 1)[0]
+        hints = autoscaler_hints(args.pool, args.gpus_per_node, args.disk_size_gib)
+        for key, value in hints.items():
             aws.autoscaling.Tag(
-                child(name, f"asg-{kind}-hint"),
+                child(name, _HINT_ROLES[key.removeprefix(f"{AUTOSCALER_HINT_PREFIX}/")]),
                 autoscaling_group_name=asg_name,
                 tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
                 opts=here,

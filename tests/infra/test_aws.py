@@ -204,6 +204,32 @@ def test_scale_from_zero_hints_on_the_asg(cap: StackCapture) -> None:
     assert all(h["tag"]["propagateAtLaunch"] is False for h in hints)
 
 
+def test_every_pool_announces_ephemeral_storage_and_gpu_pools_their_accelerator(
+    cap: StackCapture,
+) -> None:
+    # A pool at zero offers no ephemeral storage to the autoscaler unless tagged, and the sync
+    # sidecar requests some: without the tag an empty pool could never scale up for the pods.
+    groups = _groups(cap)
+    disk = {r.name.removesuffix("-lt"): r.inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"]
+            for r in of(cap, "aws:ec2/launchTemplate:LaunchTemplate")}  # fmt: skip
+    hints: dict[str, dict[str, str]] = {}
+    for tag in of(cap, "aws:autoscaling/tag:Tag"):
+        pool = tag.name.split("-asg-", 1)[0]
+        hints.setdefault(pool, {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
+    assert set(hints) == set(disk) == {"pool-system", "pool-gpu"}
+    for pool, tags in hints.items():
+        assert tags[f"{GPU_HINT}/resources/ephemeral-storage"] == f"{int(disk[pool] * 0.8)}Gi"
+    expected_disk = {"dev": 80, "prod": 100}[cap.stack]
+    assert hints["pool-gpu"][f"{GPU_HINT}/resources/ephemeral-storage"] == (
+        f"{int(expected_disk * 0.8)}Gi"
+    )
+    # The AWS provider's GPU label, on the nodes and in the template of GPU pools only.
+    assert groups["gpu"]["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia"
+    assert hints["pool-gpu"][f"{GPU_HINT}/label/k8s.amazonaws.com/accelerator"] == "nvidia"
+    assert "k8s.amazonaws.com/accelerator" not in groups["system"]["labels"]
+    assert f"{GPU_HINT}/label/k8s.amazonaws.com/accelerator" not in hints["pool-system"]
+
+
 def test_model_bucket(cap: StackCapture) -> None:
     buckets = {r.name: r for r in of(cap, "aws:s3/bucket:Bucket")}
     models = buckets["model-store-models"]

@@ -130,6 +130,14 @@ def test_gpu_pools_can_scale_from_zero_for_the_serving_pods(stack):
         wanted = int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
         assert int(template["resources/nvidia.com/gpu"]) >= wanted
         assert template["taint/nvidia.com/gpu"].endswith(":NoSchedule")
+        assert template["label/k8s.amazonaws.com/accelerator"] == "nvidia"
+        # The sidecar requests ephemeral storage for the model volume: the template must offer it.
+        storage = [
+            c["resources"]["requests"].get("ephemeral-storage") for c in all_containers(pod["spec"])
+        ]
+        asked_mib = sum(int(s.removesuffix("Mi")) for s in storage if s)
+        assert asked_mib > 0
+        assert int(template["resources/ephemeral-storage"].removesuffix("Gi")) * 1024 >= asked_mib
 
 
 def test_model_reader_roles_are_scoped_to_the_stacks_bucket_and_cluster(stack):
