@@ -35,6 +35,10 @@ from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
 ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
+# EKS enforces NetworkPolicies only when the VPC CNI runs its network policy agent, which is off
+# by default; every model declares one, so enforcement is not optional. (The schema types the
+# value as a string.)
+ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 
 
 def main() -> None:
@@ -190,6 +194,7 @@ def build(settings: Settings) -> StackOutputs:
                 cluster_name=cluster.name,
                 addon_name=addon_name,
                 version=settings.addon_versions[addon_name],
+                configuration_values=ADDON_CONFIGURATION.get(addon_name, {}),
                 tags=tags,
             ),
             opts=pulumi.ResourceOptions(depends_on=after),

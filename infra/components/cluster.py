@@ -6,7 +6,8 @@ public endpoint switchable with an allow-list, secrets envelope-encrypted with a
 chosen log types), the IAM OIDC provider IRSA needs, and one access entry plus a cluster-admin
 policy association per admin principal. It also renders the kubeconfig (``aws eks get-token``).
 
-`ClusterAddon` pins one EKS managed add-on to an exact version.
+`ClusterAddon` pins one EKS managed add-on to an exact version, with optional configuration
+values.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -201,6 +203,8 @@ class ClusterAddonArgs:
     cluster_name: pulumi.Input[str]
     addon_name: str
     version: str
+    # The add-on's configuration (its `describe-addon-configuration` schema); empty sets none.
+    configuration_values: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -216,6 +220,9 @@ class ClusterAddon(pulumi.ComponentResource):
             cluster_name=args.cluster_name,
             addon_name=args.addon_name,
             addon_version=args.version,
+            configuration_values=json.dumps(dict(args.configuration_values), sort_keys=True)
+            if args.configuration_values
+            else None,
             # The self-managed copies EKS installs at creation are adopted, and the pinned
             # version wins over drift on update.
             resolve_conflicts_on_create="OVERWRITE",

@@ -143,6 +143,11 @@ def test_core_addons_pinned(cap: StackCapture) -> None:
         "kube-proxy": "v1.32.3-eksbuild.7",
         "metrics-server": "v0.8.0-eksbuild.2",
     }
+    # NetworkPolicies are enforced only with the VPC CNI's network policy agent on; the other
+    # add-ons keep their defaults.
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert all("configurationValues" not in a for n, a in addons.items() if n != "vpc-cni")
+    assert of(cap, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     order = [r.inputs["addonName"] for r in of(cap, "aws:eks/addon:Addon")]
     # Deployments that need nodes come after the node groups; the CNI and kube-proxy before.
     assert sorted(order[2:]) == ["coredns", "metrics-server"]

@@ -249,3 +249,17 @@ def test_first_up_on_an_empty_bucket_skips_the_await(tmp_path):
         child(first_up, serving, AWAITED[0]).inputs["spec"]
         == child(awaited, same, AWAITED[0]).inputs["spec"]
     )
+
+
+def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(stack):
+    # The vpc-cni add-on enforces NetworkPolicies: the monitoring namespace must be admitted to
+    # the port the pods' prometheus.io/port annotation names.
+    for serving in of_type(stack, SERVING):
+        pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+        port = int(pod["metadata"]["annotations"]["prometheus.io/port"])
+        policy = child(stack, serving, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        (rule,) = policy.inputs["spec"]["ingress"]
+        (source,) = rule["from"]
+        (expression,) = source["namespaceSelector"]["matchExpressions"]
+        assert "monitoring" in expression["values"]
+        assert port in {p["port"] for p in rule["ports"]}
