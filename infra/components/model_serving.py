@@ -87,7 +87,8 @@ class NodePlacement:
 
 @dataclass(frozen=True)
 class ServingResources:
-    """Sizing inputs. Memory = 2 x model_memory_mib + overhead_mib (two copies during a swap)."""
+    """Sizing inputs. Memory = (versions resident + 1) x model_memory_mib + overhead_mib: every
+    version the policy serves stays loaded, and a swap loads the new one beside them."""
 
     model_memory_mib: int
     model_disk_mib: int

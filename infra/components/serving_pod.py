@@ -20,8 +20,9 @@ The pod, and why it looks like this:
   serves ``/readyz`` on its health port: 200 only while TF Serving reports a version of the model
   ``AVAILABLE``. TF Serving's readiness probe is an ``httpGet`` on that port — kubelet probes the
   pod IP, so a probe may target another container's port.
-- Memory is sized for two loaded copies during a swap (TF Serving loads the new version before it
-  unloads the old, tensorflow/serving#1215), requests equal limits.
+- Memory is sized for every version the policy keeps loaded plus one more during a swap (TF
+  Serving loads the new version before it unloads the old, tensorflow/serving#1215): with
+  ``latest:2`` that is three copies. Requests equal limits.
 - TF Serving does not drain on SIGTERM (tensorflow/serving#1853): ``preStop`` sleeps while the
   endpoint is removed from Services, then the grace period lets in-flight requests finish.
 - Kubelet probes reach the sidecar's health port although the NetworkPolicy admits only the
@@ -77,9 +78,16 @@ class PodSizing:
     sync_cpu_millicores: int
 
     @property
+    def versions_resident(self) -> int:
+        """Versions TF Serving keeps loaded: the ones the policy serves, which are exactly the
+        ones the sidecar keeps on disk (N for ``latest:N``, the listed ones for ``specific``,
+        ``maxVersionsOnDisk`` for ``all``)."""
+        return self.versions_on_disk
+
+    @property
     def tfserving_memory_mib(self) -> int:
-        """Two resident copies (old and new version during a swap) plus runtime overhead."""
-        return 2 * self.model_memory_mib + self.memory_overhead_mib
+        """The resident versions, one more loading beside them during a swap, runtime overhead."""
+        return (self.versions_resident + 1) * self.model_memory_mib + self.memory_overhead_mib
 
     @property
     def model_volume_mib(self) -> int:

@@ -263,3 +263,14 @@ def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(st
         (expression,) = source["namespaceSelector"]["matchExpressions"]
         assert "monitoring" in expression["values"]
         assert port in {p["port"] for p in rule["ports"]}
+
+
+def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
+    # Settings -> captured limit: (versions the policy keeps loaded + 1) x modelMemoryMiB + the
+    # 1024 MiB runtime overhead. dev is latest:2 of 512 MiB, prod specific:1,2 of 1024 MiB.
+    expected = {"dev": "2560Mi", "prod": "4096Mi"}[stack.stack]
+    for serving in of_type(stack, SERVING):
+        pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+        (tfs,) = pod["spec"]["containers"]
+        assert tfs["resources"]["limits"]["memory"] == expected
+        assert tfs["resources"]["requests"]["memory"] == expected

@@ -408,12 +408,13 @@ def test_every_container_is_hardened(gpu, cpu):
             assert len(tmp) == 1 and not tmp[0].get("readOnly")
 
 
-def test_memory_is_sized_for_two_copies_during_a_swap(gpu):
+def test_memory_holds_the_resident_versions_plus_one_during_a_swap(gpu):
     records, _ = gpu
     tfs, sidecar = container(records, "tfserving"), container(records, "model-sync")
-    # 2 x 512 MiB model + 1024 MiB overhead; requests equal limits, so no surprise OOM in a swap.
-    assert tfs["resources"]["requests"]["memory"] == "2048Mi"
-    assert tfs["resources"]["limits"]["memory"] == "2048Mi"
+    # latest:2 keeps two versions loaded and a swap loads a third beside them:
+    # 3 x 512 MiB model + 1024 MiB overhead; requests equal limits, so no surprise OOM in a swap.
+    assert tfs["resources"]["requests"]["memory"] == "2560Mi"
+    assert tfs["resources"]["limits"]["memory"] == "2560Mi"
     assert tfs["resources"]["requests"]["cpu"] == "1000m"
     assert tfs["resources"]["limits"]["cpu"] == "2000m"
     for c in (tfs, sidecar):
@@ -421,6 +422,22 @@ def test_memory_is_sized_for_two_copies_during_a_swap(gpu):
         assert {"cpu", "memory"} <= set(c["resources"]["limits"])
     # latest:2 keeps two versions plus one downloading beside them: 3 x 40 MiB.
     assert sidecar["resources"]["requests"]["ephemeral-storage"] == "120Mi"
+
+
+@pytest.mark.parametrize(
+    ("policy", "keep", "memory"),
+    [
+        (tfconfig.VersionPolicy.latest(), None, "2048Mi"),  # (1 + 1) x 512 + 1024
+        (tfconfig.VersionPolicy.specific([1, 2, 5]), None, "3072Mi"),  # (3 + 1) x 512 + 1024
+        (tfconfig.VersionPolicy.all(), 4, "3584Mi"),  # (maxVersionsOnDisk 4 + 1) x 512 + 1024
+    ],
+    ids=["latest", "specific-3", "all-keep-4"],
+)
+def test_memory_follows_the_versions_the_policy_keeps_loaded(policy, keep, memory):
+    args = gpu_args(version_policy=policy, version_labels={}, max_versions_on_disk=keep)
+    records, _ = _declare(args)
+    limits = container(records, "tfserving")["resources"]["limits"]
+    assert limits["memory"] == memory
 
 
 def test_model_volume_is_shared_read_only_to_tf_serving(gpu):
