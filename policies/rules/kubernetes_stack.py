@@ -1,5 +1,6 @@
 """Kubernetes rules that need several objects: serving replicas (with their autoscaler),
-PodDisruptionBudgets and NetworkPolicies around TF Serving workloads.
+PodDisruptionBudgets and NetworkPolicies around TF Serving workloads, and the vpc-cni add-on
+setting without which EKS accepts NetworkPolicies but never enforces them.
 
 Objects are matched the way Kubernetes matches them: a PDB or NetworkPolicy covers a
 Deployment when it is in the same namespace and its selector matches the pod template's labels;
@@ -8,6 +9,8 @@ whose `spec` input was computed from the Deployment).
 """
 
 from __future__ import annotations
+
+import json
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -18,7 +21,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from ._helpers import as_list, deps, get, judge
+from ._helpers import as_list, deps, get, judge, of_type, parse_document
 from ._k8s import (
     DEPLOYMENT,
     HPA,
@@ -33,6 +36,8 @@ from ._k8s import (
 )
 
 DEFAULT_MIN_REPLICAS = 2
+ADDON = "aws:eks/addon:Addon"
+VPC_CNI = "vpc-cni"
 
 
 def serving_deployments(resources: list[PolicyResource]) -> list[PolicyResource]:
@@ -166,4 +171,65 @@ k8s_serving_network_policy = StackValidationPolicy(
     validate=_network_policy,
 )
 
-POLICIES = [k8s_serving_min_replicas, k8s_serving_pdb, k8s_serving_network_policy]
+
+def _network_policy_setting(addon: PolicyResource) -> str | None:
+    """What is wrong with a vpc-cni add-on's configurationValues; None when it enables
+    NetworkPolicy enforcement. The value is JSON text (pulumi-aws declares it a string)."""
+    raw = get(addon.props, "configurationValues")
+    if raw is None or raw == "":
+        return "has no configurationValues"
+    values = parse_document(raw)
+    if values is None:
+        return "has configurationValues that are not a JSON object"
+    if "enableNetworkPolicy" not in values:
+        return "does not set enableNetworkPolicy in its configurationValues"
+    setting = values["enableNetworkPolicy"]
+    # The add-on's schema types it as a string; a JSON true is taken to mean the same.
+    if setting is True or setting == "true":
+        return None
+    return f"sets enableNetworkPolicy to {json.dumps(setting)}"
+
+
+def _network_policies_enforced(args: StackValidationArgs, report: ReportViolation) -> None:
+    network_policies = list(of_type(args.resources, NETWORK_POLICY))
+    if not network_policies:
+        return
+    names = ", ".join(p.name for p in network_policies)
+    # Add-on names unknown during preview are judged at `pulumi up`, never reported as absent.
+    named = [
+        (a, judge(lambda a=a: str(get(a.props, "addonName", default=""))))
+        for a in of_type(args.resources, ADDON)
+    ]
+    vpc_cni = [a for a, name in named if name == VPC_CNI]
+    if not vpc_cni and all(name is not None for _, name in named):
+        report(
+            f"NetworkPolicies ({names}) are declared but the stack has no vpc-cni EKS add-on "
+            f"({ADDON} with addonName vpc-cni): EKS enforces NetworkPolicies only when that "
+            'add-on\'s configurationValues set enableNetworkPolicy to "true".'
+        )
+        return
+    for addon in vpc_cni:
+        problem = judge(lambda a=addon: _network_policy_setting(a))
+        if problem is not None:
+            report(
+                f'vpc-cni add-on {addon.name} {problem}: set enableNetworkPolicy to "true" '
+                f"in its configurationValues, or EKS does not enforce this stack's "
+                f"NetworkPolicies ({names}).",
+                addon.urn,
+            )
+
+
+k8s_network_policies_enforced = StackValidationPolicy(
+    name="k8s-network-policies-enforced",
+    description="Declared NetworkPolicies are enforced: the vpc-cni add-on sets "
+    "enableNetworkPolicy.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_network_policies_enforced,
+)
+
+POLICIES = [
+    k8s_serving_min_replicas,
+    k8s_serving_pdb,
+    k8s_serving_network_policy,
+    k8s_network_policies_enforced,
+]

@@ -2,7 +2,8 @@
 
 Each `Pulumi.<stack>.yaml` must pass with its `policies/config.<stack>.json` and no mandatory
 violation; a weakened copy of the captured graph (public bucket, no IMDSv2, missing GPU limit,
-`s3:*` for the model reader, S3 on the node role) must be caught by the right rules.
+`s3:*` for the model reader, S3 on the node role, NetworkPolicy enforcement off in vpc-cni) must
+be caught by the right rules.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def _weaken(graph: list[dict]) -> dict[str, str]:
         graph, "aws:iam/role:Role", lambda r: "ec2.amazonaws.com" in r["inputs"]["assumeRolePolicy"]
     )
     expected["iam-node-role-no-s3"] = node_role["urn"]
+
+    cni = _one(graph, "aws:eks/addon:Addon", lambda r: r["inputs"]["addonName"] == "vpc-cni")
+    values = json.loads(cni["inputs"]["configurationValues"])
+    cni["inputs"]["configurationValues"] = json.dumps({**values, "enableNetworkPolicy": "false"})
+    expected["k8s-network-policies-enforced"] = cni["urn"]
     return expected
 
 

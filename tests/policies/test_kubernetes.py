@@ -1,11 +1,13 @@
 """Kubernetes rules: a hardened TF Serving Deployment passes; single changes yield exact messages;
-stack rules (replicas with HPA, PDB, NetworkPolicy) on small graphs."""
+stack rules (replicas with HPA, PDB, NetworkPolicy, its enforcement by the vpc-cni add-on) on
+small graphs."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from policies.rules import kubernetes as k8s
 from policies.rules import kubernetes_stack as k8s_stack
@@ -226,6 +228,12 @@ HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
+ADDON = "aws:eks/addon:Addon"
+VPC_CNI = record(ADDON, "vpc-cni", {
+    "clusterName": "tfserving", "addonName": "vpc-cni", "addonVersion": "v1.19.2-eksbuild.5",
+    "configurationValues": '{"enableNetworkPolicy": "true"}',
+})  # fmt: skip
+
 
 def graph(**overrides) -> list[dict]:
     objects = {
@@ -244,6 +252,7 @@ def graph(**overrides) -> list[dict]:
             "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "tfserving"}},
                      "policyTypes": ["Ingress"], "ingress": []},
         }),
+        "cni": VPC_CNI,
     }  # fmt: skip
     objects.update(overrides)
     return [o for o in objects.values() if o is not None]
@@ -308,3 +317,65 @@ def test_network_policy() -> None:
     everything = graph()
     everything[3]["inputs"]["spec"]["podSelector"] = {}
     assert run(k8s_stack.k8s_serving_network_policy, everything) == []
+
+
+ENFORCED = k8s_stack.k8s_network_policies_enforced
+
+
+def _cni(configuration_values) -> dict:
+    addon = copy.deepcopy(VPC_CNI)
+    if configuration_values is None:
+        addon["inputs"].pop("configurationValues")
+    else:
+        addon["inputs"]["configurationValues"] = configuration_values
+    return addon
+
+
+@pytest.mark.parametrize(
+    "values",
+    ['{"enableNetworkPolicy": "true"}', '{"enableNetworkPolicy": true, "env": {"A": "1"}}'],
+)
+def test_network_policies_enforced_when_vpc_cni_enables_them(values) -> None:
+    assert run(ENFORCED, graph(cni=_cni(values))) == []
+    # Without NetworkPolicies the add-on setting does not matter.
+    assert run(ENFORCED, graph(netpol=None, cni=_cni(None))) == []
+    assert run(ENFORCED, graph(netpol=None, cni=None)) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "found"),
+    [
+        (None, "has no configurationValues"),
+        ('{"enableNetworkPolicy": "false"}', 'sets enableNetworkPolicy to "false"'),
+        ('{"enableNetworkPolicy": false}', "sets enableNetworkPolicy to false"),
+        ('{"env": {"ENABLE_PREFIX_DELEGATION": "true"}}',
+         "does not set enableNetworkPolicy in its configurationValues"),
+        ("enableNetworkPolicy: true", "has configurationValues that are not a JSON object"),
+        ('["enableNetworkPolicy"]', "has configurationValues that are not a JSON object"),
+    ],
+)  # fmt: skip
+def test_vpc_cni_without_network_policy_enforcement(values, found) -> None:
+    addon = _cni(values)
+    assert [(r.urn, r.message) for r in run(ENFORCED, graph(cni=addon))] == [
+        (addon["urn"], f'vpc-cni add-on vpc-cni {found}: set enableNetworkPolicy to "true" in '
+         "its configurationValues, or EKS does not enforce this stack's NetworkPolicies "
+         "(mnist-netpol).")
+    ]  # fmt: skip
+
+
+def test_network_policies_without_a_vpc_cni_addon() -> None:
+    coredns = mutate(VPC_CNI, lambda r: r["inputs"].update(addonName="coredns"))
+    for cni in (None, coredns):
+        assert [(r.urn, r.message) for r in run(ENFORCED, graph(cni=cni))] == [
+            (None, "NetworkPolicies (mnist-netpol) are declared but the stack has no vpc-cni "
+             "EKS add-on (aws:eks/addon:Addon with addonName vpc-cni): EKS enforces "
+             "NetworkPolicies only when that add-on's configurationValues set "
+             'enableNetworkPolicy to "true".')
+        ]  # fmt: skip
+
+
+def test_unknown_addon_values_are_judged_at_up() -> None:
+    unknown_values = _cni(UNKNOWN_STRING_VALUE)
+    unknown_name = mutate(VPC_CNI, lambda r: r["inputs"].update(addonName=UNKNOWN_STRING_VALUE))
+    assert run(ENFORCED, graph(cni=unknown_values)) == []
+    assert run(ENFORCED, graph(cni=unknown_name)) == []
