@@ -79,7 +79,7 @@ KEYS: tuple[ConfigKey, ...] = (
               "maxSize, desiredSize, diskSizeGiB."),
     ConfigKey("gpuNodePools", "object",
               {"gpu": {"instanceTypes": ["g5.xlarge"], "capacityType": "ON_DEMAND", "minSize": 0,
-                       "maxSize": 2, "desiredSize": 0, "diskSizeGiB": 100,
+                       "maxSize": 5, "desiredSize": 0, "diskSizeGiB": 100,
                        "amiType": "AL2023_x86_64_NVIDIA"}},
               "GPU node groups by pool name: instanceTypes, capacityType (ON_DEMAND/SPOT), "
               "minSize (0 allowed), maxSize, desiredSize, diskSizeGiB, amiType."),

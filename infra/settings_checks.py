@@ -258,6 +258,40 @@ def _model(
     )
 
 
+def surge_nodes(pool: NodePool, model: ModelSettings) -> int:
+    """GPU nodes one model needs at ``maxReplicas`` while a rollout adds its surge pod.
+
+    The Deployment rolls with ``maxSurge: 1, maxUnavailable: 0``: at maximum scale the new pod
+    comes on top of ``maxReplicas`` running ones. A node holds ``gpus_per_node // gpus`` pods.
+    """
+    pods_per_node = max(1, pool.gpus_per_node // max(1, model.gpus))
+    return -(-(model.max_replicas + 1) // pods_per_node)
+
+
+def _rollout_headroom(c: _Checker, pools: list[NodePool], models: list[ModelSettings]) -> None:
+    # A pool too small for the surge pod stalls every rollout at maximum scale: the new pod stays
+    # Pending, and with maxUnavailable 0 no old pod goes away to make room. Models sharing a pool
+    # may all be at their maximum at once, so their needs add up.
+    for pool in pools:
+        served = [
+            m for m in models if m.node_pool == pool.name and 1 <= m.gpus <= pool.gpus_per_node
+        ]
+        if not served or pool.min_size > pool.max_size:  # no models, or bounds already reported
+            continue
+        needed = sum(surge_nodes(pool, m) for m in served)
+        if pool.max_size < needed:
+            each = ", ".join(
+                f"{m.name} (maxReplicas {m.max_replicas} + 1 surge pod, {m.gpus} GPU each)"
+                for m in served
+            )
+            c.fail(
+                f"gpuNodePools.{pool.name}.maxSize",
+                f"{pool.max_size} nodes cannot hold a rollout at maximum scale: {each} "
+                f"{'needs' if len(served) == 1 else 'together need'} {needed} "
+                f"{pool.gpus_per_node}-GPU nodes; raise maxSize to {needed} or lower maxReplicas",
+            )
+
+
 _BATCHING_FIELDS = {
     "maxBatchSize": "max_batch_size",
     "batchTimeoutMicros": "batch_timeout_micros",
@@ -419,6 +453,7 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
     models = [m for n, s in v["models"].items() if (m := _model(c, n, s, pools))]
     if not models:
         c.fail("models", "list at least one model to serve")
+    _rollout_headroom(c, gpu_pools, models)
     _images(c, v)
     c.int_range("noncurrentVersionRetentionDays", v["noncurrentVersionRetentionDays"], 1)
     c.int_range("abortIncompleteUploadDays", v["abortIncompleteUploadDays"], 1)

@@ -170,9 +170,9 @@ def test_node_groups(cap: StackCapture) -> None:
     assert gpu["capacityType"] == ("SPOT" if cap.stack == "dev" else "ON_DEMAND")
     scaling = gpu["scalingConfig"]
     if cap.stack == "dev":
-        assert scaling == {"minSize": 0, "maxSize": 2, "desiredSize": 0}
+        assert scaling == {"minSize": 0, "maxSize": 3, "desiredSize": 0}
     else:
-        assert scaling == {"minSize": 3, "maxSize": 12, "desiredSize": 3}
+        assert scaling == {"minSize": 3, "maxSize": 13, "desiredSize": 3}
     for group in groups.values():
         assert "remoteAccess" not in group and "diskSize" not in group
         assert group["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true"

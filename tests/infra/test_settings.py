@@ -202,6 +202,54 @@ def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> Non
     assert problems[0][0] == key and fragment in problems[0][1]
 
 
+def test_gpu_pool_must_hold_a_rollout_at_maximum_scale() -> None:
+    # maxSurge 1 at maxReplicas: one more pod than maxReplicas, one pod per 1-GPU node.
+    problems = _problems("prod", _config("prod", models=_prod_model(maxReplicas=13)))
+    assert problems == [
+        (
+            "gpuNodePools.gpu.maxSize",
+            "13 nodes cannot hold a rollout at maximum scale: mnist (maxReplicas 13 + 1 surge "
+            "pod, 1 GPU each) needs 14 1-GPU nodes; raise maxSize to 14 or lower maxReplicas",
+        )
+    ]
+    # Exactly maxReplicas + 1 nodes is enough.
+    pool = copy.deepcopy(stack_config("prod")[f"{PROJECT}:gpuNodePools"])
+    pool["gpu"]["maxSize"] = 14
+    settings = settings_from_config(
+        "prod", _config("prod", gpuNodePools=pool, models=_prod_model(maxReplicas=13))
+    )
+    assert settings.gpu_node_pools[0].max_size == 14
+
+
+def test_models_sharing_a_multi_gpu_pool_add_up() -> None:
+    # g5.12xlarge has 4 GPUs: four 1-GPU pods of `a` fit on a node, two 2-GPU pods of `b`.
+    # a: ceil((6 + 1) / 4) = 2 nodes, b: ceil((3 + 1) / 2) = 2 nodes; together 4.
+    pools = {"big": {**_dev_pool()["gpu"], "instanceTypes": ["g5.12xlarge"], "maxSize": 3}}
+    model = copy.deepcopy(stack_config("dev")[f"{PROJECT}:models"]["mnist"])
+    models = {
+        "a": {**model, "nodePool": "big", "gpus": 1, "maxReplicas": 6},
+        "b": {**model, "nodePool": "big", "gpus": 2, "maxReplicas": 3},
+    }
+    problems = _problems("dev", _config(gpuNodePools=pools, models=models))
+    assert problems == [
+        (
+            "gpuNodePools.big.maxSize",
+            "3 nodes cannot hold a rollout at maximum scale: a (maxReplicas 6 + 1 surge pod, 1 "
+            "GPU each), b (maxReplicas 3 + 1 surge pod, 2 GPU each) together need 4 4-GPU nodes; "
+            "raise maxSize to 4 or lower maxReplicas",
+        )
+    ]
+    pools["big"]["maxSize"] = 4
+    assert settings_from_config("dev", _config(gpuNodePools=pools, models=models))
+
+
+def test_declared_defaults_are_a_valid_stack() -> None:
+    # Pulumi.yaml's defaults alone (plus the region) must pass every rule, the surge one too.
+    config = {f"{PROJECT}:{k.name}": copy.deepcopy(k.default) for k in KEYS}
+    config["aws:region"] = "eu-west-1"
+    assert settings_from_config("fresh", config).gpu_node_pools[0].max_size == 5
+
+
 def test_several_problems_are_all_listed_in_one_error() -> None:
     config = _config(
         vpcCidr="nope", kubernetesVersion="1.10", gpuNodePools=_dev_pool(minSize=4), extraKey=1

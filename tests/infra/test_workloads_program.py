@@ -274,3 +274,18 @@ def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
         (tfs,) = pod["spec"]["containers"]
         assert tfs["resources"]["limits"]["memory"] == expected
         assert tfs["resources"]["requests"]["memory"] == expected
+
+
+def test_gpu_pools_have_a_node_for_the_surge_pod_at_maximum_scale(stack):
+    # maxSurge 1, maxUnavailable 0: at the HPA's maximum a rollout needs one pod (here one 1-GPU
+    # node) more than maxReplicas, or the new pod stays Pending and the rollout stalls.
+    groups = pools(stack)
+    for serving in of_type(stack, SERVING):
+        deployment = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
+        assert deployment["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        pool = deployment["template"]["spec"]["nodeSelector"][POOL_LABEL]
+        if pool not in gpu_pools(stack):
+            continue
+        hpa = child(stack, serving, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+        max_nodes = groups[pool].inputs["scalingConfig"]["maxSize"]
+        assert max_nodes >= hpa.inputs["spec"]["maxReplicas"] + 1
