@@ -55,6 +55,9 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("publicAccessCidrs", "array", [],
               "CIDRs allowed to reach the public API endpoint; required when it is public.",
               items="string"),
+    ConfigKey("apiAccessCidrs", "array", [],
+              "Networks (CI runner subnets, VPN ranges) allowed to reach the private API endpoint "
+              "on 443: one ingress rule each on the cluster security group.", items="string"),
     ConfigKey("clusterLogTypes", "array", _DEFAULT_LOG_TYPES,
               "Control-plane log types sent to CloudWatch.", items="string"),
     ConfigKey("clusterLogRetentionDays", "integer", 90,

@@ -177,6 +177,7 @@ def build(settings: Settings) -> StackOutputs:
             secrets_key_arn=secrets_key.arn,
             endpoint_public_access=settings.endpoint_public_access,
             public_access_cidrs=settings.public_access_cidrs,
+            api_access_cidrs=settings.api_access_cidrs,
             log_types=settings.cluster_log_types,
             log_retention_days=settings.cluster_log_retention_days,
             creator_admin=settings.cluster_creator_admin,

@@ -375,6 +375,12 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
         c.fail("publicAccessCidrs", "set only when endpointPublicAccess is true")
     for cidr in v["publicAccessCidrs"]:
         c.cidr("publicAccessCidrs", cidr)
+    for cidr in v["apiAccessCidrs"]:
+        c.cidr("apiAccessCidrs", cidr)
+        if _is_net(cidr) and ipaddress.IPv4Network(cidr, strict=False).prefixlen == 0:
+            c.fail("apiAccessCidrs", f"{cidr} admits every address; list the runner/VPN ranges")
+    if len(set(v["apiAccessCidrs"])) != len(v["apiAccessCidrs"]):
+        c.fail("apiAccessCidrs", "lists a CIDR twice (each one becomes one security group rule)")
     allowed = set(KEYS_BY_NAME["clusterLogTypes"].default)
     for log_type in v["clusterLogTypes"]:
         if log_type not in allowed:
@@ -481,6 +487,7 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
         kubernetes_version=v["kubernetesVersion"],
         endpoint_public_access=v["endpointPublicAccess"],
         public_access_cidrs=tuple(v["publicAccessCidrs"]),
+        api_access_cidrs=tuple(v["apiAccessCidrs"]),
         cluster_log_types=tuple(v["clusterLogTypes"]),
         cluster_log_retention_days=v["clusterLogRetentionDays"],
         cluster_creator_admin=v["clusterCreatorAdmin"],

@@ -94,6 +94,7 @@ class Settings:
     kubernetes_version: str
     endpoint_public_access: bool
     public_access_cidrs: tuple[str, ...]
+    api_access_cidrs: tuple[str, ...]
     cluster_log_types: tuple[str, ...]
     cluster_log_retention_days: int
     cluster_creator_admin: bool

@@ -3,8 +3,11 @@
 `Cluster` creates the cluster IAM role, the control-plane log group (so retention is ours, not
 "never expire"), the ``aws.eks.Cluster`` (API authentication mode, private endpoint always on,
 public endpoint switchable with an allow-list, secrets envelope-encrypted with a customer KMS key,
-chosen log types), the IAM OIDC provider IRSA needs, and one access entry plus a cluster-admin
-policy association per admin principal. It also renders the kubeconfig (``aws eks get-token``).
+chosen log types), the IAM OIDC provider IRSA needs, one access entry plus a cluster-admin
+policy association per admin principal, and one HTTPS ingress rule on the cluster security group
+per ``api_access_cidrs`` entry (the private endpoint answers only what that group admits: by
+default the nodes and the control plane, not a CI runner or a VPN). It also renders the
+kubeconfig (``aws eks get-token``).
 
 `ClusterAddon` pins one EKS managed add-on to an exact version, with optional configuration
 values.
@@ -36,6 +39,8 @@ class ClusterArgs:
     secrets_key_arn: pulumi.Input[str]
     endpoint_public_access: bool = False
     public_access_cidrs: Sequence[str] = ()
+    # Networks (runner subnets, VPN ranges) allowed to reach the private endpoint on 443.
+    api_access_cidrs: Sequence[str] = ()
     log_types: Sequence[str] = ()
     log_retention_days: int = 90
     creator_admin: bool = True
@@ -173,15 +178,26 @@ class Cluster(pulumi.ComponentResource):
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=here,
             )
+        cluster_sg = cluster.vpc_config.apply(lambda vpc: vpc.cluster_security_group_id)
+        for cidr in args.api_access_cidrs:
+            aws.vpc.SecurityGroupIngressRule(
+                child(name, f"api-from-{cidr.replace('/', '-')}"),  # stable when others change
+                security_group_id=cluster_sg,
+                description=f"Kubernetes API (private endpoint) from {cidr}",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4=cidr,
+                tags=tags,
+                opts=here,
+            )
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         self.name = cluster.name
         self.endpoint = cluster.endpoint
         self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data)
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
-        self.cluster_security_group_id = cluster.vpc_config.apply(
-            lambda vpc: vpc.cluster_security_group_id
-        )
+        self.cluster_security_group_id = cluster_sg
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(
                 cluster.name, cluster.endpoint, self.certificate_authority, region

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.capture import SECRET, CapturedResource, StackCapture, capture_stack
+from infra.capture import SECRET, CapturedResource, StackCapture, _token, capture_stack
 from infra.outputs import OUTPUTS
 
 STACKS = ("dev", "prod")
@@ -113,6 +113,24 @@ def test_cluster(cap: StackCapture) -> None:
     logs = one(cap, "aws:cloudwatch/logGroup:LogGroup")
     assert logs["name"] == f"/aws/eks/tfserving-{cap.stack}/cluster"
     assert logs["retentionInDays"] == (14 if cap.stack == "dev" else 365)
+
+
+def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCapture) -> None:
+    (cluster,) = of(cap, "aws:eks/cluster:Cluster")
+    rules = of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    expected = {"dev": [], "prod": ["10.0.0.0/16"]}[cap.stack]
+    assert [r.inputs["cidrIpv4"] for r in rules] == expected
+    # The group EKS created for the cluster (vpcConfig.clusterSecurityGroupId): the capture's
+    # mocks derive it from the cluster resource's identity.
+    cluster_sg = f"sg-{_token(cap.stack, cluster.type, cluster.name)}"
+    for rule in rules:
+        assert rule.parent == cluster.parent
+        assert rule.inputs["securityGroupId"] == cluster_sg
+        assert {k: rule.inputs[k] for k in ("ipProtocol", "fromPort", "toPort")} == {
+            "ipProtocol": "tcp",
+            "fromPort": 443,
+            "toPort": 443,
+        }
 
 
 def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
