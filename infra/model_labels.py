@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, change = move_label(
             path.read_text(), args.stack, args.model, args.label, args.version
         )
-    except (LabelError, SettingsError) as exc:
+    except (LabelError, SettingsError, ConfigError) as exc:
         print(f"model_labels: {exc}", file=sys.stderr)
         return 2
     write_atomically(path, text)

@@ -15,6 +15,7 @@ reached or timed out; 4 ``status --wait-available`` gave up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -125,9 +126,10 @@ def main(
                 ]
                 _print_predictions(out, args, where, batch.sources, predictions)
             elif args.command == "status":
-                statuses = client.status(args.model, **spec)
-                if args.wait_available is not None:
-                    statuses = _wait_available(client, args, statuses)
+                if args.wait_available is None:
+                    statuses = client.status(args.model, **spec)
+                else:
+                    statuses = _wait_available(client, args)
                 _print_status(out, args, statuses)
                 if args.wait_available is not None and not _any_available(statuses):
                     print(
@@ -157,18 +159,17 @@ def _any_available(statuses: Sequence[VersionStatus]) -> bool:
     return any(s.state == "AVAILABLE" for s in statuses)
 
 
-def _wait_available(
-    client: Any, args: argparse.Namespace, statuses: list[VersionStatus]
-) -> list[VersionStatus]:
+def _wait_available(client: Any, args: argparse.Namespace) -> list[VersionStatus]:
+    """Poll until a version is AVAILABLE or the wait is over; the last statuses seen."""
     deadline = time.monotonic() + args.wait_available
-    while not _any_available(statuses) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
+    statuses: list[VersionStatus] = []
+    while True:
+        # Starting servers refuse connections or answer NOT_FOUND until the model loads.
+        with contextlib.suppress(ConnectionFailed, ServerError):
             statuses = client.status(args.model, version=args.version, label=args.label)
-        except (ConnectionFailed, ServerError):
-            # Starting servers refuse connections or answer NOT_FOUND until the model loads.
-            continue
-    return statuses
+        if _any_available(statuses) or time.monotonic() >= deadline:
+            return statuses
+        time.sleep(0.2)
 
 
 def _print_predictions(

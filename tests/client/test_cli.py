@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.client import RestClient
+from serving.client import ConnectionFailed, RestClient, ServerError, VersionStatus
 from serving.client.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,6 +129,41 @@ def test_status_wait_available_gives_up_with_exit_4(fake_server) -> None:
     assert json.loads(out)["model_version_status"][0]["state"] == "LOADING"
     assert "no AVAILABLE version of 'mnist'" in err
     assert len(fake_server.requests) >= 2  # it polled
+
+
+def test_status_wait_available_waits_through_refusals_and_not_found(fake_server) -> None:
+    # A server that is still starting: first unreachable, then NOT_FOUND, then AVAILABLE.
+    answers = [
+        ConnectionFailed("connection refused"),
+        ServerError(404, "Could not find any versions of model mnist"),
+        [VersionStatus(1, "AVAILABLE", "OK", "")],
+    ]
+    calls = []
+
+    class Starting:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return None
+
+        def status(self, model, *, version=None, label=None):
+            calls.append(model)
+            answer = answers[min(len(calls), len(answers)) - 1]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["status", "--rest", "http://h:1", "--wait-available", "5"],
+        client_factory=lambda **_: Starting(),
+        stdout=out,
+        stderr=err,
+    )
+    assert code == 0, err.getvalue()
+    assert len(calls) == 3
+    assert out.getvalue().splitlines()[1].split() == ["1", "AVAILABLE", "OK"]
 
 
 def test_metadata_prints_the_servers_json(fake_server) -> None:

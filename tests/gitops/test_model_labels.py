@@ -98,6 +98,17 @@ def test_cli_writes_the_file_or_nothing(stack_root: Path, capsys: pytest.Capture
     assert model_labels.main(["--stack", "qa", "--model", "mnist", "--label", "x", "--remove"]) == 2
 
 
+def test_a_bad_version_under_a_specific_policy_is_refused_not_a_crash(
+    stack_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = stack_root / "Pulumi.prod.yaml"  # prod serves `specific:...`
+    before = path.read_text()
+    argv = ["--stack", "prod", "--model", "mnist", "--label", "stable", "--version", "0"]
+    assert model_labels.main(argv) == 2
+    assert "0 is not a positive integer version" in capsys.readouterr().err
+    assert path.read_text() == before
+
+
 @pytest.mark.slow
 def test_a_label_move_reaches_the_tf_serving_config(
     stack_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
