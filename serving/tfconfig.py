@@ -154,7 +154,7 @@ class ModelConfig:
     label must name one of the policy's versions (any other could never load). With ``latest`` or
     ``all`` any positive version is accepted here: whether it is on disk is only known at run time,
     and TF Serving refuses a label whose version is not loaded unless it runs with
-    ``--allow_version_labels_for_unavailable_models`` (DESIGN.md, tensorflow/serving#1608).
+    ``--allow_version_labels_for_unavailable_models`` (tensorflow/serving#1608).
     """
 
     name: str
