@@ -65,6 +65,8 @@ SHARED_GID = 10001
 # of TF Serving (several GiB), the sidecar to fetch a version and TF Serving to warm it up.
 ROLLOUT_TIMEOUT = "30m"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+# amazon-eks-pod-identity-webhook: comma-separated names of containers to leave without the token.
+IRSA_SKIP_CONTAINERS_ANNOTATION = "eks.amazonaws.com/skip-containers"
 
 
 @dataclass(frozen=True)
@@ -440,6 +442,10 @@ class ModelServing(pulumi.ComponentResource):
                     "prometheus.io/port": str(serving_pod.REST_PORT),
                     "prometheus.io/path": tfconfig.DEFAULT_PROMETHEUS_PATH,
                     "checksum/startup-config": startup_config_checksum(files),
+                    # The pod identity webhook injects the IRSA token and AWS_* variables into
+                    # every container unless told otherwise; TF Serving reads only local disk,
+                    # so only the sync sidecar gets the bucket-reading credentials.
+                    IRSA_SKIP_CONTAINERS_ANNOTATION: serving_pod.TFSERVING_CONTAINER,
                 },
                 service_account_name=account.metadata.apply(lambda m: m.name),
                 config_map_name=config.metadata.apply(lambda m: m.name),

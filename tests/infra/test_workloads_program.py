@@ -169,6 +169,9 @@ def test_sync_sidecar_reads_the_stacks_bucket_with_the_stacks_image(stack):
         parsed = sync_parser().parse_args(sidecar["args"])
         assert f"{parsed.source}/{model}" == stack.outputs["modelUris"][model]
         assert parsed.models == [model]
+        # The IRSA webhook leaves TF Serving out: only the sidecar holds bucket credentials.
+        (tfs,) = pod["spec"]["containers"]
+        assert pod["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"] == tfs["name"]
 
 
 def test_every_container_runs_hardened(stack):

@@ -499,6 +499,17 @@ def test_prometheus_scrapes_tf_servings_metrics_endpoint(gpu):
     assert annotations["prometheus.io/path"] == "/monitoring/prometheus/metrics"
 
 
+def test_only_the_sync_sidecar_gets_the_irsa_credentials(gpu):
+    # The pod identity webhook skips the listed containers: the value must name TF Serving (and
+    # only it), or TF Serving would carry a token that can read the bucket.
+    records, _ = gpu
+    template = one(records, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+    skipped = template["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"]
+    names = {c["name"] for c in all_containers(template["spec"])}
+    assert skipped.split(",") == ["tfserving"]
+    assert names == {"tfserving", "model-sync"}
+
+
 # --- Service, HPA, PDB, NetworkPolicy --------------------------------------------------------
 
 
