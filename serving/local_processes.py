@@ -33,6 +33,15 @@ LOCAL_AWS_ENV = {
 }
 
 
+def local_aws_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that talks only to loopback S3 endpoints."""
+    env = {**os.environ, **LOCAL_AWS_ENV, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        env.pop(key, None)
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    return {**env, **extra}
+
+
 class StepFailed(RuntimeError):
     """A step of the local run failed; `step` names it and `log` is the file to read."""
 
@@ -69,6 +78,7 @@ def wait_until(
 
 
 def tail(log: Path, lines: int = 15) -> str:
+    """The last lines of a child's log, for an error message."""
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -103,15 +113,8 @@ class Processes:
 
     def __exit__(self, *exc_info: object) -> None:
         for service in reversed(self.services):
-            _stop(service.process)
+            stop(service.process)
         self.services.clear()
-
-    def env(self) -> dict[str, str]:
-        env = {**os.environ, **LOCAL_AWS_ENV, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
-            env.pop(key, None)
-        env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        return env
 
     def start(self, name: str, args: Sequence[str], ports: Sequence[int] = ()) -> Service:
         """Start ``python <args>`` as a long-running service logging to ``<logs>/<name>.log``."""
@@ -120,7 +123,7 @@ class Processes:
             process = subprocess.Popen(
                 [sys.executable, *args],
                 cwd=REPO,
-                env=self.env(),
+                env=local_aws_env(),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -143,7 +146,7 @@ class Processes:
             process = subprocess.Popen(
                 [sys.executable, *args],
                 cwd=REPO,
-                env=self.env(),
+                env=local_aws_env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -159,7 +162,7 @@ class Processes:
                         sys.stdout.flush()
                 process.wait(timeout=timeout_s)
             except BaseException:
-                _stop(process)
+                stop(process)
                 raise
         if process.returncode != 0:
             raise StepFailed(
@@ -171,7 +174,9 @@ class Processes:
         return sorted(port for port in self._ports if port_open(port))
 
 
-def _stop(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+def stop(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after `grace_s`; the child must have been
+    started with ``start_new_session=True`` (its own group), or this would signal our own."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

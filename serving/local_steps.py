@@ -18,6 +18,7 @@ import numpy as np
 from serving import tfconfig
 from serving.client import ClientError, GrpcClient, RestClient
 from serving.local_processes import Processes, StepFailed, port_open, wait_until
+from serving.sync.local import write_atomic
 
 MODEL = "mnist"
 STACK = "dev"
@@ -200,7 +201,8 @@ def start_serving(procs: Processes, options: Options, store: Store, first: int) 
         labels={"stable": first, "canary": first},
     )
     models_config = serving_dir / "models.config"
-    _write_atomically(models_config, tfconfig.render_models_config([config]))
+    # Written atomically: the server never reads a half-written models.config.
+    write_atomic(models_config, tfconfig.render_models_config([config]).encode())
     batching = serving_dir / "batching_parameters.txt"
     batching.write_text(tfconfig.render_batching_parameters(model.batching))
     monitoring = serving_dir / "monitoring.config"
@@ -270,12 +272,6 @@ def wait_available(step: str, serving: Serving, version: int, timeout_s: float =
             return states.get(version) == "AVAILABLE"
 
         wait_until(step, f"version {version} AVAILABLE", available, timeout_s, serving.server_log)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    staging.replace(path)  # the server never reads a half-written models.config
 
 
 # --- 5. evaluate ------------------------------------------------------------------------------
@@ -400,7 +396,7 @@ def hot_swap(
             f"{available - published:.1f} s after publish returned (sync polls S3 every 1 s)",
         )
         moved = replace(serving.model_config, labels={"stable": old, "canary": new})
-        _write_atomically(serving.models_config, tfconfig.render_models_config([moved]))
+        write_atomic(serving.models_config, tfconfig.render_models_config([moved]).encode())
         # gRPC answers name the version that served them (REST predict answers do not).
         with GrpcClient(serving.grpc_target, timeout=5) as client:
 

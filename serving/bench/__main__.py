@@ -40,7 +40,6 @@ from serving.bench.rollout import (
     ModelStore,
     copy_in_atomically,
     run_rollout,
-    store_available,
 )
 from serving.tfconfig import BatchingParameters
 
@@ -82,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--delivery",
         choices=("store", "copy"),
-        default="store" if store_available() else "copy",
+        default="store",
         help="how the rollout's new version arrives: `model publish` to a loopback S3 + "
-        "`serving.sync --once` (store, the default when both exist), or an atomic copy + rename",
+        "`serving.sync --once` (store, the default), or an atomic copy + rename",
     )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-rollout", action="store_true")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.client import ClientError, RestClient
+from serving.local_processes import REPO, local_aws_env, stop, tail
 from serving.tfconfig import BatchingParameters, render_batching_parameters
 
 __all__ = ["RunningServer", "ServerStartError", "start_local_server", "start_naive_server"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class ServerStartError(RuntimeError):
@@ -96,15 +93,15 @@ def _serve(
     port_file = workdir / f"{name}.ports.json"
     port_file.unlink(missing_ok=True)
     log = workdir / f"{name}.log"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as log_handle:
         process = subprocess.Popen(
             [*command, f"--port_file={port_file}"],
             cwd=REPO,
-            env=env,
+            env=local_aws_env(),
             stdout=log_handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so stop() reaches its children
         )
     try:
         ports = _wait_for_ports(process, port_file, log, ready_timeout_s)
@@ -118,7 +115,7 @@ def _serve(
         _wait_available(process, server, model, ready_timeout_s)
         yield server
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _wait_for_ports(
@@ -127,14 +124,14 @@ def _wait_for_ports(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerStartError(f"server exited with {process.returncode}:\n{_tail(log)}")
+            raise ServerStartError(f"server exited with {process.returncode}:\n{tail(log, 30)}")
         if port_file.exists():
             try:
                 return json.loads(port_file.read_text())
             except ValueError:
                 pass  # being written; read again
         time.sleep(0.1)
-    raise ServerStartError(f"no port file after {timeout_s:g}s:\n{_tail(log)}")
+    raise ServerStartError(f"no port file after {timeout_s:g}s:\n{tail(log, 30)}")
 
 
 def _wait_available(
@@ -144,28 +141,11 @@ def _wait_available(
     with RestClient(server.rest_url, timeout=5) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServerStartError(f"server exited:\n{_tail(server.log)}")
+                raise ServerStartError(f"server exited:\n{tail(server.log, 30)}")
             try:
                 if any(s.state == "AVAILABLE" for s in client.status(model)):
                     return
             except ClientError:
                 pass  # not loaded yet
             time.sleep(0.2)
-    raise ServerStartError(f"{model} not AVAILABLE after {timeout_s:g}s:\n{_tail(server.log)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    raise ServerStartError(f"{model} not AVAILABLE after {timeout_s:g}s:\n{tail(server.log, 30)}")

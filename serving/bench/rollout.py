@@ -6,14 +6,13 @@ same commands the cluster runs) and `run_rollout`, which keeps a steady closed-l
 server while a new version goes through that path, and reports every failed or wrong answer and
 when the new version started answering.
 
-When ``model publish`` or ``serving.sync`` is not importable, `copy_in_atomically` stands in:
-the version directory is copied beside the target under a hidden name and renamed into place,
-which is what the sync agent does after verifying a download. The result says which was used.
+`copy_in_atomically` is the other delivery (``--delivery copy``): the version directory is copied
+beside the target under a hidden name and renamed into place, which is what the sync agent does
+after verifying a download. The result says which was used.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -29,28 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from serving.bench.load import LoadResult, run_load
+from serving.local_processes import LOCAL_AWS_ENV, REPO, local_aws_env
 
-__all__ = ["ModelStore", "RolloutResult", "copy_in_atomically", "run_rollout", "store_available"]
-
-REPO = Path(__file__).resolve().parents[2]
-# The loopback S3 endpoint accepts any credentials; these keep a developer's real chain unused.
-_FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def store_available() -> bool:
-    """Whether the real publish and sync commands exist in this checkout."""
-    return (
-        all(
-            importlib.util.find_spec(name) is not None for name in ("model.publish", "serving.sync")
-        )
-        and (REPO / "model" / "__main__.py").exists()
-    )
+__all__ = ["ModelStore", "RolloutResult", "copy_in_atomically", "run_rollout"]
 
 
 class ModelStore:
@@ -68,17 +48,15 @@ class ModelStore:
         self.bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.uri = f"s3://{self.bucket}/{prefix}"
         self._workdir = workdir
-        self._env = {**os.environ, **_FAKE_AWS, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-            self._env.pop(key, None)
+        self._env = local_aws_env()
         import boto3
 
         s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         )
         s3.create_bucket(Bucket=self.bucket)
 
