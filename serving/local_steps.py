@@ -6,6 +6,7 @@ Every step calls the project's real commands (`model train/publish`, `serving.sy
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import threading
@@ -277,7 +278,8 @@ def wait_available(step: str, serving: Serving, version: int, timeout_s: float =
 # --- 5. evaluate ------------------------------------------------------------------------------
 
 
-def test_digits(options: Options) -> tuple[np.ndarray, np.ndarray]:
+@functools.cache  # steps 5 and 6 both use them; load and split once
+def held_out_digits(options: Options) -> tuple[np.ndarray, np.ndarray]:
     """The held-out test digits of version 1's seeded split: raw 0-255 grey, [N, 28, 28, 1]."""
     from model.data import load_mnist, split_dataset
 
@@ -295,7 +297,7 @@ def test_digits(options: Options) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(serving: Serving, options: Options) -> None:
     step = "5/8 predict"
-    images, labels = test_digits(options)
+    images, labels = held_out_digits(options)
     clients = {
         "REST": RestClient(serving.rest_url, timeout=10),
         "gRPC": GrpcClient(serving.grpc_target, timeout=10),
@@ -334,7 +336,7 @@ def hot_swap(
 
     step = "6/8 hot swap"
     old, new = exports[0].version, exports[1].version
-    images, _ = test_digits(options)
+    images, _ = held_out_digits(options)
     stop = threading.Event()
     results = []
     latencies: list[float] = []  # appended from every worker: list.append is atomic
