@@ -103,8 +103,8 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("servingGpuImage", "string", "tensorflow/serving:2.20.0-gpu",
               "TF Serving image for models on a GPU pool (pinned tag or digest)."),
     ConfigKey("syncImage", "string", "",
-              "Model-sync image reference; empty builds serving/Dockerfile and pushes it to the "
-              "stack's ECR repository (referenced by digest)."),
+              "Model-sync image reference; empty builds images/sync/Dockerfile and pushes it to "
+              "the stack's ECR repository (referenced by digest)."),
     ConfigKey("models", "object",
               {"mnist": {"versionPolicy": "latest:2", "labels": {}, "nodePool": "gpu",
                          "gpus": 1, "minReplicas": 2, "maxReplicas": 4,

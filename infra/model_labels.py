@@ -27,9 +27,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from contracts.tfconfig import ConfigError, VersionPolicy
 from infra.config_keys import KEYS_BY_NAME, full_name
 from infra.settings import SettingsError, settings_from_config
-from serving.tfconfig import ConfigError, VersionPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_KEY = full_name("models")

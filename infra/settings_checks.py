@@ -13,6 +13,14 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from contracts import rules
+from contracts.tfconfig import (
+    WARMUP_MAX_BATCH,
+    BatchingParameters,
+    ConfigError,
+    ModelConfig,
+    VersionPolicy,
+)
 from infra import instances
 from infra.config_keys import KEYS, KEYS_BY_NAME, ConfigKey
 from infra.settings_types import (
@@ -23,19 +31,11 @@ from infra.settings_types import (
     Problem,
     Settings,
 )
-from serving.tfconfig import (
-    WARMUP_MAX_BATCH,
-    BatchingParameters,
-    ConfigError,
-    ModelConfig,
-    VersionPolicy,
-)
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # DNS-1123 label, short enough for AWS
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
-_IMAGE = re.compile(r"^[a-z0-9][\w./-]*(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -184,9 +184,8 @@ def _model(
     if not isinstance(spec, dict):
         c.fail(key, "each model is an object of versionPolicy, labels, nodePool, ...")
         return None
-    if not _NAME.match(name):
-        # The name becomes a namespace, a Service and an S3 prefix: keep to a DNS label.
-        c.fail(key, "model names are lowercase DNS labels (a-z, 0-9, '-'; max 40 chars)")
+    if not rules.is_model_name(name):
+        c.fail(key, str(_rule_message(rules.validate_model_name, name)))
     c.unknown_fields(key, spec, _MODEL_FIELDS)
     policy = VersionPolicy.latest()
     try:
@@ -423,13 +422,17 @@ def _images(c: _Checker, v: Mapping[str, Any]) -> None:
         image = v[key]
         if key == "syncImage" and image == "":
             continue
-        pinned = "@sha256:" in image or (":" in image.rsplit("/", 1)[-1])
-        if not _IMAGE.match(image) or not pinned or image.endswith(":latest"):
-            c.fail(
-                key,
-                f"{image!r}: give a pinned image reference (a version tag or @sha256 "
-                "digest, never latest)",
-            )
+        if (problem := _rule_message(rules.validate_image_reference, image)) is not None:
+            c.fail(key, problem)
+
+
+def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
+    """What a shared rule (contracts.rules) says is wrong with ``value``, or None."""
+    try:
+        check(value)
+    except rules.RuleError as exc:
+        return str(exc)
+    return None
 
 
 def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) -> Settings:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contracts.tfconfig import BatchingParameters, VersionPolicy
 from infra.config_keys import full_name
-from serving.tfconfig import BatchingParameters, VersionPolicy
 
 SYSTEM_POOL = "system"
 

@@ -183,7 +183,7 @@ def tfserving_files(
     Returns ``(files by model, summary entries, errors)``. A ConfigMap is a TF Serving config
     when its ``data`` has a ``models.config`` key; every model it names gets all its files.
     """
-    from serving import tfconfig
+    from contracts import tfconfig
 
     by_model: dict[str, dict[str, str]] = {}
     source: dict[str, str] = {}

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from contracts.store import StoreError
 from model.errors import ModelStageError
-from model.store import StoreError
 
 
 def _positive_int(text: str) -> int:

@@ -1,7 +1,7 @@
 """Errors of the model stage (training, export, publish), one small hierarchy.
 
 Every error's message names what is wrong and what to do; the CLI prints it and exits with the
-error's `exit_code`. Store-layout errors (`model.store.StoreError` and its subclasses) are the
+error's `exit_code`. Store-layout errors (`contracts.store.StoreError` and its subclasses) are the
 shared store module's own and are reported the same way.
 """
 

@@ -1,6 +1,6 @@
 """`python -m model publish`: put one export into the S3 model store so it appears only whole.
 
-Protocol (layout and manifest from `model.store`, see docs/contracts.md):
+Protocol (layout and manifest from `contracts.store`, see docs/contracts.md):
 
 1. check the export is a complete SavedModel with this stage's signature and an integer version
    (and that its warmup file, when present, parses: TF Serving refuses a corrupt one);
@@ -35,8 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from model.errors import ExportError, PublishError
-from model.store import (
+from contracts.store import (
     MANIFEST_NAME,
     IntegrityError,
     Manifest,
@@ -49,6 +48,7 @@ from model.store import (
     validate_model_name,
     validate_version,
 )
+from model.errors import ExportError, PublishError
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 PROGRESS_THRESHOLD = MULTIPART_THRESHOLD  # files this large get a progress line

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from contracts.store import StoreURIError, parse_version_dir, validate_model_name, validate_version
 from model.data import Dataset, Split, load_mnist, split_dataset
 from model.errors import AccuracyGateError, ExportError, TrainError
 from model.network import Augmentation
 from model.report import METRICS_FILE, REPORTS_DIR, report_dir, write_report
-from model.store import StoreURIError, parse_version_dir, validate_model_name, validate_version
 
 # The modules whose code decides what an export contains; their source is part of the inputs
 # fingerprint, so editing any of them invalidates a reusable export (publish/CLI do not).

@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from contracts.rules import WARMUP_MAX_BATCH
 from model.errors import ExportError
 from model.export import INPUT_NAME, SIGNATURE_KEY, WARMUP_RELPATH
-from serving.tfconfig import WARMUP_MAX_BATCH
 
 # Powers of two up to WARMUP_MAX_BATCH cover the batch sizes a typical `allowed_batch_sizes` list
 # pads to; a larger record would fail warmup wherever max_batch_size is smaller (see tfconfig).

@@ -29,7 +29,7 @@ NAME = "mnist"
 
 
 def publish(s3, bucket: str, version: int, size: int) -> None:
-    from model.store import FileEntry, Manifest, StoreLocation
+    from contracts.store import FileEntry, Manifest, StoreLocation
 
     location = StoreLocation(bucket, "models")
     files = {

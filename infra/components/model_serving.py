@@ -7,7 +7,7 @@
 - an IAM role trusting only that ServiceAccount (``sub`` and ``aud``) with an inline policy that
   reads ``models/<name>/`` of the model bucket and decrypts with the bucket key, nothing else;
 - a ConfigMap with TF Serving's ``models.config``, batching parameters and monitoring config,
-  rendered by `serving.tfconfig` (the project's only renderer);
+  rendered by `contracts.tfconfig` (the project's only renderer);
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
   Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
   NetworkPolicy admitting only the listed namespaces.
@@ -32,6 +32,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from contracts import tfconfig
 from infra import iam
 from infra.components import serving_pod
 from infra.components.k8s_common import (
@@ -47,7 +48,6 @@ from infra.components.k8s_common import (
     selector_labels,
 )
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
-from serving import tfconfig
 
 TYPE_TOKEN = "tfserving-eks:serving:ModelServing"
 # Pinned TF Serving builds (the stack settings may pin others, by tag or digest).
@@ -267,7 +267,7 @@ class ModelServingArgs:
 
 
 def render_config_files(args: ModelServingArgs) -> dict[str, str]:
-    """The ConfigMap's files, all from `serving.tfconfig`."""
+    """The ConfigMap's files, all from `contracts.tfconfig`."""
     return {
         serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([args.model_config()]),
         serving_pod.BATCHING_FILE: tfconfig.render_batching_parameters(args.batching),

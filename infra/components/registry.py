@@ -3,8 +3,9 @@
 `SyncImageRegistry` creates an ``aws.ecr.Repository`` (immutable tags, scan on push, AES256 at
 rest) with a lifecycle policy, then either
 
-- builds ``serving/Dockerfile`` (context: the repository root) with ``pulumi_docker_build.Image``,
-  pushes it under a content-derived tag and exposes ``repo@sha256:<digest>``; or
+- builds ``images/sync/Dockerfile`` (context: the repository root) with
+  ``pulumi_docker_build.Image``, pushes it under a content-derived tag and exposes
+  ``repo@sha256:<digest>``; or
 - when ``image`` is given (stack config ``syncImage``), builds nothing and passes it through.
 
 Tags are immutable, so a rebuild must not reuse one: the tag is a hash of the files the image is
@@ -26,9 +27,9 @@ import pulumi_docker_build as docker_build
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:registry:SyncImageRegistry"
-DOCKERFILE = "serving/Dockerfile"
+DOCKERFILE = "images/sync/Dockerfile"
 # What the sync image is built from (the Dockerfile copies from these); hashed for the tag.
-CONTEXT_INPUTS = ("serving", "model", "requirements.lock", "pyproject.toml")
+CONTEXT_INPUTS = ("images/sync", "contracts", "serving/__init__.py", "serving/sync")
 KEEP_IMAGES = 30
 
 

@@ -1,1 +1,1 @@
-"""A local server that speaks TF Serving's REST and gRPC APIs (``python -m serving.server``)."""
+"""Former name of `devtools.server` (see __main__.py)."""

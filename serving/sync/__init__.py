@@ -2,8 +2,8 @@
 
 TF Serving cannot read ``s3://`` (tensorflow/serving#1963) and loads any integer-named directory
 it sees, whole or not (#1086), so each serving pod runs this agent. It lists committed versions
-(`model.store`), downloads each wanted one into a hidden staging directory on the same filesystem,
-verifies every file's size and sha256 against the manifest, and renames it to
+(`contracts.store`), downloads each wanted one into a hidden staging directory on the same
+filesystem, verifies every file's size and sha256 against the manifest, and renames it to
 ``DEST/NAME/<version>`` in one step. See `serving.sync.cli` for the command line.
 
 Modules: `agent` (the loop), `download` (stage/verify/install one version), `local` (the model

@@ -1,7 +1,7 @@
 """The sync loop: keep ``DEST/NAME/`` holding exactly the versions the policy wants.
 
 Each listing cycle, per model: list committed versions in the store (manifest present and
-matching, `model.store.list_committed_versions`), decide the wanted set (the policy applied to
+matching, `contracts.store.list_committed_versions`), decide the wanted set (the policy applied to
 what is committed, plus any committed version a label in ``models.config`` points at), fetch the
 missing ones newest first, then remove versions this agent wrote that are no longer wanted, but
 only once every wanted version is in place (so the last good version always stays). If nothing
@@ -25,8 +25,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from model.store import Manifest, StoreError, StoreLocation, list_committed_versions
-from serving.tfconfig import ConfigError, VersionPolicy, parse_models_config
+from contracts.store import Manifest, StoreError, StoreLocation, list_committed_versions
+from contracts.tfconfig import ConfigError, VersionPolicy, parse_models_config
 
 from .backoff import Backoff, RetryTracker
 from .download import describe_error, fetch_version

@@ -28,8 +28,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.store import StoreLocation, StoreURIError
-from serving.tfconfig import ConfigError, VersionPolicy
+from contracts.store import StoreLocation, StoreURIError
+from contracts.tfconfig import ConfigError, VersionPolicy
 
 from .errors import SyncConfigError
 

@@ -23,7 +23,13 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
-from model.store import MANIFEST_NAME, IntegrityError, Manifest, StoreLocation, verify_local_tree
+from contracts.store import (
+    MANIFEST_NAME,
+    IntegrityError,
+    Manifest,
+    StoreLocation,
+    verify_local_tree,
+)
 
 from .errors import FetchError, StopRequested
 from .local import ModelDir, fsync_dir

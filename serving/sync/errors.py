@@ -6,7 +6,7 @@
                        object, no disk space); retried later with backoff, never exposed.
   ``StopRequested``    SIGTERM (or a test) asked the agent to stop in the middle of a download.
 
-Integrity failures arrive as `model.store.IntegrityError` and are wrapped into `FetchError`.
+Integrity failures arrive as `contracts.store.IntegrityError` and are wrapped into `FetchError`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.store import parse_version_dir
+from contracts.store import parse_version_dir
 
 from .errors import SyncConfigError
 

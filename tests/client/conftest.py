@@ -90,10 +90,10 @@ def image_files(tmp_path: Path, digits: np.ndarray) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def local_server(tiny_savedmodel, tmp_path_factory: pytest.TempPathFactory):
-    """The real ``python -m serving.server`` over a copy of the tiny model (version 1)."""
+    """The real ``python -m devtools.server`` over a copy of the tiny model (version 1)."""
     import shutil
 
-    from serving.bench.processes import start_local_server
+    from devtools.bench.processes import start_local_server
 
     base, name = tiny_savedmodel
     workdir = tmp_path_factory.mktemp("local_server")

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.bench.__main__ import main as bench_main
-from serving.bench.load import LoadResult, run_load
-from serving.bench.processes import start_naive_server
-from serving.bench.raw import RawResult
-from serving.bench.report import ServerRun, markdown_report
-from serving.bench.rollout import ModelStore
+from devtools.bench.__main__ import main as bench_main
+from devtools.bench.load import LoadResult, run_load
+from devtools.bench.processes import start_naive_server
+from devtools.bench.raw import RawResult
+from devtools.bench.report import ServerRun, markdown_report
+from devtools.bench.rollout import ModelStore
 from serving.client import RestClient, ServerError
 
 
@@ -102,7 +102,7 @@ def test_markdown_report_relates_servers_to_naive_and_raw() -> None:
 @pytest.fixture(scope="module")
 def naive_server(tiny_savedmodel):
     """The naive server in a thread of this process (its CLI is the same code in a process)."""
-    from serving.bench.naive_server import NaiveModel, make_server
+    from devtools.bench.naive_server import NaiveModel, make_server
 
     base, name = tiny_savedmodel
     server = make_server(NaiveModel(name, base))

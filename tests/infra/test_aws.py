@@ -327,7 +327,7 @@ def test_ecr_and_sync_image(cap: StackCapture) -> None:
     assert repo["imageTagMutability"] == "IMMUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     image = one(cap, "docker-build:index:Image")
-    assert image["dockerfile"]["location"].endswith("serving/Dockerfile")
+    assert image["dockerfile"]["location"].endswith("images/sync/Dockerfile")
     assert image["push"] is True and image["platforms"] == ["linux/amd64"]
     [tag] = image["tags"]
     assert tag.startswith(cap.outputs["ecrRepositoryUrl"] + ":sync-")

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from contracts import tfconfig
 from infra.components import serving_pod
 from infra.components.k8s_common import WorkloadArgsError
 from infra.components.model_serving import (
@@ -28,7 +29,6 @@ from infra.components.model_serving import (
 )
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
-from serving import tfconfig
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import (
     BUCKET,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.local_run import parse_args
+from devtools.local_run import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--epochs", "1", "--limit", "600", "--load-seconds", "1", "--no-synth"]
@@ -17,7 +17,7 @@ QUICK = ["--epochs", "1", "--limit", "600", "--load-seconds", "1", "--no-synth"]
 
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "serving.local_run", "--workdir", str(workdir), *args],
+        [sys.executable, "-m", "devtools.local_run", "--workdir", str(workdir), *args],
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,

@@ -13,12 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from model import publish as publish_mod
-from model.__main__ import main
-from model.errors import ExportError, PublishError
-from model.export import EXPECTED_SIGNATURE
-from model.publish import Progress, PublishArgs, publish, verify_objects
-from model.store import (
+from contracts.store import (
     IntegrityError,
     Manifest,
     StoreLocation,
@@ -28,6 +23,11 @@ from model.store import (
     scan_export,
     verify_local_tree,
 )
+from model import publish as publish_mod
+from model.__main__ import main
+from model.errors import ExportError, PublishError
+from model.export import EXPECTED_SIGNATURE
+from model.publish import Progress, PublishArgs, publish, verify_objects
 
 PREFIX = "models"
 

@@ -116,7 +116,7 @@ def toy_base(toy_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="session")
 def manager_factory() -> Iterator[Callable[..., object]]:
     """Build ModelManagers that are stopped at the end of the session."""
-    from serving.server.manager import ManagerOptions, ModelManager
+    from devtools.server.manager import ManagerOptions, ModelManager
 
     made: list[ModelManager] = []
 
@@ -139,8 +139,8 @@ def manager_factory() -> Iterator[Callable[..., object]]:
 @pytest.fixture(scope="session")
 def serve() -> Iterator[Callable[[list[str]], object]]:
     """Start in-process ModelServers from command-line flags; all stop at session end."""
-    from serving.server.flags import parse_flags
-    from serving.server.server import ModelServer
+    from devtools.server.flags import parse_flags
+    from devtools.server.server import ModelServer
 
     servers: list[ModelServer] = []
 
@@ -160,7 +160,7 @@ def serve() -> Iterator[Callable[[list[str]], object]]:
 @pytest.fixture(scope="session")
 def shared_server(serve, toy_base: Path, tiny_savedmodel, tmp_path_factory):
     """One server with ``toy`` (label ``stable`` -> 1) and ``mnist``, metrics on, batching on."""
-    from serving.tfconfig import ModelConfig, render_models_config, render_monitoring_config
+    from contracts.tfconfig import ModelConfig, render_models_config, render_monitoring_config
 
     mnist_base, mnist = tiny_savedmodel
     folder = tmp_path_factory.mktemp("shared_server")

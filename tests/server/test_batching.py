@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from serving.server.batching import BatchScheduler, batch_key
-from serving.server.errors import Internal, InvalidArgument, Unavailable
-from serving.tfconfig import BatchingParameters, ModelConfig
+from contracts.tfconfig import BatchingParameters, ModelConfig
+from devtools.server.batching import BatchScheduler, batch_key
+from devtools.server.errors import Internal, InvalidArgument, Unavailable
 
 
 def params(**overrides) -> BatchingParameters:

@@ -1,4 +1,4 @@
-"""``python -m serving.server``: flag parsing, and one real subprocess end to end."""
+"""``python -m devtools.server``: flag parsing, and one real subprocess end to end."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import grpc
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-from serving.server.errors import ServerConfigError
-from serving.server.flags import parse_flags
+from devtools.server.errors import ServerConfigError
+from devtools.server.flags import parse_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_bad_flags_name_the_problem(argv, message):
 def run_cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(
-        [sys.executable, "-m", "serving.server", *args],
+        [sys.executable, "-m", "devtools.server", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,10 +9,10 @@ import pytest
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import types_pb2 as dt
 
-from serving.server.errors import InvalidArgument
-from serving.server.json_examples import examples_from_json, regression_json
-from serving.server.json_parse import debug_string, parse_json
-from serving.server.json_tensor import (
+from devtools.server.errors import InvalidArgument
+from devtools.server.json_examples import examples_from_json, regression_json
+from devtools.server.json_parse import debug_string, parse_json
+from devtools.server.json_tensor import (
     RequestFormat,
     predict_inputs_from_json,
     predict_response_json,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, Unknown
-from serving.server.servable import Servable
-from serving.tfconfig import ModelConfig, VersionPolicy
+from contracts.tfconfig import ModelConfig, VersionPolicy
+from devtools.server.errors import FailedPrecondition, InvalidArgument, NotFound, Unknown
+from devtools.server.servable import Servable
 
 X = {"x": np.array([1.0], np.float32)}  # toy v1 answers 2.5, v2 answers 3.5
 

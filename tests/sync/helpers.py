@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from model.store import FileEntry, Manifest, StoreLocation, parse_version_dir
+from contracts.store import FileEntry, Manifest, StoreLocation, parse_version_dir
 
 PREFIX = "models"
 

@@ -14,11 +14,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from model.store import StoreLocation
+from contracts.store import StoreLocation
+from contracts.tfconfig import ModelConfig, VersionPolicy, render_models_config
 from serving.sync.agent import Agent, AgentConfig
 from serving.sync.local import LEDGER_NAME
 from serving.sync.status import StatusBoard
-from serving.tfconfig import ModelConfig, VersionPolicy, render_models_config
 from tests.sync.helpers import PREFIX, FaultProxy, Watcher, publish, small_model
 
 NAME = "mnist"

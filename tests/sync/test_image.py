@@ -1,15 +1,18 @@
 """The agent's image: pinned, minimal, non-root, and enough to run the agent without TensorFlow.
 
-No Docker here, so the image cannot be built; instead the agent is imported and run in a
-subprocess that refuses every top-level module the image does not install.
+No Docker here, so the image cannot be built; instead the agent's own wheel (what the image
+installs) is built from images/sync/pyproject.toml, and the agent is imported and run from that
+wheel alone in a subprocess that refuses every top-level module the image does not install.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -17,8 +20,9 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "serving" / "Dockerfile"
-REQUIREMENTS = ROOT / "serving" / "requirements-sync.txt"
+IMAGE_DIR = ROOT / "images" / "sync"
+DOCKERFILE = IMAGE_DIR / "Dockerfile"
+REQUIREMENTS = IMAGE_DIR / "requirements.txt"
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -32,7 +36,7 @@ def pins(path: Path) -> dict[str, str]:
 
 def test_requirements_are_pinned_like_the_lock() -> None:
     image, lock = pins(REQUIREMENTS), pins(ROOT / "requirements.lock")
-    assert image, "no pins in requirements-sync.txt"
+    assert image, "no pins in images/sync/requirements.txt"
     for name, version in image.items():
         assert lock.get(name) == version, f"{name}: image pins {version}, lock has {lock.get(name)}"
     lines = [ln for ln in REQUIREMENTS.read_text().splitlines() if ln and not ln.startswith("#")]
@@ -64,14 +68,15 @@ def test_dockerfile_is_pinned_non_root_and_installs_without_deps() -> None:
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users == ["10001:10001"]
     assert "--uid 10001" in text
-    assert "pip install --no-deps -r /tmp/requirements-sync.txt" in text
+    assert "pip install --no-deps -r /tmp/requirements.txt" in text
+    assert "pip install --no-deps /tmp/wheels/*.whl" in text
     assert "tensorflow==" not in text and "requirements.lock" not in text
 
 
 # Modules the image provides: the standard library, the pinned distributions and the copied code.
 ALLOWED = sorted(
     {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3", "google"}
-    | {"tensorflow_serving", "model", "serving"}
+    | {"tensorflow_serving", "contracts", "serving"}
 )
 
 PROBE = r"""
@@ -87,7 +92,7 @@ class Forbid:
 sys.meta_path.insert(0, Forbid())
 for name in ["serving.sync", "serving.sync.cli", "serving.sync.agent", "serving.sync.health"]:
     importlib.import_module(name)
-from serving.tfconfig import ModelConfig, parse_models_config, render_models_config
+from contracts.tfconfig import ModelConfig, parse_models_config, render_models_config
 text = render_models_config([ModelConfig("m", "/models/m", labels={"stable": 1})])
 assert parse_models_config(text)[0].labels == {"stable": 1}
 # A real command line failing on a missing config file (exit 2), within the image's modules.
@@ -96,18 +101,48 @@ code = main(["--source", "s3://bucket/models", "--dest", sys.argv[2], "--model",
              "--model-config-file", "/does/not/exist", "--once"])
 files = sorted(
     m.__file__ for m in list(sys.modules.values())
-    if getattr(m, "__file__", None) and m.__name__.split(".")[0] in ("model", "serving")
+    if getattr(m, "__file__", None) and m.__name__.split(".")[0] in ("contracts", "serving")
 )
 print(json.dumps({"code": code, "files": files, "tf": "tensorflow" in sys.modules}))
 """
 
 
 @pytest.fixture(scope="module")
-def image_probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent's distribution, built as the Dockerfile's first stage builds it, then unpacked."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), str(IMAGE_DIR)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    (built,) = out.glob("tfserving_eks_sync-*.whl")
+    unpacked = out / "site-packages"
+    with zipfile.ZipFile(built) as archive:
+        archive.extractall(unpacked)
+    return unpacked
+
+
+def test_wheel_holds_only_the_contracts_and_the_agent(wheel: Path) -> None:
+    top = {p.relative_to(wheel).parts[0] for p in wheel.rglob("*.py")}
+    assert top == {"contracts", "serving"}
+    served = {
+        p.relative_to(wheel / "serving").as_posix() for p in (wheel / "serving").rglob("*.py")
+    }
+    assert served == {"__init__.py"} | {
+        f"sync/{p.name}" for p in (ROOT / "serving" / "sync").glob("*.py")
+    }
+    assert not list(wheel.rglob("__pycache__"))
+
+
+@pytest.fixture(scope="module")
+def image_probe(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     dest = tmp_path_factory.mktemp("dest")
+    env = {**os.environ, "PYTHONPATH": str(wheel)}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(ALLOWED), str(dest)],
-        cwd=ROOT,
+        cwd=dest,  # not the repository: only the wheel provides project code
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,19 +151,20 @@ def image_probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_agent_runs_with_only_the_image_modules(image_probe: dict) -> None:
+def test_agent_runs_with_only_the_image_modules(image_probe: dict, wheel: Path) -> None:
     assert image_probe["tf"] is False
     assert image_probe["code"] == 2  # the missing --model-config-file, reported as a usage error
+    assert all(Path(f).is_relative_to(wheel) for f in image_probe["files"])
 
 
-def test_dockerfile_copies_every_module_the_agent_loads(image_probe: dict) -> None:
+def test_build_context_holds_what_the_wheel_is_built_from() -> None:
     copied: list[str] = []
     for line in DOCKERFILE.read_text().splitlines():
-        if line.startswith("COPY ") and "requirements" not in line:
+        if line.startswith("COPY ") and "--from=" not in line:
             copied += line.split()[1:-1]
-    for file in image_probe["files"]:
-        rel = Path(file).resolve().relative_to(ROOT).as_posix()
-        assert any(rel == c or (c.endswith("/") and rel.startswith(c)) for c in copied), rel
-    ignore = (ROOT / "serving" / "Dockerfile.dockerignore").read_text()
+    ignore = (IMAGE_DIR / "Dockerfile.dockerignore").read_text()
     for path in copied:
         assert f"!{path}" in ignore, f"{path} is copied but excluded from the build context"
+    project = (IMAGE_DIR / "pyproject.toml").read_text()
+    for source in re.findall(r'^"\.\./\.\./([^"]+)" = ', project, re.M):
+        assert any(source == c.rstrip("/") or source.startswith(c) for c in copied), source

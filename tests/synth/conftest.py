@@ -1,7 +1,7 @@
 """Fixtures for synth tests: a small hand-made captured graph and a project root to synth it in.
 
 The graph has the shape `infra.capture` returns (`resources.json` records): a Kubernetes provider,
-an EKS cluster, a namespace, a ConfigMap with TF Serving files rendered by `serving.tfconfig`, a
+an EKS cluster, a namespace, a ConfigMap with TF Serving files rendered by `contracts.tfconfig`, a
 Deployment, a Secret whose data the capture masked, a Helm release and an S3 bucket.
 """
 
@@ -46,7 +46,7 @@ def record(
 
 
 def tfserving_data() -> dict[str, str]:
-    from serving import tfconfig
+    from contracts import tfconfig
 
     models = tfconfig.render_models_config(
         [

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from contracts import tfconfig
 from infra import synth
 from infra.capture import stack_config
 from infra.manifests import api_version_kind
-from serving import tfconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))

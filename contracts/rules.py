@@ -1,0 +1,116 @@
+"""One validator per rule that several parts of the project check.
+
+A model name, a version number, an image reference and the warmup batch limit are each checked by
+the model stage (publish), the sync agent (reading the store), the stack settings and TF Serving's
+config rendering. Each rule lives here once, so a name the store accepts is a name the stack
+accepts. Every function raises :class:`RuleError` (a ``ValueError``) with a message that names the
+value, what is wrong and what to do; callers wrap it in their own error type where they need one.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "INT64_MAX",
+    "MODEL_NAME_MAX",
+    "WARMUP_MAX_BATCH",
+    "RuleError",
+    "is_model_name",
+    "parse_version_dir",
+    "validate_image_reference",
+    "validate_model_name",
+    "validate_version",
+]
+
+# TF Serving reads version directory names as int64 (`strings::safe_strto64` in
+# file_system_storage_path_source.cc): versions are 1 ... 2^63-1.
+INT64_MAX = 2**63 - 1
+
+# A model name becomes an S3 key segment, a directory, a TF Serving model name, a Kubernetes
+# namespace, Service and label value, and part of AWS resource names. The strictest of those is a
+# Kubernetes DNS-1123 label (lowercase letters, digits, '-'; no '_' or '.') with room left for the
+# suffixes the stack adds ("-serving", "-sync", ...) inside AWS's 64-character IAM role names.
+MODEL_NAME_MAX = 40
+_MODEL_NAME = re.compile(rf"^[a-z0-9](?:[a-z0-9-]{{0,{MODEL_NAME_MAX - 2}}}[a-z0-9])?$")
+
+# Decimal, no sign, no leading zeros: the only spelling that names one version unambiguously.
+_VERSION_TEXT = re.compile(r"^[1-9][0-9]{0,18}$")
+
+# The largest batch among the model stage's warmup records (model/warmup.py). With batching on, TF
+# Serving refuses any task larger than max_batch_size ("Task size 32 is larger than maximum input
+# batch size 16"), warmup included, and a version whose warmup fails never loads. So every
+# deployment's max_batch_size must be at least this; the stack settings check it.
+WARMUP_MAX_BATCH = 16
+
+# An OCI reference: [registry[:port]/]repository[:tag][@sha256:digest] (distribution/reference).
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9][a-z0-9._-]*(?::[0-9]+(?=/))?(?:/[a-z0-9][a-z0-9._-]*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@sha256:(?P<digest>[0-9a-f]{64}))?$"
+)
+
+
+class RuleError(ValueError):
+    """A value breaks one of the shared rules; the message says which and how to fix it."""
+
+
+def is_model_name(name: object) -> bool:
+    return isinstance(name, str) and bool(_MODEL_NAME.match(name))
+
+
+def validate_model_name(name: object) -> str:
+    if not is_model_name(name):
+        raise RuleError(
+            f"invalid model name {name!r}: use 1-{MODEL_NAME_MAX} lowercase letters, digits or "
+            "'-', starting and ending with a letter or digit (it becomes a Kubernetes namespace "
+            "and Service, an S3 prefix and a TF Serving model name)"
+        )
+    return str(name)
+
+
+def validate_version(version: object) -> int:
+    """A model version as TF Serving reads it: an integer 1 ... 2^63-1 (decimal text or int)."""
+    if isinstance(version, bool) or not isinstance(version, int | str):
+        raise RuleError(f"invalid model version {version!r}: give an integer 1 ... {INT64_MAX}")
+    text = str(version)
+    if not _VERSION_TEXT.match(text) or int(text) > INT64_MAX:
+        raise RuleError(
+            f"invalid model version {version!r}: a version is an integer 1 ... {INT64_MAX} "
+            "(TF Serving's int64) written without sign or leading zeros"
+        )
+    return int(text)
+
+
+def parse_version_dir(name: str) -> int | None:
+    """The version a directory or key segment names, or None if it names none."""
+    try:
+        return validate_version(name)
+    except RuleError:
+        return None
+
+
+def validate_image_reference(image: object, *, require_digest: bool = False) -> str:
+    """A container image reference pinned by version tag or digest (never untagged or latest).
+
+    With ``require_digest`` only ``...@sha256:<64 hex>`` passes: a tag can be moved, a digest
+    cannot.
+    """
+    match = _IMAGE.match(image) if isinstance(image, str) else None
+    if match is None:
+        raise RuleError(
+            f"invalid image reference {image!r}: expected [registry/]repository[:tag][@sha256:"
+            "<64 hex digits>] in lowercase"
+        )
+    tag, digest = match.group("tag"), match.group("digest")
+    if require_digest and not digest:
+        raise RuleError(
+            f"image {image!r} is not pinned by digest: append @sha256:<digest> (find it with "
+            "`docker buildx imagetools inspect IMAGE`)"
+        )
+    if not digest and (tag is None or tag == "latest"):
+        raise RuleError(
+            f"image {image!r} is not pinned: give a version tag or an @sha256 digest, never "
+            "latest or no tag"
+        )
+    return str(image)

@@ -1,0 +1,118 @@
+"""The whole job on one machine: train, publish, sync, serve, hot-swap, synth — no cloud, no Docker.
+
+`python -m devtools.local_run` (what `scripts/local-run` runs) drives the same commands the cloud
+path uses, each as its own process, against an S3 endpoint on loopback (moto):
+
+1. environment (done by `scripts/local-run` before this module starts)
+2. `python -m model train` for version 1 and version 2 (reused when their inputs are unchanged)
+3. moto S3 server, bucket, `python -m model publish` of version 1
+4. `python -m serving.sync` + `python -m devtools.server` with the dev stack's models.config
+5. the held-out test digits through the client over REST and gRPC: accuracy and latency
+6. version 2 published under steady load: hot swap, `canary` label moved, failed requests counted
+7. `python -m infra.synth --stack dev`: the plan and its policy results
+8. everything stopped; artefacts and logs listed
+
+A failed step stops the run with a message naming the step and the log to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devtools import local_steps as steps
+from devtools.local_steps import MODEL, Options, say
+from devtools.processes import REPO, Processes, StepFailed
+
+DEFAULT_WORKDIR = REPO / "artifacts" / "local-run"
+T = TypeVar("T")
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.local_run",
+        description="Run the whole job on this machine (see README, 'The local run').",
+    )
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="(%(default)s)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
+    parser.add_argument("--limit", type=int, help="train on a slice of N digits (quick runs)")
+    parser.add_argument("--min-accuracy", type=float, help="accuracy gate (default: the model's)")
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        default=4.0,
+        help="load before and after the swap (%(default)s)",
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="load workers (%(default)s)")
+    parser.add_argument("--no-synth", dest="synth", action="store_false", help="skip step 7")
+    args = parser.parse_args(argv)
+    if args.load_seconds <= 0 or args.concurrency <= 0:
+        parser.error("--load-seconds and --concurrency must be positive")
+    if args.epochs is not None and args.epochs <= 0:
+        parser.error("--epochs must be positive")
+    return Options(
+        args.workdir.resolve(),
+        args.epochs,
+        args.limit,
+        args.min_accuracy,
+        args.load_seconds,
+        args.concurrency,
+        args.synth,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    began = time.monotonic()
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    logs = options.workdir / "logs"
+    current = ["2/8 train"]
+
+    def step(name: str, run: Callable[..., T], *args: Any) -> T:
+        current[0] = name
+        return run(*args)
+
+    with Processes(logs) as procs:
+        try:
+            exports = step("2/8 train", steps.train_versions, procs, options)
+            store = step("3/8 store", steps.start_store, procs, options, exports)
+            first = exports[0].version
+            serving = step("4/8 serve", steps.start_serving, procs, options, store, first)
+            step("5/8 predict", steps.evaluate, serving, options)
+            step("6/8 hot swap", steps.hot_swap, procs, serving, store, exports, options)
+            synth_dir = step("7/8 synth", steps.synth, procs, options) if options.synth else None
+        except StepFailed as failure:
+            print(f"\nFAILED at step {failure.step}: {failure}", file=sys.stderr)
+            if failure.log is not None:
+                print(f"read the log: {failure.log}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # a bug or an environment problem: keep the traceback
+            log = logs / "local-run.log"
+            log.write_text(traceback.format_exc())
+            print(f"\nFAILED at step {current[0]}: {exc!r}\nread the log: {log}", file=sys.stderr)
+            return 1
+        say("8/8 shutdown", "stopping sync agent, server and S3 endpoint")
+    leftovers = procs.leftover_ports()
+    if leftovers:
+        print(f"\nFAILED at step 8: ports still open after shutdown: {leftovers}", file=sys.stderr)
+        return 1
+    say(
+        "8/8 shutdown",
+        f"all processes stopped, no ports left open ({time.monotonic() - began:.0f} s)",
+    )
+    print(f"\nartefacts: {options.workdir}")
+    print(f"  trained exports and reports: {options.workdir / 'exports' / MODEL}")
+    print(f"  served model directory:      {options.workdir / 'serving' / 'models' / MODEL}")
+    if synth_dir is not None:
+        print(f"  synth plan of the dev stack: {synth_dir}")
+    print(f"  logs:                        {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

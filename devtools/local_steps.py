@@ -1,0 +1,453 @@
+"""The steps of the local run (`devtools.local_run`), each failing with `StepFailed`.
+
+Every step calls the project's real commands (`model train/publish`, `serving.sync`,
+`devtools.server`, `infra.synth`) as child processes, and the typed client in-process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from contracts import tfconfig
+from devtools.processes import Processes, StepFailed, port_open, wait_until
+from serving.client import ClientError, GrpcClient, RestClient
+from serving.sync.local import write_atomic
+
+MODEL = "mnist"
+STACK = "dev"
+BUCKET = "local-models"
+STORE_URI = f"s3://{BUCKET}/models"  # the same layout as the stack's bucket (docs/contracts.md)
+V1_SEED = 42
+# Version 2 is the same recipe trained longer: same seed and split, different weights.
+V2_EXTRA_EPOCHS = 4
+LOAD_THINK_TIME_S = 0.02
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the local run was asked to do (`python -m devtools.local_run --help`)."""
+
+    workdir: Path
+    epochs: int | None
+    limit: int | None
+    min_accuracy: float | None
+    load_seconds: float
+    concurrency: int
+    synth: bool
+
+
+def say(step: str, message: str) -> None:
+    print(f"[{step}] {message}", flush=True)
+
+
+def latency_summary(latencies_ms: np.ndarray) -> str:
+    p50, p90, p99 = (float(np.percentile(latencies_ms, q)) for q in (50, 90, 99))
+    return f"p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms"
+
+
+@dataclass(frozen=True)
+class Export:
+    version: int
+    path: Path
+    test_accuracy: float
+    reused: bool
+
+
+@dataclass(frozen=True)
+class Store:
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    rest_url: str
+    grpc_target: str
+    models_config: Path
+    model_config: tfconfig.ModelConfig
+    model_dir: Path
+    server_log: Path
+    sync_log: Path
+
+
+# --- 2. train -------------------------------------------------------------------------------
+
+
+def _train_args(options: Options, extra_epochs: int):
+    from model.train import HyperParameters, TrainArgs
+
+    defaults = HyperParameters()
+    epochs = (options.epochs or defaults.epochs) + extra_epochs
+    kwargs = {} if options.min_accuracy is None else {"min_accuracy": options.min_accuracy}
+    return TrainArgs(
+        out=options.workdir / "exports",
+        name=MODEL,
+        seed=V1_SEED,
+        limit=options.limit,
+        hyperparameters=HyperParameters(epochs=epochs),
+        **kwargs,
+    )
+
+
+def _train_one(procs: Processes, options: Options, extra_epochs: int, after: int) -> Export:
+    from model.train import find_reusable_export, inputs_fingerprint
+
+    step = "2/8 train"
+    args = _train_args(options, extra_epochs)
+    fingerprint = inputs_fingerprint(args)
+    found = find_reusable_export(args.out, MODEL, fingerprint)
+    reused = found is not None and int(found.name) > after
+    if not reused:
+        say(step, f"training {args.hyperparameters.epochs} epochs (Keras progress below)")
+        command = ["-m", "model", "train", "--out", str(args.out), "--name", MODEL]
+        command += ["--seed", str(args.seed), "--epochs", str(args.hyperparameters.epochs)]
+        command += ["--min-accuracy", str(args.min_accuracy)]
+        if args.limit is not None:
+            command += ["--limit", str(args.limit)]
+        procs.run(step, f"train-{after + 1}", command, echo=True, timeout_s=1800)
+        found = find_reusable_export(args.out, MODEL, fingerprint)
+        if found is None:
+            raise StepFailed(step, "training finished but its export is not where expected")
+    assert found is not None
+    metrics = json.loads((found.parent / "reports" / found.name / "metrics.json").read_text())
+    return Export(int(found.name), found, float(metrics["test"]["accuracy"]), reused)
+
+
+def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:
+    first = _train_one(procs, options, 0, after=0)
+    second = _train_one(procs, options, V2_EXTRA_EPOCHS, after=first.version)
+    for export in (first, second):
+        how = "reused (inputs unchanged)" if export.reused else "trained"
+        say(
+            "2/8 train",
+            f"version {export.version}: {how}, test accuracy {export.test_accuracy:.4f} "
+            f"({export.path})",
+        )
+    return first, second
+
+
+# --- 3. store ---------------------------------------------------------------------------------
+
+
+def _publish(procs: Processes, step: str, store: Store, export: Export) -> None:
+    command = ["-m", "model", "publish", "--export", str(export.path), "--store", STORE_URI]
+    command += ["--endpoint-url", store.endpoint]
+    procs.run(step, f"publish-{export.version}", command, timeout_s=300)
+
+
+def start_store(procs: Processes, options: Options, exports: tuple[Export, Export]) -> Store:
+    import boto3
+
+    from devtools.processes import LOCAL_AWS_ENV, free_port
+
+    step = "3/8 store"
+    port = free_port()
+    moto = procs.start("s3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], [port])
+    store = Store(f"http://127.0.0.1:{port}")
+
+    def up() -> bool:
+        moto.check_alive(step)
+        return port_open(port)
+
+    wait_until(step, "the S3 endpoint", up, 60, moto.log)
+    boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=BUCKET)
+    say(step, f"S3 endpoint {store.endpoint}, bucket {BUCKET}")
+    _publish(procs, step, store, exports[0])
+    say(step, f"published version {exports[0].version} to {STORE_URI}/{MODEL}/")
+    return store
+
+
+# --- 4. serve ---------------------------------------------------------------------------------
+
+
+def dev_model_settings():
+    """The dev stack's settings of MODEL, validated exactly as `pulumi up` would."""
+    from infra.capture import stack_config
+    from infra.settings import settings_from_config
+
+    settings = settings_from_config(STACK, stack_config(STACK))
+    for model in settings.models:
+        if model.name == MODEL:
+            return model
+    raise StepFailed("4/8 serve", f"the {STACK} stack serves no model named {MODEL!r}")
+
+
+def start_serving(procs: Processes, options: Options, store: Store, first: int) -> Serving:
+    step = "4/8 serve"
+    model = dev_model_settings()
+    serving_dir = options.workdir / "serving"
+    # Run state, not an artefact: each run starts from an empty model directory, as a new pod does.
+    shutil.rmtree(serving_dir, ignore_errors=True)
+    models_dir = serving_dir / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    # The dev stack's model config: its policy and batching, with the base path moved from the
+    # pod's /models/<name> to a local directory, and the labels a promotion would set.
+    config = tfconfig.ModelConfig(
+        name=MODEL,
+        base_path=str(models_dir / MODEL),
+        policy=model.version_policy,
+        labels={"stable": first, "canary": first},
+    )
+    models_config = serving_dir / "models.config"
+    # Written atomically: the server never reads a half-written models.config.
+    write_atomic(models_config, tfconfig.render_models_config([config]).encode())
+    batching = serving_dir / "batching_parameters.txt"
+    batching.write_text(tfconfig.render_batching_parameters(model.batching))
+    monitoring = serving_dir / "monitoring.config"
+    monitoring.write_text(tfconfig.render_monitoring_config())
+
+    sync = procs.start(
+        "sync",
+        [
+            "-m", "serving.sync", "--source", STORE_URI, "--dest", str(models_dir),
+            "--model", MODEL, "--interval", "1", "--endpoint-url", store.endpoint,
+            "--model-config-file", str(models_config),
+            "--status-file", str(serving_dir / "sync-status.json"),
+        ],
+    )  # fmt: skip
+
+    def synced() -> bool:
+        sync.check_alive(step)
+        return (models_dir / MODEL / str(first)).is_dir()
+
+    wait_until(step, f"version {first} on local disk", synced, 120, sync.log)
+    say(step, f"sync agent placed version {first} in {models_dir / MODEL}")
+
+    port_file = serving_dir / "ports.json"
+    port_file.unlink(missing_ok=True)
+    server = procs.start(
+        "server",
+        [
+            "-m", "devtools.server", "--port=-1", "--rest_api_port=-1", f"--port_file={port_file}",
+            f"--model_config_file={models_config}", "--model_config_file_poll_wait_seconds=1",
+            "--file_system_poll_wait_seconds=1", "--enable_batching",
+            f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
+            "--enable_model_warmup", "--allow_version_labels_for_unavailable_models",
+        ],
+    )  # fmt: skip
+
+    def ports() -> dict[str, int] | None:
+        server.check_alive(step)
+        try:
+            return json.loads(port_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    bound = wait_until(step, "the server's ports", ports, 240, server.log)
+    procs.add_ports([bound["rest"], bound["grpc"]])
+    serving = Serving(
+        rest_url=f"http://127.0.0.1:{bound['rest']}",
+        grpc_target=f"127.0.0.1:{bound['grpc']}",
+        models_config=models_config,
+        model_config=config,
+        model_dir=models_dir / MODEL,
+        server_log=server.log,
+        sync_log=sync.log,
+    )
+    wait_available(step, serving, first)
+    say(step, f"version {first} AVAILABLE (REST {serving.rest_url}, gRPC {serving.grpc_target})")
+    return serving
+
+
+def wait_available(step: str, serving: Serving, version: int, timeout_s: float = 180) -> None:
+    with RestClient(serving.rest_url, timeout=5) as client:
+
+        def available() -> bool:
+            try:
+                states = {s.version: s.state for s in client.status(MODEL)}
+            except ClientError:
+                return False
+            return states.get(version) == "AVAILABLE"
+
+        wait_until(step, f"version {version} AVAILABLE", available, timeout_s, serving.server_log)
+
+
+# --- 5. evaluate ------------------------------------------------------------------------------
+
+
+@functools.cache  # steps 5 and 6 both use them; load and split once
+def held_out_digits(options: Options) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out test digits of version 1's seeded split: raw 0-255 grey, [N, 28, 28, 1]."""
+    from model.data import load_mnist, split_dataset
+
+    hp = _train_args(options, 0).hyperparameters
+    split = split_dataset(
+        load_mnist(),
+        seed=V1_SEED,
+        val_fraction=hp.val_fraction,
+        test_fraction=hp.test_fraction,
+        limit=options.limit,
+    )
+    images = np.asarray(split.x_test, dtype=np.float32).reshape(-1, 28, 28, 1)
+    return images, np.asarray(split.y_test, dtype=np.int64)
+
+
+def evaluate(serving: Serving, options: Options) -> None:
+    step = "5/8 predict"
+    images, labels = held_out_digits(options)
+    clients = {
+        "REST": RestClient(serving.rest_url, timeout=10),
+        "gRPC": GrpcClient(serving.grpc_target, timeout=10),
+    }
+    for api, client in clients.items():
+        latencies, correct = [], 0
+        with client:
+            for image, label in zip(images, labels, strict=True):
+                began = time.perf_counter()
+                try:
+                    prediction = client.predict(MODEL, image[np.newaxis], label="stable")
+                except ClientError as exc:
+                    raise StepFailed(
+                        step, f"{api} predict failed: {exc}", serving.server_log
+                    ) from exc
+                latencies.append((time.perf_counter() - began) * 1000)
+                correct += int(prediction.classes[0] == label)
+        say(
+            step,
+            f"{api}: {len(images)} held-out digits one per request, accuracy "
+            f"{correct / len(images):.4f}, {latency_summary(np.asarray(latencies))}",
+        )
+
+
+# --- 6. hot swap ------------------------------------------------------------------------------
+
+
+def hot_swap(
+    procs: Processes,
+    serving: Serving,
+    store: Store,
+    exports: tuple[Export, Export],
+    options: Options,
+) -> None:
+    from devtools.bench.load import run_load
+
+    step = "6/8 hot swap"
+    old, new = exports[0].version, exports[1].version
+    images, _ = held_out_digits(options)
+    stop = threading.Event()
+    results = []
+    latencies: list[float] = []  # appended from every worker: list.append is atomic
+
+    def make_call(index: int):
+        client = (
+            GrpcClient(serving.grpc_target, timeout=10)
+            if index % 2 == 0
+            else RestClient(serving.rest_url, timeout=10)
+        )
+        api = "gRPC" if index % 2 == 0 else "REST"
+        position = [index]
+
+        def call() -> str:
+            i = position[0] % len(images)
+            position[0] += 1
+            # Think time keeps the load steady rather than saturating both cores, so the publish
+            # and sync being demonstrated are not starved of CPU.
+            time.sleep(LOAD_THINK_TIME_S)
+            began = time.perf_counter()
+            version = client.predict(MODEL, images[i : i + 1]).model_version
+            latencies.append((time.perf_counter() - began) * 1000)
+            # gRPC answers name the version that served them (REST predict answers do not).
+            return f"gRPC version {version}" if api == "gRPC" else "REST"
+
+        return call
+
+    loader = threading.Thread(
+        target=lambda: results.append(
+            run_load(make_call, concurrency=options.concurrency, duration_s=3600, stop_event=stop)
+        ),
+        name="local-run-load",
+    )
+    loader.start()
+    try:
+        say(
+            step,
+            f"steady load: {options.concurrency} workers (half gRPC, half REST), each pausing "
+            f"{LOAD_THINK_TIME_S * 1000:.0f} ms between requests",
+        )
+        time.sleep(options.load_seconds)
+        began = time.monotonic()
+        _publish(procs, step, store, exports[1])
+        published = time.monotonic()
+        say(step, f"published version {new} ({published - began:.1f} s)")
+        wait_until(
+            step,
+            f"version {new} on local disk",
+            lambda: (serving.model_dir / str(new)).is_dir(),
+            120,
+            serving.sync_log,
+        )
+        on_disk = time.monotonic()
+        wait_available(step, serving, new)
+        available = time.monotonic()
+        say(
+            step,
+            f"version {new} on local disk {on_disk - published:.1f} s and AVAILABLE "
+            f"{available - published:.1f} s after publish returned (sync polls S3 every 1 s)",
+        )
+        moved = replace(serving.model_config, labels={"stable": old, "canary": new})
+        write_atomic(serving.models_config, tfconfig.render_models_config([moved]).encode())
+        # gRPC answers name the version that served them (REST predict answers do not).
+        with GrpcClient(serving.grpc_target, timeout=5) as client:
+
+            def canary_moved() -> bool:
+                try:
+                    return client.predict(MODEL, images[:1], label="canary").model_version == new
+                except ClientError:
+                    return False
+
+            wait_until(step, "the canary label to move", canary_moved, 60, serving.server_log)
+        say(step, f"label canary -> version {new}, stable stays on version {old}")
+        time.sleep(options.load_seconds)
+    finally:
+        stop.set()
+        loader.join()
+    load = results[0]
+    answered = ", ".join(f"{tag}: {n}" for tag, n in sorted(load.tags.items()))
+    say(
+        step,
+        f"{load.succeeded} requests answered ({answered}), {load.failures} failed, "
+        f"{load.requests_per_s:.0f} req/s, {latency_summary(np.asarray(latencies))}",
+    )
+    if load.failures:
+        raise StepFailed(
+            step,
+            f"{load.failures} requests failed during the swap: {load.failure_examples}",
+            serving.server_log,
+        )
+    with RestClient(serving.rest_url, timeout=5) as client:
+        states = ", ".join(f"{s.version}: {s.state}" for s in client.status(MODEL))
+    say(step, f"model status: {states}")
+
+
+# --- 7. synth ---------------------------------------------------------------------------------
+
+
+def synth(procs: Processes, options: Options) -> Path:
+    step = "7/8 synth"
+    out = options.workdir / "synth" / STACK
+    say(step, f"python -m infra.synth --stack {STACK} (offline plan, policies, schema checks)")
+    procs.run(
+        step,
+        "synth",
+        ["-m", "infra.synth", "--stack", STACK, "--out", str(out)],
+        timeout_s=600,
+    )
+    summary = (out / "summary.md").read_text()
+    # The head of the pull-request comment: verdict, counts, violations, schema errors.
+    head = summary.split("<details>", 1)[0]
+    print("\n".join(line for line in head.splitlines() if not line.startswith("<!--")).strip())
+    say(step, f"full plan: {out / 'summary.md'}, {out / 'resources.json'}, {out / 'manifests'}")
+    return out

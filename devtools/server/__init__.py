@@ -1,0 +1,1 @@
+"""A local server that speaks TF Serving's REST and gRPC APIs (``python -m devtools.server``)."""

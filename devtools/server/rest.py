@@ -1,0 +1,346 @@
+"""TF Serving's REST API (``/v1/models/...``) and the Prometheus page, over HTTP/1.1.
+
+`RestApi.handle` is the request handler of ``http_rest_api_handler.cc``: the same route regexes,
+the same order of checks, the same status codes and ``{"error": ...}`` messages; it takes
+(method, path, body) and returns (status, content type, body), so most tests need no socket.
+
+`RestServer` puts it on a port with the standard library's ``ThreadingHTTPServer``: no extra
+dependency, keep-alive connections, a thread per connection (requests from all of them feed the
+same batcher). An async framework would not make the model faster, and the threads spend their
+time in TensorFlow, which releases the GIL. Bodies larger than ``max_request_bytes`` are refused
+with 413 before they are read; at most ``num_threads`` requests are processed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from devtools.server import inference, json_examples, json_parse, json_tensor
+from devtools.server.errors import InvalidArgument, ServingError
+from devtools.server.manager import ModelManager
+from devtools.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from devtools.server.metrics import Metrics
+from devtools.server.servable import DEFAULT_SIGNATURE
+from devtools.server.service import (
+    RequestRecord,
+    metadata_json,
+    metadata_response,
+    status_json,
+    status_response,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+# http_rest_api_util.cc kPredictionApiGegex / kModelStatusApiRegex and the handler's path regex.
+_PREDICT = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+_STATUS = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
+_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class RestApi:
+    """Socket-free REST handler."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: Metrics | None = None,
+        metrics_path: str | None = None,
+    ) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+
+    def handle(self, method: str, path: str, body: bytes) -> Response:
+        if self.metrics_path is not None and self.metrics is not None and path == self.metrics_path:
+            return Response(200, METRICS_CONTENT_TYPE, self.metrics.render())
+        if not _API_PATH.fullmatch(path):
+            return Response(404, JSON, json_parse.error_json(f"Not found: {method} {path}"))
+        record = RequestRecord(
+            self.metrics, api="", entrypoint="REST", known_models=self.manager.model_names
+        )
+        try:
+            payload = self._process(method, path, body, record)
+        except ServingError as exc:
+            record.finish(exc.code_name)
+            return Response(exc.http_status, JSON, json_parse.error_json(exc.message))
+        except RecursionError:
+            record.finish("INVALID_ARGUMENT")
+            return Response(400, JSON, json_parse.error_json("Request nests too deeply"))
+        except Exception as exc:  # a bug must cost one request, never the server
+            log.exception("REST %s %s failed", method, path)
+            record.finish("INTERNAL")
+            return Response(500, JSON, json_parse.error_json(f"Internal error: {exc}"))
+        record.finish("OK")
+        return Response(200, JSON, payload)
+
+    def _process(self, method: str, path: str, body: bytes, record: RequestRecord) -> bytes:
+        """HttpRestApiHandler::ProcessRequest."""
+        malformed = InvalidArgument(f"Malformed request: {method} {path}")
+        if method == "POST":
+            match = _PREDICT.fullmatch(path)
+        elif method == "GET":
+            match = _STATUS.fullmatch(path)
+        else:
+            raise malformed
+        if match is None:
+            raise malformed
+        raw_name, version_text, raw_label, verb = match.groups()
+        name = unquote(raw_name) if raw_name else ""
+        version = None
+        if version_text:
+            version = int(version_text)
+            if version > _INT64_MAX:
+                raise InvalidArgument(f"Failed to convert version: {version_text} to numeric.")
+        label = unquote(raw_label) if raw_label else None
+        record.model = name
+        if method == "POST":
+            record.api = verb
+            if verb == "predict":
+                return self._predict(name, version, label, body, record)
+            if verb in ("classify", "regress"):
+                return self._classify_regress(verb, name, version, label, body, record)
+            raise malformed  # the regex is case-insensitive, the dispatch is not (as TF Serving)
+        if not name:
+            raise InvalidArgument("Missing model name in request.")
+        if verb == "metadata":
+            record.api = "metadata"
+            with self.manager.handle(name, version, label) as servable:
+                record.served(servable)
+                return metadata_json(metadata_response(servable))
+        record.api = "status"
+        return status_json(status_response(self.manager, name, version, label))
+
+    def _predict(
+        self, name: str, version: int | None, label: str | None, body: bytes, record: RequestRecord
+    ) -> bytes:
+        doc = json_parse.parse_json(body)
+        signature_name = json_parse.signature_name_of(doc)
+        with self.manager.handle(name, version, label) as servable:
+            record.served(servable)
+            key = signature_name or DEFAULT_SIGNATURE
+            signature = servable.signatures.get(key)
+            if signature is None:  # GetInfoMap's check comes before the predictor's
+                raise InvalidArgument(f'Serving signature name: "{key}" not found in signature def')
+            inputs, fmt = json_tensor.predict_inputs_from_json(
+                doc, signature.input_dtypes, signature_name, body
+            )
+            _, outputs = servable.predict(signature_name, inputs)
+        return json_tensor.predict_response_json(outputs, fmt)
+
+    def _classify_regress(
+        self,
+        verb: str,
+        name: str,
+        version: int | None,
+        label: str | None,
+        body: bytes,
+        record: RequestRecord,
+    ) -> bytes:
+        doc = json_parse.parse_json(body)
+        signature_name = json_parse.signature_name_of(doc)
+        examples = json_examples.examples_from_json(doc)
+        with self.manager.handle(name, version, label) as servable:
+            record.served(servable)
+            if verb == "classify":
+                classes = inference.classify(servable, signature_name, examples)
+                return json_examples.classification_json(classes)
+            values = inference.regress(servable, signature_name, examples)
+            return json_examples.regression_json(values)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default of 5 drops connections under a burst of clients
+    allow_reuse_address = True
+
+
+class RestServer:
+    """The REST API on a TCP port; `stop` drains in-flight requests before returning."""
+
+    def __init__(
+        self,
+        api: RestApi,
+        host: str,
+        port: int,
+        max_request_bytes: int,
+        num_threads: int,
+    ) -> None:
+        self.api = api
+        self.max_request_bytes = max_request_bytes
+        self._slots = threading.BoundedSemaphore(num_threads)
+        self._busy = 0
+        self._busy_cond = threading.Condition()
+        self._connections: set[socket.socket] = set()
+        self._stopping = False
+        self._httpd = _HTTPServer((host, max(port, 0)), _make_handler(self))
+        self.port = self._httpd.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="rest",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish, then close idle keep-alive sockets."""
+        self._stopping = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._busy_cond:
+            self._busy_cond.wait_for(lambda: self._busy == 0, timeout=grace_seconds)
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join()
+
+    def _enter(self) -> None:
+        self._slots.acquire()
+        with self._busy_cond:
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._busy_cond:
+            self._busy -= 1
+            self._busy_cond.notify_all()
+        self._slots.release()
+
+
+def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "TFServingLocal"
+        timeout = 60  # idle keep-alive connections are closed after this many seconds
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in two writes; without this, Nagle's algorithm holds the
+            # body back until the client's delayed ACK (~40 ms per request on keep-alive).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            server._connections.discard(self.connection)
+            super().finish()
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("%s " + format, self.address_string(), *args)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._serve("PATCH")
+
+        def do_OPTIONS(self) -> None:
+            origin = self.headers.get("Origin", "")
+            if re.match(r"https?://", origin):
+                self._reply(Response(200, JSON, b""))
+            else:
+                error = json_parse.error_json("Origin header is missing in CORS preflight")
+                self._reply(Response(400, JSON, error))
+
+        def _serve(self, method: str) -> None:
+            body = self._read_body()
+            if body is None:
+                return
+            server._enter()
+            try:
+                response = server.api.handle(method, urlsplit(self.path).path, body)
+            finally:
+                server._leave()
+            self._reply(response)
+
+        def _read_body(self) -> bytes | None:
+            """The request body, or None after answering 4xx (and dropping the connection)."""
+            limit = server.max_request_bytes
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked(limit)
+            text = self.headers.get("Content-Length", "0").strip() or "0"
+            if not text.isdigit():
+                return self._refuse(400, f"Invalid Content-Length header: {text!r}")
+            length = int(text)
+            if length > limit:
+                return self._refuse(
+                    413,
+                    f"Request body of {length} bytes exceeds the server's limit of {limit} "
+                    "bytes (--max_request_bytes)",
+                )
+            body = self.rfile.read(length)
+            if len(body) != length:
+                self.close_connection = True
+                return None  # the client went away mid-body; nobody to answer
+            return body
+
+        def _read_chunked(self, limit: int) -> bytes | None:
+            parts, total = [], 0
+            while True:
+                line = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    return self._refuse(400, "Malformed chunked request body")
+                if size == 0:
+                    while self.rfile.readline(1024).strip():
+                        pass  # trailers
+                    return b"".join(parts)
+                total += size
+                if total > limit:
+                    return self._refuse(
+                        413, f"Request body exceeds the server's limit of {limit} bytes"
+                    )
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(8)
+
+        def _refuse(self, status: int, message: str) -> None:
+            self.close_connection = True  # the unread body makes the stream unusable
+            self._reply(Response(status, JSON, json_parse.error_json(message)), close=True)
+            return None
+
+        def _reply(self, response: Response, close: bool = False) -> None:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            if close or server._stopping:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(response.body)
+
+    return Handler

@@ -1,0 +1,1 @@
+"""Former name of `devtools.bench` (see __main__.py)."""

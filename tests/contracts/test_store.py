@@ -1,0 +1,132 @@
+"""The store layout and manifest: what the writer and every reader agree on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contracts import store
+from contracts.store import FileEntry, Manifest, StoreLocation
+
+SHA = "0" * 64
+
+
+def _manifest(files: tuple[FileEntry, ...], model: str = "mnist", version: int = 3) -> Manifest:
+    return Manifest(model, version, "2026-01-01T00:00:00Z", files, {"inputs": {}}, {"acc": 0.98})
+
+
+def _put_version(s3, bucket: str, loc: StoreLocation, tmp_path: Path, version: int) -> Manifest:
+    root = tmp_path / str(version)
+    (root / "variables").mkdir(parents=True)
+    (root / "saved_model.pb").write_bytes(b"graph" * version)
+    (root / "variables" / "variables.index").write_bytes(b"index")
+    manifest = _manifest(store.scan_export(root), version=version)
+    for entry in manifest.files:
+        key = loc.version_prefix("mnist", version) + entry.path
+        s3.put_object(Bucket=bucket, Key=key, Body=(root / entry.path).read_bytes())
+    s3.put_object(Bucket=bucket, Key=loc.manifest_key("mnist", version), Body=manifest.to_json())
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "prefix"),
+    [
+        ("s3://my-bucket", "my-bucket", ""),
+        ("s3://my-bucket/", "my-bucket", ""),
+        ("s3://my-bucket/models", "my-bucket", "models"),
+        ("s3://my-bucket/a/b/", "my-bucket", "a/b"),
+    ],
+)
+def test_location_parses(uri: str, bucket: str, prefix: str) -> None:
+    loc = StoreLocation.parse(uri)
+    assert (loc.bucket, loc.prefix) == (bucket, prefix)
+    assert StoreLocation.parse(loc.uri) == loc
+
+
+@pytest.mark.parametrize("uri", ["my-bucket/models", "s3://", "s3://UPPER/x", "gs://b/x", "s3://b"])
+def test_location_rejects(uri: str) -> None:
+    with pytest.raises(store.StoreURIError, match="invalid"):
+        StoreLocation.parse(uri)
+
+
+def test_layout_keys() -> None:
+    loc = StoreLocation.parse("s3://bucket-1/models")
+    assert loc.model_prefix("mnist") == "models/mnist/"
+    assert loc.version_prefix("mnist", 7) == "models/mnist/7/"
+    assert loc.manifest_key("mnist", 7) == "models/mnist/7/manifest.json"
+    assert loc.staging_prefix("mnist", 7, "abc") == "models/mnist/.staging/7-abc/"
+    assert StoreLocation("bucket-1").version_prefix("mnist", 1) == "mnist/1/"
+
+
+@pytest.mark.parametrize("version", [0, -1, "01", "1.5", "x"])
+def test_versions_are_positive_integers(version) -> None:
+    with pytest.raises(store.StoreURIError, match="positive integer"):
+        store.validate_version(version)
+    assert store.parse_version_dir(str(version)) is None
+
+
+@pytest.mark.parametrize("path", ["", "/abs", "../up", "a/../b", "a//b", "manifest.json"])
+def test_unsafe_paths_rejected(path: str) -> None:
+    with pytest.raises(store.ManifestError):
+        FileEntry(path, 1, SHA)
+
+
+def test_manifest_round_trip_and_expectations() -> None:
+    manifest = _manifest((FileEntry("b", 2, SHA), FileEntry("a/x", 1, SHA)))
+    parsed = Manifest.from_json(manifest.to_json(), model="mnist", version=3)
+    assert parsed.files == manifest.files
+    assert [f["path"] for f in json.loads(manifest.to_json())["files"]] == ["a/x", "b"]
+    assert parsed.total_bytes == 3
+    with pytest.raises(store.ManifestError, match="names version 3"):
+        Manifest.from_json(manifest.to_json(), model="mnist", version=4)
+    with pytest.raises(store.ManifestError, match="unreadable"):
+        Manifest.from_json(b"{not json", model="mnist", version=3)
+    with pytest.raises(store.ManifestError, match="format"):
+        Manifest.from_json(b'{"format": "other"}')
+
+
+def test_scan_and_verify_local_tree(tmp_path: Path) -> None:
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "saved_model.pb").write_bytes(b"abc")
+    (tmp_path / "variables" / "variables.data").write_bytes(b"0123456789")
+    manifest = _manifest(store.scan_export(tmp_path))
+    assert [(f.path, f.size) for f in manifest.files] == [
+        ("saved_model.pb", 3),
+        ("variables/variables.data", 10),
+    ]
+    store.verify_local_tree(tmp_path, manifest)
+
+    (tmp_path / "variables" / "variables.data").write_bytes(b"0123456780")
+    with pytest.raises(store.IntegrityError, match=r"variables\.data: sha256 differs"):
+        store.verify_local_tree(tmp_path, manifest)
+    (tmp_path / "variables" / "variables.data").write_bytes(b"short")
+    with pytest.raises(store.IntegrityError, match="size 5, manifest says 10"):
+        store.verify_local_tree(tmp_path, manifest)
+    (tmp_path / "extra").write_bytes(b"")
+    (tmp_path / "saved_model.pb").unlink()
+    with pytest.raises(store.IntegrityError, match=r"missing saved_model\.pb.*unexpected extra"):
+        store.verify_local_tree(tmp_path, manifest)
+
+
+def test_list_committed_versions(s3, bucket: str, tmp_path: Path) -> None:
+    loc = StoreLocation(bucket, "models")
+    v1 = _put_version(s3, bucket, loc, tmp_path, 1)
+    _put_version(s3, bucket, loc, tmp_path, 2)
+    # version 3: files uploaded, no manifest yet (publish in progress)
+    s3.put_object(Bucket=bucket, Key=loc.version_prefix("mnist", 3) + "saved_model.pb", Body=b"x")
+    # version 2: a listed file went missing, so the manifest no longer matches
+    s3.delete_object(Bucket=bucket, Key=loc.version_prefix("mnist", 2) + "saved_model.pb")
+    # version 4: unreadable manifest; staging objects and non-version keys are never versions
+    s3.put_object(Bucket=bucket, Key=loc.manifest_key("mnist", 4), Body=b"garbage")
+    s3.put_object(
+        Bucket=bucket, Key=loc.staging_prefix("mnist", 5, "t") + "manifest.json", Body=b""
+    )
+    s3.put_object(Bucket=bucket, Key="models/mnist/notes.txt", Body=b"")
+
+    committed = store.list_committed_versions(s3, loc, "mnist")
+    assert list(committed) == [1]
+    assert committed[1] == v1
+    assert store.read_manifest(s3, loc, "mnist", 3) is None
+    assert store.list_committed_versions(s3, loc, "other") == {}
