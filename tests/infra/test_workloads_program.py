@@ -234,7 +234,7 @@ def test_serving_rollout_is_awaited_long_enough_for_a_gpu_cold_start(stack):
 
 
 def test_first_up_on_an_empty_bucket_skips_the_await(tmp_path):
-    # What the README's first-`up` step does: `pulumi config set ...:awaitServingRollout false`.
+    # What docs/deploy.md's first-`up` step does: `pulumi config set ...:awaitServingRollout false`.
     (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
     dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
     dev["config"]["tfserving-eks:awaitServingRollout"] = False

@@ -103,7 +103,7 @@ def test_stack_configs_are_valid_for_the_pack(path) -> None:
 
 
 def test_readme_table_lists_every_rule_with_its_level() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "policies.md").read_text()
     section = readme.split("<!-- section:policies -->", 1)[1].split("<!-- /section:policies -->")[0]
     rows = re.findall(r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+) \|$", section, re.MULTILINE)
     expected = [
