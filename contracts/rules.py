@@ -72,11 +72,13 @@ def validate_model_name(name: object) -> str:
 def validate_version(version: object) -> int:
     """A model version as TF Serving reads it: an integer 1 ... 2^63-1 (decimal text or int)."""
     if isinstance(version, bool) or not isinstance(version, int | str):
-        raise RuleError(f"invalid model version {version!r}: give an integer 1 ... {INT64_MAX}")
+        raise RuleError(
+            f"invalid model version {version!r}: give a positive integer 1 ... {INT64_MAX}"
+        )
     text = str(version)
     if not _VERSION_TEXT.match(text) or int(text) > INT64_MAX:
         raise RuleError(
-            f"invalid model version {version!r}: a version is an integer 1 ... {INT64_MAX} "
+            f"invalid model version {version!r}: a version is a positive integer 1 ... {INT64_MAX} "
             "(TF Serving's int64) written without sign or leading zeros"
         )
     return int(text)
@@ -108,9 +110,10 @@ def validate_image_reference(image: object, *, require_digest: bool = False) -> 
             f"image {image!r} is not pinned by digest: append @sha256:<digest> (find it with "
             "`docker buildx imagetools inspect IMAGE`)"
         )
-    if not digest and (tag is None or tag == "latest"):
+    if not digest and tag is None:
+        raise RuleError(f"image {image!r} has no tag: pin a version tag or an @sha256 digest")
+    if not digest and (tag == "latest" or tag.startswith("latest-")):
         raise RuleError(
-            f"image {image!r} is not pinned: give a version tag or an @sha256 digest, never "
-            "latest or no tag"
+            f"image {image!r} uses a moving 'latest' tag: pin a version tag or an @sha256 digest"
         )
     return str(image)

@@ -144,7 +144,7 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class VersionManifest:
     """The commit marker of a version: what it contains and what it is."""
 
     model: str
@@ -182,7 +182,7 @@ class Manifest:
     @classmethod
     def from_json(
         cls, data: bytes | str, *, model: str | None = None, version: int | None = None
-    ) -> Manifest:
+    ) -> VersionManifest:
         """Parse and check a manifest; `model`/`version` are what the reader expects it to name."""
         where = f"{model}/{version}" if model is not None else "manifest"
         try:
@@ -245,7 +245,7 @@ def scan_export(directory: str | os.PathLike[str]) -> tuple[FileEntry, ...]:
     return entries
 
 
-def verify_local_tree(directory: str | os.PathLike[str], manifest: Manifest) -> None:
+def verify_local_tree(directory: str | os.PathLike[str], manifest: VersionManifest) -> None:
     """Raise IntegrityError unless `directory` holds exactly the manifest's files, byte for byte.
 
     A `manifest.json` copy in the directory is allowed and ignored.
@@ -273,17 +273,21 @@ def verify_local_tree(directory: str | os.PathLike[str], manifest: Manifest) -> 
         )
 
 
-def read_manifest(s3: Any, location: StoreLocation, name: str, version: int) -> Manifest | None:
+def read_manifest(
+    s3: Any, location: StoreLocation, name: str, version: int
+) -> VersionManifest | None:
     """The manifest of a version, or None when it has none (not committed)."""
     key = location.manifest_key(name, version)
     try:
         body = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
-    return Manifest.from_json(body, model=name, version=version)
+    return VersionManifest.from_json(body, model=name, version=version)
 
 
-def list_committed_versions(s3: Any, location: StoreLocation, name: str) -> dict[int, Manifest]:
+def list_committed_versions(
+    s3: Any, location: StoreLocation, name: str
+) -> dict[int, VersionManifest]:
     """Every committed version of a model: manifest present and matching the object listing.
 
     Versions with no manifest (publish in progress or interrupted), an unreadable manifest, or a
@@ -300,7 +304,7 @@ def list_committed_versions(s3: Any, location: StoreLocation, name: str) -> dict
             version = parse_version_dir(head)
             if version is not None and path:
                 sizes.setdefault(version, {})[path] = obj["Size"]
-    committed: dict[int, Manifest] = {}
+    committed: dict[int, VersionManifest] = {}
     for version, objects in sorted(sizes.items()):
         if MANIFEST_NAME not in objects:
             continue

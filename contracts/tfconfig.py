@@ -57,12 +57,15 @@ class ConfigError(ValueError):
 
 
 def _version(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what}: {value!r} is not an integer version")
-    try:
-        return rules.validate_version(value)
-    except rules.RuleError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or rules.parse_version_dir(str(value)) is None
+    ):
+        raise ConfigError(
+            f"{what}: {value!r} is not a positive integer version (1 ... {rules.INT64_MAX})"
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -85,12 +85,12 @@ CLUSTER_SCOPED_KINDS = frozenset(
 )
 
 
-class ManifestError(Exception):
+class K8sManifestError(Exception):
     """Kubernetes objects could not be turned into manifests; the message names the resource."""
 
 
 @dataclass(frozen=True)
-class Manifest:
+class K8sManifest:
     """One Kubernetes object as synth writes it.
 
     ``path`` is relative to ``manifests/``; ``named`` is False when the program left
@@ -122,7 +122,7 @@ class SchemaResult:
     """The schema check of one manifest: ``error`` is None when it passed; ``checked`` is False
     when no bundled schema exists for its kind (a custom resource), which is not an error."""
 
-    manifest: Manifest
+    manifest: K8sManifest
     checked: bool
     error: str | None = None
 
@@ -139,10 +139,6 @@ def api_version_kind(type_token: str) -> tuple[str, str] | None:
     if kind.endswith(_NOT_OBJECT_SUFFIXES):
         return None
     return (version if group == "core" else f"{group}/{version}"), kind
-
-
-def is_helm_release(type_token: str) -> bool:
-    return type_token.startswith("kubernetes:helm.sh/")
 
 
 def _provider_namespaces(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -167,14 +163,14 @@ def _namespace_of(
     return providers.get(provider_ref.rsplit("::", 1)[0], DEFAULT_NAMESPACE)
 
 
-def build_manifests(records: Sequence[Mapping[str, Any]]) -> tuple[list[Manifest], list[str]]:
+def build_manifests(records: Sequence[Mapping[str, Any]]) -> tuple[list[K8sManifest], list[str]]:
     """Every Kubernetes object among ``records`` in registration order, and the errors found.
 
     Two objects that would be the same object in the cluster (same kind, namespace and name) are
     an error: one would silently overwrite the other. The later one is left out.
     """
     providers = _provider_namespaces(records)
-    manifests: list[Manifest] = []
+    manifests: list[K8sManifest] = []
     errors: list[str] = []
     seen: dict[str, str] = {}
     for record in records:
@@ -204,7 +200,7 @@ def build_manifests(records: Sequence[Mapping[str, Any]]) -> tuple[list[Manifest
             )
             continue
         seen[path] = record["urn"]
-        manifests.append(Manifest(record["urn"], path, namespace, kind, name, named, body))
+        manifests.append(K8sManifest(record["urn"], path, namespace, kind, name, named, body))
     return manifests, errors
 
 
@@ -268,7 +264,7 @@ def _validator(version: str, kind: str, api_version: str) -> Draft202012Validato
     )
 
 
-def validate_manifests(manifests: Iterable[Manifest], version: str) -> list[SchemaResult]:
+def validate_manifests(manifests: Iterable[K8sManifest], version: str) -> list[SchemaResult]:
     """Validate each manifest against the strict schema of Kubernetes ``version`` (major.minor).
 
     Strict schemas reject unknown fields, so a misspelt key fails here instead of being dropped
@@ -281,7 +277,7 @@ def validate_manifests(manifests: Iterable[Manifest], version: str) -> list[Sche
     """
     problem = schema_version_problem(version)
     if problem is not None:
-        raise ManifestError(problem)
+        raise K8sManifestError(problem)
     results = []
     for manifest in manifests:
         validator = _validator(version, manifest.kind, str(manifest.body["apiVersion"]))

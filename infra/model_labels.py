@@ -100,7 +100,8 @@ def move_label(
     return out.getvalue(), f"Pulumi.{stack}.yaml: " + "; ".join(changes)
 
 
-def write_atomically(path: Path, text: str) -> None:
+def replace_keeping_mode(path: Path, text: str) -> None:
+    """Replace the stack file in one step (temp file beside it, rename), keeping its mode bits."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabelError, SettingsError, ConfigError) as exc:
         print(f"model_labels: {exc}", file=sys.stderr)
         return 2
-    write_atomically(path, text)
+    replace_keeping_mode(path, text)
     print(change)
     return 0
 

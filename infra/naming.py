@@ -48,8 +48,3 @@ def autoscaler_discovery_tags(cluster_name: str) -> dict[str, str]:
         "k8s.io/cluster-autoscaler/enabled": "true",
         f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
     }
-
-
-def model_prefix(model: str) -> str:
-    """Key prefix of one model in the bucket (docs/contracts.md: ``models/<name>/``)."""
-    return f"models/{model}/"

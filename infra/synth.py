@@ -176,7 +176,7 @@ def findings_from(results: Sequence[Any]) -> list[PolicyFinding]:
 
 
 def tfserving_files(
-    manifests: Sequence[k8s.Manifest],
+    manifests: Sequence[k8s.K8sManifest],
 ) -> tuple[dict[str, dict[str, str]], list[TfServingFiles], list[str]]:
     """The TF Serving files each model's ConfigMap declares, parsed back to catch bad text.
 
@@ -255,7 +255,7 @@ def synthesize(
     elif manifests:
         try:
             schema_results = k8s.validate_manifests(manifests, version)
-        except k8s.ManifestError as exc:
+        except k8s.K8sManifestError as exc:
             errors.append(str(exc))
     files, entries, tf_errors = tfserving_files(manifests)
     findings = findings_from(run_policies(records, policy_config))
@@ -308,7 +308,7 @@ def check_out_dir(out: Path) -> None:
         raise SynthUsageError(f"{out} exists and is not a directory")
 
 
-def write_atomically(
+def swap_in_synth_directory(
     out: Path, result: SynthResult, files: Mapping[str, Mapping[str, str]]
 ) -> None:
     """Build the whole synth in a temporary directory beside ``out``, then swap it in."""
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_out_dir(out)
         result, files = synthesize(args.stack)
-        write_atomically(out, result, files)
+        swap_in_synth_directory(out, result, files)
     except SynthUsageError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.manifests import Manifest, SchemaResult, api_version_kind
+from infra.manifests import K8sManifest, SchemaResult, api_version_kind
 
 LEVELS = ("mandatory", "advisory", "remediate", "disabled")
 # Levels that fail synth (exit 1); pulumi-policy's `remediate` fixes the resource during an
@@ -62,7 +62,7 @@ class SynthResult:
 
     stack: str
     records: Sequence[Mapping[str, Any]]
-    manifests: Sequence[Manifest]
+    manifests: Sequence[K8sManifest]
     schema_results: Sequence[SchemaResult]
     findings: Sequence[PolicyFinding]
     kubernetes_version: str | None

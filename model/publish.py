@@ -38,11 +38,11 @@ from typing import Any, TextIO
 from contracts.store import (
     MANIFEST_NAME,
     IntegrityError,
-    Manifest,
     ManifestError,
     StoreLocation,
     StoreURIError,
     VersionExistsError,
+    VersionManifest,
     read_manifest,
     scan_export,
     validate_model_name,
@@ -177,7 +177,7 @@ def _stream_sha256(s3: Any, bucket: str, key: str) -> str:
     return digest.hexdigest()
 
 
-def verify_objects(s3: Any, bucket: str, prefix: str, manifest: Manifest) -> None:
+def verify_objects(s3: Any, bucket: str, prefix: str, manifest: VersionManifest) -> None:
     """Raise IntegrityError unless `prefix` holds exactly the manifest's files, byte for byte.
 
     Works on a staging prefix and on a committed version (whose manifest.json is ignored).
@@ -233,7 +233,7 @@ def _manifest_metrics(export: Path, stream: TextIO) -> dict[str, Any]:
     return {key: metrics[key] for key in MANIFEST_METRICS if key in metrics}
 
 
-def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> Manifest:
+def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> VersionManifest:
     """Publish `args.export`; returns the committed manifest. `s3` overrides the boto3 client."""
     from boto3.s3.transfer import TransferConfig
 
@@ -250,7 +250,7 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> M
     else:
         stream.write(f"warning: {warmup} is missing; TF Serving will load without warmup\n")
     files = scan_export(args.export)
-    manifest = Manifest(
+    manifest = VersionManifest(
         model=name,
         version=version,
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -29,7 +29,7 @@ NAME = "mnist"
 
 
 def publish(s3, bucket: str, version: int, size: int) -> None:
-    from contracts.store import FileEntry, Manifest, StoreLocation
+    from contracts.store import FileEntry, StoreLocation, VersionManifest
 
     location = StoreLocation(bucket, "models")
     files = {
@@ -39,7 +39,7 @@ def publish(s3, bucket: str, version: int, size: int) -> None:
     }
     for path, data in files.items():
         s3.put_object(Bucket=bucket, Key=location.version_prefix(NAME, version) + path, Body=data)
-    manifest = Manifest(
+    manifest = VersionManifest(
         model=NAME,
         version=version,
         created=datetime.now(UTC).isoformat(),

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from contracts import rules
+
 PART_OF = "tfserving-eks"
 MANAGED_BY = "pulumi"
 
@@ -69,18 +71,19 @@ def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
 
 def pinned_image_problem(what: str, image: object) -> str | None:
     """Why `image` is not pinned (a release tag or a sha256 digest), or None when it is."""
-    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
-        return f"{what} {image!r} is not an image reference"
-    name, _, digest = image.partition("@")
-    tag = name.rsplit("/", 1)[-1].partition(":")[2]
-    if digest:
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            return f"{what} {image!r}: a digest is written @sha256:<64 hex digits>"
-        return None
-    if not tag:
-        return f"{what} {image!r} has no tag: pin a release tag or a @sha256 digest"
-    if tag == "latest" or tag.startswith("latest-"):
-        return f"{what} {image!r} uses a moving 'latest' tag: pin a release tag or a digest"
+    try:
+        rules.validate_image_reference(image)
+    except rules.RuleError as exc:
+        return f"{what}: {exc}"
+    return None
+
+
+def model_name_problem(what: str, name: object) -> str | None:
+    """Why `name` breaks the project's model-name rule (contracts.rules), or None."""
+    try:
+        rules.validate_model_name(name)
+    except rules.RuleError as exc:
+        return f"{what}: {exc}"
     return None
 
 

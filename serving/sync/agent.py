@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contracts.store import Manifest, StoreError, StoreLocation, list_committed_versions
+from contracts.store import StoreError, StoreLocation, VersionManifest, list_committed_versions
 from contracts.tfconfig import ConfigError, VersionPolicy, parse_models_config
 
 from .backoff import Backoff, RetryTracker
@@ -82,7 +82,7 @@ class Agent:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.dirs: dict[str, ModelDir] = {}
-        self.committed: dict[str, dict[int, Manifest]] = {}
+        self.committed: dict[str, dict[int, VersionManifest]] = {}
         self.wanted: dict[str, set[int]] = {}
         self.retries = RetryTracker(Backoff(config.retry_base, config.max_backoff))
         self.list_backoff = Backoff(config.interval, max(config.interval, config.max_backoff))
@@ -186,7 +186,7 @@ class Agent:
             self._prune(name)
             self._show(name)
 
-    def _try_fetch(self, name: str, manifest: Manifest) -> bool:
+    def _try_fetch(self, name: str, manifest: VersionManifest) -> bool:
         key = (name, manifest.version)
         if self.stop.is_set() or not self.retries.ready(key, self.clock()):
             return False

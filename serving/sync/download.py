@@ -26,8 +26,8 @@ from s3transfer.subscribers import BaseSubscriber
 from contracts.store import (
     MANIFEST_NAME,
     IntegrityError,
-    Manifest,
     StoreLocation,
+    VersionManifest,
     verify_local_tree,
 )
 
@@ -73,7 +73,7 @@ def _fsync_tree(root: Path) -> None:
 def fetch_version(
     s3: Any,
     location: StoreLocation,
-    manifest: Manifest,
+    manifest: VersionManifest,
     model_dir: ModelDir,
     stop: threading.Event,
     on_progress: Callable[[int], None] | None = None,

@@ -8,16 +8,22 @@ from pathlib import Path
 import pytest
 
 from contracts import store
-from contracts.store import FileEntry, Manifest, StoreLocation
+from contracts.store import FileEntry, StoreLocation, VersionManifest
 
 SHA = "0" * 64
 
 
-def _manifest(files: tuple[FileEntry, ...], model: str = "mnist", version: int = 3) -> Manifest:
-    return Manifest(model, version, "2026-01-01T00:00:00Z", files, {"inputs": {}}, {"acc": 0.98})
+def _manifest(
+    files: tuple[FileEntry, ...], model: str = "mnist", version: int = 3
+) -> VersionManifest:
+    return VersionManifest(
+        model, version, "2026-01-01T00:00:00Z", files, {"inputs": {}}, {"acc": 0.98}
+    )
 
 
-def _put_version(s3, bucket: str, loc: StoreLocation, tmp_path: Path, version: int) -> Manifest:
+def _put_version(
+    s3, bucket: str, loc: StoreLocation, tmp_path: Path, version: int
+) -> VersionManifest:
     root = tmp_path / str(version)
     (root / "variables").mkdir(parents=True)
     (root / "saved_model.pb").write_bytes(b"graph" * version)
@@ -75,16 +81,16 @@ def test_unsafe_paths_rejected(path: str) -> None:
 
 def test_manifest_round_trip_and_expectations() -> None:
     manifest = _manifest((FileEntry("b", 2, SHA), FileEntry("a/x", 1, SHA)))
-    parsed = Manifest.from_json(manifest.to_json(), model="mnist", version=3)
+    parsed = VersionManifest.from_json(manifest.to_json(), model="mnist", version=3)
     assert parsed.files == manifest.files
     assert [f["path"] for f in json.loads(manifest.to_json())["files"]] == ["a/x", "b"]
     assert parsed.total_bytes == 3
     with pytest.raises(store.ManifestError, match="names version 3"):
-        Manifest.from_json(manifest.to_json(), model="mnist", version=4)
+        VersionManifest.from_json(manifest.to_json(), model="mnist", version=4)
     with pytest.raises(store.ManifestError, match="unreadable"):
-        Manifest.from_json(b"{not json", model="mnist", version=3)
+        VersionManifest.from_json(b"{not json", model="mnist", version=3)
     with pytest.raises(store.ManifestError, match="format"):
-        Manifest.from_json(b'{"format": "other"}')
+        VersionManifest.from_json(b'{"format": "other"}')
 
 
 def test_scan_and_verify_local_tree(tmp_path: Path) -> None:

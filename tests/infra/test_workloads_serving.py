@@ -584,10 +584,10 @@ def test_bad_arguments_are_all_reported_together():
             tfserving_gpu_image="tensorflow/serving:latest-gpu",
         )
     message = str(caught.value)
-    assert "model_name 'MNIST' must be a DNS label" in message
+    assert "model_name: invalid model name 'MNIST'" in message
     assert "max_replicas (2) is below min_replicas (3)" in message
     assert "termination_grace_seconds (20) must exceed pre_stop_seconds (30)" in message
-    assert "tfserving_gpu_image 'tensorflow/serving:latest-gpu' uses a moving" in message
+    assert "tfserving_gpu_image: image 'tensorflow/serving:latest-gpu' uses a moving" in message
     assert len(caught.value.problems) == 4
 
 

@@ -15,9 +15,9 @@ from botocore.exceptions import EndpointConnectionError
 
 from contracts.store import (
     IntegrityError,
-    Manifest,
     StoreLocation,
     VersionExistsError,
+    VersionManifest,
     list_committed_versions,
     read_manifest,
     scan_export,
@@ -41,12 +41,12 @@ def _keys(s3, bucket: str, prefix: str = "") -> list[str]:
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
 
-def _publish(export: Path, bucket: str, s3, *, force: bool = False) -> Manifest:
+def _publish(export: Path, bucket: str, s3, *, force: bool = False) -> VersionManifest:
     args = PublishArgs(export=export, store=f"s3://{bucket}/{PREFIX}", force=force)
     return publish(args, s3=s3, stream=io.StringIO())
 
 
-def _download(s3, bucket: str, manifest: Manifest, target: Path) -> None:
+def _download(s3, bucket: str, manifest: VersionManifest, target: Path) -> None:
     prefix = StoreLocation(bucket, PREFIX).version_prefix(manifest.model, manifest.version)
     for entry in manifest.files:
         path = target / entry.path

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts.store import FileEntry, Manifest, StoreLocation, parse_version_dir
+from contracts.store import FileEntry, StoreLocation, VersionManifest, parse_version_dir
 
 PREFIX = "models"
 
@@ -25,7 +25,7 @@ def publish(
     *,
     commit: bool = True,
     manifest_files: Mapping[str, bytes] | None = None,
-) -> Manifest:
+) -> VersionManifest:
     """Write a version's objects, then (if `commit`) its manifest, as `model publish` does.
 
     `manifest_files` lets a test describe different content in the manifest than what is stored
@@ -36,7 +36,7 @@ def publish(
     described = manifest_files or files
     for path, data in files.items():
         s3.put_object(Bucket=bucket, Key=prefix + path, Body=data)
-    manifest = Manifest(
+    manifest = VersionManifest(
         model=name,
         version=version,
         created=datetime.now(UTC).isoformat(),

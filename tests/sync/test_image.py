@@ -111,11 +111,11 @@ print(json.dumps({"code": code, "files": files, "tf": "tensorflow" in sys.module
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The agent's distribution, built as the Dockerfile's first stage builds it, then unpacked."""
     out = tmp_path_factory.mktemp("wheel")
+    # The PEP 517 hook pip calls in the Dockerfile, called directly (the venv has no pip).
+    build = f"from hatchling.build import build_wheel; build_wheel({str(out)!r})"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(IMAGE_DIR)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-c", build], cwd=IMAGE_DIR, check=True, capture_output=True, timeout=120
+    )
     (built,) = out.glob("tfserving_eks_sync-*.whl")
     unpacked = out / "site-packages"
     with zipfile.ZipFile(built) as archive:
