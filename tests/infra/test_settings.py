@@ -97,8 +97,8 @@ def test_stacks_differ_where_the_issue_says() -> None:
             "does not match kubernetesVersion 1.32",
         ),
         ({"kmsDeletionWindowDays": 3}, "kmsDeletionWindowDays", "between 7 and 30"),
-        ({"servingImage": "tensorflow/serving:latest"}, "servingImage", "pinned"),
-        ({"servingGpuImage": "tensorflow/serving"}, "servingGpuImage", "pinned"),
+        ({"servingImage": "tensorflow/serving:latest"}, "servingImage", "moving 'latest' tag"),
+        ({"servingGpuImage": "tensorflow/serving"}, "servingGpuImage", "has no tag"),
         ({"bucketForceDestroy": True, "protectData": True}, "bucketForceDestroy", "protectData"),
         (
             {"existingPrivateSubnetIds": ["subnet-0123456789abcdef0"]},
