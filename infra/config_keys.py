@@ -1,14 +1,22 @@
 """Every stack config key the program reads, with its type, default and description.
 
-This table is the single source: ``Pulumi.yaml``'s ``config:`` block and the README's config table
-are kept equal to it by tests (tests/infra/test_config_docs.py). Keys live in the project
-namespace ``tfserving-eks``; in ``Pulumi.<stack>.yaml`` they are written ``tfserving-eks:<key>``.
+This module is the one source: :mod:`infra.settings_checks` takes defaults, allowed ranges and
+the known fields of nested objects from it, and ``python -m infra.config_docs`` generates
+``Pulumi.yaml``'s ``config:`` block and ``docs/configuration.md`` from it. Keys live in the
+project namespace ``tfserving-eks``; in ``Pulumi.<stack>.yaml`` they are written
+``tfserving-eks:<key>``.
+
+Nested objects (a model entry, a GPU pool entry, the system pool, a model's batching) are
+declared as :class:`NestedObject` with one :class:`ConfigKey` per field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from contracts.tfconfig import WARMUP_MAX_BATCH
+from infra import instances
 
 PROJECT = "tfserving-eks"
 
@@ -18,16 +26,156 @@ ConfigType = Literal["string", "integer", "boolean", "array", "object"]
 FOREIGN_KEYS = frozenset({"aws:region", "aws:profile", "aws:allowedAccountIds", "aws:defaultTags"})
 
 
+class _Required:
+    """The default of a nested field that has none: the stack must give it."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class NestedObject:
+    """The fields of one kind of nested object. ``path`` is how its keys are written in problems
+    and docs, e.g. ``models.<name>``."""
+
+    path: str
+    description: str
+    fields: tuple[ConfigKey, ...]
+
+    @property
+    def names(self) -> set[str]:
+        return {f.name for f in self.fields}
+
+    def __getitem__(self, name: str) -> ConfigKey:
+        return next(f for f in self.fields if f.name == name)
+
+
 @dataclass(frozen=True)
 class ConfigKey:
-    """One declared key. ``items`` is the element type of an ``array``."""
+    """One declared key or nested field.
+
+    ``items`` is the element type of an ``array``; ``minimum``/``maximum`` bound an ``integer``
+    and ``choices`` lists the allowed values, where the checks enforce exactly that; ``nested``
+    declares the fields of an ``object`` value (or of each entry, for maps by name).
+    """
 
     name: str
     type: ConfigType
     default: Any
     description: str
     items: ConfigType | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[Any, ...] = ()
+    nested: NestedObject | None = None
 
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+# -- nested objects (declared before the keys that hold them)
+
+# fmt: off
+SYSTEM_POOL_OBJECT = NestedObject(
+    "systemNodePool",
+    "The CPU node group (on-demand, AL2023 standard AMI). Every field is required.",
+    (
+        ConfigKey("instanceTypes", "array", REQUIRED,
+                  "EC2 instance types; no GPU types (those go in gpuNodePools).", items="string"),
+        ConfigKey("minSize", "integer", REQUIRED,
+                  "Fewest nodes; 1+ whenever maxSize is above 0 (CoreDNS and the autoscaler run "
+                  "here).", minimum=0),
+        ConfigKey("maxSize", "integer", REQUIRED, "Most nodes the autoscaler may add.", minimum=1),
+        ConfigKey("desiredSize", "integer", REQUIRED,
+                  "Nodes at creation, between minSize and maxSize.", minimum=0),
+        ConfigKey("diskSizeGiB", "integer", REQUIRED, "Root volume size per node.",
+                  minimum=20, maximum=16384),
+    ),
+)
+
+GPU_POOL_OBJECT = NestedObject(
+    "gpuNodePools.<pool>",
+    "One GPU node group, tainted and labelled with its pool name. The pool name is a lowercase "
+    "DNS label (max 40 characters) other than \"system\".",
+    (
+        ConfigKey("instanceTypes", "array", REQUIRED,
+                  "NVIDIA x86_64 instance types, all with the same GPU count per node.",
+                  items="string"),
+        ConfigKey("capacityType", "string", "ON_DEMAND", "On-demand or spot capacity.",
+                  choices=("ON_DEMAND", "SPOT")),
+        ConfigKey("minSize", "integer", REQUIRED,
+                  "Fewest nodes; 0 lets the pool scale to zero.", minimum=0),
+        ConfigKey("maxSize", "integer", REQUIRED,
+                  "Most nodes; room for every model's maxReplicas plus one rollout surge pod.",
+                  minimum=1),
+        ConfigKey("desiredSize", "integer", REQUIRED,
+                  "Nodes at creation, between minSize and maxSize.", minimum=0),
+        ConfigKey("diskSizeGiB", "integer", REQUIRED,
+                  "Root volume size per node (the GPU build of TF Serving is several GiB).",
+                  minimum=50, maximum=16384),
+        ConfigKey("amiType", "string", instances.GPU_AMI_TYPES[0],
+                  "EKS AMI type with NVIDIA drivers.", choices=instances.GPU_AMI_TYPES),
+    ),
+)
+
+BATCHING_OBJECT = NestedObject(
+    "models.<name>.batching",
+    "TF Serving's batching parameters (batching_parameters_file); TF Serving's own rules apply "
+    "too (e.g. allowedBatchSizes ascending, the last equal to maxBatchSize).",
+    (
+        ConfigKey("maxBatchSize", "integer", REQUIRED,
+                  "Largest batch; at least the largest warmup batch the model stage exports.",
+                  minimum=WARMUP_MAX_BATCH),
+        ConfigKey("batchTimeoutMicros", "integer", REQUIRED,
+                  "How long a partial batch waits for more requests."),
+        ConfigKey("maxEnqueuedBatches", "integer", REQUIRED,
+                  "Batches that may queue before requests are refused."),
+        ConfigKey("numBatchThreads", "integer", REQUIRED, "Threads that run batches."),
+        ConfigKey("allowedBatchSizes", "array", None,
+                  "Sizes batches are padded to; unset pads to none.", items="integer"),
+    ),
+)
+
+MODEL_OBJECT = NestedObject(
+    "models.<name>",
+    "One model to serve, in its own namespace named after the model.",
+    (
+        ConfigKey("versionPolicy", "string", "latest",
+                  "Versions to serve: latest[:N], all, or specific:V1,V2,..."),
+        ConfigKey("labels", "object", {},
+                  "Version labels, label -> version; each version must be one the policy "
+                  "serves."),
+        ConfigKey("nodePool", "string", "system",
+                  "A gpuNodePools name, or \"system\" to serve on CPU."),
+        ConfigKey("gpus", "integer", 0,
+                  "GPUs per pod: 1 up to the pool's GPUs per node on a GPU pool, 0 on the "
+                  "system pool.", minimum=0),
+        ConfigKey("minReplicas", "integer", REQUIRED,
+                  "Fewest serving pods (2+ for zero-downtime version swaps).", minimum=1),
+        ConfigKey("maxReplicas", "integer", REQUIRED, "Most serving pods (HPA).", minimum=1),
+        ConfigKey("targetCpuUtilization", "integer", 70, "HPA target CPU utilization, percent.",
+                  minimum=1, maximum=100),
+        ConfigKey("cpuMillicores", "integer", REQUIRED, "CPU request of the TF Serving container.",
+                  minimum=100),
+        ConfigKey("modelMemoryMiB", "integer", REQUIRED,
+                  "Memory one loaded version needs; sizes the container's memory.", minimum=1),
+        ConfigKey("modelDiskMiB", "integer", REQUIRED,
+                  "Disk one version needs; sizes the model volume.", minimum=1),
+        ConfigKey("maxVersionsOnDisk", "integer", None,
+                  "Versions kept on disk; required with versionPolicy all and only allowed "
+                  "there.", minimum=1),
+        ConfigKey("allowedNamespaces", "array", [],
+                  "Namespaces whose pods may call the model (NetworkPolicy).", items="string"),
+        ConfigKey("batching", "object", REQUIRED, "TF Serving batching parameters.",
+                  nested=BATCHING_OBJECT),
+    ),
+)
+
+# fmt: on
 
 _DEFAULT_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
@@ -36,7 +184,8 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("vpcCidr", "string", "10.0.0.0/16",
               "CIDR of the VPC the program creates (ignored with existingVpcId)."),
     ConfigKey("availabilityZoneCount", "integer", 2,
-              "How many AZs the VPC spans (2-3); one public and one private subnet in each."),
+              "How many AZs the VPC spans; one public and one private subnet in each.",
+              minimum=2, maximum=3),
     ConfigKey("natGatewayPerAz", "boolean", False,
               "One NAT gateway per AZ (zonal resilience) instead of a single shared one."),
     ConfigKey("existingVpcId", "string", "",
@@ -49,7 +198,8 @@ KEYS: tuple[ConfigKey, ...] = (
               "EKS cluster name (a contract: IAM and autoscaler tags use it); empty means "
               "tfserving-<stack>."),
     ConfigKey("kubernetesVersion", "string", "1.32",
-              "EKS Kubernetes version (major.minor)."),
+              "EKS Kubernetes version (major.minor).",
+              choices=instances.SUPPORTED_KUBERNETES_VERSIONS),
     ConfigKey("endpointPublicAccess", "boolean", False,
               "Expose the Kubernetes API endpoint publicly (private access is always on)."),
     ConfigKey("publicAccessCidrs", "array", [],
@@ -59,9 +209,11 @@ KEYS: tuple[ConfigKey, ...] = (
               "Networks (CI runner subnets, VPN ranges) allowed to reach the private API endpoint "
               "on 443: one ingress rule each on the cluster security group.", items="string"),
     ConfigKey("clusterLogTypes", "array", _DEFAULT_LOG_TYPES,
-              "Control-plane log types sent to CloudWatch.", items="string"),
+              "Control-plane log types sent to CloudWatch.", items="string",
+              choices=tuple(_DEFAULT_LOG_TYPES)),
     ConfigKey("clusterLogRetentionDays", "integer", 90,
-              "Retention of the control-plane log group (a CloudWatch-supported value)."),
+              "Retention of the control-plane log group (a CloudWatch-supported value).",
+              choices=instances.LOG_RETENTION_DAYS),
     ConfigKey("clusterCreatorAdmin", "boolean", True,
               "Grant cluster-admin to the identity that runs pulumi up (bootstrap access entry)."),
     ConfigKey("adminPrincipalArns", "array", [],
@@ -73,30 +225,29 @@ KEYS: tuple[ConfigKey, ...] = (
               "Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
               "kubernetesVersion), metrics-server (CPU metrics for the HPAs)."),
     ConfigKey("kmsDeletionWindowDays", "integer", 30,
-              "Waiting period (7-30 days) before a deleted KMS key is destroyed."),
+              "Waiting period before a deleted KMS key is destroyed.", minimum=7, maximum=30),
     # -- nodes
     ConfigKey("systemNodePool", "object",
               {"instanceTypes": ["m6i.large"], "minSize": 2, "maxSize": 3, "desiredSize": 2,
                "diskSizeGiB": 50},
-              "CPU node group for cluster add-ons and CPU-only models: instanceTypes, minSize, "
-              "maxSize, desiredSize, diskSizeGiB."),
+              "CPU node group for cluster add-ons and CPU-only models.",
+              nested=SYSTEM_POOL_OBJECT),
     ConfigKey("gpuNodePools", "object",
               {"gpu": {"instanceTypes": ["g5.xlarge"], "capacityType": "ON_DEMAND", "minSize": 0,
                        "maxSize": 5, "desiredSize": 0, "diskSizeGiB": 100,
                        "amiType": "AL2023_x86_64_NVIDIA"}},
-              "GPU node groups by pool name: instanceTypes, capacityType (ON_DEMAND/SPOT), "
-              "minSize (0 allowed), maxSize, desiredSize, diskSizeGiB, amiType."),
+              "GPU node groups by pool name.", nested=GPU_POOL_OBJECT),
     # -- model bucket
     ConfigKey("protectData", "boolean", True,
               "Pulumi protect on the buckets and KMS keys, and EKS deletion protection."),
     ConfigKey("bucketForceDestroy", "boolean", False,
               "Let pulumi destroy delete non-empty buckets (every model version is lost)."),
     ConfigKey("noncurrentVersionRetentionDays", "integer", 30,
-              "Days a replaced or deleted model object version is kept."),
+              "Days a replaced or deleted model object version is kept.", minimum=1),
     ConfigKey("abortIncompleteUploadDays", "integer", 7,
-              "Days after which incomplete multipart uploads are aborted."),
+              "Days after which incomplete multipart uploads are aborted.", minimum=1),
     ConfigKey("accessLogRetentionDays", "integer", 365,
-              "Days the bucket's access logs are kept."),
+              "Days the bucket's access logs are kept.", minimum=1),
     # -- images and models
     ConfigKey("servingImage", "string", "tensorflow/serving:2.20.0",
               "TF Serving image for CPU models (pinned tag or digest)."),
@@ -112,22 +263,29 @@ KEYS: tuple[ConfigKey, ...] = (
                          "modelMemoryMiB": 512, "modelDiskMiB": 256, "allowedNamespaces": [],
                          "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
                                       "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},
-              "Models to serve, by name: versionPolicy (latest[:N]/all/specific:V,...), labels "
-              "(label -> version), nodePool (a gpuNodePools name or \"system\"), gpus, "
-              "minReplicas, maxReplicas, targetCpuUtilization, cpuMillicores, modelMemoryMiB, "
-              "modelDiskMiB, maxVersionsOnDisk (with policy all), allowedNamespaces, batching "
-              "(maxBatchSize, batchTimeoutMicros, maxEnqueuedBatches, numBatchThreads, "
-              "allowedBatchSizes)."),
+              "Models to serve, by name.", nested=MODEL_OBJECT),
     ConfigKey("awaitServingRollout", "boolean", True,
               "Let pulumi up wait (30m) for serving pods to be ready; false for a new stack's "
               "first up, before any model version is published."),
     ConfigKey("s3PollSeconds", "integer", 60,
-              "How often the model-sync sidecar lists S3 for new versions (S3 requests cost)."),
+              "How often the model-sync sidecar lists S3 for new versions (S3 requests cost).",
+              minimum=10, maximum=3600),
     ConfigKey("tags", "object", {},
               "Extra tags on every AWS resource (merged over the project's base tags)."),
 )  # fmt: skip
 
 KEYS_BY_NAME: dict[str, ConfigKey] = {k.name: k for k in KEYS}
+
+
+def nested_objects() -> list[NestedObject]:
+    """Every nested object declaration, outer before inner (the docs' table order)."""
+    found: list[NestedObject] = []
+    pending = [k.nested for k in KEYS if k.nested]
+    while pending:
+        current = pending.pop(0)
+        found.append(current)
+        pending.extend(f.nested for f in current.fields if f.nested)
+    return found
 
 
 def full_name(key: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from infra.capture import REPO_ROOT, stack_config
+from infra.config_docs import pulumi_config
 from infra.config_keys import KEYS, PROJECT
 from infra.settings import InvalidSettingsError, settings_from_config
 
@@ -29,14 +30,12 @@ def _problems(stack: str, config: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_pulumi_yaml_declares_exactly_the_code_keys() -> None:
+    # The stack's defaults come from Pulumi.yaml at run time: they must be the declared ones.
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
-    expected = {}
-    for k in KEYS:
-        spec: dict[str, Any] = {"type": k.type, "description": k.description, "default": k.default}
-        if k.items:
-            spec["items"] = {"type": k.items}
-        expected[k.name] = spec
-    assert declared == expected
+    assert declared == pulumi_config()
+    assert {name: spec["default"] for name, spec in declared.items()} == {
+        k.name: k.default for k in KEYS
+    }
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
