@@ -15,14 +15,22 @@ from typing import Any
 
 from contracts import rules
 from contracts.tfconfig import (
-    WARMUP_MAX_BATCH,
     BatchingParameters,
     ConfigError,
     ModelConfig,
     VersionPolicy,
 )
 from infra import instances
-from infra.config_keys import KEYS, KEYS_BY_NAME, ConfigKey
+from infra.config_keys import (
+    BATCHING_OBJECT,
+    GPU_POOL_OBJECT,
+    KEYS,
+    KEYS_BY_NAME,
+    MODEL_OBJECT,
+    SYSTEM_POOL_OBJECT,
+    ConfigKey,
+    NestedObject,
+)
 from infra.settings_types import (
     SYSTEM_POOL,
     InvalidSettingsError,
@@ -39,7 +47,9 @@ _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
+# The system pool is not configurable in these two: on-demand capacity, the standard AL2023 AMI.
+_SYSTEM_POOL_CAPACITY = "ON_DEMAND"
+_SYSTEM_POOL_AMI = instances.CPU_AMI_TYPES[0]
 
 # ---------------------------------------------------------------------------------------------
 # Type checks: a value's JSON type must match its declaration before any rule looks at it.
@@ -83,24 +93,46 @@ class _Checker:
         except ValueError as exc:
             self.fail(key, f"{value!r} is not an IPv4 CIDR ({exc})")
 
+    def declared_range(self, key: str, value: Any, declared: ConfigKey) -> int:
+        """``int_range`` with the bounds declared in :mod:`infra.config_keys`."""
+        return self.int_range(key, value, declared.minimum or 0, declared.maximum)
+
+    def one_of(self, key: str, value: Any, declared: ConfigKey) -> None:
+        if value not in declared.choices:
+            *first, last = (str(c) for c in declared.choices)
+            self.fail(key, f"{value!r}: use {', '.join(first)} or {last}")
+
     def unknown_fields(self, key: str, given: Mapping[str, Any], allowed: set[str]) -> None:
         for extra in sorted(set(given) - allowed):
             self.fail(key, f"unknown field {extra!r}; known fields: {', '.join(sorted(allowed))}")
+
+
+def _field(spec: Mapping[str, Any], declared: ConfigKey) -> Any:
+    """A nested field's value, or its declared default (``None`` when it is required)."""
+    return spec.get(declared.name, None if declared.required else declared.default)
+
+
+def _bounded(
+    c: _Checker, key: str, spec: Mapping[str, Any], declared: NestedObject, name: str
+) -> int:
+    """The integer field ``name`` of the object at ``key``, within its declared bounds."""
+    return c.declared_range(f"{key}.{name}", _field(spec, declared[name]), declared[name])
 
 
 def _scaling(
     c: _Checker,
     key: str,
     spec: Mapping[str, Any],
+    declared: NestedObject,
     min_field: str,
     max_field: str,
     desired_field: str | None,
 ) -> tuple[int, int, int]:
-    low = c.int_range(f"{key}.{min_field}", spec.get(min_field), 0)
-    high = c.int_range(f"{key}.{max_field}", spec.get(max_field), 1)
+    low = _bounded(c, key, spec, declared, min_field)
+    high = _bounded(c, key, spec, declared, max_field)
     desired = low
     if desired_field is not None:
-        desired = c.int_range(f"{key}.{desired_field}", spec.get(desired_field), 0)
+        desired = _bounded(c, key, spec, declared, desired_field)
     if low > high:
         c.fail(key, f"{min_field} {low} is greater than {max_field} {high}")
     elif desired_field is not None and not low <= desired <= high:
@@ -109,10 +141,6 @@ def _scaling(
             f"{desired_field} {desired} must lie between {min_field} {low} and {max_field} {high}",
         )
     return low, high, desired
-
-
-_POOL_FIELDS = {"instanceTypes", "minSize", "maxSize", "desiredSize", "diskSizeGiB"}
-_GPU_POOL_FIELDS = _POOL_FIELDS | {"capacityType", "amiType"}
 
 
 def _instance_types(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
@@ -124,16 +152,28 @@ def _instance_types(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
 
 def _system_pool(c: _Checker, spec: dict[str, Any]) -> NodePool:
     key = "systemNodePool"
-    c.unknown_fields(key, spec, _POOL_FIELDS)
+    c.unknown_fields(key, spec, SYSTEM_POOL_OBJECT.names)
     types = _instance_types(c, f"{key}.instanceTypes", spec.get("instanceTypes"))
     for t in types:
         if instances.is_known_gpu_family(t):
             c.fail(f"{key}.instanceTypes", f"{t} is a GPU type; put GPUs in gpuNodePools")
-    low, high, desired = _scaling(c, key, spec, "minSize", "maxSize", "desiredSize")
+    low, high, desired = _scaling(
+        c, key, spec, SYSTEM_POOL_OBJECT, "minSize", "maxSize", "desiredSize"
+    )
     if high and low < 1:
         c.fail(f"{key}.minSize", "the system pool needs at least 1 node (CoreDNS, autoscaler)")
-    disk = c.int_range(f"{key}.diskSizeGiB", spec.get("diskSizeGiB"), 20, 16384)
-    return NodePool(SYSTEM_POOL, types, low, high, desired, disk)
+    disk = _bounded(c, key, spec, SYSTEM_POOL_OBJECT, "diskSizeGiB")
+    return NodePool(
+        SYSTEM_POOL,
+        types,
+        low,
+        high,
+        desired,
+        disk,
+        capacity_type=_SYSTEM_POOL_CAPACITY,
+        ami_type=_SYSTEM_POOL_AMI,
+        gpus_per_node=0,
+    )
 
 
 def _gpu_pool(c: _Checker, name: str, spec: Any) -> NodePool | None:
@@ -143,7 +183,7 @@ def _gpu_pool(c: _Checker, name: str, spec: Any) -> NodePool | None:
         return None
     if not _NAME.match(name) or name == SYSTEM_POOL:
         c.fail(key, "pool names are lowercase DNS labels (max 40 chars) and not 'system'")
-    c.unknown_fields(key, spec, _GPU_POOL_FIELDS)
+    c.unknown_fields(key, spec, GPU_POOL_OBJECT.names)
     types = _instance_types(c, f"{key}.instanceTypes", spec.get("instanceTypes"))
     counts = set()
     for t in types:
@@ -158,23 +198,16 @@ def _gpu_pool(c: _Checker, name: str, spec: Any) -> NodePool | None:
         # The scale-from-zero hint is one number per node group; mixed counts would make the
         # autoscaler place pods on nodes that cannot hold them.
         c.fail(f"{key}.instanceTypes", f"instance types have different GPU counts {sorted(counts)}")
-    capacity = spec.get("capacityType", "ON_DEMAND")
-    if capacity not in _CAPACITY_TYPES:
-        c.fail(f"{key}.capacityType", f"{capacity!r}: use ON_DEMAND or SPOT")
-    ami = spec.get("amiType", instances.GPU_AMI_TYPES[0])
-    if ami not in instances.GPU_AMI_TYPES:
-        c.fail(f"{key}.amiType", f"{ami!r}: use one of {', '.join(instances.GPU_AMI_TYPES)}")
-    low, high, desired = _scaling(c, key, spec, "minSize", "maxSize", "desiredSize")
-    disk = c.int_range(f"{key}.diskSizeGiB", spec.get("diskSizeGiB"), 50, 16384)
+    capacity = _field(spec, GPU_POOL_OBJECT["capacityType"])
+    c.one_of(f"{key}.capacityType", capacity, GPU_POOL_OBJECT["capacityType"])
+    ami = _field(spec, GPU_POOL_OBJECT["amiType"])
+    c.one_of(f"{key}.amiType", ami, GPU_POOL_OBJECT["amiType"])
+    low, high, desired = _scaling(
+        c, key, spec, GPU_POOL_OBJECT, "minSize", "maxSize", "desiredSize"
+    )
+    disk = _bounded(c, key, spec, GPU_POOL_OBJECT, "diskSizeGiB")
     gpus = max(counts) if counts else 1
     return NodePool(name, types, low, high, desired, disk, capacity, ami, gpus)
-
-
-_MODEL_FIELDS = {
-    "versionPolicy", "labels", "nodePool", "gpus", "minReplicas", "maxReplicas",
-    "targetCpuUtilization", "cpuMillicores", "modelMemoryMiB", "modelDiskMiB",
-    "maxVersionsOnDisk", "allowedNamespaces", "batching",
-}  # fmt: skip
 
 
 def _model(
@@ -186,13 +219,14 @@ def _model(
         return None
     if not rules.is_model_name(name):
         c.fail(key, str(_rule_message(rules.validate_model_name, name)))
-    c.unknown_fields(key, spec, _MODEL_FIELDS)
+    m = MODEL_OBJECT
+    c.unknown_fields(key, spec, m.names)
     policy = VersionPolicy.latest()
     try:
-        policy = VersionPolicy.parse(str(spec.get("versionPolicy", "latest")))
+        policy = VersionPolicy.parse(str(_field(spec, m["versionPolicy"])))
     except ConfigError as exc:
         c.fail(f"{key}.versionPolicy", str(exc))
-    labels = spec.get("labels", {})
+    labels = _field(spec, m["labels"])
     if not isinstance(labels, dict):
         c.fail(f"{key}.labels", "give a map of label -> version, e.g. {stable: 3, canary: 4}")
         labels = {}
@@ -201,7 +235,7 @@ def _model(
         ModelConfig(name=name, base_path=f"/models/{name}", policy=policy, labels=labels)
     except ConfigError as exc:
         c.fail(f"{key}.labels", str(exc))
-    pool_name = spec.get("nodePool", SYSTEM_POOL)
+    pool_name = _field(spec, m["nodePool"])
     pool = pools.get(pool_name)
     if pool is None:
         c.fail(
@@ -209,10 +243,8 @@ def _model(
             f"{pool_name!r} is not 'system' or a gpuNodePools name "
             f"({', '.join(sorted(pools)) or 'none defined'})",
         )
-    low, high, _ = _scaling(c, key, spec, "minReplicas", "maxReplicas", None)
-    if low < 1:
-        c.fail(f"{key}.minReplicas", "serve with at least 1 replica (2+ for zero-downtime swaps)")
-    gpus = c.int_range(f"{key}.gpus", spec.get("gpus", 0), 0)
+    low, high, _ = _scaling(c, key, spec, m, "minReplicas", "maxReplicas", None)
+    gpus = _bounded(c, key, spec, m, "gpus")
     if pool is not None and pool.is_gpu and not 1 <= gpus <= pool.gpus_per_node:
         c.fail(
             f"{key}.gpus",
@@ -221,24 +253,22 @@ def _model(
         )
     if pool is not None and not pool.is_gpu and gpus:
         c.fail(f"{key}.gpus", f"pool {pool_name!r} has no GPUs; set gpus to 0 or pick a GPU pool")
-    cpu = c.int_range(f"{key}.cpuMillicores", spec.get("cpuMillicores"), 100)
-    memory = c.int_range(f"{key}.modelMemoryMiB", spec.get("modelMemoryMiB"), 1)
-    disk = c.int_range(f"{key}.modelDiskMiB", spec.get("modelDiskMiB"), 1)
-    target = c.int_range(
-        f"{key}.targetCpuUtilization", spec.get("targetCpuUtilization", 70), 1, 100
-    )
-    keep = spec.get("maxVersionsOnDisk")
+    cpu = _bounded(c, key, spec, m, "cpuMillicores")
+    memory = _bounded(c, key, spec, m, "modelMemoryMiB")
+    disk = _bounded(c, key, spec, m, "modelDiskMiB")
+    target = _bounded(c, key, spec, m, "targetCpuUtilization")
+    keep = _field(spec, m["maxVersionsOnDisk"])
     if policy.kind == "all":
-        keep = c.int_range(f"{key}.maxVersionsOnDisk", keep, 1)
+        keep = _bounded(c, key, spec, m, "maxVersionsOnDisk")
     elif keep is not None:
         c.fail(f"{key}.maxVersionsOnDisk", f"only for the 'all' policy; {policy} already bounds it")
-    namespaces = spec.get("allowedNamespaces", [])
+    namespaces = _field(spec, m["allowedNamespaces"])
     if not isinstance(namespaces, list) or not all(
         isinstance(n, str) and _NAME.match(n) for n in namespaces
     ):
         c.fail(f"{key}.allowedNamespaces", "give a list of namespace names (DNS labels)")
         namespaces = []
-    batching = _batching(c, f"{key}.batching", spec.get("batching"))
+    batching = _batching(c, f"{key}.batching", _field(spec, m["batching"]))
     return ModelSettings(
         name=name,
         version_policy=policy,
@@ -291,25 +321,24 @@ def _rollout_headroom(c: _Checker, pools: list[NodePool], models: list[ModelSett
             )
 
 
-_BATCHING_FIELDS = {
-    "maxBatchSize": "max_batch_size",
-    "batchTimeoutMicros": "batch_timeout_micros",
-    "maxEnqueuedBatches": "max_enqueued_batches",
-    "numBatchThreads": "num_batch_threads",
-    "allowedBatchSizes": "allowed_batch_sizes",
-}
 _FALLBACK_BATCHING = BatchingParameters(1, 0, 1, 1)
+_REQUIRED_BATCHING = [f.name for f in BATCHING_OBJECT.fields if f.required]
+
+
+def _snake_case(camel: str) -> str:
+    """``maxBatchSize`` -> ``max_batch_size``: config fields to BatchingParameters' names."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
 
 
 def _batching(c: _Checker, key: str, spec: Any) -> BatchingParameters:
     if not isinstance(spec, dict):
-        c.fail(key, "give maxBatchSize, batchTimeoutMicros, maxEnqueuedBatches, numBatchThreads")
+        c.fail(key, f"give {', '.join(_REQUIRED_BATCHING)}")
         return _FALLBACK_BATCHING
-    c.unknown_fields(key, spec, set(_BATCHING_FIELDS))
-    known = {_BATCHING_FIELDS[k]: v for k, v in spec.items() if k in _BATCHING_FIELDS}
+    c.unknown_fields(key, spec, BATCHING_OBJECT.names)
+    known = {_snake_case(k): v for k, v in spec.items() if k in BATCHING_OBJECT.names}
     if "allowed_batch_sizes" in known and isinstance(known["allowed_batch_sizes"], list):
         known["allowed_batch_sizes"] = tuple(known["allowed_batch_sizes"])
-    missing = [k for k in list(_BATCHING_FIELDS)[:4] if k not in spec]
+    missing = [k for k in _REQUIRED_BATCHING if k not in spec]
     if missing:
         c.fail(key, f"missing {', '.join(missing)}")
         return _FALLBACK_BATCHING
@@ -319,10 +348,11 @@ def _batching(c: _Checker, key: str, spec: Any) -> BatchingParameters:
     except ConfigError as exc:
         c.fail(key, str(exc))
         return _FALLBACK_BATCHING
-    if batching.max_batch_size < WARMUP_MAX_BATCH:
+    smallest = BATCHING_OBJECT["maxBatchSize"].minimum or 1  # the largest warmup batch
+    if batching.max_batch_size < smallest:
         c.fail(
             f"{key}.maxBatchSize",
-            f"{batching.max_batch_size} is below {WARMUP_MAX_BATCH}, the largest warmup batch the "
+            f"{batching.max_batch_size} is below {smallest}, the largest warmup batch the "
             "model stage exports: TF Serving would refuse the warmup and never load the model",
         )
     return batching
@@ -346,7 +376,7 @@ def _network(c: _Checker, v: Mapping[str, Any]) -> None:
     c.cidr("vpcCidr", v["vpcCidr"])
     if _is_net(v["vpcCidr"]) and ipaddress.IPv4Network(v["vpcCidr"]).prefixlen > 20:
         c.fail("vpcCidr", "use a /20 or larger block: each AZ gets a /22 or larger private subnet")
-    c.int_range("availabilityZoneCount", v["availabilityZoneCount"], 2, 3)
+    _declared_range(c, v, "availabilityZoneCount")
 
 
 def _is_net(value: str) -> bool:
@@ -359,11 +389,12 @@ def _is_net(value: str) -> bool:
 
 def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
     version = v["kubernetesVersion"]
-    if version not in instances.SUPPORTED_KUBERNETES_VERSIONS:
+    supported_versions = KEYS_BY_NAME["kubernetesVersion"].choices
+    if version not in supported_versions:
         c.fail(
             "kubernetesVersion",
             f"{version!r} is not a supported EKS version; use one of "
-            f"{', '.join(instances.SUPPORTED_KUBERNETES_VERSIONS)}",
+            f"{', '.join(supported_versions)}",
         )
     name = v["clusterName"] or f"tfserving-{v['__stack']}"
     if not _CLUSTER_NAME.match(name):
@@ -380,11 +411,11 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
             c.fail("apiAccessCidrs", f"{cidr} admits every address; list the runner/VPN ranges")
     if len(set(v["apiAccessCidrs"])) != len(v["apiAccessCidrs"]):
         c.fail("apiAccessCidrs", "lists a CIDR twice (each one becomes one security group rule)")
-    allowed = set(KEYS_BY_NAME["clusterLogTypes"].default)
+    allowed = KEYS_BY_NAME["clusterLogTypes"].choices
     for log_type in v["clusterLogTypes"]:
         if log_type not in allowed:
             c.fail("clusterLogTypes", f"{log_type!r}: use any of {', '.join(sorted(allowed))}")
-    if v["clusterLogRetentionDays"] not in instances.LOG_RETENTION_DAYS:
+    if v["clusterLogRetentionDays"] not in KEYS_BY_NAME["clusterLogRetentionDays"].choices:
         c.fail(
             "clusterLogRetentionDays",
             f"{v['clusterLogRetentionDays']} is not a CloudWatch "
@@ -409,11 +440,11 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
                 f"{pinned!r}: pin an EKS add-on version like v1.19.2-eksbuild.5",
             )
     proxy = addons.get("kube-proxy")
-    supported = version in instances.SUPPORTED_KUBERNETES_VERSIONS
+    supported = version in supported_versions
     if supported and isinstance(proxy, str) and not proxy.startswith(f"v{version}."):
         # kube-proxy must run the cluster's minor version (Kubernetes version-skew policy).
         c.fail("addonVersions.kube-proxy", f"{proxy} does not match kubernetesVersion {version}")
-    c.int_range("kmsDeletionWindowDays", v["kmsDeletionWindowDays"], 7, 30)
+    _declared_range(c, v, "kmsDeletionWindowDays")
     return name
 
 
@@ -424,6 +455,10 @@ def _images(c: _Checker, v: Mapping[str, Any]) -> None:
             continue
         if (problem := _rule_message(rules.validate_image_reference, image)) is not None:
             c.fail(key, problem)
+
+
+def _declared_range(c: _Checker, v: Mapping[str, Any], key_name: str) -> None:
+    c.declared_range(key_name, v[key_name], KEYS_BY_NAME[key_name])
 
 
 def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
@@ -464,10 +499,13 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
         c.fail("models", "list at least one model to serve")
     _rollout_headroom(c, gpu_pools, models)
     _images(c, v)
-    c.int_range("noncurrentVersionRetentionDays", v["noncurrentVersionRetentionDays"], 1)
-    c.int_range("abortIncompleteUploadDays", v["abortIncompleteUploadDays"], 1)
-    c.int_range("accessLogRetentionDays", v["accessLogRetentionDays"], 1)
-    c.int_range("s3PollSeconds", v["s3PollSeconds"], 10, 3600)
+    for key_name in (
+        "noncurrentVersionRetentionDays",
+        "abortIncompleteUploadDays",
+        "accessLogRetentionDays",
+        "s3PollSeconds",
+    ):
+        _declared_range(c, v, key_name)
     if v["protectData"] and v["bucketForceDestroy"]:
         c.fail(
             "bucketForceDestroy",

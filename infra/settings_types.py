@@ -50,9 +50,9 @@ class NodePool:
     max_size: int
     desired_size: int
     disk_size_gib: int
-    capacity_type: str = "ON_DEMAND"
-    ami_type: str = "AL2023_x86_64_STANDARD"
-    gpus_per_node: int = 0
+    capacity_type: str
+    ami_type: str
+    gpus_per_node: int
 
     @property
     def is_gpu(self) -> bool:

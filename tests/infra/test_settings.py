@@ -10,7 +10,7 @@ import yaml
 
 from infra.capture import REPO_ROOT, stack_config
 from infra.config_docs import pulumi_config
-from infra.config_keys import KEYS, PROJECT
+from infra.config_keys import KEYS, MODEL_OBJECT, PROJECT
 from infra.settings import InvalidSettingsError, settings_from_config
 
 
@@ -204,6 +204,32 @@ def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> Non
     problems = _problems("prod", _config("prod", models=_prod_model(**changes)))
     assert len(problems) == 1, problems
     assert problems[0][0] == key and fragment in problems[0][1]
+
+
+def test_model_fields_are_the_declared_ones() -> None:
+    problems = _problems("prod", _config("prod", models=_prod_model(replicas=3)))
+    known = ", ".join(sorted(MODEL_OBJECT.names))
+    assert problems == [("models.mnist", f"unknown field 'replicas'; known fields: {known}")]
+
+
+def test_omitted_model_fields_take_their_declared_defaults() -> None:
+    model = _prod_model()["mnist"]
+    optional = [f for f in MODEL_OBJECT.fields if not f.required and f.name in model]
+    for field in optional:  # the declared pool is then "system", with no GPUs
+        del model[field.name]
+    (served,) = settings_from_config("prod", _config("prod", models={"mnist": model})).models
+    assert served.target_cpu_utilization == MODEL_OBJECT["targetCpuUtilization"].default
+    assert served.node_pool == MODEL_OBJECT["nodePool"].default
+    assert served.gpus == MODEL_OBJECT["gpus"].default
+    assert str(served.version_policy) == MODEL_OBJECT["versionPolicy"].default
+    assert dict(served.labels) == MODEL_OBJECT["labels"].default
+
+
+def test_a_required_model_field_left_out_is_reported() -> None:
+    model = _prod_model()["mnist"]
+    del model["minReplicas"]
+    problems = _problems("prod", _config("prod", models={"mnist": model}))
+    assert problems[0] == ("models.mnist.minReplicas", "None is not an integer")
 
 
 def test_gpu_pool_must_hold_a_rollout_at_maximum_scale() -> None:
