@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -31,12 +31,12 @@ MODEL_PREFIX = "models/"
 @dataclass(frozen=True)
 class ModelBucketArgs:
     kms_key_arn: pulumi.Input[str]
-    noncurrent_version_retention_days: int = 30
-    abort_incomplete_upload_days: int = 7
-    access_log_retention_days: int = 365
-    force_destroy: bool = False
-    protect: bool = True
-    tags: Mapping[str, str] = field(default_factory=dict)
+    noncurrent_version_retention_days: int
+    abort_incomplete_upload_days: int
+    access_log_retention_days: int
+    force_destroy: bool
+    protect: bool
+    tags: Mapping[str, str]
 
 
 def log_bucket_policy(bucket_arn: str, source_bucket_arn: str, account_id: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -37,16 +37,16 @@ class ClusterArgs:
     kubernetes_version: str
     subnet_ids: pulumi.Input[Sequence[str]]
     secrets_key_arn: pulumi.Input[str]
-    endpoint_public_access: bool = False
-    public_access_cidrs: Sequence[str] = ()
+    endpoint_public_access: bool
+    public_access_cidrs: Sequence[str]
     # Networks (runner subnets, VPN ranges) allowed to reach the private endpoint on 443.
-    api_access_cidrs: Sequence[str] = ()
-    log_types: Sequence[str] = ()
-    log_retention_days: int = 90
-    creator_admin: bool = True
-    admin_principal_arns: Sequence[str] = ()
-    deletion_protection: bool = False
-    tags: Mapping[str, str] = field(default_factory=dict)
+    api_access_cidrs: Sequence[str]
+    log_types: Sequence[str]
+    log_retention_days: int
+    creator_admin: bool
+    admin_principal_arns: Sequence[str]
+    deletion_protection: bool
+    tags: Mapping[str, str]
 
 
 def service_trust_policy(service: str) -> str:
@@ -220,8 +220,8 @@ class ClusterAddonArgs:
     addon_name: str
     version: str
     # The add-on's configuration (its `describe-addon-configuration` schema); empty sets none.
-    configuration_values: Mapping[str, Any] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
+    configuration_values: Mapping[str, Any]
+    tags: Mapping[str, str]
 
 
 class ClusterAddon(pulumi.ComponentResource):

@@ -9,7 +9,7 @@ the IRSA roles' ``kms:Decrypt`` statements take effect.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -22,9 +22,9 @@ TYPE_TOKEN = "tfserving-eks:kms:EncryptionKey"
 @dataclass(frozen=True)
 class EncryptionKeyArgs:
     description: str
-    deletion_window_days: int = 30
-    protect: bool = True
-    tags: Mapping[str, str] = field(default_factory=dict)
+    deletion_window_days: int
+    protect: bool
+    tags: Mapping[str, str]
 
 
 class EncryptionKey(pulumi.ComponentResource):

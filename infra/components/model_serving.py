@@ -115,18 +115,18 @@ class ModelServingArgs:
     sync_image: pulumi.Input[str]
     resources: ServingResources
     batching: tfconfig.BatchingParameters
-    version_policy: tfconfig.VersionPolicy = field(default_factory=tfconfig.VersionPolicy)
-    version_labels: Mapping[str, int] = field(default_factory=dict)
+    version_policy: tfconfig.VersionPolicy
+    version_labels: Mapping[str, int]
+    placement: NodePlacement
+    allowed_namespaces: tuple[str, ...]
+    sync_interval_seconds: int
     # Versions kept on disk; only needed (and only allowed) with the "all" policy, where the
     # policy itself gives no bound.
     max_versions_on_disk: int | None = None
     model_prefix: str = "models"
-    placement: NodePlacement = field(default_factory=lambda: NodePlacement("system"))
     min_replicas: int = 2
     max_replicas: int = 4
     target_cpu_utilization: int = 70
-    allowed_namespaces: tuple[str, ...] = ()
-    sync_interval_seconds: int = 30
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
     grpc_max_connection_age_seconds: int = 60

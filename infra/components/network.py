@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -27,10 +27,10 @@ TYPE_TOKEN = "tfserving-eks:network:Network"
 class NetworkArgs:
     cidr: str
     availability_zones: Sequence[str]
-    nat_gateway_per_az: bool = False
-    existing_vpc_id: str = ""
-    existing_private_subnet_ids: Sequence[str] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
+    nat_gateway_per_az: bool
+    existing_vpc_id: str
+    existing_private_subnet_ids: Sequence[str]
+    tags: Mapping[str, str]
 
 
 def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:

@@ -20,7 +20,7 @@ need IMDS, and they are one hop away. The limit keeps other pods from taking the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -96,10 +96,10 @@ class NodePoolGroupArgs:
     desired_size: int
     disk_size_gib: int
     ami_type: str
-    capacity_type: str = "ON_DEMAND"
-    gpus_per_node: int = 0
-    kubernetes_version: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    capacity_type: str
+    gpus_per_node: int
+    kubernetes_version: str
+    tags: Mapping[str, str]
 
 
 def node_labels(pool: str, gpus_per_node: int) -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
@@ -35,10 +35,10 @@ KEEP_IMAGES = 30
 
 @dataclass(frozen=True)
 class SyncImageRegistryArgs:
-    image: str = ""  # a ready image reference; empty builds DOCKERFILE
+    image: str  # a ready image reference; empty builds DOCKERFILE
+    force_delete: bool
+    tags: Mapping[str, str]
     repo_root: str = "."
-    force_delete: bool = False
-    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def _files(root: Path, inputs: Iterable[str]) -> list[Path]:
