@@ -36,7 +36,7 @@ T = TypeVar("T")
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.local_run",
-        description="Run the whole job on this machine (see README, 'The local run').",
+        description="Run the whole job on this machine (see docs/local-development.md).",
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="(%(default)s)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")

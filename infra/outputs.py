@@ -1,6 +1,6 @@
 """The stack outputs: one table of names and meanings, exported in one place.
 
-The README's outputs table is kept equal to :data:`OUTPUTS` by a test; :func:`export` refuses to
+The outputs table of docs/deploy.md is kept equal to :data:`OUTPUTS` by a test; :func:`export` refuses to
 export anything the table does not declare (or to leave a declared output out).
 """
 

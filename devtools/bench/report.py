@@ -1,4 +1,4 @@
-"""Rendering benchmark figures as the Markdown tables the README shows."""
+"""Rendering benchmark figures as the Markdown tables docs/benchmark.md shows."""
 
 from __future__ import annotations
 
