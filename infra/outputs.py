@@ -1,7 +1,7 @@
 """The stack outputs: one table of names and meanings, exported in one place.
 
-The outputs table of docs/deploy.md is kept equal to :data:`OUTPUTS` by a test; :func:`export` refuses to
-export anything the table does not declare (or to leave a declared output out).
+The outputs table of docs/deploy.md is kept equal to :data:`OUTPUTS` by a test; :func:`export`
+refuses to export anything the table does not declare (or to leave a declared output out).
 """
 
 from __future__ import annotations
