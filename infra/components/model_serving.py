@@ -32,7 +32,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from contracts import tfconfig
+from contracts import rules, tfconfig
 from infra import iam
 from infra.components import serving_pod
 from infra.components.k8s_common import (
@@ -42,6 +42,7 @@ from infra.components.k8s_common import (
     dns_label_problem,
     label_value_problem,
     metadata,
+    model_name_problem,
     pinned_image_problem,
     positive_problem,
     recommended_labels,
@@ -144,7 +145,7 @@ class ModelServingArgs:
 
     def __post_init__(self) -> None:
         problems = [
-            dns_label_problem("model_name", self.model_name),
+            model_name_problem("model_name", self.model_name),
             dns_label_problem("namespace", self.namespace),
             dns_label_problem("service_account_name", self.service_account_name),
             pinned_image_problem("tfserving_image", self.tfserving_image),
@@ -211,10 +212,11 @@ class ModelServingArgs:
             )
         if not self.placement.pool_label_key:
             problems.append("placement.pool_label_key is empty: give the node label of pools")
-        try:
-            self.model_config()
-        except tfconfig.ConfigError as exc:
-            problems.append(f"version_labels / version_policy: {exc}")
+        if rules.is_model_name(self.model_name):  # else reported above, once
+            try:
+                self.model_config()
+            except tfconfig.ConfigError as exc:
+                problems.append(f"version_labels / version_policy: {exc}")
         found = [p for p in problems if p]
         if found:
             raise WorkloadArgsError("ModelServing", found)
