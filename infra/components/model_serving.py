@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
@@ -52,8 +52,6 @@ from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:serving:ModelServing"
 # Pinned TF Serving builds (the stack settings may pin others, by tag or digest).
-TFSERVING_IMAGE = "tensorflow/serving:2.20.0"
-TFSERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 APP_NAME = "tfserving"
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOST_KEY = "kubernetes.io/hostname"
@@ -79,7 +77,7 @@ class NodePlacement:
     """
 
     pool: str
-    gpus_per_pod: int = 0
+    gpus_per_pod: int
     pool_label_key: str = POOL_LABEL_KEY
     taint_key: str = GPU_TAINT_KEY
 
@@ -95,8 +93,8 @@ class ServingResources:
 
     model_memory_mib: int
     model_disk_mib: int
+    cpu_request_millicores: int
     overhead_mib: int = 1024
-    cpu_request_millicores: int = 1000
     cpu_limit_millicores: int = 2000
     sync_memory_mib: int = 256
     sync_cpu_millicores: int = 100
@@ -123,11 +121,18 @@ class ModelServingArgs:
     sync_interval_seconds: int
     # Versions kept on disk; only needed (and only allowed) with the "all" policy, where the
     # policy itself gives no bound.
-    max_versions_on_disk: int | None = None
-    model_prefix: str = "models"
-    min_replicas: int = 2
-    max_replicas: int = 4
-    target_cpu_utilization: int = 70
+    max_versions_on_disk: int | None
+    model_prefix: str
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+    tfserving_image: str
+    tfserving_gpu_image: str
+    # Wait for the Deployment's rollout and the Service's endpoints on `pulumi up`; off for a
+    # stack whose bucket has no model version yet (the pods cannot become ready).
+    await_rollout: bool
+    tags: Mapping[str, str]
+    # Below: TF Serving and pod timings the stack does not expose as settings.
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
     grpc_max_connection_age_seconds: int = 60
@@ -136,12 +141,6 @@ class ModelServingArgs:
     termination_grace_seconds: int = 60
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
     service_account_name: str = "tfserving"
-    tfserving_image: str = TFSERVING_IMAGE
-    tfserving_gpu_image: str = TFSERVING_GPU_IMAGE
-    # Wait for the Deployment's rollout and the Service's endpoints on `pulumi up`; off for a
-    # stack whose bucket has no model version yet (the pods cannot become ready).
-    await_rollout: bool = True
-    tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = [

@@ -88,13 +88,24 @@ def gpu_args(**overrides: Any) -> ModelServingArgs:
         oidc_provider_arn=OIDC_PROVIDER_ARN,
         oidc_issuer=OIDC_ISSUER,
         sync_image=SYNC_IMAGE,
-        resources=ServingResources(model_memory_mib=512, model_disk_mib=40, overhead_mib=1024),
+        resources=ServingResources(
+            model_memory_mib=512, model_disk_mib=40, cpu_request_millicores=1000, overhead_mib=1024
+        ),
         batching=BATCHING,
         version_policy=tfconfig.VersionPolicy.latest(2),
         version_labels={"stable": 3, "canary": 4},
         placement=NodePlacement("gpu", gpus_per_pod=1),
         allowed_namespaces=("apps", "monitoring"),
         sync_interval_seconds=45,
+        max_versions_on_disk=None,
+        model_prefix="models",
+        min_replicas=2,
+        max_replicas=4,
+        target_cpu_utilization=70,
+        tfserving_image="tensorflow/serving:2.20.0",
+        tfserving_gpu_image="tensorflow/serving:2.20.0-gpu",
+        await_rollout=True,
+        tags={},
         pre_stop_seconds=15,
         termination_grace_seconds=60,
     )
@@ -108,7 +119,7 @@ def cpu_args() -> ModelServingArgs:
         namespace="tfs-digits",
         version_policy=tfconfig.VersionPolicy.specific([1, 2]),
         version_labels={"stable": 1},
-        placement=NodePlacement("system"),
+        placement=NodePlacement("system", gpus_per_pod=0),
         allowed_namespaces=(),
     )
 
