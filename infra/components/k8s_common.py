@@ -12,7 +12,7 @@ would write, and tests can validate the same dicts against the Kubernetes schema
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from contracts import rules
@@ -69,22 +69,23 @@ def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
     return None
 
 
-def pinned_image_problem(what: str, image: object) -> str | None:
-    """Why `image` is not pinned (a release tag or a sha256 digest), or None when it is."""
+def _rule_problem(what: str, check: Callable[[object], object], value: object) -> str | None:
+    """What a shared rule (contracts.rules) says is wrong with `value`, or None."""
     try:
-        rules.validate_image_reference(image)
+        check(value)
     except rules.RuleError as exc:
         return f"{what}: {exc}"
     return None
+
+
+def pinned_image_problem(what: str, image: object) -> str | None:
+    """Why `image` is not pinned (a release tag or a sha256 digest), or None when it is."""
+    return _rule_problem(what, rules.validate_image_reference, image)
 
 
 def model_name_problem(what: str, name: object) -> str | None:
     """Why `name` breaks the project's model-name rule (contracts.rules), or None."""
-    try:
-        rules.validate_model_name(name)
-    except rules.RuleError as exc:
-        return f"{what}: {exc}"
-    return None
+    return _rule_problem(what, rules.validate_model_name, name)
 
 
 def selector_labels(name: str, instance: str) -> dict[str, str]:
