@@ -1,9 +1,10 @@
 """The training report beside an export: metrics.json, training_curves.png, confusion_matrix.png.
 
-Layout: `DIR/<name>/reports/<version>/`. It sits beside the version directories, not inside one,
-so it is never uploaded as part of the model, and TF Serving ignores it (it loads only
-integer-named directories). Plots use matplotlib's `Figure` directly (Agg canvas, no pyplot
-global state), so nothing here needs a display.
+Layout: `DIR/<name>/reports/<version>/`; a run the accuracy gate refused writes its report to
+`DIR/<name>/reports/<version>-refused/` (metrics.json has ``"refused": true``) and exports nothing.
+A report sits beside the version directories, not inside one, so it is never uploaded as part of
+the model, and TF Serving ignores it (it loads only integer-named directories). Plots use
+matplotlib's `Figure` directly (Agg canvas, no pyplot global state), so nothing needs a display.
 """
 
 from __future__ import annotations
@@ -22,11 +23,18 @@ REPORTS_DIR = "reports"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+REFUSED_SUFFIX = "-refused"
 
 
 def report_dir(out_dir: Path, name: str, version: int) -> Path:
     """Where the report of `<name>/<version>` lives under a training output directory."""
     return out_dir / name / REPORTS_DIR / str(version)
+
+
+def refused_report_dir(out_dir: Path, name: str, version: int) -> Path:
+    """Where the report of a run the accuracy gate refused lives: never mistaken for an export's
+    report (publish reads `<version>/`), and replaced by the next refusal of the same version."""
+    return out_dir / name / REPORTS_DIR / f"{version}{REFUSED_SUFFIX}"
 
 
 def report_dir_for_export(export_dir: Path) -> Path:
@@ -56,24 +64,56 @@ def metrics_json(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
-    """Loss and accuracy per epoch, training against validation."""
+def curves_figure(
+    history: Mapping[str, Sequence[float]],
+    min_accuracy: float | None = None,
+    test_accuracy: float | None = None,
+) -> Figure:
+    """Loss and accuracy per epoch, training against validation; the accuracy panel also draws
+    the gate (`min_accuracy`) and the test accuracy the gate judged, at the last epoch."""
     figure = Figure(figsize=(10, 4), layout="constrained")
     epochs = np.arange(1, len(history["loss"]) + 1)
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
         axes.plot(epochs, history[metric], marker="o", label="train")
         axes.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        if metric == "accuracy" and min_accuracy is not None:
+            axes.axhline(
+                min_accuracy, color="tab:red", linestyle="--", label=f"gate {min_accuracy:g}"
+            )
+        if metric == "accuracy" and test_accuracy is not None:
+            axes.plot(
+                [epochs[-1]],
+                [test_accuracy],
+                marker="*",
+                markersize=12,
+                linestyle="none",
+                color="tab:green",
+                label=f"test {test_accuracy:.4f}",
+            )
         axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Epochs are whole: half an epoch of margin each side, and a tick only on integers
+        # (`min_n_ticks=1`, else a single epoch falls back to fractional ticks).
+        axes.set_xlim(0.5, len(epochs) + 0.5)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axes.set_ylabel(metric)
         axes.set_title(metric)
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.savefig(path, dpi=100)
+    return figure
 
 
-def plot_confusion(matrix: np.ndarray, accuracy: float, path: Path) -> None:
-    """The test split's confusion matrix with a count in every cell."""
+def plot_curves(
+    history: Mapping[str, Sequence[float]],
+    path: Path,
+    min_accuracy: float | None = None,
+    test_accuracy: float | None = None,
+) -> None:
+    """Write `curves_figure` to `path` (PNG)."""
+    curves_figure(history, min_accuracy, test_accuracy).savefig(path, dpi=100)
+
+
+def plot_confusion(matrix: np.ndarray, accuracy: float, path: Path, suffix: str = "") -> None:
+    """The test split's confusion matrix with a count in every cell; `suffix` ends the title."""
     figure = Figure(figsize=(6, 5.5), layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
@@ -87,7 +127,7 @@ def plot_confusion(matrix: np.ndarray, accuracy: float, path: Path) -> None:
     axes.set_yticks(ticks)
     axes.set_xlabel("predicted digit")
     axes.set_ylabel("true digit")
-    axes.set_title(f"test confusion matrix (accuracy {accuracy:.4f})")
+    axes.set_title(f"test confusion matrix (accuracy {accuracy:.4f}){suffix}")
     figure.savefig(path, dpi=100)
 
 
@@ -95,9 +135,15 @@ def write_report(directory: Path, metrics: Mapping[str, Any]) -> None:
     """Write metrics.json and both plots into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / METRICS_FILE).write_text(metrics_json(metrics))
-    plot_curves(metrics["history"], directory / CURVES_FILE)
+    plot_curves(
+        metrics["history"],
+        directory / CURVES_FILE,
+        metrics.get("min_accuracy"),
+        metrics["test"]["accuracy"],
+    )
     plot_confusion(
         np.asarray(metrics["confusion_matrix"]),
         metrics["test"]["accuracy"],
         directory / CONFUSION_FILE,
+        " - REFUSED by the gate" if metrics.get("refused") else "",
     )

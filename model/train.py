@@ -30,7 +30,14 @@ from contracts.store import StoreURIError, parse_version_dir, validate_model_nam
 from model.data import Dataset, Split, load_mnist, split_dataset
 from model.errors import AccuracyGateError, ExportError, TrainError
 from model.network import Augmentation
-from model.report import METRICS_FILE, REPORTS_DIR, report_dir, write_report
+from model.report import (
+    METRICS_FILE,
+    REPORTS_DIR,
+    refused_report_dir,
+    report_dir,
+    write_report,
+)
+from model.tf_runtime import tensorflow
 
 # The modules whose code decides what an export contains; their source is part of the inputs
 # fingerprint, so editing any of them invalidates a reusable export (publish/CLI do not).
@@ -260,8 +267,10 @@ def _export(model: Any, split: Split, args: TrainArgs, staging: Path) -> None:
 
 
 def train(args: TrainArgs) -> TrainResult:
-    """Train, evaluate, gate and export; below the gate raise AccuracyGateError, writing nothing."""
+    """Train, evaluate, gate and export; below the gate raise AccuracyGateError, exporting
+    nothing (only the refused run's report, in `reports/<version>-refused/`)."""
     args.validate()
+    tensorflow()  # imported here, once, without the CPU-only GPU-probe noise
     started = time.monotonic()
     model_dir = args.out / args.name
     created = not model_dir.exists()
@@ -272,6 +281,28 @@ def train(args: TrainArgs) -> TrainResult:
         if created and not any(model_dir.iterdir()):
             model_dir.rmdir()  # a failed first run leaves no trace at all
         raise
+
+
+def _write_refused_report(
+    model_dir: Path, args: TrainArgs, version: int, metrics: dict[str, Any], started: float
+) -> Path:
+    """The report of a run the gate refused (plots included, so the refusal can be read), in
+    `reports/<version>-refused/`: built hidden, then renamed over any earlier refusal."""
+    metrics = {
+        **metrics,
+        "refused": True,
+        "wall_time_seconds": round(time.monotonic() - started, 1),
+    }
+    final = refused_report_dir(args.out, args.name, version)
+    partial = model_dir / f".partial-{version}-{uuid.uuid4().hex[:8]}"
+    try:
+        write_report(partial, metrics)
+        shutil.rmtree(final, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return final
 
 
 def _train_into(model_dir: Path, args: TrainArgs, started: float) -> TrainResult:
@@ -289,11 +320,6 @@ def _train_into(model_dir: Path, args: TrainArgs, started: float) -> TrainResult
     )
     model, evaluation = _fit_and_evaluate(split, args)
     accuracy = evaluation["test"]["accuracy"]
-    if accuracy < args.min_accuracy:
-        raise AccuracyGateError(
-            f"test accuracy {accuracy:.4f} is below --min-accuracy {args.min_accuracy}; "
-            f"nothing was exported (train longer with --epochs or lower the gate)"
-        )
     metrics = {
         "model": args.name,
         "version": version,
@@ -314,6 +340,13 @@ def _train_into(model_dir: Path, args: TrainArgs, started: float) -> TrainResult
         "git_commit": git_commit(),
         "inputs_fingerprint": inputs_fingerprint(args, data),
     }
+    if accuracy < args.min_accuracy:
+        refused = _write_refused_report(model_dir, args, version, metrics, started)
+        raise AccuracyGateError(
+            f"test accuracy {accuracy:.4f} is below --min-accuracy {args.min_accuracy}; "
+            f"nothing was exported (train longer with --epochs or lower the gate); "
+            f"the refused run's report is in {refused}"
+        )
     partial = model_dir / f".partial-{version}-{uuid.uuid4().hex[:8]}"
     final_export, final_report = model_dir / str(version), report_dir(args.out, args.name, version)
     try:

@@ -58,12 +58,14 @@ def test_train_prints_accuracy_and_wall_time_then_the_gate_exits_3(
     out = capsys.readouterr().out  # Keras progress bars first, then the summary
     assert "\ntest accuracy 0." in out and "(gate 0.0), wall time" in out
     assert f"exported {tmp_path / 'mnist' / '1'}" in out
-    # The next run takes the next version; this one is refused and leaves nothing behind.
+    # The next run takes the next version; this one is refused: no export, only its report.
     assert main([*common, "--min-accuracy", "1"]) == 3
     err = capsys.readouterr().err
+    refused = tmp_path / "mnist" / "reports" / "2-refused"
     assert "is below --min-accuracy 1.0; nothing was exported" in err
+    assert f"the refused run's report is in {refused}" in err
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["1", "reports"]
-    assert sorted(p.name for p in (tmp_path / "mnist" / "reports").iterdir()) == ["1"]
+    assert sorted(p.name for p in (tmp_path / "mnist" / "reports").iterdir()) == ["1", "2-refused"]
 
 
 def test_unwritable_output_is_an_error_not_a_traceback(

@@ -118,10 +118,22 @@ def test_fingerprint_is_stable_and_finds_the_export(trained) -> None:
     assert inputs_fingerprint(longer) != inputs_fingerprint(args)
 
 
-def test_gate_refuses_and_leaves_no_export(tmp_path: Path) -> None:
+def test_gate_refuses_exports_nothing_and_keeps_its_report_marked_refused(tmp_path: Path) -> None:
     with pytest.raises(AccuracyGateError, match=r"below --min-accuracy 1.0; nothing was exported"):
         train(tiny_args(tmp_path, limit=200, min_accuracy=1.0))
-    assert list(tmp_path.iterdir()) == []
+    model_dir = tmp_path / "mnist"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["reports"]  # no version, no partial
+    refused = model_dir / "reports" / "1-refused"
+    assert sorted(p.name for p in refused.iterdir()) == [
+        "confusion_matrix.png",
+        "metrics.json",
+        "training_curves.png",
+    ]
+    metrics = json.loads((refused / "metrics.json").read_text())
+    assert metrics["refused"] is True and metrics["min_accuracy"] == 1.0
+    assert metrics["test"]["accuracy"] < 1.0
+    # The refusal does not take the version: the next run that passes exports version 1.
+    assert train(tiny_args(tmp_path, limit=200)).version == 1
 
 
 def test_existing_version_is_never_overwritten(trained) -> None:

@@ -1,0 +1,42 @@
+"""The training-curves plot: whole-epoch ticks however few epochs, and the accuracy gate drawn."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.report import curves_figure
+
+
+def _history(epochs: int) -> dict[str, list[float]]:
+    rising = [0.5 + 0.4 * (e + 1) / epochs for e in range(epochs)]
+    return {
+        "loss": [1 - a for a in rising],
+        "val_loss": [1.1 - a for a in rising],
+        "accuracy": rising,
+        "val_accuracy": [a - 0.05 for a in rising],
+    }
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 20])
+def test_epoch_ticks_are_whole_numbers_within_the_run(epochs: int) -> None:
+    figure = curves_figure(_history(epochs), min_accuracy=0.97, test_accuracy=0.9)
+    figure.canvas.draw()  # the locator places ticks at draw time
+    for axes in figure.axes:
+        ticks = [t for t in axes.get_xticks() if 0.5 <= t <= epochs + 0.5]
+        assert ticks, f"no epoch tick with {epochs} epoch(s)"
+        assert all(float(t).is_integer() for t in ticks), ticks
+        assert axes.get_xlim() == (0.5, epochs + 0.5)
+
+
+def test_the_accuracy_panel_draws_the_gate_and_the_gated_test_accuracy() -> None:
+    loss, accuracy = curves_figure(_history(1), min_accuracy=0.97, test_accuracy=0.8).axes
+    labels = accuracy.get_legend_handles_labels()[1]
+    assert labels == ["train", "validation", "gate 0.97", "test 0.8000"]
+    gate = next(line for line in accuracy.get_lines() if line.get_label() == "gate 0.97")
+    assert set(gate.get_ydata()) == {0.97}
+    assert loss.get_legend_handles_labels()[1] == ["train", "validation"]
+
+
+def test_without_a_gate_nothing_extra_is_drawn() -> None:
+    accuracy = curves_figure(_history(2)).axes[1]
+    assert accuracy.get_legend_handles_labels()[1] == ["train", "validation"]
