@@ -85,6 +85,20 @@ CLUSTER_SCOPED_KINDS = frozenset(
 )
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings as literal block scalars (``|``), so a ConfigMap's
+    ``models.config`` reads as the file it is and diffs line by line. PyYAML falls back to a
+    quoted scalar by itself when the text cannot be a block (e.g. trailing spaces on a line)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
 class K8sManifestError(Exception):
     """Kubernetes objects could not be turned into manifests; the message names the resource."""
 
@@ -112,8 +126,13 @@ class K8sManifest:
             header += (
                 f"# metadata.name is assigned by Pulumi at deploy time ({self.name}-<suffix>)\n"
             )
-        return header + yaml.safe_dump(
-            dict(self.body), sort_keys=False, default_flow_style=False, allow_unicode=True
+        return header + yaml.dump(
+            dict(self.body),
+            Dumper=_BlockDumper,
+            sort_keys=False,
+            default_flow_style=False,
+            allow_unicode=True,
+            width=4096,
         )
 
 

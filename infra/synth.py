@@ -7,6 +7,11 @@
     DIR/tfserving/<model>/              models.config, batching and monitoring files, as declared
     DIR/policy-report.json              the policy pack's results, with counts by level
     DIR/summary.md                      Markdown for a pull-request comment
+    DIR/changes.json                    with --compare BASE_DIR: what changes against BASE_DIR
+
+``--compare BASE_DIR`` takes the same command's output for the base branch and adds the diff:
+``changes.json`` (``{"changes": [{"id", "action", "fields", "impact", ...}], "counts",
+"policy"}``, see ``infra.changes``) and a "Changes" section at the top of ``summary.md``.
 
 Every manifest is validated against the strict Kubernetes schema of the stack's cluster version
 (``kubernetes-validate``), every TF Serving file is parsed back with TF Serving's protos, and the
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import manifests as k8s
+from infra.changes import compare
 from infra.synth_report import (
     PolicyFinding,
     SynthResult,
@@ -74,13 +80,14 @@ class SynthUsageError(SynthError):
 # The two collaborators, behind one seam each (tests replace them).
 
 
-def capture_program(stack: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run the real program for ``stack`` under mocks: one ``resources.json`` record per
-    resource, and the stack outputs (secrets masked)."""
+def capture_program(stack: str, root: Path = ROOT) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the real program for ``stack`` under mocks (config from ``root``'s Pulumi.yaml and
+    Pulumi.<stack>.yaml): one ``resources.json`` record per resource, and the stack outputs
+    (secrets masked)."""
     from infra.capture import CaptureError, capture_stack
 
     try:
-        captured = capture_stack(stack, ROOT)
+        captured = capture_stack(stack, root)
     except CaptureError as exc:
         raise SynthUsageError(str(exc)) from None
     return [r.as_dict() for r in captured.resources], dict(captured.outputs)
@@ -227,20 +234,56 @@ def tfserving_files(
     return by_model, entries, errors
 
 
+def load_base(base: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The records and policy findings of an earlier synth (``--compare BASE_DIR``), masked
+    again so a base written by an older synth cannot bring a credential into the diff."""
+    path = base / "resources.json"
+    try:
+        records = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SynthUsageError(
+            f"--compare {base}: no resources.json there; give the directory that "
+            "`python -m infra.synth --stack STACK --out DIR` wrote for the base branch"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SynthUsageError(
+            f"--compare {base}: resources.json is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and {"urn", "type", "inputs"} <= set(r) for r in records
+    ):
+        raise SynthUsageError(
+            f"--compare {base}: resources.json is not a list of resource records "
+            "(urn, type, inputs)"
+        )
+    findings: list[dict[str, Any]] = []
+    report = base / "policy-report.json"
+    if report.is_file():
+        try:
+            findings = list(json.loads(report.read_text()).get("results") or [])
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise SynthUsageError(
+                f"--compare {base}: policy-report.json is unreadable: {exc}"
+            ) from None
+    return [mask_sensitive(r) for r in records], findings
+
+
 def synthesize(
-    stack: str, root: Path | None = None
+    stack: str, root: Path | None = None, base: Path | None = None
 ) -> tuple[SynthResult, dict[str, dict[str, str]]]:
     """Capture, render, validate and police one stack; writes nothing.
 
-    ``root`` is the project directory holding ``Pulumi.<stack>.yaml`` and ``policies/``.
+    ``root`` is the project directory holding ``Pulumi.<stack>.yaml`` and ``policies/``;
+    ``base`` an earlier synth output to diff against (``--compare``).
     """
     root = ROOT if root is None else root
     check_stack(stack, root)
     policy_config = load_policy_config(stack, root)
+    baseline = load_base(base) if base is not None else None
     from infra.settings import SettingsError
 
     try:
-        captured, outputs = capture_program(stack)
+        captured, outputs = capture_program(stack, root)
     except SettingsError as exc:
         raise SynthUsageError(str(exc)) from None
     records = [mask_sensitive(r) for r in captured]
@@ -259,6 +302,9 @@ def synthesize(
             errors.append(str(exc))
     files, entries, tf_errors = tfserving_files(manifests)
     findings = findings_from(run_policies(records, policy_config))
+    changes = None
+    if baseline is not None:
+        changes = compare(baseline[0], records, baseline[1], [f.as_dict() for f in findings])
     result = SynthResult(
         stack=stack,
         records=records,
@@ -269,6 +315,7 @@ def synthesize(
         tfserving=entries,
         schema_errors=[*errors, *tf_errors],
         outputs=outputs,
+        changes=changes,
     )
     return result, files
 
@@ -294,6 +341,8 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
             (directory / name).write_text(text)
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
     (tmp / "summary.md").write_text(render_summary(result))
+    if result.changes is not None:
+        (tmp / "changes.json").write_text(_json(result.changes.as_dict()))
 
 
 def check_out_dir(out: Path) -> None:
@@ -342,6 +391,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
     parser.add_argument("--out", type=Path, help="output directory (default build/synth/STACK)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="BASE_DIR",
+        help="an earlier synth output (the base branch's): also write changes.json and a "
+        "Changes section at the top of summary.md",
+    )
     return parser.parse_args(argv)
 
 
@@ -356,6 +412,13 @@ def _report(result: SynthResult, out: Path, seconds: float) -> str:
     for f in result.findings:
         lines.append(f"  {f.level}: [{f.rule}] {f.resource}: {f.message}")
     lines += [f"  schema error: {e}" for e in result.all_schema_errors]
+    if result.changes is not None:
+        counts = result.changes.counts()
+        lines.append(
+            "  changes against the base: "
+            + ", ".join(f"{counts[a]} to {a}" for a in ("create", "update", "delete"))
+            + " (changes.json)"
+        )
     return "\n".join(lines)
 
 
@@ -365,7 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         check_out_dir(out)
-        result, files = synthesize(args.stack)
+        if args.compare is not None and args.compare.resolve() == out.resolve():
+            raise SynthUsageError(
+                f"--compare {args.compare} is the --out directory: write the head plan elsewhere"
+            )
+        result, files = synthesize(args.stack, base=args.compare)
         swap_in_synth_directory(out, result, files)
     except SynthUsageError as exc:
         print(f"synth: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.changes import ChangeSet, diff_lines
 from infra.manifests import K8sManifest, SchemaResult, api_version_kind
 
 LEVELS = ("mandatory", "advisory", "remediate", "disabled")
@@ -69,6 +70,8 @@ class SynthResult:
     tfserving: Sequence[TfServingFiles] = ()
     schema_errors: Sequence[str] = field(default_factory=tuple)
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    # The diff against the base branch's plan (``--compare``); None when not compared.
+    changes: ChangeSet | None = None
 
     @property
     def manifest_errors(self) -> list[str]:
@@ -138,6 +141,78 @@ def _headline(result: SynthResult) -> str:
     return f"### ❌ synth `{result.stack}`: {', '.join(parts)}"
 
 
+_ACTION_ICONS = {"create": "🆕", "update": "🔄", "delete": "🗑️"}
+_EFFECT_WORDS = {
+    "replace": "replaced",
+    "rollout": "pods roll",
+    "config-reload": "config reload, no restart",
+    "in-place": "in place",
+    "unknown": "unknown offline",
+}
+# The diff of one resource beyond this many lines is cut (the comment has a 65,536-char cap).
+_DIFF_LINES = 80
+
+
+def render_changes(changes: ChangeSet, stack: str) -> list[str]:
+    """The "Changes" section: counts, one line per change with its impact, diffs folded."""
+    counts = changes.counts()
+    effects = Counter(c.effect for c in changes.changes if c.action == "update")
+    lines = ["#### Changes against the base branch", ""]
+    if not changes.changes:
+        lines += [
+            f"No changes: the {changes.compared} resources this branch declares for "
+            f"`{stack}` have the same inputs as the base branch's.",
+            "",
+        ]
+    else:
+        summary = ", ".join(f"{counts[a]} to {a}" for a in ("create", "update", "delete"))
+        detail = ", ".join(
+            f"{n} {_EFFECT_WORDS.get(e, e)}" for e, n in sorted(effects.items()) if n
+        )
+        lines += [f"**{summary}**" + (f" (updates: {detail})" if detail else ""), ""]
+    if changes.new_findings or changes.resolved_findings:
+        new = Counter(str(f.get("level")) for f in changes.new_findings)
+        lines.append(
+            f"Policy: {len(changes.new_findings)} new finding"
+            f"{'s' if len(changes.new_findings) != 1 else ''}"
+            + (f" ({', '.join(f'{n} {lvl}' for lvl, n in sorted(new.items()))})" if new else "")
+            + f", {len(changes.resolved_findings)} resolved (table below)."
+        )
+        lines.append("")
+    for c in changes.changes:
+        icon = _ACTION_ICONS.get(c.action, "")
+        lines.append(f"- {icon} **{c.action}** `{_cell(c.id)}`: {_cell(c.impact)}")
+        for p in c.policy:
+            lines.append(f"  - ⚠️ policy: {_cell(p)}")
+    for c in changes.changes:
+        if c.action != "update" or not c.diffs:
+            continue
+        body = [line for d in c.diffs for line in diff_lines(d)]
+        if len(body) > _DIFF_LINES:
+            body = [*body[:_DIFF_LINES], f"… {len(body) - _DIFF_LINES} more lines in changes.json"]
+        n = len(c.diffs)
+        lines += [
+            "",
+            f"<details><summary>{_cell(c.id)}: {n} field{'s' if n != 1 else ''}</summary>",
+            "",
+            "```diff",
+            *(line.replace("```", "`\u200b``") for line in body),
+            "```",
+            "",
+            "</details>",
+        ]
+    lines += [
+        "",
+        "<sub>Offline diff of the declared inputs of the base branch and this branch (both run "
+        "under mocks). Where a `pulumi preview` comment exists for this stack it is the "
+        "authority: it diffs against the real state, and only it shows drift, values known at "
+        "deploy (ids, launch template versions) and changes inside secrets (masked here on both "
+        "sides).</sub>",
+        "",
+    ]
+    return lines
+
+
 def render_summary(result: SynthResult) -> str:
     """The Markdown summary (``summary.md``), fit for a pull-request comment."""
     by_urn = {r["urn"]: r for r in result.records}
@@ -157,6 +232,8 @@ def render_summary(result: SynthResult) -> str:
         + ", ".join(f"{counts[level]} {level}" for level in ("mandatory", "advisory")),
         "",
     ]
+    if result.changes is not None:
+        lines += render_changes(result.changes, result.stack)
 
     lines += ["#### Policy violations", ""]
     if result.findings:

@@ -194,7 +194,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     outputs = {"kubeconfig": "[secret]", "modelUris": {"mnist": "s3://models-abc/models/mnist"}}
     state = Project(root, graph(), [], [], outputs, [])
 
-    def capture_program(stack: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def capture_program(
+        stack: str, root: Path | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         assert stack == STACK
         return copy.deepcopy(state.records), copy.deepcopy(state.outputs)
 

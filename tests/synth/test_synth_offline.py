@@ -254,7 +254,7 @@ def test_settings_error_exits_2_with_its_message(
 ) -> None:
     error = InvalidSettingsError("test", [Problem("models.mnist.minReplicas", "must be >= 1")])
 
-    def broken(stack: str) -> list:
+    def broken(stack: str, root: Path) -> list:
         raise error
 
     monkeypatch.setattr(synth, "capture_program", broken)
