@@ -135,6 +135,10 @@ class FileEntry:
             or any(part in ("", ".", "..") for part in self.path.split("/"))
         ):
             raise ManifestError(f"unsafe file path {self.path!r} in manifest")
+        if any(ord(char) < 0x20 or char in "\x7f\\" for char in self.path):
+            # A NUL cannot be a file name; other control characters and backslashes are a
+            # forged manifest's, never a SavedModel's.
+            raise ManifestError(f"unsafe file path {self.path!r} in manifest: control character")
         if self.path == MANIFEST_NAME:
             raise ManifestError(f"{MANIFEST_NAME} cannot list itself")
         if not isinstance(self.size, int) or self.size < 0:
@@ -273,46 +277,224 @@ def verify_local_tree(directory: str | os.PathLike[str], manifest: VersionManife
         )
 
 
+# Bounds on what a reader accepts from the store, checked before parsing: a manifest lists files,
+# a few hundred bytes each, so 4 MiB is ~20,000 files; parsing one costs ~10x its size in memory,
+# which keeps the sync sidecar (256 MiB) safe. Real manifests nest 6 levels at most.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_MANIFEST_DEPTH = 32
+CONTENT_DIR = ".content"
+# Uncommitted content prefixes older than this are an interrupted publish's and may be removed.
+STALE_CONTENT_SECONDS = 3600
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def check_manifest_bounds(data: bytes, where: str = "manifest") -> None:
+    """Raise ManifestError if `data` is larger or nested deeper than a reader accepts.
+
+    Runs before `json.loads`, whose recursion a deeply nested document would exhaust
+    (RecursionError), and whose objects would take ~10x the document's size in memory.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{where}: manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
+        )
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', data)):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_MANIFEST_DEPTH:
+            raise ManifestError(f"{where}: manifest nests deeper than {MAX_MANIFEST_DEPTH} levels")
+
+
+def parse_manifest(data: bytes, name: str, version: int) -> VersionManifest:
+    """`VersionManifest.from_json` behind the size and depth bounds; every failure ManifestError."""
+    where = f"{name}/{version}"
+    check_manifest_bounds(data, where)
+    try:
+        return VersionManifest.from_json(data, model=name, version=version)
+    except RecursionError as exc:  # belt and braces: the depth check should have caught it
+        raise ManifestError(f"{where}: manifest nests too deep") from exc
+
+
+def content_digest(manifest: VersionManifest) -> str:
+    """16 hex digits naming a manifest's file list (paths, sizes, sha256s), not its metadata."""
+    listing = "\n".join(f"{f.path}\t{f.size}\t{f.sha256}" for f in manifest.files)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def content_prefix(location: StoreLocation, manifest: VersionManifest) -> str:
+    """Where `model publish` uploads the files a manifest commits (outside the version prefix).
+
+    Content-addressed, so two concurrent publishes of one version never write the same keys
+    unless they upload the same bytes, and the loser's files are never under the version prefix.
+    """
+    name, version = manifest.model, manifest.version
+    return (
+        location._key(validate_model_name(name), CONTENT_DIR, f"{validate_version(version)}-")
+        + content_digest(manifest)
+        + "/"
+    )
+
+
+def _read_bounded(s3: Any, bucket: str, key: str, **extra: Any) -> tuple[bytes, str]:
+    """An object's bytes (at most MAX_MANIFEST_BYTES + 1 are read) and its ETag."""
+    response = s3.get_object(Bucket=bucket, Key=key, **extra)
+    body = response["Body"]
+    try:
+        data = body.read(MAX_MANIFEST_BYTES + 1)
+    finally:
+        body.close()
+    return data, str(response.get("ETag", ""))
+
+
 def read_manifest(
     s3: Any, location: StoreLocation, name: str, version: int
 ) -> VersionManifest | None:
     """The manifest of a version, or None when it has none (not committed)."""
+    found = read_manifest_etag(s3, location, name, version)
+    return None if found is None else found[0]
+
+
+def read_manifest_etag(
+    s3: Any, location: StoreLocation, name: str, version: int
+) -> tuple[VersionManifest, str] | None:
+    """The manifest of a version and its ETag (for a conditional replace), or None."""
     key = location.manifest_key(name, version)
     try:
-        body = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
+        data, etag = _read_bounded(s3, location.bucket, key)
     except s3.exceptions.NoSuchKey:
         return None
-    return VersionManifest.from_json(body, model=name, version=version)
+    return parse_manifest(data, name, version), etag
+
+
+@dataclass(frozen=True)
+class CommittedVersion:
+    """A committed version as a reader found it: its manifest, the manifest's ETag (changes
+    when `publish --force` replaces the version) and the key prefix holding its files."""
+
+    manifest: VersionManifest
+    etag: str
+    prefix: str
+
+
+@dataclass
+class ManifestCache:
+    """Parsed manifests by (model, version) and ETag, so a poll re-reads only changed ones.
+
+    Failures are cached too: a bad manifest is not downloaded again until it changes.
+    """
+
+    entries: dict[tuple[str, int], tuple[str, VersionManifest | ManifestError]] = field(
+        default_factory=dict
+    )
+    downloads: int = 0
+
+    def get(
+        self, s3: Any, location: StoreLocation, name: str, version: int, etag: str, size: int
+    ) -> VersionManifest:
+        cached = self.entries.get((name, version))
+        if cached is not None and cached[0] == etag:
+            result = cached[1]
+        else:
+            result = self._fetch(s3, location, name, version, etag, size)
+            self.entries[(name, version)] = (etag, result)
+        if isinstance(result, ManifestError):
+            raise result
+        return result
+
+    def _fetch(
+        self, s3: Any, location: StoreLocation, name: str, version: int, etag: str, size: int
+    ) -> VersionManifest | ManifestError:
+        where = f"{name}/{version}"
+        if size > MAX_MANIFEST_BYTES:  # refused from the listing, without downloading it
+            return ManifestError(
+                f"{where}: manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
+            )
+        self.downloads += 1
+        # IfMatch: the manifest read is the one listed (a --force replace in between fails
+        # here with 412 and is picked up, consistently, by the next poll).
+        extra = {"IfMatch": etag} if etag else {}
+        data, _etag = _read_bounded(
+            s3, location.bucket, location.manifest_key(name, version), **extra
+        )
+        try:
+            return parse_manifest(data, name, version)
+        except ManifestError as exc:
+            return exc
+
+    def forget_except(self, keep: set[tuple[str, int]]) -> None:
+        for key in list(self.entries):
+            if key not in keep:
+                del self.entries[key]
+
+
+@dataclass
+class StoreListing:
+    """One listing of a model: committed versions, and why others with a manifest are not."""
+
+    versions: dict[int, CommittedVersion]
+    problems: dict[int, str]
+
+
+def list_committed(
+    s3: Any, location: StoreLocation, name: str, cache: ManifestCache | None = None
+) -> StoreListing:
+    """Every committed version of a model, with its ETag and where its files are.
+
+    A version is committed when ``<name>/<version>/manifest.json`` parses within the bounds and
+    every file it lists is present with the listed size under its content prefix (written by
+    `model publish`) or, for versions published before content prefixes, under the version
+    prefix. Manifests are fetched only when their ETag differs from `cache`'s. Versions whose
+    manifest is bad or whose files are incomplete are left out and explained in ``problems``;
+    versions without a manifest (a publish in progress) are left out silently. S3 errors
+    propagate (botocore's ClientError / EndpointConnectionError) so the caller can back off.
+    """
+    cache = cache if cache is not None else ManifestCache()
+    model_prefix = location.model_prefix(name)
+    objects: dict[str, int] = {}
+    manifests: dict[int, tuple[str, int]] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=location.bucket, Prefix=model_prefix):
+        for obj in page.get("Contents", []):
+            key, size = obj["Key"], obj["Size"]
+            objects[key] = size
+            head, _, path = key[len(model_prefix) :].partition("/")
+            version = parse_version_dir(head)
+            if version is not None and path == MANIFEST_NAME:
+                manifests[version] = (str(obj.get("ETag", "")), size)
+    listing = StoreListing({}, {})
+    for version, (etag, size) in sorted(manifests.items()):
+        try:
+            manifest = cache.get(s3, location, name, version, etag, size)
+        except ManifestError as exc:
+            listing.problems[version] = str(exc)
+            continue
+        except s3.exceptions.NoSuchKey:
+            continue  # withdrawn since the listing
+        except Exception as exc:  # botocore's ClientError; contracts does not import botocore
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412"):
+                continue  # replaced since the listing: the next listing sees the new one
+            raise
+        prefixes = (content_prefix(location, manifest), location.version_prefix(name, version))
+        for prefix in prefixes:
+            if all(objects.get(prefix + f.path) == f.size for f in manifest.files):
+                listing.versions[version] = CommittedVersion(manifest, etag, prefix)
+                break
+        else:
+            listing.problems[version] = (
+                f"{name}/{version}: files listed in its manifest are missing"
+            )
+    cache.forget_except({(name, v) for v in manifests} | {k for k in cache.entries if k[0] != name})
+    for problem in listing.problems.values():
+        _log.warning("ignoring a version: %s", problem)
+    return listing
 
 
 def list_committed_versions(
     s3: Any, location: StoreLocation, name: str
 ) -> dict[int, VersionManifest]:
-    """Every committed version of a model: manifest present and matching the object listing.
-
-    Versions with no manifest (publish in progress or interrupted), an unreadable manifest, or a
-    listed file missing or of another size are left out. S3 errors propagate (botocore's
-    ClientError / EndpointConnectionError) so the caller can back off and retry.
-    """
-    sizes: dict[int, dict[str, int]] = {}
-    model_prefix = location.model_prefix(name)
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=location.bucket, Prefix=model_prefix):
-        for obj in page.get("Contents", []):
-            rest = obj["Key"][len(model_prefix) :]
-            head, _, path = rest.partition("/")
-            version = parse_version_dir(head)
-            if version is not None and path:
-                sizes.setdefault(version, {})[path] = obj["Size"]
-    committed: dict[int, VersionManifest] = {}
-    for version, objects in sorted(sizes.items()):
-        if MANIFEST_NAME not in objects:
-            continue
-        try:
-            manifest = read_manifest(s3, location, name, version)
-        except ManifestError as exc:
-            _log.warning("ignoring %s/%s: %s", name, version, exc)
-            continue
-        if manifest is not None and all(objects.get(f.path) == f.size for f in manifest.files):
-            committed[version] = manifest
-    return committed
+    """`list_committed`'s manifests only: every committed version of a model by number."""
+    listing = list_committed(s3, location, name)
+    return {version: found.manifest for version, found in listing.versions.items()}

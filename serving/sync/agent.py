@@ -8,13 +8,25 @@ only once every wanted version is in place (so the last good version always stay
 wanted can be fetched and the model has no version at all, older committed versions are tried, so
 a pod still starts while the newest version is broken.
 
-S3 is listed every ``interval`` seconds (listing costs money, tensorflow/serving#1291); failed
+S3 is listed every ``interval`` seconds (listing costs money, tensorflow/serving#1291); a
+manifest is downloaded again only when its ETag changed (`contracts.store.ManifestCache`); failed
 listings back off exponentially from ``interval`` up to ``max_backoff``; a failed version is
 retried on its own backoff from the cached manifests, without re-listing.
+
+With ``tfserving_url`` (TF Serving's REST API in the same pod, ``GET /v1/models/<name>``), an
+unwanted version is retired only once the server reports every wanted version AVAILABLE; a
+wanted version the server reports as failed to load (state END with an error) is taken off the
+disk again and retried on its backoff, so TF Serving falls back to the last good version. A
+version whose files the store replaced (``publish --force``: another content digest) is fetched
+again and swapped in with one atomic exchange.
+
+Nothing the store, the disk or S3 does makes the loop exit: every cycle runs under one guard that
+logs the error, records it in the status and the metrics, backs off and carries on.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -25,13 +37,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contracts.store import StoreError, StoreLocation, VersionManifest, list_committed_versions
+from contracts.store import (
+    CommittedVersion,
+    ManifestCache,
+    StoreError,
+    StoreLocation,
+    content_digest,
+    list_committed,
+)
 from contracts.tfconfig import ConfigError, VersionPolicy, parse_models_config
 
 from .backoff import Backoff, RetryTracker
 from .download import describe_error, fetch_version
 from .errors import FetchError, StopRequested, SyncConfigError
+from .health import tfserving_states
 from .local import ModelDir
+from .metrics import SyncMetrics
 from .status import StatusBoard
 
 _log = logging.getLogger(__name__)
@@ -51,6 +72,7 @@ class AgentConfig:
     max_backoff: float = 300.0
     retry_base: float = 1.0
     max_attempts: int = 5  # --once only: listing or fetch rounds before giving up
+    tfserving_url: str | None = None  # retire versions only once the successor is AVAILABLE
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -75,14 +97,22 @@ class Agent:
         status: StatusBoard,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: SyncMetrics | None = None,
     ) -> None:
         self.config = config
         self.s3 = s3
         self.status = status
         self.stop = stop or threading.Event()
         self.clock = clock
+        self.metrics = metrics or SyncMetrics(config.models)
+        self.status.on_write_error = lambda _exc: self.metrics.failed("status_file")
+        self.manifests = ManifestCache()
         self.dirs: dict[str, ModelDir] = {}
-        self.committed: dict[str, dict[int, VersionManifest]] = {}
+        self.committed: dict[str, dict[int, CommittedVersion]] = {}
+        self.problems: dict[str, dict[int, str]] = {}
+        self.served: dict[str, dict[int, tuple[str, str]] | None] = {}
+        self._local_digests: dict[tuple[str, int], str | None] = {}
+        self.cycle_failures = 0
         self.wanted: dict[str, set[int]] = {}
         self.retries = RetryTracker(Backoff(config.retry_base, config.max_backoff))
         self.list_backoff = Backoff(config.interval, max(config.interval, config.max_backoff))
@@ -140,17 +170,27 @@ class Agent:
 
     def list_store(self) -> bool:
         """List every model's committed versions; False (and backoff) if S3 failed."""
+        downloads = self.manifests.downloads
         try:
-            for name in self.config.models:
-                self.committed[name] = list_committed_versions(self.s3, self.config.source, name)
-        except (BotoCoreError, ClientError, StoreError) as exc:
+            listings = {
+                name: list_committed(self.s3, self.config.source, name, self.manifests)
+                for name in self.config.models
+            }
+        except (BotoCoreError, ClientError, StoreError, OSError) as exc:
             self.list_failures += 1
+            self.metrics.failed("listing")
             self._error(f"listing {self.config.source.uri} failed: {describe_error(exc)}")
             self.status.listing(ok=False)
             return False
+        finally:
+            self.metrics.manifest_downloads.inc(self.manifests.downloads - downloads)
         self.list_failures = 0
+        self.metrics.polled()
         self.status.listing(ok=True)
         for name in self.config.models:
+            listing = listings[name]
+            self.committed[name] = listing.versions
+            self._note_problems(name, listing.problems)
             policy, labels = self._policy(name)
             committed = self.committed[name]
             wanted = policy.wants(committed) | (set(labels.values()) & committed.keys())
@@ -163,7 +203,18 @@ class Agent:
                 {k for k in self.retries.states if k[0] != name or k[1] in committed}
             )
             self.status.model(name, policy=str(policy), labels=labels, wanted=sorted(wanted))
+            self.metrics.versions_wanted.labels(name).set(len(wanted))
         return True
+
+    def _note_problems(self, name: str, problems: dict[int, str]) -> None:
+        """Record store entries that are not usable versions; count each new one once."""
+        previous = self.problems.get(name, {})
+        for version, problem in problems.items():
+            if previous.get(version) != problem:
+                self.metrics.failed("manifest")
+                self._error(f"store entry ignored: {problem}")
+        self.problems[name] = dict(problems)
+        self.status.model(name, store_problems={str(v): p for v, p in sorted(problems.items())})
 
     def converge(self) -> None:
         """Fetch what is wanted and missing, fall back if nothing is there, prune the rest."""
@@ -174,8 +225,18 @@ class Agent:
                 continue  # never listed successfully yet
             model_dir, committed = self.dirs[name], self.committed[name]
             wanted = self.wanted[name]
+            self._observe_server(name)
             for version in sorted(wanted - model_dir.versions(), reverse=True):
                 self._try_fetch(name, committed[version])
+            for version in sorted(wanted & model_dir.versions() & model_dir.owned()):
+                if self._replaced(name, committed[version]):
+                    _log.warning(
+                        "%s: version %s was replaced in the store (publish --force); "
+                        "fetching its new content",
+                        name,
+                        version,
+                    )
+                    self._try_fetch(name, committed[version], replace=True)
             if not model_dir.versions():
                 for version in sorted(committed.keys() - wanted, reverse=True):
                     _log.warning(
@@ -186,7 +247,17 @@ class Agent:
             self._prune(name)
             self._show(name)
 
-    def _try_fetch(self, name: str, manifest: VersionManifest) -> bool:
+    def _replaced(self, name: str, found: CommittedVersion) -> bool:
+        """Whether the store's files of a version differ from those this agent installed."""
+        key = (name, found.manifest.version)
+        if key not in self._local_digests:
+            local = self.dirs[name].local_manifest(found.manifest.version)
+            self._local_digests[key] = None if local is None else content_digest(local)
+        local_digest = self._local_digests[key]
+        return local_digest is not None and local_digest != content_digest(found.manifest)
+
+    def _try_fetch(self, name: str, found: CommittedVersion, replace: bool = False) -> bool:
+        manifest = found.manifest
         key = (name, manifest.version)
         if self.stop.is_set() or not self.retries.ready(key, self.clock()):
             return False
@@ -195,6 +266,14 @@ class Agent:
         )
         self.status.fetching(name, manifest.version, manifest.total_bytes)
         self.status.write()
+        counted = 0
+
+        def progress(received: int) -> None:
+            nonlocal counted
+            self.metrics.bytes_downloaded.labels(name).inc(max(0, received - counted))
+            counted = max(counted, received)
+            self._progress(name, received)
+
         try:
             fetch_version(
                 self.s3,
@@ -202,36 +281,92 @@ class Agent:
                 manifest,
                 self.dirs[name],
                 self.stop,
-                on_progress=lambda received: self._progress(name, received),
+                on_progress=progress,
+                prefix=found.prefix,
+                replace=replace,
             )
         except FetchError as exc:
+            self.metrics.failed(exc.reason)
             state = self.retries.failed(key, str(exc), self.clock())
             wait = state.retry_at - self.clock()
             self._error(f"{exc} (attempt {state.failures}; retrying in {wait:.1f}s)")
             return False
         finally:
             self.status.fetching(name, None)
+        self._local_digests[key] = content_digest(manifest)
         self.retries.succeeded(key)
+        self.metrics.installed.labels(name).inc()
         self.status.event(name, "installed", manifest.version)
         self.status.error(None)
         self._show(name)
         self.status.write()
         return True
 
+    # --- what the server has loaded ------------------------------------------------------------
+
+    def _observe_server(self, name: str) -> None:
+        """Ask TF Serving which versions it serves; take back the versions it failed to load."""
+        if not self.config.tfserving_url:
+            return
+        try:
+            states = tfserving_states(self.config.tfserving_url, name)
+        except (OSError, ValueError) as exc:
+            if self.served.get(name) is not None or name not in self.served:
+                _log.warning("%s: TF Serving status unavailable: %s", name, exc)
+                self.metrics.failed("server_status")
+            self.served[name] = None
+            self.status.model(name, served=None)
+            return
+        self.served[name] = states
+        available = {v for v, (state, _code) in states.items() if state == "AVAILABLE"}
+        self.metrics.served(name, available)
+        self.status.model(name, served=sorted(available))
+        model_dir = self.dirs[name]
+        for version, (state, code) in sorted(states.items()):
+            failed_load = state == "END" and code not in ("OK", "0")
+            if not failed_load or version not in model_dir.versions() & model_dir.owned():
+                continue
+            if not (model_dir.versions() - {version}):
+                continue  # nothing to fall back to: keep it, a restart may yet load it
+            # Off the disk, so TF Serving's own policy (latest:N) picks the last good version
+            # again, also after a restart; retried on the version's backoff.
+            message = f"{name}/{version}: TF Serving could not load it ({code}); removed"
+            self.metrics.failed("not_loaded")
+            state_ = self.retries.failed((name, version), message, self.clock())
+            self._error(f"{message}; retrying in {state_.retry_at - self.clock():.1f}s")
+            model_dir.remove(version)
+            self._local_digests.pop((name, version), None)
+            self.metrics.removed.labels(name).inc()
+            self.status.event(name, "removed", version)
+
     def _prune(self, name: str) -> None:
         model_dir, wanted = self.dirs[name], self.wanted[name]
         local = model_dir.versions()
         if not wanted or not wanted <= local:
             return  # keep everything until the wanted set is complete: the last good stays
-        for version in sorted((local - wanted) & model_dir.owned()):
+        doomed = sorted((local - wanted) & model_dir.owned())
+        waiting: list[int] = []
+        if doomed and self.config.tfserving_url:
+            states = self.served.get(name)
+            if states is None:
+                waiting = sorted(wanted)  # the server cannot tell: keep the old versions
+            else:
+                waiting = sorted(v for v in wanted if states.get(v, ("", ""))[0] != "AVAILABLE")
+        self.status.model(name, waiting_for_server=waiting if doomed else [])
+        if waiting:
+            return  # retire only once every successor is AVAILABLE
+        for version in doomed:
             _log.info("%s: removing version %s (no longer wanted)", name, version)
             model_dir.remove(version)
+            self._local_digests.pop((name, version), None)
+            self.metrics.removed.labels(name).inc()
             self.status.event(name, "removed", version)
 
     # --- status --------------------------------------------------------------------------------
 
     def _show(self, name: str) -> None:
         model_dir = self.dirs[name]
+        self.metrics.on_disk(name, model_dir.versions())
         failed = {
             str(v): {
                 "error": s.last_error,
@@ -277,20 +412,34 @@ class Agent:
         next_listing = self.clock()
         while not self.stop.is_set():
             now = self.clock()
-            if now >= next_listing:
-                if self.list_store():
-                    next_listing = now + self.config.interval
-                else:
-                    next_listing = now + self.list_backoff.delay(self.list_failures)
             try:
+                if now >= next_listing:
+                    if self.list_store():
+                        next_listing = now + self.config.interval
+                    else:
+                        next_listing = now + self.list_backoff.delay(self.list_failures)
                 self.converge()
+                self.cycle_failures = 0
             except StopRequested:
                 break
+            except Exception as exc:  # the guard: nothing from the store or disk ends the loop
+                self._cycle_failed(exc)
+                next_listing = self.clock() + self.list_backoff.delay(self.cycle_failures)
             self.status.beat()
             self.status.write()
             wake = min(next_listing, self.retries.next_retry() or next_listing)
             self._sleep(max(0.05, wake - self.clock()))
         _log.info("stopped")
+
+    def _cycle_failed(self, exc: Exception) -> None:
+        """Log, count and record an error no narrower handler caught; the caller backs off."""
+        self.cycle_failures += 1
+        reason = "internal"
+        if isinstance(exc, OSError):
+            reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "disk"
+        self.metrics.failed(reason)
+        _log.exception("sync cycle failed (%s); backing off and keeping what is in place", reason)
+        self.status.error(f"sync cycle failed: {type(exc).__name__}: {exc}")
 
     def _sleep(self, seconds: float) -> None:
         """Wait (stop-aware), beating the heartbeat every few seconds so idling looks alive."""
@@ -304,12 +453,14 @@ class Agent:
         self.prepare()
         listed = False
         for attempt in range(1, self.config.max_attempts + 1):
-            if not listed or not self.complete():
-                listed = self.list_store() or listed
             try:
+                if not listed or not self.complete():
+                    listed = self.list_store() or listed
                 self.converge()
             except StopRequested:
                 break
+            except Exception as exc:  # as in `run`: fall through to what is on disk
+                self._cycle_failed(exc)
             self.status.write()
             if (listed and self.complete()) or self.stop.is_set():
                 break

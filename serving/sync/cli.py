@@ -6,7 +6,7 @@ Sync (the main form; these flags are a contract with the Kubernetes manifests)::
         [--policy latest:2|all|specific:3,4] [--interval SECONDS] [--once]
         [--endpoint-url URL] [--model-config-file FILE] [--status-file FILE]
         [--max-backoff SECONDS] [--max-attempts N] [--health-port PORT]
-        [--tfserving-url URL] [--log-level LEVEL]
+        [--metrics-port PORT] [--tfserving-url URL] [--log-level LEVEL]
 
 Probe (exec probes; TF Serving's image has no curl)::
 
@@ -104,8 +104,16 @@ def sync_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--health-host", default="0.0.0.0", help="health server bind address")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics (tfserving_sync_*) on /metrics here (0: off)",
+    )
+    parser.add_argument(
         "--tfserving-url",
-        help="TF Serving REST base URL; /readyz then also requires every model AVAILABLE",
+        help="TF Serving REST base URL (GET /v1/models/NAME): an old version is retired only "
+        "once the server reports its successor AVAILABLE, and /readyz requires every model "
+        "AVAILABLE",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -192,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_config_file=args.model_config_file,
             max_backoff=args.max_backoff,
             max_attempts=args.max_attempts,
+            tfserving_url=args.tfserving_url,
         )
         if config.model_config_file is not None and not config.model_config_file.is_file():
             raise SyncConfigError(f"--model-config-file {config.model_config_file} does not exist")
@@ -211,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, request_stop)
 
-    health = None
+    health = metrics_server = None
+    if args.metrics_port:
+        metrics_server, port = agent.metrics.serve(args.metrics_port, args.health_host)
+        _log.info("Prometheus metrics on %s:%d/metrics", args.health_host, port)
     if args.health_port:
         health = HealthServer(
             status, args.health_port, args.health_host, args.tfserving_url, config.models
@@ -225,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if health is not None:
             health.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         agent.status.write()
         for signum, handler in previous.items():  # matters when main() runs inside a test
             signal.signal(signum, handler)

@@ -9,6 +9,7 @@ stop request the staging directory is removed and nothing is exposed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -77,20 +78,32 @@ def fetch_version(
     model_dir: ModelDir,
     stop: threading.Event,
     on_progress: Callable[[int], None] | None = None,
+    prefix: str | None = None,
+    replace: bool = False,
 ) -> Path:
     """Download, verify and install `manifest`'s version; return its final directory.
 
-    Raises `FetchError` (nothing exposed, staging removed) or `StopRequested`.
+    `prefix` is where its files are (`contracts.store.CommittedVersion.prefix`; default the
+    version prefix). With `replace`, an existing directory of that version is swapped for the new
+    one in one step (a `publish --force` replacement). Raises `FetchError` (nothing exposed,
+    staging removed) or `StopRequested`.
     """
     name, version = manifest.model, manifest.version
-    free = shutil.disk_usage(model_dir.root).free
+    try:
+        free = shutil.disk_usage(model_dir.root).free
+    except OSError as exc:
+        raise FetchError(f"{name}/{version}: {model_dir.root}: {exc}", "disk") from exc
     if free < manifest.total_bytes:
         raise FetchError(
             f"{name}/{version}: needs {manifest.total_bytes} bytes, only {free} free in "
-            f"{model_dir.root}; enlarge the volume (sizeLimit) or serve fewer versions"
+            f"{model_dir.root}; enlarge the volume (sizeLimit) or serve fewer versions",
+            "disk_full",
         )
-    prefix = location.version_prefix(name, version)
-    staging = model_dir.new_staging(version)
+    prefix = prefix if prefix is not None else location.version_prefix(name, version)
+    try:
+        staging = model_dir.new_staging(version)
+    except OSError as exc:
+        raise FetchError(f"{name}/{version}: cannot stage: {exc}", _os_reason(exc)) from exc
     started = time.monotonic()
     try:
         lock = threading.Lock()
@@ -123,14 +136,20 @@ def fetch_version(
         _fsync_tree(staging)
         if stop.is_set():
             raise StopRequested("stop requested before install")
-        final = model_dir.install(staging, version)
+        final = model_dir.swap(staging, version) if replace else model_dir.install(staging, version)
     except StopRequested:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     except IntegrityError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise FetchError(f"{name}/{version} failed verification: {exc}") from exc
-    except (BotoCoreError, ClientError, CancelledError, OSError) as exc:
+        raise FetchError(f"{name}/{version} failed verification: {exc}", "integrity") from exc
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FetchError(
+            f"{name}/{version}: writing failed: {describe_error(exc)}", _os_reason(exc)
+        ) from exc
+    except (BotoCoreError, ClientError, CancelledError, ValueError) as exc:
+        # ValueError: what the file system layer raises for a name it cannot represent.
         shutil.rmtree(staging, ignore_errors=True)
         raise FetchError(f"{name}/{version}: download failed: {describe_error(exc)}") from exc
     except BaseException:
@@ -145,6 +164,14 @@ def fetch_version(
         time.monotonic() - started,
     )
     return final
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.ENAMETOOLONG):
+        return "disk"
+    return "download"  # a socket error surfacing as OSError
 
 
 def describe_error(exc: BaseException) -> str:

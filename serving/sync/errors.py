@@ -21,7 +21,14 @@ class SyncConfigError(SyncError, ValueError):
 
 
 class FetchError(SyncError):
-    """A version could not be downloaded, verified and moved into place; it stays hidden."""
+    """A version could not be downloaded, verified and moved into place; it stays hidden.
+
+    ``reason`` is one of `serving.sync.metrics.REASONS` (download, integrity, disk_full, disk).
+    """
+
+    def __init__(self, message: str, reason: str = "download") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StopRequested(SyncError):

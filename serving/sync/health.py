@@ -52,6 +52,35 @@ def tfserving_available(base_url: str, model: str, timeout: float = 2.0) -> tupl
     return False, f"{model}: no version AVAILABLE (states: {states or 'none'})"
 
 
+def tfserving_states(base_url: str, model: str, timeout: float = 2.0) -> dict[int, tuple[str, str]]:
+    """Every version TF Serving reports for `model`: (state, error code), e.g. ("AVAILABLE",
+    "OK"), or ("END", "DATA_LOSS") for a version that failed to load.
+
+    A model TF Serving does not know (404) has no versions: {}. Raises OSError or ValueError if
+    the server does not answer or answers something unreadable.
+    """
+    url = f"{base_url.rstrip('/')}/v1/models/{urllib.parse.quote(model, safe='')}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read(1 << 20))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}
+        raise OSError(f"{url}: HTTP {exc.code}") from exc
+    if not isinstance(body, dict):
+        raise ValueError(f"{url}: not a model status")
+    states = {}
+    for entry in body.get("model_version_status", []):
+        if isinstance(entry, dict):
+            try:
+                status = entry.get("status")
+                code = status.get("error_code", "OK") if isinstance(status, dict) else "OK"
+                states[int(entry.get("version"))] = (str(entry.get("state")), str(code or "OK"))
+            except (TypeError, ValueError):
+                continue
+    return states
+
+
 def all_available(base_url: str, models: Sequence[str], timeout: float = 2.0) -> tuple[bool, str]:
     reasons = []
     for model in models:

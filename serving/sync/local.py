@@ -17,6 +17,8 @@ about to write. Versions not in the ledger are served and counted but never remo
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import os
@@ -26,7 +28,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.store import parse_version_dir
+from contracts.store import (
+    MANIFEST_NAME,
+    ManifestError,
+    VersionManifest,
+    parse_manifest,
+    parse_version_dir,
+)
 
 from .errors import SyncConfigError
 
@@ -49,6 +57,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False if the
+    kernel or file system cannot, so the caller falls back to two renames."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a))
 
 
 def fsync_dir(path: Path) -> None:
@@ -168,6 +197,35 @@ class ModelDir:
             raise
         fsync_dir(self.root)
         return target
+
+    def swap(self, staging: Path, version: int) -> Path:
+        """Replace an existing ``<version>`` with a verified staging directory.
+
+        One atomic exchange where the kernel allows it (TF Serving sees the old or the new
+        directory, never none); otherwise the old one is hidden first, then the new renamed in.
+        """
+        target = self.version_path(version)
+        if not target.exists():
+            return self.install(staging, version)
+        self.claim(version)
+        if not exchange(staging, target):
+            hidden = self.root / f"{STAGING_PREFIX}{version}-{secrets.token_hex(8)}"
+            os.rename(target, hidden)
+            os.rename(staging, target)
+            staging = hidden
+        fsync_dir(self.root)
+        shutil.rmtree(staging, ignore_errors=True)  # now the old content
+        return target
+
+    def local_manifest(self, version: int) -> VersionManifest | None:
+        """The manifest copy the agent wrote into ``<version>/``, or None if absent or bad."""
+        path = self.version_path(version) / MANIFEST_NAME
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(4 * 1024 * 1024 + 1)
+            return parse_manifest(data, self.root.name, version)
+        except (OSError, ManifestError):
+            return None
 
     def remove(self, version: int) -> None:
         """Remove an owned version: hide it first (rename), then delete, then release it."""

@@ -6,23 +6,26 @@ a half-written file), served by the health endpoint, and read by ``probe status`
     {"format": "tfserving-eks/sync-status/v1", "pid", "started", "updated", "heartbeat",
      "source", "dest", "ready",
      "last_listing": {"at", "ok"}, "last_error": {"at", "message"} | null,
-     "models": {NAME: {"policy", "wanted", "available", "owned", "labels",
+     "models": {NAME: {"policy", "wanted", "available", "owned", "labels", "served",
+                       "store_problems": {VERSION: reason}, "waiting_for_server": [VERSION],
                        "fetching": {"version", "bytes", "total", "started"} | null,
                        "failed": {VERSION: {"error", "failures", "retry_at"}},
                        "installed": {VERSION: at}, "removed": {VERSION: at}}}}
 
 Times are UTC ISO 8601; ``heartbeat`` is refreshed by the loop and by download progress, so a
-stuck agent can be told from a busy one.
+stuck agent can be told from a busy one. A status file that cannot be written (a full or
+read-only volume) is logged and counted (`on_write_error`), never fatal: the agent keeps syncing.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from .local import write_atomic
 
 STATUS_FORMAT = "tfserving-eks/sync-status/v1"
+_log = logging.getLogger(__name__)
 
 
 def utc(ts: float | None = None) -> str:
@@ -43,6 +47,8 @@ class StatusBoard:
 
     def __init__(self, path: Path | None, source: str, dest: Path, models: Iterable[str]) -> None:
         self._path = path
+        self.on_write_error: Callable[[OSError], None] | None = None
+        self._write_error: str | None = None
         self._lock = threading.Lock()
         self.heartbeat_monotonic = time.monotonic()
         now = utc()
@@ -64,6 +70,9 @@ class StatusBoard:
                     "available": [],
                     "owned": [],
                     "labels": {},
+                    "served": None,
+                    "store_problems": {},
+                    "waiting_for_server": [],
                     "fetching": None,
                     "failed": {},
                     "installed": {},
@@ -134,6 +143,18 @@ class StatusBoard:
     def write(self) -> None:
         with self._lock:
             self._data["updated"] = utc()
-        if self._path is not None:
-            body = json.dumps(self.snapshot(), indent=2, sort_keys=True) + "\n"
+        if self._path is None:
+            return
+        body = json.dumps(self.snapshot(), indent=2, sort_keys=True) + "\n"
+        try:
             write_atomic(self._path, body.encode())
+        except OSError as exc:
+            if str(exc) != self._write_error:  # log each new cause once, not every cycle
+                _log.error("cannot write status file %s: %s (sync continues)", self._path, exc)
+            self._write_error = str(exc)
+            if self.on_write_error is not None:
+                self.on_write_error(exc)
+            return
+        if self._write_error is not None:
+            _log.info("status file %s written again", self._path)
+            self._write_error = None
