@@ -57,8 +57,10 @@ def closure(name: str, seen: set[str]) -> set[str]:
 
 def test_requirements_are_the_complete_closure() -> None:
     # Installed with --no-deps, so the file must hold boto3's whole closure plus the protobuf
-    # config modules, and nothing else (tensorflow-serving-api's deps are left out on purpose).
-    wanted = closure("boto3", set()) | {"protobuf", "tensorflow-serving-api"}
+    # config modules and prometheus-client's closure (the /metrics endpoint), and nothing else
+    # (tensorflow-serving-api's deps are left out on purpose).
+    wanted = closure("boto3", set()) | closure("prometheus-client", set())
+    wanted |= {"protobuf", "tensorflow-serving-api"}
     assert set(pins(REQUIREMENTS)) == wanted
 
 
@@ -76,7 +78,7 @@ def test_dockerfile_is_pinned_non_root_and_installs_without_deps() -> None:
 # Modules the image provides: the standard library, the pinned distributions and the copied code.
 ALLOWED = sorted(
     {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3", "google"}
-    | {"tensorflow_serving", "contracts", "serving"}
+    | {"prometheus_client", "tensorflow_serving", "contracts", "serving"}
 )
 
 PROBE = r"""
@@ -90,7 +92,8 @@ class Forbid:
         return None
 
 sys.meta_path.insert(0, Forbid())
-for name in ["serving.sync", "serving.sync.cli", "serving.sync.agent", "serving.sync.health"]:
+for name in ["serving.sync", "serving.sync.cli", "serving.sync.agent", "serving.sync.health",
+             "serving.sync.metrics"]:
     importlib.import_module(name)
 from contracts.tfconfig import ModelConfig, parse_models_config, render_models_config
 text = render_models_config([ModelConfig("m", "/models/m", labels={"stable": 1})])
