@@ -157,6 +157,21 @@ class VersionManifest:
     files: tuple[FileEntry, ...]
     signature: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    # Every serving signature of the version (`contracts.signatures` summary format): the model's
+    # contract while this is its newest version. Empty in manifests written before it existed.
+    signatures: Mapping[str, Any] = field(default_factory=dict)
+    # Set when the publisher was told to publish signatures incompatible with the contract
+    # (`--allow-signature-change`): the version compared against and each difference.
+    signature_change: Mapping[str, Any] | None = None
+
+    def contract_signatures(self) -> dict[str, Any]:
+        """The serving signatures of this version; older manifests only name `serving_default`."""
+        if self.signatures:
+            return dict(self.signatures)
+        if self.signature.get("name") and "inputs" in self.signature:
+            body = {k: v for k, v in self.signature.items() if k != "name"}
+            return {str(self.signature["name"]): body}
+        return {}
 
     def __post_init__(self) -> None:
         # Files are kept sorted by path so equal contents give equal manifests and equal JSON.
@@ -166,6 +181,12 @@ class VersionManifest:
             raise ManifestError(f"manifest of {self.model}/{self.version} lists a file twice")
         if not self.files:
             raise ManifestError(f"manifest of {self.model}/{self.version} lists no files")
+        if not isinstance(self.signatures, Mapping) or not all(
+            isinstance(v, Mapping) for v in self.signatures.values()
+        ):
+            raise ManifestError(f"manifest of {self.model}/{self.version}: bad 'signatures'")
+        if self.signature_change is not None and not isinstance(self.signature_change, Mapping):
+            raise ManifestError(f"manifest of {self.model}/{self.version}: bad 'signature_change'")
 
     @property
     def total_bytes(self) -> int:
@@ -181,6 +202,10 @@ class VersionManifest:
             "signature": dict(self.signature),
             "metrics": dict(self.metrics),
         }
+        if self.signatures:
+            body["signatures"] = dict(self.signatures)
+        if self.signature_change is not None:
+            body["signature_change"] = dict(self.signature_change)
         return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -205,6 +230,8 @@ class VersionManifest:
                 ),
                 signature=body.get("signature") or {},
                 metrics=body.get("metrics") or {},
+                signatures=body.get("signatures") or {},
+                signature_change=body.get("signature_change"),
             )
         except ManifestError:
             raise

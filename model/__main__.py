@@ -1,4 +1,4 @@
-"""`python -m model {train,publish}`: the model stage's command line.
+"""`python -m model {train,publish,samples}`: the model stage's command line.
 
 Exit codes: 0 success, 1 an error (message on stderr says what to do), 2 bad command-line usage,
 3 the accuracy gate refused the model (nothing exported).
@@ -7,11 +7,11 @@ Exit codes: 0 success, 1 an error (message on stderr says what to do), 2 bad com
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from contracts import tf_quiet
 from contracts.store import StoreError
 from model.errors import ModelStageError
 
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     hp, defaults = HyperParameters(), TrainArgs(out=Path("."))
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,publish}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,publish,samples}"
+    )
 
     train = commands.add_parser(
         "train",
@@ -103,7 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--force", action="store_true", help="replace an already committed version"
     )
+    publish.add_argument(
+        "--allow-signature-change",
+        action="store_true",
+        help="publish even if the signatures break the model's contract (recorded in the "
+        "manifest; see docs/bring-your-own-model.md)",
+    )
+
+    samples = commands.add_parser(
+        "samples",
+        help="write sample client inputs (PNGs, digits.npy, request.json) to DIR",
+        description="Write sample inputs for the client from the bundled digits (test split of "
+        "the default training run): zero.png ... nine.png, digits.npy, a TF Serving REST "
+        "request body request.json, and samples.json naming each file's digits.",
+    )
+    samples.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+
+    for command in (train, publish):
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show TensorFlow's full log, GPU probe included (same as TFSE_VERBOSE=1)",
+        )
     return parser
+
+
+def _samples(ns: argparse.Namespace) -> int:
+    from model.samples import write_samples
+
+    for path in write_samples(ns.out):
+        print(path)
+    return 0
 
 
 def _train(ns: argparse.Namespace) -> int:
@@ -131,7 +163,13 @@ def _publish(ns: argparse.Namespace) -> int:
     from model.publish import PublishArgs, publish
 
     manifest = publish(
-        PublishArgs(export=ns.export, store=ns.store, endpoint_url=ns.endpoint_url, force=ns.force)
+        PublishArgs(
+            export=ns.export,
+            store=ns.store,
+            endpoint_url=ns.endpoint_url,
+            force=ns.force,
+            allow_signature_change=ns.allow_signature_change,
+        )
     )
     print(
         f"published {manifest.model}/{manifest.version}: {len(manifest.files)} files, "
@@ -141,10 +179,12 @@ def _publish(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up noise out
     ns = build_parser().parse_args(argv)
+    # Before TensorFlow is imported: its log level, and whether the GPU-probe noise is dropped.
+    tf_quiet.configure(verbose=getattr(ns, "verbose", False))
+    commands = {"train": _train, "publish": _publish, "samples": _samples}
     try:
-        return _train(ns) if ns.command == "train" else _publish(ns)
+        return commands[ns.command](ns)
     except ModelStageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -35,3 +35,7 @@ class ExportError(ModelStageError):
 
 class PublishError(ModelStageError):
     """Publishing to S3 failed; no new version became visible."""
+
+
+class SignatureContractError(ModelStageError):
+    """A new version's signatures break the model's contract (its newest committed version's)."""

@@ -20,7 +20,7 @@ from model.errors import ExportError
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "images"
 SERVE_TAG = "serve"
-WARMUP_RELPATH = "assets.extra/tf_serving_warmup_requests"
+WARMUP_RELPATH = "assets.extra/tf_serving_warmup_requests"  # = model.validate's
 
 # What every export of this stage must declare; publish refuses anything else.
 EXPECTED_SIGNATURE: dict[str, Any] = {
@@ -54,78 +54,30 @@ def export_savedmodel(model: keras.Model, directory: Path) -> None:
     archive.write_out(str(directory), verbose=False)
 
 
-def _tensor_summary(info: Any) -> dict[str, Any]:
-    shape = (
-        None if info.tensor_shape.unknown_rank else [int(dim.size) for dim in info.tensor_shape.dim]
-    )
-    return {"dtype": tf.dtypes.as_dtype(info.dtype).name, "shape": shape}
-
-
 def read_signature(directory: Path) -> dict[str, Any]:
     """The `serving_default` signature of a SavedModel, read from saved_model.pb as TF Serving does.
 
     Parses the protobuf only (no graph is loaded), so it is fast and also proves the file is whole.
     """
-    from tensorflow.core.protobuf import saved_model_pb2
+    from model.validate import read_signatures
 
-    pb_path = directory / "saved_model.pb"
-    if not pb_path.is_file():
-        raise ExportError(
-            f"{directory} is not a SavedModel: saved_model.pb is missing (partial copy or wrong "
-            "directory?); re-run `python -m model train`"
-        )
-    saved = saved_model_pb2.SavedModel()
-    try:
-        saved.ParseFromString(pb_path.read_bytes())
-    except Exception as exc:  # protobuf raises DecodeError, not a documented subclass
-        raise ExportError(
-            f"{pb_path} is corrupt or truncated ({exc}); re-export the model"
-        ) from exc
-    graphs = [g for g in saved.meta_graphs if SERVE_TAG in g.meta_info_def.tags]
-    if not graphs:
-        raise ExportError(f"{pb_path} has no meta graph tagged {SERVE_TAG!r}; TF Serving needs one")
-    signatures = graphs[0].signature_def
-    if SIGNATURE_KEY not in signatures:
-        raise ExportError(
-            f"{pb_path} has no {SIGNATURE_KEY!r} signature (found {sorted(signatures)}); "
-            "export with `python -m model train`"
-        )
-    signature = signatures[SIGNATURE_KEY]
-    return {
-        "name": SIGNATURE_KEY,
-        "method": signature.method_name,
-        "inputs": {k: _tensor_summary(v) for k, v in sorted(signature.inputs.items())},
-        "outputs": {k: _tensor_summary(v) for k, v in sorted(signature.outputs.items())},
-    }
+    return {"name": SIGNATURE_KEY, **read_signatures(directory)[SIGNATURE_KEY]}
 
 
 def check_export(directory: Path) -> dict[str, Any]:
-    """Raise ExportError unless `directory` is a complete SavedModel with this stage's signature.
+    """Raise ExportError unless `directory` is a complete, loadable export of the MNIST recipe.
 
-    Returns the signature summary (what the manifest records).
+    Checks what publish checks for any model (`model.validate.validate_export`) and, on top, that
+    the signature is this recipe's (`EXPECTED_SIGNATURE`), so a reused export is the right one.
+    Returns the `serving_default` summary.
     """
-    if not directory.is_dir():
-        raise ExportError(f"export {directory} does not exist or is not a directory")
-    signature = read_signature(directory)
-    variables = directory / "variables"
-    index = variables / "variables.index"
-    shards = sorted(variables.glob("variables.data-*-of-*")) if variables.is_dir() else []
-    if not index.is_file() or not shards:
-        raise ExportError(
-            f"{directory} is a partial SavedModel: variables/variables.index or its data shards "
-            "are missing; re-export the model"
-        )
-    # Shard names say how many there are ("-00000-of-00002"); a missing one means a partial copy.
-    expected = int(shards[0].name.rsplit("-of-", 1)[1])
-    if len(shards) != expected:
-        raise ExportError(
-            f"{directory} is a partial SavedModel: {len(shards)} of {expected} variable shards "
-            "present; re-export the model"
-        )
+    from model.validate import validate_export
+
+    signature = {"name": SIGNATURE_KEY, **validate_export(directory)[SIGNATURE_KEY]}
     comparable = {k: signature[k] for k in ("inputs", "outputs")}
     if comparable != {k: EXPECTED_SIGNATURE[k] for k in ("inputs", "outputs")}:
         raise ExportError(
-            f"{directory}: serving_default signature {comparable} differs from the contract "
-            f"{ {k: EXPECTED_SIGNATURE[k] for k in ('inputs', 'outputs')} }"
+            f"{directory}: serving_default signature {comparable} differs from the MNIST "
+            f"recipe's { {k: EXPECTED_SIGNATURE[k] for k in ('inputs', 'outputs')} }"
         )
     return signature

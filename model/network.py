@@ -8,10 +8,12 @@ the served model takes raw 0-255 grey values (the same values clients send to TF
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import keras
+from typing import TYPE_CHECKING
 
 from model.data import IMAGE_SHAPE, NUM_CLASSES
+
+if TYPE_CHECKING:  # keras imports TensorFlow (seconds): only the functions below need it, so
+    import keras  # `python -m model --help` and the samples command start without it
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Augmentation:
 
 def build_network() -> keras.Model:
     """The uncompiled CNN: `images` [batch, 28, 28, 1] raw 0-255 -> softmax over 10 digits."""
+    import keras
+
     inputs = keras.Input(shape=IMAGE_SHAPE, name="images", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = keras.layers.Conv2D(32, 3, activation="relu", name="conv")(x)
@@ -44,6 +48,8 @@ def build_network() -> keras.Model:
 
 def compile_network(model: keras.Model, *, learning_rate: float, total_steps: int) -> None:
     """Adam with a cosine-decayed learning rate (ends near zero, which steadies the last epochs)."""
+    import keras
+
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
@@ -54,6 +60,8 @@ def compile_network(model: keras.Model, *, learning_rate: float, total_steps: in
 
 def build_augmenter(augmentation: Augmentation, seed: int) -> keras.Sequential:
     """The layers that perturb a training batch; zero-filled so strokes never wrap around."""
+    import keras
+
     return keras.Sequential(
         [
             keras.layers.RandomRotation(

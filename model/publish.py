@@ -2,23 +2,27 @@
 
 Protocol (layout and manifest from `contracts.store`, see docs/contracts.md):
 
-1. check the export is a complete SavedModel with this stage's signature and an integer version
-   (and that its warmup file, when present, parses: TF Serving refuses a corrupt one);
-2. refuse if the version is committed, unless `force` (then delete its manifest FIRST, so readers
-   stop seeing it before anything under it changes);
-3. delete stale staging objects of this model (interrupted publishes) and uncommitted leftovers
-   under the version prefix;
-4. upload every file to `<name>/.staging/<version>-<token>/` (managed transfer: multipart for
-   large files, SHA-256 checksums that S3 validates on receipt);
-5. verify staging: every file present with its size and sha256 (S3's stored checksum for
+1. check the export is a SavedModel TF Serving can load (`model.validate`: serve tag,
+   serving_default, every variable shard readable whole, warmup records that parse), that its
+   version is an integer, and that its signatures keep the model's contract (those of its newest
+   committed version) unless `allow_signature_change`;
+2. refuse if the version is committed, unless `force` (then remember its manifest's ETag);
+3. delete what interrupted publishes left (uploads no manifest points at, older than
+   STALE_CONTENT_SECONDS, and objects under an uncommitted version prefix);
+4. upload every file to the content prefix ``<name>/.content/<version>-<digest>/`` (the digest
+   of the file list: `contracts.store.content_prefix`; managed transfer: multipart for large
+   files, SHA-256 checksums that S3 validates on receipt);
+5. verify the upload: every file present with its size and sha256 (S3's stored checksum for
    single-part objects, a streamed re-read for multipart ones whose checksum is composite);
-6. server-side copy staging -> `<name>/<version>/`, check sizes there;
-7. write `manifest.json` LAST: the commit; then delete the staging objects.
+6. write ``<name>/<version>/manifest.json`` with ONE conditional PUT: the commit.
+   ``If-None-Match: *`` for a new version, ``If-Match: <ETag>`` for `force`; S3 lets exactly one
+   of concurrent conditional writes succeed (412 Precondition Failed for the others);
+7. `force`: delete the replaced content. A publish that lost the race deletes its own upload
+   and fails with `ConcurrentPublishError` ("a concurrent publish of this version won").
 
-Any failure before step 7 leaves no manifest, so no reader sees the version; the next publish
-removes what was left. One publisher per model at a time (CI serialises publishes): step 3 would
-remove a concurrent publisher's staging objects, which then fails its verification, never commits
-anything wrong.
+Any failure before step 6 leaves no manifest, so no reader sees the version, and the version
+prefix only ever holds the manifest. Publishes of one version are linearizable; readers
+(`contracts.store.list_committed`) see the old manifest or the new one, never a gap.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import base64
 import hashlib
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from contracts.store import (
+    CONTENT_DIR,
     MANIFEST_NAME,
     IntegrityError,
     ManifestError,
@@ -43,7 +47,10 @@ from contracts.store import (
     StoreURIError,
     VersionExistsError,
     VersionManifest,
-    read_manifest,
+    content_prefix,
+    list_committed,
+    list_committed_versions,
+    read_manifest_etag,
     scan_export,
     validate_model_name,
     validate_version,
@@ -52,6 +59,10 @@ from model.errors import ExportError, PublishError
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 PROGRESS_THRESHOLD = MULTIPART_THRESHOLD  # files this large get a progress line
+# Uploads no manifest points at are removed by a later publish once this old (a younger one may
+# be a concurrent publish still uploading).
+STALE_CONTENT_SECONDS = 3600
+BUCKET_CHECK = "checking the bucket"
 # Metrics copied from metrics.json into the manifest (the full report stays beside the export).
 MANIFEST_METRICS = (
     "test",
@@ -73,6 +84,7 @@ class PublishArgs:
     store: str
     endpoint_url: str | None = None
     force: bool = False
+    allow_signature_change: bool = False
 
 
 class Progress:
@@ -134,8 +146,16 @@ def s3_errors(location: StoreLocation, action: str, endpoint_url: str | None) ->
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
-        if code in ("NoSuchBucket", "404", "NotFound"):
+        # HeadBucket has no body, so a missing bucket is a bare 404 there.
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and action == BUCKET_CHECK):
             hint = "the bucket does not exist: create it (the stack's model bucket) or fix --store"
+        elif code in ("NoSuchKey", "404", "NotFound"):
+            hint = (
+                "an object disappeared meanwhile: another publish of this model may be running; "
+                "check the version and retry"
+            )
+        elif code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            hint = "another write to this key won (a concurrent publish)"
         elif code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
             hint = (
                 "access denied: the credentials need s3:ListBucket, GetObject, PutObject and "
@@ -233,21 +253,39 @@ def _manifest_metrics(export: Path, stream: TextIO) -> dict[str, Any]:
     return {key: metrics[key] for key in MANIFEST_METRICS if key in metrics}
 
 
+def _keep_contract(
+    s3: Any, location: StoreLocation, manifest: VersionManifest, allow: bool, stream: TextIO
+) -> VersionManifest:
+    """Check `manifest`'s signatures against the newest other committed version of the model."""
+    from model.validate import check_contract
+
+    committed = list_committed_versions(s3, location, manifest.model)
+    others = [v for v in committed if v != manifest.version]
+    newest = committed[max(others)] if others else None
+    differences, change = check_contract(manifest.signatures, newest, allow_change=allow)
+    if change is not None:
+        stream.write(
+            f"--allow-signature-change: publishing despite breaking changes against version "
+            f"{change['against_version']}:\n" + "".join(f"  - {d}\n" for d in differences)
+        )
+    elif differences:
+        stream.write(
+            "compatible signature changes against version "
+            f"{newest.version if newest else '?'}:\n" + "".join(f"  - {d}\n" for d in differences)
+        )
+    return replace(manifest, signature_change=change)
+
+
 def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> VersionManifest:
     """Publish `args.export`; returns the committed manifest. `s3` overrides the boto3 client."""
-    from boto3.s3.transfer import TransferConfig
-
-    from model.export import WARMUP_RELPATH, check_export
-    from model.warmup import read_warmup
+    from model.validate import WARMUP_RELPATH, validate_export
 
     location = StoreLocation.parse(args.store)
     args = replace(args, export=args.export.resolve())  # `--export .` names its version too
     name, version = _export_identity(args.export)
-    signature = check_export(args.export)
+    signatures = validate_export(args.export)  # before any S3 call: refuse what cannot load
     warmup = args.export / WARMUP_RELPATH
-    if warmup.exists():
-        read_warmup(warmup)  # a corrupt warmup file would fail the load in TF Serving
-    else:
+    if not warmup.exists():
         stream.write(f"warning: {warmup} is missing; TF Serving will load without warmup\n")
     files = scan_export(args.export)
     manifest = VersionManifest(
@@ -255,92 +293,179 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
         version=version,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         files=files,
-        signature=signature,
+        signature={"name": "serving_default", **signatures["serving_default"]},
+        signatures=signatures,
         metrics=_manifest_metrics(args.export, stream),
     )
     s3 = s3 if s3 is not None else make_client(args.endpoint_url)
-    bucket, version_prefix = location.bucket, location.version_prefix(name, version)
-    where = f"{location.uri}/{name}/{version}"
+    bucket = location.bucket
 
     def guarded(action: str) -> Any:
         return s3_errors(location, action, args.endpoint_url)
 
-    with guarded("checking the bucket"):
+    with guarded(BUCKET_CHECK):
         s3.head_bucket(Bucket=bucket)
+    with guarded("reading the model's signature contract"):
+        manifest = _keep_contract(s3, location, manifest, args.allow_signature_change, stream)
+    return commit_version(s3, location, manifest, args.export, args.force, stream, guarded)
+
+
+class ConcurrentPublishError(PublishError):
+    """Another publish of the same version committed first; this one left nothing behind."""
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _stale(s3: Any, location: StoreLocation, name: str, keep: set[str]) -> list[str]:
+    """Keys an interrupted publish left: old-style staging objects and content prefixes no
+    manifest points at, both older than STALE_CONTENT_SECONDS (younger ones may be a
+    concurrent publish's upload in progress)."""
+    cutoff = datetime.now(UTC).timestamp() - STALE_CONTENT_SECONDS
+    doomed = []
+    for root in (location.staging_root(name), location.model_prefix(name) + CONTENT_DIR + "/"):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=root)
+        for obj in (obj for page in pages for obj in page.get("Contents", [])):
+            if obj["LastModified"].timestamp() <= cutoff and not any(
+                obj["Key"].startswith(prefix) for prefix in keep
+            ):
+                doomed.append(obj["Key"])
+    return doomed
+
+
+def commit_version(
+    s3: Any,
+    location: StoreLocation,
+    manifest: VersionManifest,
+    export: Path,
+    force: bool,
+    stream: TextIO,
+    guarded: Any,
+) -> VersionManifest:
+    """Upload `export`'s files and commit `manifest`: linearizable per version.
+
+    The files go to the manifest's content prefix (`contracts.store.content_prefix`, outside
+    the version prefix, named by the digest of the file list); the commit is ONE conditional
+    PUT of ``<version>/manifest.json``: ``If-None-Match: *`` for a new version, ``If-Match:
+    <ETag read>`` for ``--force``. Of concurrent publishes of a version exactly one PUT succeeds;
+    the others get 412, remove their own upload (unless it is byte-identical to the winner's)
+    and raise `ConcurrentPublishError`. ``--force`` swaps the manifest in one step (readers see
+    the old version or the new one, never none) and then deletes the old content.
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    name, version = manifest.model, manifest.version
+    bucket = location.bucket
+    where = f"{location.uri}/{name}/{version}"
+    manifest_key = location.manifest_key(name, version)
     with guarded("reading the current manifest"):
+        # (manifest or None if unreadable, ETag) of the committed version; None if there is none
+        current: tuple[VersionManifest | None, str] | None
+        note = ""
         try:
-            exists, note = read_manifest(s3, location, name, version) is not None, ""
+            current = read_manifest_etag(s3, location, name, version)
         except ManifestError:
-            exists, note = True, " (its manifest is unreadable)"
-    if exists and not args.force:
+            etag = s3.head_object(Bucket=bucket, Key=manifest_key)["ETag"]
+            current, note = (None, etag), " (its manifest is unreadable)"
+    if current is not None and not force:
         raise VersionExistsError(
             f"{where} is already published{note}; versions are immutable: train a new "
             "version, or pass --force to replace it"
         )
-    with guarded("removing the old manifest"):
-        if exists:
-            # First, so readers stop seeing the version before anything under it changes.
-            s3.delete_object(Bucket=bucket, Key=location.manifest_key(name, version))
-            stream.write(f"--force: {where} withdrawn; replacing it\n")
-    with guarded("cleaning stale staging and uncommitted objects"):
-        stale = sorted(_list_keys(s3, bucket, location.staging_root(name)))
-        leftovers = sorted(_list_keys(s3, bucket, version_prefix))
-        _delete_keys(s3, bucket, stale + leftovers)
+    with guarded("cleaning up after interrupted publishes"):
+        listing = list_committed(s3, location, name)
+        keep = {found.prefix for found in listing.versions.values()}
+        stale = _stale(s3, location, name, keep)
+        if current is None:
+            # Objects under an uncommitted version prefix (publishes before content prefixes);
+            # never the manifest, which a concurrent publish may be writing right now.
+            stale += [
+                key
+                for key in _list_keys(s3, bucket, location.version_prefix(name, version))
+                if key != manifest_key
+            ]
+        _delete_keys(s3, bucket, sorted(stale))
         if stale:
-            stream.write(f"removed {len(stale)} stale staging objects of {name}\n")
+            stream.write(f"removed {len(stale)} objects of interrupted publishes of {name}\n")
 
-    staging = location.staging_prefix(name, version, uuid.uuid4().hex[:12])
+    prefix = content_prefix(location, manifest)
     config = TransferConfig(
         multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD
     )
     checksum = {"ChecksumAlgorithm": "SHA256"}
+    condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current[1]}
     committed = False
     try:
-        with guarded("uploading to staging"):
-            for entry in files:
+        with guarded("uploading"):
+            for entry in manifest.files:
                 callback = None
                 if entry.size >= PROGRESS_THRESHOLD:
                     callback = Progress(entry.path, entry.size, stream)
                 s3.upload_file(
-                    str(args.export / entry.path),
+                    str(export / entry.path),
                     bucket,
-                    staging + entry.path,
+                    prefix + entry.path,
                     ExtraArgs=checksum,
                     Config=config,
                     Callback=callback,
                 )
-        with guarded("verifying staging"):
-            verify_objects(s3, bucket, staging, manifest)
-        with guarded("copying staging into the version prefix"):
-            for entry in files:
-                s3.copy(
-                    {"Bucket": bucket, "Key": staging + entry.path},
-                    bucket,
-                    version_prefix + entry.path,
-                    ExtraArgs=checksum,
-                    Config=config,
-                )
-            copied = _list_keys(s3, bucket, version_prefix)
-            wrong = [f.path for f in files if copied.get(version_prefix + f.path) != f.size]
-            if wrong:
-                raise IntegrityError(f"copy into {where} is incomplete: {', '.join(wrong)}")
-        with guarded("writing the manifest (commit)"):
-            s3.put_object(
-                Bucket=bucket,
-                Key=location.manifest_key(name, version),
-                Body=manifest.to_json(),
-                ContentType="application/json",
-                **checksum,
-            )
-            committed = True
-    finally:
-        # Best effort: what is left here is invisible and the next publish removes it.
+        with guarded("verifying the upload"):
+            verify_objects(s3, bucket, prefix, manifest)
         try:
-            with guarded("removing staging objects"):
-                doomed = list(_list_keys(s3, bucket, staging))
-                if not committed:
-                    doomed += list(_list_keys(s3, bucket, version_prefix))
-                _delete_keys(s3, bucket, doomed)
+            with guarded("writing the manifest (commit)"):
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=manifest_key,
+                    Body=manifest.to_json(),
+                    ContentType="application/json",
+                    **condition,
+                    **checksum,
+                )
+                committed = True
         except PublishError as exc:
-            stream.write(f"warning: {exc}; the next publish will clean up\n")
+            code = _error_code(exc.__cause__) if exc.__cause__ else ""
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            raise ConcurrentPublishError(
+                f"{where}: a concurrent publish of this version won (it committed first); "
+                "nothing of this publish remains. Check what was committed, then publish a new "
+                "version, or pass --force to replace it"
+            ) from exc
+    finally:
+        if not committed:
+            _remove_own_upload(s3, location, manifest, prefix, stream, guarded)
+    if current is not None:
+        old = current[0]
+        stream.write(f"--force: {where} replaced in one step\n")
+        with guarded("removing the replaced content"):
+            doomed = [
+                key
+                for key in _list_keys(s3, bucket, location.version_prefix(name, version))
+                if key != manifest_key
+            ]
+            if old is not None and content_prefix(location, old) != prefix:
+                doomed += list(_list_keys(s3, bucket, content_prefix(location, old)))
+            _delete_keys(s3, bucket, doomed)
     return manifest
+
+
+def _remove_own_upload(
+    s3: Any,
+    location: StoreLocation,
+    manifest: VersionManifest,
+    prefix: str,
+    stream: TextIO,
+    guarded: Any,
+) -> None:
+    """Best effort: delete this attempt's content, unless a committed manifest now points at
+    the same content (a concurrent publish of identical files won)."""
+    try:
+        with guarded("removing this publish's upload"):
+            for found in list_committed(s3, location, manifest.model).versions.values():
+                if found.prefix == prefix:
+                    return
+            _delete_keys(s3, location.bucket, list(_list_keys(s3, location.bucket, prefix)))
+    except PublishError as exc:
+        stream.write(f"warning: {exc}; a later publish removes it\n")

@@ -1,0 +1,206 @@
+"""Publish's checks before any upload: can TF Serving load this export, does it keep the contract?
+
+`validate_export` checks what TF Serving needs to load any SavedModel version (TF2 exports and
+TF1-style graphs alike): `saved_model.pb` parses and has a meta graph tagged `serve` with a
+`serving_default` signature; every variable shard named by `variables/variables.index` is present
+and every tensor reads back whole (a shard truncated after export fails here, not in the server);
+the warmup file, when present, parses and asks only for signatures and inputs the model has.
+
+`check_contract` compares the export's signatures with the model's contract (the signatures of its
+newest committed version, `contracts.signatures`) and refuses incompatible changes unless told to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from contracts.signatures import Difference, breaking, compare, summarize_signature_defs
+from contracts.store import VersionManifest
+from model.errors import ExportError, SignatureContractError
+
+SERVE_TAG = "serve"
+SIGNATURE_KEY = "serving_default"
+WARMUP_RELPATH = "assets.extra/tf_serving_warmup_requests"
+VARIABLES_PREFIX = "variables/variables"
+
+
+def read_signatures(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every signature of the `serve` meta graph, summarized; parses saved_model.pb only."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb_path = directory / "saved_model.pb"
+    if not pb_path.is_file():
+        hint = (
+            " (a text saved_model.pbtxt is not supported: re-save it)"
+            if (directory / "saved_model.pbtxt").is_file()
+            else ""
+        )
+        raise ExportError(
+            f"{directory} is not a SavedModel: saved_model.pb is missing{hint}; point --export "
+            "at DIR/<name>/<version> of a complete export"
+        )
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb_path.read_bytes())
+    except Exception as exc:  # protobuf raises DecodeError, not a documented subclass
+        raise ExportError(
+            f"{pb_path} is corrupt or truncated ({exc}); re-export the model"
+        ) from exc
+    graphs = [g for g in saved.meta_graphs if SERVE_TAG in g.meta_info_def.tags]
+    if not graphs:
+        tags = [list(g.meta_info_def.tags) for g in saved.meta_graphs]
+        raise ExportError(
+            f"{pb_path} has no meta graph tagged {SERVE_TAG!r} (found tag sets {tags}); TF "
+            "Serving loads the 'serve' graph: export with tf.saved_model.save or tags=['serve']"
+        )
+    signatures = summarize_signature_defs(graphs[0].signature_def)
+    if SIGNATURE_KEY not in signatures:
+        raise ExportError(
+            f"{pb_path} has no {SIGNATURE_KEY!r} signature (found {sorted(signatures)}); "
+            "export one: tf.saved_model.save(model, dir, signatures={'serving_default': fn})"
+        )
+    return signatures
+
+
+_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
+
+
+def _has_variables(directory: Path) -> bool:
+    """Whether the serve graph (or a function in its library) creates a variable."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((directory / "saved_model.pb").read_bytes())
+    for graph in saved.meta_graphs:
+        nodes = list(graph.graph_def.node)
+        for function in graph.graph_def.library.function:
+            nodes.extend(function.node_def)
+        if any(node.op in _VARIABLE_OPS for node in nodes):
+            return True
+    return False
+
+
+def check_variables(directory: Path) -> None:
+    """Raise ExportError unless every variable shard is present and every tensor reads whole."""
+    import tensorflow as tf
+
+    variables = directory / "variables"
+    index = variables / "variables.index"
+    shards = sorted(variables.glob("variables.data-*-of-*")) if variables.is_dir() else []
+    if not index.is_file():
+        if shards:
+            raise ExportError(
+                f"{directory} is a partial SavedModel: variables/variables.index is missing "
+                "beside its data shards; re-export the model"
+            )
+        if _has_variables(directory):
+            raise ExportError(
+                f"{directory} is a partial SavedModel: its graph has variables but "
+                "variables/variables.index is missing; copy the whole export again or re-export"
+            )
+        return  # a graph of constants only: TF Serving restores nothing and loads it
+    # Shard names say how many there are ("-00000-of-00002"); each one must be there.
+    counts = {int(s.name.rsplit("-of-", 1)[1]) for s in shards}
+    expected = counts.pop() if len(counts) == 1 else None
+    names = {s.name for s in shards}
+    wanted = {f"variables.data-{i:05d}-of-{expected:05d}" for i in range(expected or 0)}
+    if expected is None or names != wanted:
+        missing = sorted(wanted - names) if expected is not None else ["(inconsistent names)"]
+        raise ExportError(
+            f"{directory} is a partial SavedModel: variable shards {missing or sorted(names)} "
+            "missing or inconsistent; copy the whole export again or re-export the model"
+        )
+    try:
+        reader = tf.train.load_checkpoint(str(directory / VARIABLES_PREFIX))
+        # Reading each tensor checks its bytes lie inside its shard: a truncated shard (partial
+        # copy) fails here with DataLoss/OutOfRange instead of at load time in TF Serving.
+        for key in sorted(reader.get_variable_to_dtype_map()):
+            reader.get_tensor(key)
+    except (
+        tf.errors.OpError,
+        ValueError,
+        RuntimeError,
+        IndexError,
+    ) as exc:  # IndexError: short read
+        message = getattr(exc, "message", None) or str(exc)
+        raise ExportError(
+            f"{directory}: the variables cannot be read back ({message.strip()[:300]}); a shard is "
+            "truncated or corrupt: copy the whole export again or re-export the model"
+        ) from exc
+
+
+def check_warmup(directory: Path, signatures: Mapping[str, Mapping[str, Any]]) -> int:
+    """Records in the warmup file (0 when absent); each must parse and fit the signatures."""
+    from model.warmup import read_warmup
+
+    path = directory / WARMUP_RELPATH
+    if not path.exists():
+        return 0
+    records = read_warmup(path)
+    for number, record in enumerate(records, start=1):
+        kind = record.WhichOneof("log_type")
+        if kind != "predict_log":
+            continue  # classify/regress/multi-inference records: TF Serving replays them as-is
+        request = record.predict_log.request
+        name = request.model_spec.signature_name or SIGNATURE_KEY
+        if name not in signatures:
+            raise ExportError(
+                f"warmup record {number} of {path} asks for signature {name!r}, which the model "
+                f"does not have ({sorted(signatures)}); TF Serving would fail the load"
+            )
+        wanted, sent = set(signatures[name]["inputs"]), set(request.inputs)
+        if wanted != sent:
+            raise ExportError(
+                f"warmup record {number} of {path} sends inputs {sorted(sent)}, signature "
+                f"{name!r} takes {sorted(wanted)}; re-write the warmup file"
+            )
+    return len(records)
+
+
+def validate_export(directory: Path) -> dict[str, dict[str, Any]]:
+    """Everything TF Serving needs to load `directory`; returns its signatures (summary format)."""
+    if not directory.is_dir():
+        raise ExportError(f"export {directory} does not exist or is not a directory")
+    signatures = read_signatures(directory)
+    check_variables(directory)
+    check_warmup(directory, signatures)
+    return signatures
+
+
+def check_contract(
+    candidate: Mapping[str, Mapping[str, Any]],
+    newest: VersionManifest | None,
+    *,
+    allow_change: bool,
+) -> tuple[list[Difference], dict[str, Any] | None]:
+    """Compare with the contract; refuse breaking changes unless `allow_change`.
+
+    Returns every difference found and, when breaking ones were let through, the record the
+    manifest keeps of that (`signature_change`). With no committed version there is no contract.
+    """
+    if newest is None:
+        return [], None
+    contract = newest.contract_signatures()
+    if not contract:  # a manifest that recorded no signature at all: nothing to hold to
+        return [], None
+    differences = compare(contract, candidate)
+    bad = breaking(differences)
+    if not bad:
+        return differences, None
+    if not allow_change:
+        lines = "\n".join(f"  - {d}" for d in differences)
+        raise SignatureContractError(
+            f"the signatures are incompatible with the contract of {newest.model} (version "
+            f"{newest.version}, its newest committed one); {len(bad)} breaking "
+            f"difference(s):\n{lines}\nclients of version {newest.version} would break. Keep "
+            "the old inputs/outputs, publish under a new model name, or pass "
+            "--allow-signature-change to make this change on purpose"
+        )
+    record = {
+        "allowed": True,
+        "against_version": newest.version,
+        "differences": [str(d) for d in differences],
+    }
+    return differences, record
