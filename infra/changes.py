@@ -473,8 +473,19 @@ def compare(
     workloads = [r for r in head if _kind(r) in WORKLOAD_KINDS]
     old_keys = {_finding_key(f) for f in base_findings}
     new_keys = {_finding_key(f) for f in head_findings}
-    added = tuple(f for f in head_findings if _finding_key(f) not in old_keys)
-    resolved = tuple(f for f in base_findings if _finding_key(f) not in new_keys)
+    ids = {str(r["urn"]): change_id(r) for r in [*base, *head]}
+    # Each finding also names its resource the way changes do (``id``; "(stack)" for a rule
+    # about the whole stack).
+    added = tuple(
+        {**f, "id": ids.get(str(f.get("resource")), "(stack)")}
+        for f in head_findings
+        if _finding_key(f) not in old_keys
+    )
+    resolved = tuple(
+        {**f, "id": ids.get(str(f.get("resource")), "(stack)")}
+        for f in base_findings
+        if _finding_key(f) not in new_keys
+    )
     by_urn: dict[str, list[str]] = {}
     for f in added:
         by_urn.setdefault(str(f.get("resource")), []).append(

@@ -176,8 +176,19 @@ def render_changes(changes: ChangeSet, stack: str) -> list[str]:
             f"Policy: {len(changes.new_findings)} new finding"
             f"{'s' if len(changes.new_findings) != 1 else ''}"
             + (f" ({', '.join(f'{n} {lvl}' for lvl, n in sorted(new.items()))})" if new else "")
-            + f", {len(changes.resolved_findings)} resolved (table below)."
+            + f", {len(changes.resolved_findings)} resolved."
         )
+        lines.append("")
+        for f in changes.new_findings:
+            lines.append(
+                f"- ⚠️ new {_cell(f.get('level'))} `{_cell(f.get('rule'))}` on "
+                f"`{_cell(f.get('id'))}`: {_cell(f.get('message'))}"
+            )
+        for f in changes.resolved_findings:
+            lines.append(
+                f"- ✅ resolved {_cell(f.get('level'))} `{_cell(f.get('rule'))}` on "
+                f"`{_cell(f.get('id'))}`"
+            )
         lines.append("")
     for c in changes.changes:
         icon = _ACTION_ICONS.get(c.action, "")

@@ -1,0 +1,261 @@
+"""The diff of two plans built from real stack configs: what changes, and what applying it does.
+
+Each base plan is the real program captured under mocks for the checked-in ``Pulumi.<stack>.yaml``
+(once per module); each head plan is the same program on a modified copy of that file in a
+temporary project root. Captures are compared directly (``infra.changes.compare``); one test runs
+``python -m infra.synth --compare`` end to end. About 8 program runs in all (~3-4 s each).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import synth
+from infra.capture import capture_stack
+from infra.changes import Change, ChangeSet, compare, diff_values
+from infra.model_labels import move_label
+from infra.synth import findings_from, load_policy_config, mask_sensitive, run_policies
+from infra.synth_report import render_changes
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = "tfserving-eks:models"
+POOLS = "tfserving-eks:gpuNodePools"
+
+
+def _records(stack: str, root: Path) -> list[dict[str, Any]]:
+    return [mask_sensitive(r.as_dict()) for r in capture_stack(stack, root).resources]
+
+
+def _findings(stack: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    results = run_policies(records, load_policy_config(stack, ROOT))
+    return [f.as_dict() for f in findings_from(results)]
+
+
+@pytest.fixture(scope="module")
+def base() -> dict[str, list[dict[str, Any]]]:
+    return {stack: _records(stack, ROOT) for stack in ("dev", "prod")}
+
+
+def _project(tmp: Path, stack: str, text: str) -> Path:
+    root = tmp / "project"
+    (root / "policies").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copy(ROOT / "policies" / f"config.{stack}.json", root / "policies")
+    (root / f"Pulumi.{stack}.yaml").write_text(text)
+    return root
+
+
+def _edited(stack: str, edit: Callable[[dict[str, Any]], None]) -> str:
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    edit(data["config"])
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@pytest.fixture
+def head(tmp_path: Path) -> Callable[[str, str], list[dict[str, Any]]]:
+    def build(stack: str, text: str) -> list[dict[str, Any]]:
+        return _records(stack, _project(tmp_path, stack, text))
+
+    return build
+
+
+def _by_id(changes: ChangeSet) -> dict[str, Change]:
+    return {c.id: c for c in changes.changes}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_label_move_within_the_policy_is_config_only(base, head) -> None:
+    # dev serves latest:2; naming version 2 `canary` touches models.config and nothing else.
+    text, _ = move_label((ROOT / "Pulumi.dev.yaml").read_text(), "dev", "mnist", "canary", 2)
+    changes = compare(base["dev"], head("dev", text))
+
+    assert [(c.id, c.action, c.effect) for c in changes.changes] == [
+        ("ConfigMap/mnist/mnist-tfserving", "update", "config-reload")
+    ]
+    change = changes.changes[0]
+    assert change.fields == ['data["models.config"]']
+    assert "no pod restarts" in change.impact
+    assert "every 30 s" in change.impact  # the Deployment's --model_config_file_poll_wait_seconds
+
+
+def test_batching_and_replica_changes(base, head) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        mnist = config[MODELS]["mnist"]
+        mnist["batching"]["maxBatchSize"] = 32
+        mnist["minReplicas"] = 2
+
+    changes = _by_id(compare(base["dev"], head("dev", _edited("dev", edit))))
+
+    # Batching: the ConfigMap file, and the pods roll through the startup-config checksum.
+    config = changes["ConfigMap/mnist/mnist-tfserving"]
+    assert config.fields == ['data["batching.config"]']
+    assert "only at start" in config.impact and "Deployment/mnist/mnist" in config.impact
+    deployment = changes["Deployment/mnist/mnist"]
+    assert deployment.effect == "rollout"
+    assert deployment.fields == ['spec.template.metadata.annotations["checksum/startup-config"]']
+    assert "batching or monitoring config changed" in deployment.impact
+    # Replicas: the HPA's bounds, in place, no restart.
+    hpa = changes["HorizontalPodAutoscaler/mnist/mnist"]
+    assert (hpa.action, hpa.effect, hpa.fields) == ("update", "in-place", ["spec.minReplicas"])
+    assert "do not restart" in hpa.impact
+
+
+def test_new_model_and_removed_model(base, head) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config[MODELS]["digits"] = copy.deepcopy(config[MODELS]["mnist"])
+        # Room for both models' rollouts at maximum scale (a settings rule).
+        config[POOLS]["gpu"]["maxSize"] = 6
+
+    two_models = head("dev", _edited("dev", edit))
+    added = compare(base["dev"], two_models)
+    created = {c.id: c for c in added.changes if c.action == "create"}
+    assert {"Namespace/_cluster/digits", "ConfigMap/digits/digits-tfserving"} <= set(created)
+    assert created["Deployment/digits/digits"].impact.startswith("created: the pods of")
+    assert any(c.type == "aws:iam/role:Role" for c in created.values())
+    others = [c for c in added.changes if c.action != "create"]
+    assert [(c.type, c.fields, c.effect) for c in others] == [
+        ("aws:eks/nodeGroup:NodeGroup", ["scalingConfig.maxSize"], "in-place")
+    ]
+    assert "running nodes stay" in others[0].impact
+
+    removed = compare(two_models, base["dev"])
+    deleted = {c.id for c in removed.changes if c.action == "delete"}
+    assert deleted == set(created)
+    assert "stop" in _by_id(removed)["Deployment/digits/digits"].impact
+
+
+def test_node_pool_change_replaces_the_node_group(base, head) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config[POOLS]["gpu"]["instanceTypes"] = ["g5.xlarge"]
+        config[POOLS]["gpu"]["maxSize"] = 4
+
+    changes = compare(base["dev"], head("dev", _edited("dev", edit)))
+    groups = [c for c in changes.changes if c.type == "aws:eks/nodeGroup:NodeGroup"]
+    assert len(groups) == 1
+    group = groups[0]
+    assert group.id.startswith("urn:pulumi:dev::")
+    assert set(group.fields) == {
+        "instanceTypes[0]",
+        "instanceTypes[1]",
+        "scalingConfig.maxSize",
+    } or (set(group.fields) == {"instanceTypes", "scalingConfig.maxSize"})
+    assert group.effect == "replace"
+    assert "instanceTypes" in group.impact and "ForceNew" in group.impact
+
+
+def test_policy_relevant_change_names_the_new_finding(base, head) -> None:
+    # prod's policy config requires 3 serving replicas at least.
+    def edit(config: dict[str, Any]) -> None:
+        config[MODELS]["mnist"]["minReplicas"] = 2
+
+    records = head("prod", _edited("prod", edit))
+    changes = compare(
+        base["prod"], records, _findings("prod", base["prod"]), _findings("prod", records)
+    )
+    assert [f["rule"] for f in changes.new_findings] == ["k8s-serving-min-replicas"]
+    assert changes.new_findings[0]["level"] == "mandatory"
+    assert changes.resolved_findings == ()
+    # The rule judges the Deployment; the change that caused it is the HPA's minReplicas.
+    assert changes.new_findings[0]["id"] == "Deployment/mnist/mnist"
+    assert [c.id for c in changes.changes] == ["HorizontalPodAutoscaler/mnist/mnist"]
+    section = "\n".join(render_changes(changes, "prod"))
+    assert "- ⚠️ new mandatory `k8s-serving-min-replicas` on `Deployment/mnist/mnist`: " in section
+    assert "Policy: 1 new finding (1 mandatory), 0 resolved." in section
+
+
+def test_cli_compare_on_a_label_move_that_widens_the_policy(
+    base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prod serves specific:1,2; moving stable to 3 adds version 3 to the policy. One more
+    # version stays loaded, so the pod's memory grows and the pods roll: the diff says so.
+    base_dir = tmp_path / "base"
+    base_dir.mkdir()
+    (base_dir / "resources.json").write_text(json.dumps(base["prod"]))
+    (base_dir / "policy-report.json").write_text(
+        json.dumps({"results": _findings("prod", base["prod"])})
+    )
+    text, _ = move_label((ROOT / "Pulumi.prod.yaml").read_text(), "prod", "mnist", "stable", 3)
+    monkeypatch.setattr(synth, "ROOT", _project(tmp_path, "prod", text))
+    out = tmp_path / "head"
+
+    assert synth.main(["--stack", "prod", "--out", str(out), "--compare", str(base_dir)]) in (0, 1)
+
+    changes = json.loads((out / "changes.json").read_text())
+    assert set(changes) == {"changes", "counts", "policy"}
+    assert changes["counts"] == {"create": 0, "update": 2, "delete": 0}
+    entries = {c["id"]: c for c in changes["changes"]}
+    assert set(entries) == {"ConfigMap/mnist/mnist-tfserving", "Deployment/mnist/mnist"}
+    for entry in entries.values():
+        assert {"id", "action", "fields", "impact"} <= set(entry)
+    deployment = entries["Deployment/mnist/mnist"]
+    assert deployment["effect"] == "rollout"
+    assert (
+        "spec.template.spec.containers[name=tfserving].resources.limits.memory"
+        in deployment["fields"]
+    )
+    assert "specific:1,2 → specific:1,2,3" in deployment["impact"]
+
+    summary = (out / "summary.md").read_text()
+    head_lines = summary.split("#### Policy violations")[0]
+    assert "#### Changes against the base branch" in head_lines
+    assert "**0 to create, 2 to update, 0 to delete**" in head_lines
+    assert "- 🔄 **update** `Deployment/mnist/mnist`: pods of Deployment/mnist/mnist roll" in (
+        head_lines
+    )
+    assert "+        versions: 3" in head_lines  # models.config diffed line by line
+    assert "pulumi preview" in head_lines  # which plan is the authority
+    # The manifest's models.config is a block scalar, readable in a diff.
+    manifest = (out / "manifests" / "mnist" / "ConfigMap-mnist-tfserving.yaml").read_text()
+    assert "  models.config: |" in manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Pure parts, no program run
+
+
+def test_named_list_items_are_matched_by_name() -> None:
+    before = {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]}
+    after = {"containers": [{"name": "a", "image": "x:2"}, {"name": "b", "image": "y:1"}]}
+    [diff] = diff_values(before, after)
+    assert (diff.path, diff.before, diff.after) == ("containers[name=a].image", "x:1", "x:2")
+
+
+def test_secrets_stay_masked_and_a_change_inside_one_is_invisible() -> None:
+    record = {
+        "urn": "urn:pulumi:dev::p::kubernetes:core/v1:Secret::s",
+        "type": "kubernetes:core/v1:Secret",
+        "name": "s",
+        "custom": True,
+        "inputs": {"metadata": {"name": "s", "namespace": "n"}, "stringData": {"token": "a"}},
+    }
+    changed = copy.deepcopy(record)
+    changed["inputs"]["stringData"]["token"] = "b"
+    assert compare([mask_sensitive(record)], [mask_sensitive(changed)]).changes == ()
+    changed["inputs"]["stringData"]["password"] = "hunter2"
+    [change] = compare([mask_sensitive(record)], [mask_sensitive(changed)]).changes
+    assert "hunter2" not in json.dumps(change.as_dict())
+    assert change.as_dict()["diff"][0]["after"] == "[secret]"
+
+
+def test_an_aws_type_without_a_table_is_unknown() -> None:
+    record = {
+        "urn": "urn:pulumi:dev::p::aws:sqs/queue:Queue::q",
+        "type": "aws:sqs/queue:Queue",
+        "name": "q",
+        "custom": True,
+        "inputs": {"delaySeconds": 0},
+    }
+    changed = {**record, "inputs": {"delaySeconds": 5}}
+    [change] = compare([record], [changed]).changes
+    assert (change.effect, change.id) == ("unknown", record["urn"])
+    assert "real preview" in change.impact
