@@ -62,6 +62,8 @@ class CapturedResource:
     # The ``custom_timeouts`` option as the engine received it (only the set ones); a resource
     # option, not an input, so not part of the ``resources.json`` record.
     custom_timeouts: dict[str, str] = field(default_factory=dict)
+    # URNs of the ``depends_on`` resources (an option too, not part of ``resources.json``).
+    dependencies: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The plain record of docs/contracts.md (``resources.json`` entries)."""
@@ -216,6 +218,7 @@ class _Monitor(mocks.MockMonitor):
                     provider=request.provider or None,
                     inputs=inputs,
                     custom_timeouts=json_format.MessageToDict(request.customTimeouts),
+                    dependencies=tuple(request.dependencies),
                 )
             )
         return response

@@ -99,18 +99,22 @@ SYSTEM_POOL_OBJECT = NestedObject(
 
 GPU_POOL_OBJECT = NestedObject(
     "gpuNodePools.<pool>",
-    "One GPU node group, tainted and labelled with its pool name. The pool name is a lowercase "
-    "DNS label (max 40 characters) other than \"system\".",
+    "One GPU pool, tainted and labelled with its pool name: a node group (nodeGroups) or a "
+    "NodePool (autoMode). The pool name is a lowercase DNS label (max 40 characters) other than "
+    "\"system\".",
     (
         ConfigKey("instanceTypes", "array", REQUIRED,
                   "NVIDIA x86_64 instance types, all with the same GPU count per node.",
                   items="string"),
-        ConfigKey("capacityType", "string", "ON_DEMAND", "On-demand or spot capacity.",
-                  choices=("ON_DEMAND", "SPOT")),
+        ConfigKey("capacityType", "string", "ON_DEMAND",
+                  "On-demand or spot capacity; in autoMode SPOT means spot first with on-demand "
+                  "as the fallback.", choices=("ON_DEMAND", "SPOT")),
         ConfigKey("minSize", "integer", REQUIRED,
-                  "Fewest nodes; 0 lets the pool scale to zero.", minimum=0),
+                  "Fewest nodes; 0 lets the pool scale to zero. Node groups only: autoMode keeps "
+                  "no idle node, so it must be 0 there.", minimum=0),
         ConfigKey("maxSize", "integer", REQUIRED,
-                  "Most nodes; room for every model's maxReplicas plus one rollout surge pod.",
+                  "Most nodes; room for every model's maxReplicas plus one rollout surge pod. "
+                  "In autoMode it sets the NodePool's GPU and CPU limits.",
                   minimum=1),
         ConfigKey("desiredSize", "integer", REQUIRED,
                   "Nodes at creation, between minSize and maxSize.", minimum=0),
@@ -118,7 +122,8 @@ GPU_POOL_OBJECT = NestedObject(
                   "Root volume size per node (the GPU build of TF Serving is several GiB).",
                   minimum=50, maximum=16384),
         ConfigKey("amiType", "string", instances.GPU_AMI_TYPES[0],
-                  "EKS AMI type with NVIDIA drivers.", choices=instances.GPU_AMI_TYPES),
+                  "EKS AMI type with NVIDIA drivers (node groups; Auto Mode brings its own).",
+                  choices=instances.GPU_AMI_TYPES),
     ),
 )
 
@@ -155,7 +160,9 @@ MODEL_OBJECT = NestedObject(
                   "GPUs per pod: 1 up to the pool's GPUs per node on a GPU pool, 0 on the "
                   "system pool.", minimum=0),
         ConfigKey("minReplicas", "integer", REQUIRED,
-                  "Fewest serving pods (2+ for zero-downtime version swaps).", minimum=1),
+                  "Fewest serving pods (2+ for zero-downtime version swaps); 0 scales the model "
+                  "to zero when idle: no pod, and no GPU node, until someone scales it up "
+                  "(docs/gpu-capacity.md).", minimum=0),
         ConfigKey("maxReplicas", "integer", REQUIRED, "Most serving pods (HPA).", minimum=1),
         ConfigKey("targetCpuUtilization", "integer", 70, "HPA target CPU utilization, percent.",
                   minimum=1, maximum=100),
@@ -197,9 +204,15 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("clusterName", "string", "",
               "EKS cluster name (a contract: IAM and autoscaler tags use it); empty means "
               "tfserving-<stack>."),
-    ConfigKey("kubernetesVersion", "string", "1.32",
-              "EKS Kubernetes version (major.minor).",
+    ConfigKey("kubernetesVersion", "string", instances.DEFAULT_KUBERNETES_VERSION,
+              "EKS Kubernetes version (major.minor); infra/instances.py holds its support "
+              "dates (settings warn 90 days before end of standard support, refuse past end of "
+              "extended support).",
               choices=instances.SUPPORTED_KUBERNETES_VERSIONS),
+    ConfigKey("upgradeSupportType", "string", "STANDARD",
+              "EKS upgrade policy at end of standard support: STANDARD auto-upgrades the "
+              "cluster, EXTENDED keeps the version and bills extended support. Set it per "
+              "stack.", choices=instances.UPGRADE_SUPPORT_TYPES),
     ConfigKey("endpointPublicAccess", "boolean", False,
               "Expose the Kubernetes API endpoint publicly (private access is always on)."),
     ConfigKey("publicAccessCidrs", "array", [],
@@ -214,19 +227,33 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("clusterLogRetentionDays", "integer", 90,
               "Retention of the control-plane log group (a CloudWatch-supported value).",
               choices=instances.LOG_RETENTION_DAYS),
-    ConfigKey("clusterCreatorAdmin", "boolean", True,
-              "Grant cluster-admin to the identity that runs pulumi up (bootstrap access entry)."),
+    ConfigKey("deployerPrincipalArns", "array", [],
+              "IAM roles that run pulumi up (the CI role of each environment): each gets an EKS "
+              "access entry with cluster-admin. Required; the cluster creator gets no implicit "
+              "access.", items="string"),
     ConfigKey("adminPrincipalArns", "array", [],
-              "IAM role/user ARNs given cluster-admin through EKS access entries.",
+              "IAM role/user ARNs of people given cluster-admin through EKS access entries.",
               items="string"),
     ConfigKey("addonVersions", "object",
-              {"vpc-cni": "v1.19.2-eksbuild.5", "coredns": "v1.11.4-eksbuild.2",
-               "kube-proxy": "v1.32.3-eksbuild.7", "metrics-server": "v0.8.0-eksbuild.2"},
+              {"vpc-cni": "v1.22.4-eksbuild.3", "coredns": "v1.14.3-eksbuild.14",
+               "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6"},
               "Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
               "kubernetesVersion), metrics-server (CPU metrics for the HPAs)."),
     ConfigKey("kmsDeletionWindowDays", "integer", 30,
               "Waiting period before a deleted KMS key is destroyed.", minimum=7, maximum=30),
     # -- nodes
+    ConfigKey("computeMode", "string", "nodeGroups",
+              "Where nodes come from: nodeGroups (managed node groups, cluster-autoscaler, NVIDIA "
+              "device plugin), autoMode (EKS Auto Mode: a NodeClass and a Karpenter NodePool per "
+              "pool, nodes only while pods need them), or migrating (both, no cluster-autoscaler: "
+              "the step between them, docs/gpu-capacity.md).",
+              choices=("nodeGroups", "migrating", "autoMode")),
+    ConfigKey("nodeConsolidateAfterMinutes", "integer", 10,
+              "autoMode: minutes a node stays empty or underused before Auto Mode removes or "
+              "replaces it.", minimum=0, maximum=1440),
+    ConfigKey("nodeExpireAfterHours", "integer", 336,
+              "autoMode: node lifetime before Auto Mode replaces it (Auto Mode's ceiling is 21 "
+              "days).", minimum=24, maximum=504),
     ConfigKey("systemNodePool", "object",
               {"instanceTypes": ["m6i.large"], "minSize": 2, "maxSize": 3, "desiredSize": 2,
                "diskSizeGiB": 50},
@@ -264,9 +291,10 @@ KEYS: tuple[ConfigKey, ...] = (
                          "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
                                       "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},
               "Models to serve, by name.", nested=MODEL_OBJECT),
-    ConfigKey("awaitServingRollout", "boolean", True,
-              "Let pulumi up wait (30m) for serving pods to be ready; false for a new stack's "
-              "first up, before any model version is published."),
+    ConfigKey("awaitServingRollout", "boolean", False,
+              "Let pulumi up wait (30m) for serving pods to be ready. Off by default: a new "
+              "stack's bucket is empty, and the pods turn ready by themselves after the first "
+              "model publish (readiness probes, no second up)."),
     ConfigKey("s3PollSeconds", "integer", 60,
               "How often the model-sync sidecar lists S3 for new versions (S3 requests cost).",
               minimum=10, maximum=3600),

@@ -9,6 +9,9 @@ Counts are from the EC2 accelerated-computing instance specifications.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 _ONE_TO_EIGHT = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1}
 
 GPUS_PER_INSTANCE: dict[str, dict[str, int]] = {
@@ -29,8 +32,65 @@ GPUS_PER_INSTANCE: dict[str, dict[str, int]] = {
 GPU_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 CPU_AMI_TYPES = ("AL2023_x86_64_STANDARD", "BOTTLEROCKET_x86_64")
 
-# EKS versions in standard support when this was written; extend as EKS adds versions.
-SUPPORTED_KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33", "1.34")
+
+@dataclass(frozen=True)
+class EksVersionSupport:
+    """One Kubernetes minor version's life on EKS: released on EKS, end of standard support
+    (14 months later), end of extended support (12 more months; EKS then auto-upgrades)."""
+
+    version: str
+    released: date
+    end_of_standard: date
+    end_of_extended: date
+
+
+# The EKS Kubernetes release calendar as of 2026-11-30. Sources: EKS user guide "Understand the
+# Kubernetes version lifecycle on EKS" (14 + 12 months), endoflife.date/amazon-eks (1.32-1.35
+# dates) and the 1.36 EKS launch (2026-06-02). Add a row when EKS ships a version; settings warn
+# within STANDARD_SUPPORT_WARNING_DAYS of a row's end of standard support and refuse a version
+# past its end of extended support.
+EKS_VERSIONS: dict[str, EksVersionSupport] = {
+    v.version: v
+    for v in (
+        EksVersionSupport("1.32", date(2025, 1, 25), date(2026, 3, 23), date(2027, 3, 23)),
+        EksVersionSupport("1.33", date(2025, 5, 28), date(2026, 7, 29), date(2027, 7, 29)),
+        EksVersionSupport("1.34", date(2025, 10, 6), date(2026, 12, 2), date(2027, 12, 2)),
+        EksVersionSupport("1.35", date(2026, 1, 28), date(2027, 3, 27), date(2028, 3, 27)),
+        EksVersionSupport("1.36", date(2026, 6, 2), date(2027, 8, 2), date(2028, 8, 2)),
+    )
+}
+SUPPORTED_KUBERNETES_VERSIONS = tuple(EKS_VERSIONS)
+# The default for new stacks: the newest version in standard support on the calendar's date.
+DEFAULT_KUBERNETES_VERSION = "1.36"
+STANDARD_SUPPORT_WARNING_DAYS = 90
+# EKS upgrade policy (aws.eks.Cluster upgrade_policy.support_type): STANDARD auto-upgrades at the
+# end of standard support, EXTENDED keeps the version and bills extended support.
+UPGRADE_SUPPORT_TYPES = ("STANDARD", "EXTENDED")
+
+
+def support_status(version: str, today: date) -> tuple[str, str] | None:
+    """``("refuse" | "warn", why)`` for a version near or past its support dates, else None."""
+    row = EKS_VERSIONS.get(version)
+    if row is None:
+        return None
+    if today > row.end_of_extended:
+        return "refuse", (
+            f"Kubernetes {version} left EKS extended support on {row.end_of_extended}; "
+            "EKS no longer creates or keeps it: pick a newer version"
+        )
+    if today > row.end_of_standard:
+        return "warn", (
+            f"Kubernetes {version} left EKS standard support on {row.end_of_standard}: the "
+            f"cluster bills extended support until {row.end_of_extended}; upgrade"
+        )
+    left = (row.end_of_standard - today).days
+    if left <= STANDARD_SUPPORT_WARNING_DAYS:
+        return "warn", (
+            f"Kubernetes {version} leaves EKS standard support on {row.end_of_standard} "
+            f"({left} days): plan the upgrade"
+        )
+    return None
+
 
 # The managed add-ons the cluster pins; their versions come from stack config.
 # metrics-server is not installed by EKS by default, and without it every HPA stays blind.

@@ -16,7 +16,13 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
-from infra.components.cluster import Cluster, ClusterAddon, ClusterAddonArgs, ClusterArgs
+from infra.components.cluster import (
+    Cluster,
+    ClusterAddon,
+    ClusterAddonArgs,
+    ClusterArgs,
+    log_group_name,
+)
 from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.components.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
@@ -43,7 +49,18 @@ ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 
 def main() -> None:
     """Entry point used by ``__main__.py``."""
-    export(build(load_settings()))
+    settings = load_settings()
+    for warning in settings.warnings:
+        pulumi.log.warn(warning)
+    export(build(settings))
+
+
+def _kept_log_group(settings: Settings) -> str | None:
+    """The control-plane log group's name when it exists already (kept by an earlier destroy),
+    so the cluster adopts it instead of failing with ResourceAlreadyExists."""
+    name = log_group_name(settings.cluster_name)
+    found = aws.cloudwatch.get_log_groups(log_group_name_prefix=name).log_group_names or []
+    return name if name in found else None
 
 
 def _zones(settings: Settings) -> list[str]:
@@ -180,8 +197,10 @@ def build(settings: Settings) -> StackOutputs:
             api_access_cidrs=settings.api_access_cidrs,
             log_types=settings.cluster_log_types,
             log_retention_days=settings.cluster_log_retention_days,
-            creator_admin=settings.cluster_creator_admin,
+            upgrade_support_type=settings.upgrade_support_type,
+            deployer_principal_arns=settings.deployer_principal_arns,
             admin_principal_arns=settings.admin_principal_arns,
+            existing_log_group=_kept_log_group(settings),
             deletion_protection=settings.protect_data,
             tags=tags,
         ),
@@ -238,7 +257,8 @@ def build(settings: Settings) -> StackOutputs:
         kubeconfig=cluster.kubeconfig,
         # Deleting the cluster deletes its objects; no need to delete them one by one first.
         delete_unreachable=True,
-        opts=pulumi.ResourceOptions(depends_on=[*groups, *addons.values()]),
+        # The deployer's access policy association too: until it exists every call answers 401.
+        opts=pulumi.ResourceOptions(depends_on=[*groups, *addons.values(), *cluster.access]),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": provider})
     ClusterAutoscaler(

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from types import MappingProxyType
 from typing import Any
 
@@ -321,6 +322,23 @@ def _rollout_headroom(c: _Checker, pools: list[NodePool], models: list[ModelSett
             )
 
 
+def _compute_mode(c: _Checker, v: Mapping[str, Any], gpu_pools: list[NodePool]) -> None:
+    c.one_of("computeMode", v["computeMode"], KEYS_BY_NAME["computeMode"])
+    _declared_range(c, v, "nodeConsolidateAfterMinutes")
+    _declared_range(c, v, "nodeExpireAfterHours")
+    if v["computeMode"] != "autoMode":
+        return
+    # Auto Mode launches nodes only for pending pods: a pool minimum would be silently ignored,
+    # and the idle cost the settings suggest would be wrong. Warm capacity is minReplicas.
+    for pool in gpu_pools:
+        if pool.min_size or pool.desired_size:
+            c.fail(
+                f"gpuNodePools.{pool.name}.minSize",
+                f"minSize {pool.min_size} / desiredSize {pool.desired_size}: autoMode keeps no "
+                "idle node, so set both to 0 (the models' minReplicas keep GPU nodes warm)",
+            )
+
+
 _FALLBACK_BATCHING = BatchingParameters(1, 0, 1, 1)
 _REQUIRED_BATCHING = [f.name for f in BATCHING_OBJECT.fields if f.required]
 
@@ -421,15 +439,8 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
             f"{v['clusterLogRetentionDays']} is not a CloudWatch "
             "retention (1, 3, 5, 7, 14, 30, 60, 90, 120, ...)",
         )
-    for arn in v["adminPrincipalArns"]:
-        if not _PRINCIPAL_ARN.match(arn):
-            c.fail("adminPrincipalArns", f"{arn!r} is not an IAM role or user ARN")
-    if not v["clusterCreatorAdmin"] and not v["adminPrincipalArns"]:
-        c.fail(
-            "adminPrincipalArns",
-            "nobody could administer the cluster: list admin ARNs or "
-            "set clusterCreatorAdmin to true",
-        )
+    _access(c, v)
+    _reachability(c, v)
     addons = v["addonVersions"]
     c.unknown_fields("addonVersions", addons, set(instances.CORE_ADDONS))
     for addon in instances.CORE_ADDONS:
@@ -446,6 +457,59 @@ def _cluster(c: _Checker, v: Mapping[str, Any]) -> str:
         c.fail("addonVersions.kube-proxy", f"{proxy} does not match kubernetesVersion {version}")
     _declared_range(c, v, "kmsDeletionWindowDays")
     return name
+
+
+def _access(c: _Checker, v: Mapping[str, Any]) -> None:
+    # The cluster creator gets no implicit admin (changing that later replaces the cluster), so
+    # whoever runs `pulumi up` must be listed: without an access entry every Kubernetes object
+    # of the first `up` fails with 401.
+    for key in ("deployerPrincipalArns", "adminPrincipalArns"):
+        for arn in v[key]:
+            if not _PRINCIPAL_ARN.match(arn):
+                c.fail(key, f"{arn!r} is not an IAM role or user ARN")
+            elif ":assumed-role/" in arn or ":sts::" in arn:
+                c.fail(key, f"{arn!r} is a session; list the IAM role ARN (arn:aws:iam::...)")
+    if not v["deployerPrincipalArns"]:
+        c.fail(
+            "deployerPrincipalArns",
+            "list the IAM role(s) that run pulumi up (e.g. the CI role): the cluster creator "
+            "gets no implicit access",
+        )
+    listed = [*v["deployerPrincipalArns"], *v["adminPrincipalArns"]]
+    for arn in sorted({a for a in listed if listed.count(a) > 1}):
+        c.fail("adminPrincipalArns", f"{arn} is listed twice (EKS allows one access entry each)")
+
+
+def _reachability(c: _Checker, v: Mapping[str, Any]) -> None:
+    # A private-only endpoint answers only inside the VPC. A VPC this `up` creates holds no runner
+    # before the cluster exists, so the Kubernetes half of the first `up` could never connect.
+    # The supported path: a self-hosted runner in an existing VPC (existingVpcId) whose subnets
+    # are listed in apiAccessCidrs.
+    if v["endpointPublicAccess"]:
+        return
+    if not v["existingVpcId"]:
+        c.fail(
+            "endpointPublicAccess",
+            "a private-only endpoint needs existingVpcId: no runner can be inside a VPC this "
+            "up creates; set existingVpcId/existingPrivateSubnetIds to the VPC of your "
+            "self-hosted runner, or turn the public endpoint on with publicAccessCidrs",
+        )
+    if not v["apiAccessCidrs"]:
+        c.fail(
+            "apiAccessCidrs",
+            "the endpoint is private-only: list the deploy runner's subnet (and your VPN range)",
+        )
+
+
+def _kubernetes_support(c: _Checker, v: Mapping[str, Any], today: date) -> list[str]:
+    status = instances.support_status(v["kubernetesVersion"], today)
+    if status is None:
+        return []
+    level, why = status
+    if level == "refuse":
+        c.fail("kubernetesVersion", why)
+        return []
+    return [why]
 
 
 def _images(c: _Checker, v: Mapping[str, Any]) -> None:
@@ -470,16 +534,29 @@ def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
     return None
 
 
-def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) -> Settings:
+# Keys that existed once, with what replaced them (a plain "unknown key" would not say).
+REMOVED_KEYS = {
+    "clusterCreatorAdmin": "removed: the cluster creator never gets implicit admin (changing "
+    "bootstrapClusterCreatorAdminPermissions replaces the cluster); list the role that runs "
+    "pulumi up in deployerPrincipalArns and delete this key",
+}
+
+
+def parse_settings(
+    stack: str, values: Mapping[str, Any], region: str | None, today: date | None = None
+) -> Settings:
     """Validates one stack's config (bare keys, defaults not yet applied) into :class:`Settings`.
 
-    Raises :class:`InvalidSettingsError` naming every problem at once.
+    ``today`` dates the Kubernetes support check (default: the real date). Raises
+    :class:`InvalidSettingsError` naming every problem at once.
     """
     c = _Checker()
     if not isinstance(region, str) or not _REGION.match(region):
         c.fail("aws:region", f"{region!r}: set the stack's AWS region (e.g. eu-west-1)")
     for key in sorted(set(values) - set(KEYS_BY_NAME)):
-        c.fail(key, "unknown config key; the declared keys are in Pulumi.yaml")
+        c.fail(
+            key, REMOVED_KEYS.get(key, "unknown config key; the declared keys are in Pulumi.yaml")
+        )
     v: dict[str, Any] = {}
     for key in KEYS:
         value = values.get(key.name, key.default)
@@ -491,6 +568,8 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
     v["__stack"] = stack
     _network(c, v)
     cluster_name = _cluster(c, v)
+    c.one_of("upgradeSupportType", v["upgradeSupportType"], KEYS_BY_NAME["upgradeSupportType"])
+    warnings = _kubernetes_support(c, v, today or date.today())
     system = _system_pool(c, v["systemNodePool"])
     gpu_pools = [p for n, s in v["gpuNodePools"].items() if (p := _gpu_pool(c, n, s))]
     pools = {SYSTEM_POOL: system, **{p.name: p for p in gpu_pools}}
@@ -498,6 +577,7 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
     if not models:
         c.fail("models", "list at least one model to serve")
     _rollout_headroom(c, gpu_pools, models)
+    _compute_mode(c, v, gpu_pools)
     _images(c, v)
     for key_name in (
         "noncurrentVersionRetentionDays",
@@ -531,10 +611,14 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
         api_access_cidrs=tuple(v["apiAccessCidrs"]),
         cluster_log_types=tuple(v["clusterLogTypes"]),
         cluster_log_retention_days=v["clusterLogRetentionDays"],
-        cluster_creator_admin=v["clusterCreatorAdmin"],
+        upgrade_support_type=v["upgradeSupportType"],
+        deployer_principal_arns=tuple(v["deployerPrincipalArns"]),
         admin_principal_arns=tuple(v["adminPrincipalArns"]),
         addon_versions=MappingProxyType(dict(v["addonVersions"])),
         kms_deletion_window_days=v["kmsDeletionWindowDays"],
+        compute_mode=v["computeMode"],
+        node_consolidate_after_minutes=v["nodeConsolidateAfterMinutes"],
+        node_expire_after_hours=v["nodeExpireAfterHours"],
         system_node_pool=system,
         gpu_node_pools=tuple(gpu_pools),
         protect_data=v["protectData"],
@@ -549,4 +633,5 @@ def parse_settings(stack: str, values: Mapping[str, Any], region: str | None) ->
         await_serving_rollout=v["awaitServingRollout"],
         s3_poll_seconds=v["s3PollSeconds"],
         tags=MappingProxyType(dict(v["tags"])),
+        warnings=tuple(warnings),
     )

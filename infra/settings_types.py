@@ -97,10 +97,15 @@ class Settings:
     api_access_cidrs: tuple[str, ...]
     cluster_log_types: tuple[str, ...]
     cluster_log_retention_days: int
-    cluster_creator_admin: bool
+    upgrade_support_type: str
+    deployer_principal_arns: tuple[str, ...]
     admin_principal_arns: tuple[str, ...]
     addon_versions: Mapping[str, str]
     kms_deletion_window_days: int
+    # nodeGroups, migrating or autoMode (infra.config_keys "computeMode").
+    compute_mode: str
+    node_consolidate_after_minutes: int
+    node_expire_after_hours: int
     system_node_pool: NodePool
     gpu_node_pools: tuple[NodePool, ...]
     protect_data: bool
@@ -115,6 +120,18 @@ class Settings:
     await_serving_rollout: bool
     s3_poll_seconds: int
     tags: Mapping[str, str]
+    # Non-fatal findings (e.g. Kubernetes version near end of standard support), shown on `up`.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def node_groups(self) -> bool:
+        """Managed node groups exist (nodeGroups, and migrating while pods move)."""
+        return self.compute_mode in ("nodeGroups", "migrating")
+
+    @property
+    def auto_mode(self) -> bool:
+        """EKS Auto Mode is on and the NodePools exist (autoMode, and migrating)."""
+        return self.compute_mode in ("autoMode", "migrating")
 
     def pool(self, name: str) -> NodePool:
         if name == SYSTEM_POOL:

@@ -9,6 +9,24 @@ per ``api_access_cidrs`` entry (the private endpoint answers only what that grou
 default the nodes and the control plane, not a CI runner or a VPN). It also renders the
 kubeconfig (``aws eks get-token``).
 
+Access is explicit: ``bootstrap_cluster_creator_admin_permissions`` is always false and not a
+setting, because changing it replaces the cluster (pulumi/pulumi-aws#3997,
+hashicorp/terraform-provider-aws#35824) and listing the creator while it is on fails with a
+duplicate access entry (pulumi/pulumi-eks#2373). Every deployer role and admin gets one access
+entry plus a cluster-admin association; ``access`` lists them so the Kubernetes provider can wait
+for them (an association still being created answers 401).
+
+The control-plane log group is created before the cluster with our retention and kept on
+``destroy`` (``skip_destroy``): EKS writes late log streams while the cluster is deleted and would
+re-create a deleted group without retention, and the next ``up`` would then fail with
+ResourceAlreadyExists (terraform-aws-modules/terraform-aws-eks#2486). When the group already
+exists (a kept one), the program adopts it with ``import_`` instead of creating it.
+
+With ``auto_mode_node_role_arn`` set, the cluster runs EKS Auto Mode: compute (with the built-in
+``system`` and ``general-purpose`` node pools and that node role), block storage and load
+balancing on, and the cluster role holds Auto Mode's four managed policies
+(infra/components/auto_mode.py declares the GPU NodePools).
+
 `ClusterAddon` pins one EKS managed add-on to an exact version, with optional configuration
 values.
 """
@@ -29,6 +47,17 @@ TYPE_TOKEN = "tfserving-eks:cluster:Cluster"
 ADDON_TYPE_TOKEN = "tfserving-eks:cluster:ClusterAddon"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 CLUSTER_ROLE_POLICIES = ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",)
+# What the cluster role needs on top for EKS Auto Mode to run nodes, volumes, load balancers and
+# networking (EKS user guide, "Cluster IAM role"; pulumi-aws eks.Cluster Auto Mode example).
+AUTO_MODE_CLUSTER_ROLE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSComputePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKSBlockStoragePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKSLoadBalancingPolicy",
+    "arn:aws:iam::aws:policy/AmazonEKSNetworkingPolicy",
+)
+# Auto Mode's own pools: "system" runs critical add-ons (tainted CriticalAddonsOnly) and
+# "general-purpose" anything else without a NodePool of its own (metrics-server).
+AUTO_MODE_BUILT_IN_NODE_POOLS = ("general-purpose", "system")
 
 
 @dataclass(frozen=True)
@@ -43,10 +72,59 @@ class ClusterArgs:
     api_access_cidrs: Sequence[str]
     log_types: Sequence[str]
     log_retention_days: int
-    creator_admin: bool
+    upgrade_support_type: str
+    # Roles that run `pulumi up`, then people: each one access entry + cluster-admin.
+    deployer_principal_arns: Sequence[str]
     admin_principal_arns: Sequence[str]
     deletion_protection: bool
     tags: Mapping[str, str]
+    # Set when the log group exists already (kept by an earlier destroy): adopt, do not create.
+    existing_log_group: str | None = None
+    # EKS Auto Mode's node role; set turns Auto Mode on (compute, block storage, load balancing).
+    auto_mode_node_role_arn: pulumi.Input[str] | None = None
+
+
+def log_group_name(cluster_name: str) -> str:
+    """The control-plane log group EKS writes to (EKS user guide, control plane logs)."""
+    return f"/aws/eks/{cluster_name}/cluster"
+
+
+def access_principals(args: ClusterArgs) -> list[tuple[str, str]]:
+    """``(logical role, principal ARN)`` for every access entry, deployers first. The logical
+    names follow the ARN, so adding or removing one principal never renames the others."""
+    found = [("deployer", a) for a in args.deployer_principal_arns]
+    found += [("admin", a) for a in args.admin_principal_arns]
+    return [(f"{kind}-{arn.rsplit('/', 1)[-1]}", arn) for kind, arn in found]
+
+
+def cluster_role_policies(args: ClusterArgs) -> tuple[str, ...]:
+    """Managed policies of the cluster role: Auto Mode's four on top when it is on."""
+    if args.auto_mode_node_role_arn is None:
+        return CLUSTER_ROLE_POLICIES
+    return CLUSTER_ROLE_POLICIES + AUTO_MODE_CLUSTER_ROLE_POLICIES
+
+
+def auto_mode_config(node_role_arn: pulumi.Input[str] | None) -> dict[str, Any]:
+    """``aws.eks.Cluster`` arguments for EKS Auto Mode; none when it is off. Compute, block
+    storage and load balancing are switched on together: EKS accepts only all three on or all
+    three off (pulumi-aws eks.Cluster docs)."""
+    if node_role_arn is None:
+        return {}
+    return {
+        "compute_config": aws.eks.ClusterComputeConfigArgs(
+            enabled=True,
+            node_pools=list(AUTO_MODE_BUILT_IN_NODE_POOLS),
+            node_role_arn=node_role_arn,
+        ),
+        "storage_config": aws.eks.ClusterStorageConfigArgs(
+            block_storage=aws.eks.ClusterStorageConfigBlockStorageArgs(enabled=True)
+        ),
+        "kubernetes_network_config": aws.eks.ClusterKubernetesNetworkConfigArgs(
+            elastic_load_balancing=aws.eks.ClusterKubernetesNetworkConfigElasticLoadBalancingArgs(
+                enabled=True
+            )
+        ),
+    }
 
 
 def service_trust_policy(service: str) -> str:
@@ -117,15 +195,16 @@ class Cluster(pulumi.ComponentResource):
                 policy_arn=arn,
                 opts=here,
             )
-            for arn in CLUSTER_ROLE_POLICIES
+            for arn in cluster_role_policies(args)
         ]
         # EKS writes to exactly this group name; creating it first lets us set retention.
         log_group = aws.cloudwatch.LogGroup(
             child(name, "logs"),
-            name=f"/aws/eks/{args.cluster_name}/cluster",
+            name=log_group_name(args.cluster_name),
             retention_in_days=args.log_retention_days,
+            skip_destroy=True,
             tags=tags,
-            opts=here,
+            opts=pulumi.ResourceOptions(parent=self, import_=args.existing_log_group),
         )
         cluster = aws.eks.Cluster(
             child(name, "eks"),
@@ -142,16 +221,33 @@ class Cluster(pulumi.ComponentResource):
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                bootstrap_cluster_creator_admin_permissions=args.creator_admin,
+                bootstrap_cluster_creator_admin_permissions=False,
             ),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.upgrade_support_type),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=args.secrets_key_arn),
                 resources=["secrets"],
             ),
             enabled_cluster_log_types=list(args.log_types),
             deletion_protection=args.deletion_protection,
+            # The program installs the add-ons it needs as EKS managed add-ons, so EKS's
+            # self-managed copies are never wanted; Auto Mode refuses a cluster that asks for
+            # them ("bootstrapSelfManagedAddons must be set to false"). The value only matters at
+            # creation and changing it replaces the cluster (hashicorp/terraform-provider-aws
+            # #40415): ignored afterwards, so a cluster created before keeps its value and can
+            # still move to Auto Mode in place.
+            bootstrap_self_managed_addons=False,
+            **auto_mode_config(args.auto_mode_node_role_arn),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *attachments]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[log_group, *attachments],
+                # Fixed at creation: a change would replace the cluster (see module doc).
+                ignore_changes=[
+                    "accessConfig.bootstrapClusterCreatorAdminPermissions",
+                    "bootstrapSelfManagedAddons",
+                ],
+            ),
         )
         issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         oidc = aws.iam.OpenIdConnectProvider(
@@ -161,23 +257,25 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=here,
         )
-        for i, arn in enumerate(args.admin_principal_arns):
+        self.access: list[pulumi.Resource] = []
+        for role, arn in access_principals(args):
             entry = aws.eks.AccessEntry(
-                child(name, f"admin-{i}"),
+                child(name, role),
                 cluster_name=cluster.name,
                 principal_arn=arn,
                 type="STANDARD",
                 tags=tags,
                 opts=here,
             )
-            aws.eks.AccessPolicyAssociation(
-                child(name, f"admin-{i}-policy"),
+            association = aws.eks.AccessPolicyAssociation(
+                child(name, f"{role}-policy"),
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
                 policy_arn=CLUSTER_ADMIN_POLICY,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=here,
             )
+            self.access += [entry, association]
         cluster_sg = cluster.vpc_config.apply(lambda vpc: vpc.cluster_security_group_id)
         for cidr in args.api_access_cidrs:
             aws.vpc.SecurityGroupIngressRule(

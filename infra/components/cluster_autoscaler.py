@@ -46,7 +46,13 @@ TYPE_TOKEN = "tfserving-eks:cluster:ClusterAutoscaler"
 APP_NAME = "cluster-autoscaler"
 REPOSITORY = "registry.k8s.io/autoscaling/cluster-autoscaler"
 # The autoscaler's minor version must match the cluster's (upstream's compatibility rule).
-IMAGE_TAGS = {"1.31": "v1.31.1", "1.32": "v1.32.1", "1.33": "v1.33.0", "1.34": "v1.34.0"}
+IMAGE_TAGS = {
+    "1.32": "v1.32.1",
+    "1.33": "v1.33.0",
+    "1.34": "v1.34.0",
+    "1.35": "v1.35.1",
+    "1.36": "v1.36.1",
+}
 METRICS_PORT = 8085
 NOBODY = 65534
 

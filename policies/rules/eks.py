@@ -25,7 +25,7 @@ OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
 STS_AUDIENCE = "sts.amazonaws.com"
 # Standard-support EKS versions when a stack's config names none; stacks list theirs in
 # policies/config.<stack>.json so a version leaving support is a reviewed config change.
-DEFAULT_SUPPORTED_VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
+DEFAULT_SUPPORTED_VERSIONS = ["1.32", "1.33", "1.34", "1.35", "1.36"]
 
 
 def _endpoint(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -123,7 +123,9 @@ def test_permissions_are_least_privilege(workflows: dict[str, dict[str, Any]]) -
             assert (permissions.get("id-token") == "write") == uses_oidc, (
                 f"{where}: id-token: write exactly when the job assumes a role with OIDC"
             )
-            writes_prs = any(steps_using(job, action) for action in WRITE_ACTIONS)
+            writes_prs = any(steps_using(job, action) for action in WRITE_ACTIONS) or any(
+                s["with"].get("comment-on-pr") is True for s in steps_using(job, "pulumi/actions")
+            )
             assert (permissions.get("pull-requests") == "write") == writes_prs, (
                 f"{where}: pull-requests: write exactly when the job comments or opens a PR"
             )
@@ -188,6 +190,32 @@ def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, A
     for step in preview["steps"][gate + 1 :]:
         assert step["if"] == "steps.target.outputs.preview == 'true'"
     assert pulumi["if"] == "steps.target.outputs.preview == 'true'"
+    # The real preview is posted on the pull request too, one comment edited on each push.
+    assert pulumi["with"]["comment-on-pr"] is True
+    assert pulumi["with"]["edit-pr-comment"] is True
+    assert pulumi["with"]["comment-on-summary"] is True
+    assert pulumi["with"]["diff"] is True
+
+
+def test_pull_request_synth_diffs_against_the_base_branch(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    synth = jobs(workflows["pull-request.yml"])["synth"]
+    steps = synth["steps"]
+    checkouts = steps_using(synth, "actions/checkout")
+    (base,) = [s for s in checkouts if s.get("with", {}).get("path")]
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert base["with"]["persist-credentials"] is False
+    ids = [s.get("id") for s in steps]
+    assert ids.index("base") < ids.index("synth")
+    base_run = steps[ids.index("base")]["run"]
+    assert f"cd {base['with']['path']}" in base_run and "-m infra.synth" in base_run
+    assert "compare=" in base_run  # the step output the head synth reads
+    head = steps[ids.index("synth")]
+    assert head["env"]["BASE_PLAN"] == "${{ steps.base.outputs.compare }}"
+    assert '--compare "$BASE_PLAN"' in head["run"]
+    # A missing base plan is said in the comment, never shown as "no changes".
+    assert "No base plan" in head["run"]
 
 
 def test_pull_request_code_never_runs_on_a_deploy_runner(

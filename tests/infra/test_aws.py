@@ -59,8 +59,22 @@ def test_every_child_is_named_after_its_component(cap: StackCapture) -> None:
             assert len(r.type.split(":")) == 3
 
 
-def test_vpc_spans_azs_with_private_nodes_and_nat(cap: StackCapture) -> None:
-    expected_azs = 2 if cap.stack == "dev" else 3
+def test_prod_runs_in_the_runners_existing_vpc(captures: dict[str, StackCapture]) -> None:
+    # A private-only endpoint is reachable on the first `up` only from a runner that exists
+    # before it: prod uses the existing VPC and creates none.
+    cap = captures["prod"]
+    assert of(cap, "aws:ec2/vpc:Vpc") == [] and of(cap, "aws:ec2/subnet:Subnet") == []
+    cluster = one(cap, "aws:eks/cluster:Cluster")
+    assert cluster["vpcConfig"]["subnetIds"] == [
+        "subnet-0c0ffee0c0ffee0a1",
+        "subnet-0c0ffee0c0ffee0b1",
+        "subnet-0c0ffee0c0ffee0c1",
+    ]
+
+
+def test_vpc_spans_azs_with_private_nodes_and_nat(captures: dict[str, StackCapture]) -> None:
+    cap = captures["dev"]
+    expected_azs = 2
     subnets = [r.inputs for r in of(cap, "aws:ec2/subnet:Subnet")]
     private = [s for s in subnets if "kubernetes.io/role/internal-elb" in s["tags"]]
     public = [s for s in subnets if "kubernetes.io/role/elb" in s["tags"]]
@@ -84,7 +98,10 @@ def test_vpc_spans_azs_with_private_nodes_and_nat(cap: StackCapture) -> None:
 def test_cluster(cap: StackCapture) -> None:
     cluster = one(cap, "aws:eks/cluster:Cluster")
     assert cluster["name"] == f"tfserving-{cap.stack}"
-    assert cluster["version"] == "1.32"
+    assert cluster["version"] == "1.36"
+    assert cluster["upgradePolicy"] == {
+        "supportType": "STANDARD" if cap.stack == "dev" else "EXTENDED"
+    }
     vpc = cluster["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
     if cap.stack == "prod":
@@ -102,9 +119,8 @@ def test_cluster(cap: StackCapture) -> None:
         "scheduler",
     ]
     assert cluster["accessConfig"]["authenticationMode"] == "API"
-    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is (
-        cap.stack == "dev"
-    )
+    # Never the creator: explicit access entries only, and fixed (a change replaces the cluster).
+    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
     enc = cluster["encryptionConfig"]
     assert enc["resources"] == ["secrets"]
     keys = {r.name: r.inputs for r in of(cap, "aws:kms/key:Key")}
@@ -113,12 +129,15 @@ def test_cluster(cap: StackCapture) -> None:
     logs = one(cap, "aws:cloudwatch/logGroup:LogGroup")
     assert logs["name"] == f"/aws/eks/tfserving-{cap.stack}/cluster"
     assert logs["retentionInDays"] == (14 if cap.stack == "dev" else 365)
+    # Kept on destroy, so EKS's late log streams cannot re-create it without retention and the
+    # next `up` adopts it (terraform-aws-modules/terraform-aws-eks#2486).
+    assert logs["skipDestroy"] is True
 
 
 def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCapture) -> None:
     (cluster,) = of(cap, "aws:eks/cluster:Cluster")
     rules = of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    expected = {"dev": [], "prod": ["10.0.0.0/16"]}[cap.stack]
+    expected = {"dev": [], "prod": ["10.20.0.0/16"]}[cap.stack]
     assert [r.inputs["cidrIpv4"] for r in rules] == expected
     # The group EKS created for the cluster (vpcConfig.clusterSecurityGroupId): the capture's
     # mocks derive it from the cluster resource's identity.
@@ -139,11 +158,8 @@ def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
     assert oidc["url"].startswith("https://oidc.eks.eu-west-1.amazonaws.com/id/")
     entries = [r.inputs for r in of(cap, "aws:eks/accessEntry:AccessEntry")]
     links = [r.inputs for r in of(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
-    if cap.stack == "dev":
-        assert entries == [] and links == []
-        return
     assert [e["principalArn"] for e in entries] == [
-        "arn:aws:iam::111122223333:role/tfserving-prod-deployer",
+        f"arn:aws:iam::111122223333:role/tfserving-{cap.stack}-deployer",
         "arn:aws:iam::111122223333:role/platform-admin",
     ]
     assert all(e["type"] == "STANDARD" for e in entries)
@@ -153,13 +169,22 @@ def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
         assert link["accessScope"] == {"type": "cluster"}
 
 
+def test_kubernetes_provider_waits_for_every_access_association(cap: StackCapture) -> None:
+    # Until the deployer's association exists every Kubernetes call of the first `up` gets 401.
+    (provider,) = of(cap, "pulumi:providers:kubernetes")
+    links = of(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    entries = of(cap, "aws:eks/accessEntry:AccessEntry")
+    assert links and entries
+    assert {r.urn for r in [*links, *entries]} <= set(provider.dependencies)
+
+
 def test_core_addons_pinned(cap: StackCapture) -> None:
     addons = {r.inputs["addonName"]: r.inputs for r in of(cap, "aws:eks/addon:Addon")}
     assert {name: a["addonVersion"] for name, a in addons.items()} == {
-        "vpc-cni": "v1.19.2-eksbuild.5",
-        "coredns": "v1.11.4-eksbuild.2",
-        "kube-proxy": "v1.32.3-eksbuild.7",
-        "metrics-server": "v0.8.0-eksbuild.2",
+        "vpc-cni": "v1.22.4-eksbuild.3",
+        "coredns": "v1.14.3-eksbuild.14",
+        "kube-proxy": "v1.36.0-eksbuild.17",
+        "metrics-server": "v0.8.1-eksbuild.6",
     }
     # NetworkPolicies are enforced only with the VPC CNI's network policy agent on; the other
     # add-ons keep their defaults.

@@ -78,22 +78,42 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"clusterLogTypes": ["api", "kubelet"]}, "clusterLogTypes", "'kubelet'"),
         ({"clusterLogRetentionDays": 10}, "clusterLogRetentionDays", "not a CloudWatch"),
         ({"adminPrincipalArns": ["bob"]}, "adminPrincipalArns", "not an IAM role or user ARN"),
+        ({"deployerPrincipalArns": []}, "deployerPrincipalArns", "list the IAM role(s) that run"),
         (
-            {"clusterCreatorAdmin": False, "adminPrincipalArns": []},
+            {"deployerPrincipalArns": ["arn:aws:sts::111122223333:assumed-role/ci/run-1"]},
+            "deployerPrincipalArns",
+            "not an IAM role or user ARN",
+        ),
+        (
+            {"adminPrincipalArns": ["arn:aws:iam::111122223333:role/tfserving-dev-deployer"]},
             "adminPrincipalArns",
-            "nobody could administer",
+            "is listed twice (EKS allows one access entry each)",
+        ),
+        ({"clusterCreatorAdmin": True}, "clusterCreatorAdmin", "removed: the cluster creator"),
+        ({"upgradeSupportType": "NONE"}, "upgradeSupportType", "use STANDARD or EXTENDED"),
+        ({"kubernetesVersion": "1.32"}, "addonVersions.kube-proxy", "does not match"),
+        (
+            {
+                "endpointPublicAccess": False,
+                "publicAccessCidrs": [],
+                "apiAccessCidrs": ["10.20.0.0/16"],
+            },
+            "endpointPublicAccess",
+            "a private-only endpoint needs existingVpcId",
         ),
         (
             {
-                "addonVersions": {
-                    "vpc-cni": "v1.19.2-eksbuild.5",
-                    "coredns": "v1.11.4-eksbuild.2",
-                    "kube-proxy": "v1.31.7-eksbuild.7",
-                    "metrics-server": "v0.8.0-eksbuild.2",
-                }
+                "endpointPublicAccess": False,
+                "publicAccessCidrs": [],
+                "existingVpcId": "vpc-0123456789abcdef0",
+                "existingPrivateSubnetIds": [
+                    "subnet-0123456789abcdef0",
+                    "subnet-0123456789abcdef1",
+                ],
+                "apiAccessCidrs": [],
             },
-            "addonVersions.kube-proxy",
-            "does not match kubernetesVersion 1.32",
+            "apiAccessCidrs",
+            "the endpoint is private-only: list the deploy runner's subnet",
         ),
         ({"kmsDeletionWindowDays": 3}, "kmsDeletionWindowDays", "between 7 and 30"),
         ({"servingImage": "tensorflow/serving:latest"}, "servingImage", "moving 'latest' tag"),
@@ -277,6 +297,10 @@ def test_declared_defaults_are_a_valid_stack() -> None:
     # Pulumi.yaml's defaults alone (plus the region) must pass every rule, the surge one too.
     config = {f"{PROJECT}:{k.name}": copy.deepcopy(k.default) for k in KEYS}
     config["aws:region"] = "eu-west-1"
+    # The keys no default can answer: who deploys, and from where the API is reached.
+    config[f"{PROJECT}:deployerPrincipalArns"] = ["arn:aws:iam::123456789012:role/deployer"]
+    config[f"{PROJECT}:endpointPublicAccess"] = True
+    config[f"{PROJECT}:publicAccessCidrs"] = ["192.168.0.0/24"]
     assert settings_from_config("fresh", config).gpu_node_pools[0].max_size == 5
 
 
@@ -322,7 +346,55 @@ def test_explicit_zero_and_false_are_kept() -> None:
     """No `get_int(k) or default`: explicit falsy values survive."""
     settings = settings_from_config(
         "dev",
-        _config(clusterCreatorAdmin=False, adminPrincipalArns=["arn:aws:iam::111122223333:role/a"]),
+        _config(protectData=False, adminPrincipalArns=[]),
     )
-    assert settings.cluster_creator_admin is False
+    assert settings.protect_data is False
+    assert settings.admin_principal_arns == ()
     assert settings.gpu_node_pools[0].min_size == 0
+
+
+def test_kubernetes_support_dates_warn_then_refuse() -> None:
+    """The dated EKS calendar: a warning before end of standard support, refusal past extended."""
+    from datetime import date
+
+    from infra.settings import split_namespaced
+    from infra.settings_checks import parse_settings
+
+    config = _config()
+    bare = split_namespaced(config, "dev")
+    assert parse_settings("dev", bare, "eu-west-1", today=date(2026, 11, 30)).warnings == ()
+    near = parse_settings("dev", bare, "eu-west-1", today=date(2027, 6, 1)).warnings
+    assert near == (
+        "Kubernetes 1.36 leaves EKS standard support on 2027-08-02 (62 days): plan the upgrade",
+    )
+    past = parse_settings("dev", bare, "eu-west-1", today=date(2027, 9, 1)).warnings
+    assert "bills extended support until 2028-08-02" in past[0]
+    with pytest.raises(InvalidSettingsError) as caught:
+        parse_settings("dev", bare, "eu-west-1", today=date(2028, 8, 3))
+    assert "left EKS extended support on 2028-08-02" in str(caught.value)
+
+
+def test_default_kubernetes_version_is_newest_in_standard_support_on_the_calendar_date() -> None:
+    from datetime import date
+
+    from infra import instances
+
+    today = date(2026, 11, 30)
+    in_standard = [
+        v.version
+        for v in instances.EKS_VERSIONS.values()
+        if v.released <= today <= v.end_of_standard
+    ]
+    assert (
+        max(in_standard, key=lambda v: tuple(map(int, v.split("."))))
+        == instances.DEFAULT_KUBERNETES_VERSION
+    )
+
+
+def test_committed_stacks_do_not_block_a_first_up_and_set_upgrade_policy(stack_files) -> None:
+    # A new stack's bucket is empty: an awaited rollout would wait 30 minutes and fail.
+    for stack, doc in stack_files.items():
+        config = doc["config"]
+        assert config[f"{PROJECT}:awaitServingRollout"] is False, stack
+        assert config[f"{PROJECT}:upgradeSupportType"] in ("STANDARD", "EXTENDED"), stack
+        assert config[f"{PROJECT}:deployerPrincipalArns"], stack

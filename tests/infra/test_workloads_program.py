@@ -222,35 +222,38 @@ def test_autoscaler_matches_the_cluster_and_its_node_group_tags(stack):
 AWAITED = ("kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service")
 
 
-def test_serving_rollout_is_awaited_long_enough_for_a_gpu_cold_start(stack):
-    # The stack files keep awaitServingRollout on: `up` waits, but longer than the provider's
-    # 10 minutes, and nothing skips the await.
+def test_committed_stacks_do_not_block_a_first_up_on_an_empty_bucket(stack):
+    # A new stack's bucket holds no model: an awaited Deployment would wait 30 minutes and fail
+    # the first `up`. The committed stacks skip the await; readiness probes still gate traffic,
+    # so the pods turn ready after the first `model publish` without another `up`.
     for serving in of_type(stack, SERVING):
         for kind in AWAITED:
             record = child(stack, serving, kind)
-            assert record.custom_timeouts == {"create": "30m", "update": "30m"}, kind
             annotations = record.inputs["metadata"].get("annotations") or {}
-            assert "pulumi.com/skipAwait" not in annotations
+            assert annotations.get("pulumi.com/skipAwait") == "true", kind
+            assert record.custom_timeouts == {}
+        pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+        assert all(c.get("readinessProbe") for c in pod["spec"]["containers"])
 
 
-def test_first_up_on_an_empty_bucket_skips_the_await(tmp_path):
-    # What docs/deploy.md's first-`up` step does: `pulumi config set ...:awaitServingRollout false`.
+def test_awaited_rollout_waits_long_enough_for_a_gpu_cold_start(tmp_path):
+    # Opting in (awaitServingRollout true, once models are published) waits longer than the
+    # provider's 10 minutes, and only the await changes, not the pods.
     (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
     dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
-    dev["config"]["tfserving-eks:awaitServingRollout"] = False
+    dev["config"]["tfserving-eks:awaitServingRollout"] = True
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
-    first_up = capture_stack("dev", tmp_path)
-    (serving,) = of_type(first_up, SERVING)
+    awaited = capture_stack("dev", tmp_path)
+    (serving,) = of_type(awaited, SERVING)
     for kind in AWAITED:
-        record = child(first_up, serving, kind)
-        assert record.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, kind
-        assert record.custom_timeouts == {}
-    # Only the await changes: the pods are the same as with the await on.
-    awaited = capture_stack("dev")
-    (same,) = of_type(awaited, SERVING)
+        record = child(awaited, serving, kind)
+        assert record.custom_timeouts == {"create": "30m", "update": "30m"}, kind
+        assert "pulumi.com/skipAwait" not in (record.inputs["metadata"].get("annotations") or {})
+    first_up = capture_stack("dev")
+    (same,) = of_type(first_up, SERVING)
     assert (
-        child(first_up, serving, AWAITED[0]).inputs["spec"]
-        == child(awaited, same, AWAITED[0]).inputs["spec"]
+        child(first_up, same, AWAITED[0]).inputs["spec"]
+        == child(awaited, serving, AWAITED[0]).inputs["spec"]
     )
 
 
