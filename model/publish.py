@@ -278,11 +278,17 @@ def _keep_contract(
 
 def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> VersionManifest:
     """Publish `args.export`; returns the committed manifest. `s3` overrides the boto3 client."""
-    from model.validate import WARMUP_RELPATH, validate_export
-
     location = StoreLocation.parse(args.store)
     args = replace(args, export=args.export.resolve())  # `--export .` names its version too
     name, version = _export_identity(args.export)
+    # Progress on `stream`: loading TensorFlow and the SavedModel is silent for seconds.
+    stream.write(f"[1/3] validating {args.export} (loads TensorFlow and the model: ~10 s)\n")
+    stream.flush()
+    from model.tf_runtime import tensorflow
+
+    tensorflow()  # imported once, without the CPU-only GPU-probe noise
+    from model.validate import WARMUP_RELPATH, validate_export
+
     signatures = validate_export(args.export)  # before any S3 call: refuse what cannot load
     warmup = args.export / WARMUP_RELPATH
     if not warmup.exists():
@@ -303,10 +309,17 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
     def guarded(action: str) -> Any:
         return s3_errors(location, action, args.endpoint_url)
 
+    stream.write(f"[2/3] checking {location.uri} and the signatures of {name}'s versions there\n")
     with guarded(BUCKET_CHECK):
         s3.head_bucket(Bucket=bucket)
     with guarded("reading the model's signature contract"):
         manifest = _keep_contract(s3, location, manifest, args.allow_signature_change, stream)
+    mib = manifest.total_bytes / (1024 * 1024)
+    stream.write(
+        f"[3/3] uploading {len(manifest.files)} files ({mib:.1f} MiB) to staging, verifying, "
+        f"committing {location.uri}/{name}/{version}\n"
+    )
+    stream.flush()
     return commit_version(s3, location, manifest, args.export, args.force, stream, guarded)
 
 

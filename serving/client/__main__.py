@@ -15,15 +15,16 @@ reached or timed out; 4 ``status --wait-available`` gave up.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
+from contracts import tf_quiet
 from serving.client import connect
 from serving.client.base import DEFAULT_SIGNATURE, Prediction, VersionStatus
 from serving.client.errors import (
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=10.0, help="seconds per call (default: 10)"
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --grpc: show TensorFlow's full log, GPU probe included (TFSE_VERBOSE=1)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.client",
@@ -109,6 +115,9 @@ def main(
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = build_parser().parse_args(argv)
     where = f"REST {args.rest}" if args.rest else f"gRPC {args.grpc}"
+    tf_quiet.configure(verbose=args.verbose)
+    if args.grpc and client_factory is connect:
+        _quiet_tensorflow()  # the gRPC client builds tensors with TensorFlow
     try:
         batch = load_images(args.files) if args.command == "predict" else None
         with client_factory(rest=args.rest, grpc=args.grpc, timeout=args.timeout) as client:
@@ -129,12 +138,12 @@ def main(
                 if args.wait_available is None:
                     statuses = client.status(args.model, **spec)
                 else:
-                    statuses = _wait_available(client, args)
+                    statuses, last = _wait_available(client, args, where, err)
                 _print_status(out, args, statuses)
                 if args.wait_available is not None and not _any_available(statuses):
                     print(
                         f"error: no AVAILABLE version of {args.model!r} at {where} after "
-                        f"{args.wait_available:g}s",
+                        f"{args.wait_available:g}s: {last.text}\n{last.next_step}",
                         file=err,
                     )
                     return EXIT_NOT_AVAILABLE
@@ -159,16 +168,79 @@ def _any_available(statuses: Sequence[VersionStatus]) -> bool:
     return any(s.state == "AVAILABLE" for s in statuses)
 
 
-def _wait_available(client: Any, args: argparse.Namespace) -> list[VersionStatus]:
-    """Poll until a version is AVAILABLE or the wait is over; the last statuses seen."""
-    deadline = time.monotonic() + args.wait_available
-    statuses: list[VersionStatus] = []
+def _quiet_tensorflow() -> None:
+    import tensorflow as tf
+
+    tf_quiet.probe_devices(lambda: tf.config.list_physical_devices("GPU"))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one status poll saw, in words: `text` names the state, `next_step` what to do."""
+
+    text: str
+    next_step: str
+
+
+def _observe(
+    client: Any, args: argparse.Namespace, where: str
+) -> tuple[list[VersionStatus], Observation]:
+    """One status poll: the statuses, and whether the server was unreachable, had no such model,
+    reported a failed version (with the server's own error) or is still loading."""
+    try:
+        statuses = client.status(args.model, version=args.version, label=args.label)
+    except ConnectionFailed as exc:
+        return [], Observation(
+            f"connection refused or no answer ({exc})",
+            f"next: start the server or check the address ({where})",
+        )
+    except ServerError as exc:
+        if exc.status in (404, "NOT_FOUND"):
+            return [], Observation(
+                f"the server is up but has not loaded model {args.model!r} ({exc.message})",
+                "next: check the server's --model_config_file / --model_base_path and its log; "
+                "a version must be on its disk (the sync agent puts it there)",
+            )
+        return [], Observation(
+            f"the server answered {exc.status}: {exc.message}", "next: read the server's log"
+        )
+    failed = [s for s in statuses if s.error_code not in ("", "OK")]
+    states = ", ".join(f"version {s.version} {s.state}" for s in statuses) or "no versions"
+    if failed and not _any_available(statuses):
+        errors = "; ".join(f"{f.version}: {f.error_code}: {f.error_message}" for f in failed)
+        return statuses, Observation(
+            f"{states}; failed version {errors}",
+            "next: fix what the server's error names, then publish a new version",
+        )
+    return statuses, Observation(states, "next: wait longer (--wait-available) or read its log")
+
+
+def _wait_available(
+    client: Any, args: argparse.Namespace, where: str, err: TextIO
+) -> tuple[list[VersionStatus], Observation]:
+    """Poll until a version is AVAILABLE or the wait is over; the last statuses and observation.
+
+    Says on `err` what it waits for and every change in what it sees (starting servers refuse
+    connections, then answer NOT_FOUND, then report LOADING), so a long wait is never silent.
+    """
+    wanted = f" version {args.version}" if args.version else ""
+    wanted += f" (label {args.label})" if args.label else ""
+    print(
+        f"waiting up to {args.wait_available:g}s for model {args.model!r}{wanted} to be "
+        f"AVAILABLE at {where}",
+        file=err,
+        flush=True,
+    )
+    started = time.monotonic()
+    deadline = started + args.wait_available
+    shown = None
     while True:
-        # Starting servers refuse connections or answer NOT_FOUND until the model loads.
-        with contextlib.suppress(ConnectionFailed, ServerError):
-            statuses = client.status(args.model, version=args.version, label=args.label)
+        statuses, seen = _observe(client, args, where)
+        if seen.text != shown:
+            print(f"  [{time.monotonic() - started:5.1f}s] {seen.text}", file=err, flush=True)
+            shown = seen.text
         if _any_available(statuses) or time.monotonic() >= deadline:
-            return statuses
+            return statuses, seen
         time.sleep(0.2)
 
 

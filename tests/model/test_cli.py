@@ -21,7 +21,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "the following arguments are required: {train,publish}"),
+        ([], "the following arguments are required: {train,publish,samples}"),
         (["train"], "the following arguments are required: --out"),
         (["train", "--out", "x", "--epochs", "0"], "expected a positive integer, got '0'"),
         (["train", "--out", "x", "--version", "01"], "no leading zeros"),
