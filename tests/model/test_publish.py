@@ -6,6 +6,7 @@ import io
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import boto3
@@ -18,6 +19,8 @@ from contracts.store import (
     StoreLocation,
     VersionExistsError,
     VersionManifest,
+    content_prefix,
+    list_committed,
     list_committed_versions,
     read_manifest,
     scan_export,
@@ -27,7 +30,7 @@ from model import publish as publish_mod
 from model.__main__ import main
 from model.errors import ExportError, PublishError
 from model.export import EXPECTED_SIGNATURE
-from model.publish import Progress, PublishArgs, publish, verify_objects
+from model.publish import ConcurrentPublishError, Progress, PublishArgs, publish, verify_objects
 
 PREFIX = "models"
 
@@ -47,11 +50,25 @@ def _publish(export: Path, bucket: str, s3, *, force: bool = False) -> VersionMa
 
 
 def _download(s3, bucket: str, manifest: VersionManifest, target: Path) -> None:
-    prefix = StoreLocation(bucket, PREFIX).version_prefix(manifest.model, manifest.version)
+    prefix = _prefix(s3, bucket, manifest)
     for entry in manifest.files:
         path = target / entry.path
         path.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, prefix + entry.path, str(path))
+
+
+def _prefix(s3, bucket: str, manifest: VersionManifest) -> str:
+    """Where the store keeps a committed version's files (its content prefix)."""
+    listing = list_committed(s3, StoreLocation(bucket, PREFIX), manifest.model)
+    return listing.versions[manifest.version].prefix
+
+
+def _second_export(export_copy: Path, tmp_path: Path, note: str) -> Path:
+    """Another export of mnist/1 whose files differ (one more asset)."""
+    other = tmp_path / f"other-{note}" / "mnist" / "1"
+    shutil.copytree(export_copy, other)
+    (other / "assets.extra" / "notes.txt").write_text(f"{note}\n")
+    return other
 
 
 def test_publish_commits_a_complete_verified_version(
@@ -70,41 +87,141 @@ def test_publish_commits_a_complete_verified_version(
     }
     assert 0 <= manifest.metrics["test"]["accuracy"] <= 1
     assert len(manifest.metrics["inputs_fingerprint"]) == 64
-    # Exactly the files plus the manifest; no staging objects left behind.
+    # Exactly the files (under the content prefix) plus the manifest; nothing else.
+    content = content_prefix(location, manifest)
+    assert content.startswith(f"{PREFIX}/mnist/.content/1-")
     assert _keys(s3, bucket) == sorted(
-        [f"{PREFIX}/mnist/1/{f.path}" for f in manifest.files] + [f"{PREFIX}/mnist/1/manifest.json"]
+        [content + f.path for f in manifest.files] + [f"{PREFIX}/mnist/1/manifest.json"]
     )
     _download(s3, bucket, manifest, tmp_path / "copy")
     verify_local_tree(tmp_path / "copy", manifest)
 
 
-def test_versions_are_immutable_and_force_withdraws_the_manifest_first(
-    export_copy: Path, moto_endpoint: str, bucket: str
+def test_versions_are_immutable_and_force_replaces_in_one_conditional_write(
+    export_copy: Path, moto_endpoint: str, bucket: str, tmp_path: Path
 ) -> None:
     s3 = _client(moto_endpoint)
+    location = StoreLocation(bucket, PREFIX)
     first = _publish(export_copy, bucket, s3)
     with pytest.raises(VersionExistsError, match=r"mnist/1 is already published; versions are"):
         _publish(export_copy, bucket, s3)
 
     calls: list[str] = []
+    seen_before_commit: list[dict] = []
+    etag = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/mnist/1/manifest.json")["ETag"]
 
     def record(model, params, **_):
         if "Key" in params:
             calls.append(f"{model.name} {params['Key']}")
+        if model.name == "PutObject" and params["Key"].endswith("/1/manifest.json"):
+            assert params.get("IfMatch") == etag  # replaces exactly the version it read
+            reader = _client(moto_endpoint)  # what an agent sees just before the commit
+            seen_before_commit.append(list_committed_versions(reader, location, "mnist"))
 
-    s3.meta.events.register(
-        "before-parameter-build.s3", record
-    )  # every S3 operation of this client
-    (export_copy / "assets.extra" / "notes.txt").write_text("retrained\n")
-    second = _publish(export_copy, bucket, s3, force=True)
+    s3.meta.events.register("before-parameter-build.s3", record)
+    second = _publish(_second_export(export_copy, tmp_path, "retrained"), bucket, s3, force=True)
     manifest_key = f"{PREFIX}/mnist/1/manifest.json"
     writes = [c for c in calls if not c.startswith(("GetObject", "HeadObject"))]
-    assert writes[0] == f"DeleteObject {manifest_key}"  # invisible before anything changes
-    assert writes[-1] == f"PutObject {manifest_key}"  # the commit is the last write to the version
+    assert f"DeleteObject {manifest_key}" not in writes  # never withdrawn: no gap for readers
     assert writes.count(f"PutObject {manifest_key}") == 1
+    assert seen_before_commit == [{1: first}]
     assert second.files != first.files
-    committed = list_committed_versions(s3, StoreLocation(bucket, PREFIX), "mnist")
-    assert committed == {1: second}
+    assert list_committed_versions(s3, location, "mnist") == {1: second}
+    # The replaced content is gone: the store holds exactly the new version.
+    assert _keys(s3, bucket) == sorted(
+        [content_prefix(location, second) + f.path for f in second.files] + [manifest_key]
+    )
+
+
+def _race(publishes: list, timeout: float = 60) -> list:
+    """Run publishes in threads that all reach their commit PUT before any makes it."""
+    barrier = threading.Barrier(len(publishes), timeout=timeout)
+    results: list = [None] * len(publishes)
+
+    def run(index: int, client, call) -> None:
+        def hold(model, params, **_):
+            if params.get("Key", "").endswith("/manifest.json"):
+                barrier.wait()
+
+        client.meta.events.register("before-parameter-build.s3.PutObject", hold)
+        try:
+            results[index] = call(client)
+        except Exception as exc:  # the outcome under test
+            results[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i, client, call))
+        for i, (client, call) in enumerate(publishes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new-version", "force"])
+def test_concurrent_publishes_of_one_version_exactly_one_wins(
+    export_copy: Path, moto_endpoint: str, bucket: str, tmp_path: Path, force: bool
+) -> None:
+    location = StoreLocation(bucket, PREFIX)
+    if force:
+        old = _publish(export_copy, bucket, _client(moto_endpoint))
+    exports = [_second_export(export_copy, tmp_path, note) for note in ("a", "b")]
+    results = _race(
+        [
+            (_client(moto_endpoint), lambda c, e=export: _publish(e, bucket, c, force=force))
+            for export in exports
+        ]
+    )
+    winners = [r for r in results if isinstance(r, VersionManifest)]
+    losers = [r for r in results if not isinstance(r, VersionManifest)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    assert isinstance(losers[0], ConcurrentPublishError)
+    assert "a concurrent publish of this version won" in str(losers[0])
+    (winner,) = winners
+    s3 = _client(moto_endpoint)
+    assert list_committed_versions(s3, location, "mnist") == {1: winner}
+    # Exactly the winner's files: no stray object of the loser, none of the replaced version.
+    assert _keys(s3, bucket) == sorted(
+        [content_prefix(location, winner) + f.path for f in winner.files]
+        + [f"{PREFIX}/mnist/1/manifest.json"]
+    )
+    if force:
+        assert content_prefix(location, old) != content_prefix(location, winner)
+
+
+def test_a_loser_with_identical_files_keeps_the_winners_content(
+    export_copy: Path, moto_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    twin = tmp_path / "twin" / "mnist" / "1"
+    shutil.copytree(export_copy, twin)
+    results = _race(
+        [
+            (_client(moto_endpoint), lambda c, e=export: _publish(e, bucket, c))
+            for export in (export_copy, twin)
+        ]
+    )
+    assert sorted(type(r).__name__ for r in results) == [
+        "ConcurrentPublishError",
+        "VersionManifest",
+    ]
+    (winner,) = [r for r in results if isinstance(r, VersionManifest)]
+    s3 = _client(moto_endpoint)
+    _download(s3, bucket, winner, tmp_path / "copy")  # every file still there
+    verify_local_tree(tmp_path / "copy", winner)
+
+
+def test_the_cli_loser_exits_non_zero_naming_the_race(
+    export_copy: Path, moto_endpoint: str, bucket: str, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lose(args, **_):
+        raise ConcurrentPublishError("s3://x/mnist/1: a concurrent publish of this version won")
+
+    monkeypatch.setattr(publish_mod, "publish", lose)
+    command = ["publish", "--export", str(export_copy), "--store", f"s3://{bucket}/{PREFIX}"]
+    assert main([*command, "--endpoint-url", moto_endpoint]) == 1
+    assert "a concurrent publish of this version won" in capsys.readouterr().err
 
 
 def test_a_publish_that_fails_midway_leaves_nothing_visible(
@@ -119,26 +236,32 @@ def test_a_publish_that_fails_midway_leaves_nothing_visible(
             raise EndpointConnectionError(endpoint_url=moto_endpoint)
 
     s3.meta.events.register("before-parameter-build.s3.PutObject", fail_third_upload)
-    with pytest.raises(PublishError, match=r"cannot reach the S3 endpoint .* uploading to staging"):
+    with pytest.raises(PublishError, match=r"cannot reach the S3 endpoint .* uploading"):
         _publish(export_copy, bucket, s3)
-    assert "/.staging/" in uploads[0]
+    assert "/.content/1-" in uploads[0]
     assert list_committed_versions(s3, StoreLocation(bucket, PREFIX), "mnist") == {}
-    assert _keys(s3, bucket) == []  # staging removed on the way out
+    assert _keys(s3, bucket) == []  # the upload removed on the way out
 
 
 def test_the_next_publish_cleans_up_after_an_interrupted_one(
-    export_copy: Path, s3, bucket: str
+    export_copy: Path, s3, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     location = StoreLocation(bucket, PREFIX)
-    # What a killed publish leaves: half a staging tree and a copied file with no manifest.
+    # What killed publishes leave: an old-style staging tree, an upload no manifest points at,
+    # and a file under the uncommitted version prefix.
     stale = location.staging_prefix("mnist", 1, "deadbeef") + "saved_model.pb"
-    s3.put_object(Bucket=bucket, Key=stale, Body=b"half")
-    s3.put_object(Bucket=bucket, Key=location.version_prefix("mnist", 1) + "junk", Body=b"x")
+    orphan = f"{PREFIX}/mnist/.content/1-0123456789abcdef/saved_model.pb"
+    for key in (stale, orphan, location.version_prefix("mnist", 1) + "junk"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"half")
     assert list_committed_versions(s3, location, "mnist") == {}  # not visible to readers
-    manifest = _publish(export_copy, bucket, s3)
-    assert _keys(s3, bucket, location.staging_root("mnist")) == []
+    # Younger than STALE_CONTENT_SECONDS, an upload may be a concurrent publish's: kept.
+    manifest = _publish(export_copy, bucket, s3, force=False)
+    assert stale in _keys(s3, bucket) and orphan in _keys(s3, bucket)
     assert f"{PREFIX}/mnist/1/junk" not in _keys(s3, bucket)
-    assert list_committed_versions(s3, location, "mnist") == {1: manifest}
+    monkeypatch.setattr(publish_mod, "STALE_CONTENT_SECONDS", 0)
+    _publish(export_copy, bucket, s3, force=True)
+    assert stale not in _keys(s3, bucket) and orphan not in _keys(s3, bucket)
+    assert list_committed_versions(s3, location, "mnist")[1].files == manifest.files
 
 
 def test_corrupted_objects_are_caught_by_the_manifest(
@@ -146,7 +269,7 @@ def test_corrupted_objects_are_caught_by_the_manifest(
 ) -> None:
     manifest = _publish(export_copy, bucket, s3)
     location = StoreLocation(bucket, PREFIX)
-    prefix = location.version_prefix("mnist", 1)
+    prefix = _prefix(s3, bucket, manifest)
     key = prefix + "variables/variables.index"
     original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     flipped = bytes([original[0] ^ 0xFF]) + original[1:]  # same size, different content
@@ -173,7 +296,7 @@ def test_large_files_go_multipart_with_progress_and_are_verified(
     manifest = publish(args, s3=s3, stream=stream)
     lines = [line for line in stream.getvalue().splitlines() if "vocabulary.bin" in line]
     assert lines and lines[-1].endswith("(100%)")
-    verify_objects(s3, bucket, StoreLocation(bucket, PREFIX).version_prefix("mnist", 1), manifest)
+    verify_objects(s3, bucket, _prefix(s3, bucket, manifest), manifest)
 
 
 def test_progress_reports_each_tenth_once() -> None:
