@@ -23,6 +23,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
+from infra import crd_schemas
+
 CLUSTER_DIR = "_cluster"
 DEFAULT_NAMESPACE = "default"
 
@@ -204,7 +206,9 @@ def build_manifests(records: Sequence[Mapping[str, Any]]) -> tuple[list[K8sManif
         named = isinstance(given_name, str) and bool(given_name)
         name = given_name if named else record["name"]
         namespace = (
-            None if kind in CLUSTER_SCOPED_KINDS else _namespace_of(record, metadata, providers)
+            None
+            if kind in CLUSTER_SCOPED_KINDS or crd_schemas.is_cluster_scoped(api_version, kind)
+            else _namespace_of(record, metadata, providers)
         )
         # apiVersion and kind come from the type token; every other field is what the program
         # declared, in its order.
@@ -287,8 +291,9 @@ def validate_manifests(manifests: Iterable[K8sManifest], version: str) -> list[S
     """Validate each manifest against the strict schema of Kubernetes ``version`` (major.minor).
 
     Strict schemas reject unknown fields, so a misspelt key fails here instead of being dropped
-    by the API server. Objects of kinds with no bundled schema (custom resources) are reported as
-    unchecked, not as errors.
+    by the API server. Custom resources are checked against the CRDs kept in ``infra/crds/``
+    (:mod:`infra.crd_schemas`); a kind with neither schema is reported as unchecked, not as an
+    error.
 
     The schemas are kubernetes-validate's; its ``validate()`` is not used because it re-reads and
     re-indexes the 1.3 MB definitions file for every object (~0.1 s each), while the registry and
@@ -299,7 +304,11 @@ def validate_manifests(manifests: Iterable[K8sManifest], version: str) -> list[S
         raise K8sManifestError(problem)
     results = []
     for manifest in manifests:
-        validator = _validator(version, manifest.kind, str(manifest.body["apiVersion"]))
+        api_version = str(manifest.body["apiVersion"])
+        # Built-in kinds from kubernetes-validate; custom resources from the CRDs in infra/crds/.
+        validator = _validator(version, manifest.kind, api_version) or crd_schemas.validator(
+            api_version, manifest.kind
+        )
         if validator is None:
             results.append(SchemaResult(manifest, False))
             continue

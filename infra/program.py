@@ -7,6 +7,11 @@ tests can run it for any stack. Importing this module creates nothing.
 Order of concerns: KMS keys -> network -> cluster (+ OIDC, access entries) -> add-ons that do not
 need nodes -> node groups -> CoreDNS -> model bucket and ECR -> the Kubernetes provider ->
 cluster autoscaler, NVIDIA device plugin and one ``ModelServing`` per model.
+
+``computeMode`` picks where nodes come from (docs/gpu-capacity.md): ``nodeGroups`` as above;
+``autoMode`` turns on EKS Auto Mode and declares a NodeClass and NodePool per pool instead of node
+groups, with no cluster autoscaler, no device plugin and only the add-ons Auto Mode nodes lack;
+``migrating`` declares both, without the autoscaler, for the move from one to the other.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.components.auto_mode import (
+    AutoModeNodePools,
+    AutoModeNodePoolsArgs,
+    AutoModeNodeRole,
+    PoolCapacity,
+)
 from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
 from infra.components.cluster import (
     Cluster,
@@ -25,6 +36,7 @@ from infra.components.cluster import (
 )
 from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.components.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
+from infra.components.k8s_common import recommended_labels
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import (
     ModelServing,
@@ -45,6 +57,10 @@ ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
 # by default; every model declares one, so enforcement is not optional. (The schema types the
 # value as a string.)
 ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+# With only Auto Mode nodes, the VPC CNI, kube-proxy and cluster DNS run inside every node (EKS
+# user guide, "Automate cluster infrastructure with EKS Auto Mode"; the vpc-cni and kube-proxy
+# add-ons list EC2 as their only compute type); metrics-server is still needed for the HPAs.
+AUTO_MODE_ADDONS = frozenset({"metrics-server"})
 
 
 def main() -> None:
@@ -104,6 +120,24 @@ def _node_group(
             tags=tags,
         ),
         opts=pulumi.ResourceOptions(depends_on=after),
+    )
+
+
+def _addon_names(settings: Settings) -> set[str]:
+    """The managed add-ons this compute mode needs (all of them while node groups exist)."""
+    if settings.node_groups:
+        return set(settings.addon_versions)
+    return set(settings.addon_versions) & AUTO_MODE_ADDONS
+
+
+def _pool_capacity(pool: NodePool) -> PoolCapacity:
+    return PoolCapacity(
+        name=pool.name,
+        instance_types=pool.instance_types,
+        capacity_type=pool.capacity_type,
+        max_nodes=pool.max_size,
+        gpus_per_node=pool.gpus_per_node,
+        disk_size_gib=pool.disk_size_gib,
     )
 
 
@@ -185,6 +219,7 @@ def build(settings: Settings) -> StackOutputs:
             tags=tags,
         ),
     )
+    auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -203,6 +238,7 @@ def build(settings: Settings) -> StackOutputs:
             existing_log_group=_kept_log_group(settings),
             deletion_protection=settings.protect_data,
             tags=tags,
+            auto_mode_node_role_arn=auto_node_role.arn if auto_node_role else None,
         ),
     )
     addons: dict[str, ClusterAddon] = {}
@@ -220,18 +256,24 @@ def build(settings: Settings) -> StackOutputs:
             opts=pulumi.ResourceOptions(depends_on=after),
         )
 
-    for name in sorted(set(settings.addon_versions) - ADDONS_AFTER_NODES):
+    wanted = _addon_names(settings)
+    for name in sorted(wanted - ADDONS_AFTER_NODES):
         addon(name, [cluster])
-    node_role = NodeRole("node", tags)
-    # Nodes join only once the CNI is there and the role can be used.
-    before_nodes: list[pulumi.Resource] = [*addons.values(), *node_role.attachments]
-    pools = [settings.system_node_pool, *settings.gpu_node_pools]
-    groups = [
-        _node_group(settings, p, cluster, node_role, network.private_subnet_ids, before_nodes, tags)
-        for p in pools
-    ]
-    for name in sorted(ADDONS_AFTER_NODES & set(settings.addon_versions)):
-        addon(name, list(groups))
+    groups: list[NodePoolGroup] = []
+    if settings.node_groups:
+        node_role = NodeRole("node", tags)
+        # Nodes join only once the CNI is there and the role can be used.
+        before_nodes: list[pulumi.Resource] = [*addons.values(), *node_role.attachments]
+        pools = [settings.system_node_pool, *settings.gpu_node_pools]
+        groups = [
+            _node_group(
+                settings, p, cluster, node_role, network.private_subnet_ids, before_nodes, tags
+            )
+            for p in pools
+        ]
+    # Under Auto Mode alone the cluster starts a node for these add-ons' pods by itself.
+    for name in sorted(ADDONS_AFTER_NODES & wanted):
+        addon(name, list(groups) or [cluster])
 
     bucket = ModelBucket(
         "model-store",
@@ -261,21 +303,41 @@ def build(settings: Settings) -> StackOutputs:
         opts=pulumi.ResourceOptions(depends_on=[*groups, *addons.values(), *cluster.access]),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": provider})
-    ClusterAutoscaler(
-        "cluster-autoscaler",
-        ClusterAutoscalerArgs(
-            cluster_name=cluster.name,
-            kubernetes_version=settings.kubernetes_version,
-            region=settings.region,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
-            node_pool=SYSTEM_POOL,
-            pool_label_key=POOL_LABEL_KEY,
-            tags=tags,
-        ),
-        opts=on_cluster,
-    )
-    if settings.gpu_node_pools:
+    if auto_node_role is not None:
+        AutoModeNodePools(
+            "auto-mode",
+            AutoModeNodePoolsArgs(
+                pools=tuple(
+                    _pool_capacity(p) for p in (settings.system_node_pool, *settings.gpu_node_pools)
+                ),
+                node_role_name=auto_node_role.name,
+                subnet_ids=network.private_subnet_ids,
+                security_group_id=cluster.cluster_security_group_id,
+                pool_label_key=POOL_LABEL_KEY,
+                consolidate_after_minutes=settings.node_consolidate_after_minutes,
+                expire_after_hours=settings.node_expire_after_hours,
+                labels=recommended_labels("auto-mode", settings.stack, "v1", "capacity"),
+            ),
+            opts=on_cluster,
+        )
+    # While migrating, new capacity comes only from Auto Mode: an autoscaler would grow the
+    # node groups back for the pods being drained off them.
+    if settings.compute_mode == "nodeGroups":
+        ClusterAutoscaler(
+            "cluster-autoscaler",
+            ClusterAutoscalerArgs(
+                cluster_name=cluster.name,
+                kubernetes_version=settings.kubernetes_version,
+                region=settings.region,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer=cluster.oidc_issuer,
+                node_pool=SYSTEM_POOL,
+                pool_label_key=POOL_LABEL_KEY,
+                tags=tags,
+            ),
+            opts=on_cluster,
+        )
+    if settings.node_groups and settings.gpu_node_pools:
         NvidiaDevicePlugin(
             "nvidia-device-plugin",
             DevicePluginArgs(
