@@ -439,7 +439,15 @@ def impact_of(
             )
         return "in-place", f"{kind} updated in place; no pod restarts"
     if rtype in REPLACE_ON_CHANGE:
-        replaced = sorted({m for d in diffs for m in _matches(d.path, REPLACE_ON_CHANGE[rtype])})
+        forcing = [d for d in diffs if _matches(d.path, REPLACE_ON_CHANGE[rtype])]
+        replaced = sorted({m for d in forcing for m in _matches(d.path, REPLACE_ON_CHANGE[rtype])})
+        if forcing and all(d.before is None for d in forcing):
+            # Newly set: the provider compares with the value AWS holds, which may already be
+            # this one (a default); only the real preview knows.
+            return "replace", (
+                f"replaced if AWS holds another value: {', '.join(replaced)} was not set before "
+                "and cannot change in place (provider ForceNew); the real preview decides"
+            )
         if replaced:
             return "replace", (
                 f"replaced: AWS cannot change {', '.join(replaced)} in place (provider ForceNew), "
