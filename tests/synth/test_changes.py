@@ -259,3 +259,19 @@ def test_an_aws_type_without_a_table_is_unknown() -> None:
     [change] = compare([record], [changed]).changes
     assert (change.effect, change.id) == ("unknown", record["urn"])
     assert "real preview" in change.impact
+
+
+def test_forcenew_argument_set_for_the_first_time_is_a_conditional_replace() -> None:
+    record = {
+        "urn": "urn:pulumi:dev::p::aws:eks/cluster:Cluster::c",
+        "type": "aws:eks/cluster:Cluster",
+        "name": "c",
+        "custom": True,
+        "inputs": {"name": "c", "roleArn": "arn:a"},
+    }
+    newly_set = {**record, "inputs": {**record["inputs"], "bootstrapSelfManagedAddons": False}}
+    [change] = compare([record], [newly_set]).changes
+    assert change.effect == "replace" and change.impact.startswith("replaced if AWS holds")
+    moved = {**record, "inputs": {"name": "c", "roleArn": "arn:b"}}
+    [change] = compare([record], [moved]).changes
+    assert change.impact.startswith("replaced: AWS cannot change roleArn in place")
