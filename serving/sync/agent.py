@@ -112,6 +112,9 @@ class Agent:
         self.problems: dict[str, dict[int, str]] = {}
         self.served: dict[str, dict[int, tuple[str, str]] | None] = {}
         self._local_digests: dict[tuple[str, int], str | None] = {}
+        # Versions TF Serving failed to load, by the content digest that failed: not fetched
+        # again until the store holds other files for them (publish --force) or a restart.
+        self.rejected: dict[tuple[str, int], tuple[str, str]] = {}
         self.cycle_failures = 0
         self.wanted: dict[str, set[int]] = {}
         self.retries = RetryTracker(Backoff(config.retry_base, config.max_backoff))
@@ -227,7 +230,8 @@ class Agent:
             wanted = self.wanted[name]
             self._observe_server(name)
             for version in sorted(wanted - model_dir.versions(), reverse=True):
-                self._try_fetch(name, committed[version])
+                if not self._is_rejected(name, committed[version]):
+                    self._try_fetch(name, committed[version])
             for version in sorted(wanted & model_dir.versions() & model_dir.owned()):
                 if self._replaced(name, committed[version]):
                     _log.warning(
@@ -246,6 +250,15 @@ class Agent:
                         break
             self._prune(name)
             self._show(name)
+
+    def _is_rejected(self, name: str, found: CommittedVersion) -> bool:
+        rejected = self.rejected.get((name, found.manifest.version))
+        if rejected is None:
+            return False
+        if rejected[0] == content_digest(found.manifest):
+            return True
+        del self.rejected[(name, found.manifest.version)]  # new files: worth another try
+        return False
 
     def _replaced(self, name: str, found: CommittedVersion) -> bool:
         """Whether the store's files of a version differ from those this agent installed."""
@@ -330,10 +343,17 @@ class Agent:
                 continue  # nothing to fall back to: keep it, a restart may yet load it
             # Off the disk, so TF Serving's own policy (latest:N) picks the last good version
             # again, also after a restart; retried on the version's backoff.
-            message = f"{name}/{version}: TF Serving could not load it ({code}); removed"
+            message = (
+                f"{name}/{version}: TF Serving could not load it ({code}); removed, and not "
+                "fetched again until the store holds other files for it"
+            )
             self.metrics.failed("not_loaded")
-            state_ = self.retries.failed((name, version), message, self.clock())
-            self._error(f"{message}; retrying in {state_.retry_at - self.clock():.1f}s")
+            self._error(message)
+            digest = self._local_digests.get((name, version)) or ""
+            if not digest:
+                local = model_dir.local_manifest(version)
+                digest = content_digest(local) if local is not None else ""
+            self.rejected[(name, version)] = (digest, code)
             model_dir.remove(version)
             self._local_digests.pop((name, version), None)
             self.metrics.removed.labels(name).inc()
@@ -376,11 +396,13 @@ class Agent:
             for (n, v), s in self.retries.states.items()
             if n == name
         }
+        rejected = {str(v): code for (n, v), (_d, code) in self.rejected.items() if n == name}
         self.status.model(
             name,
             available=sorted(model_dir.versions()),
             owned=sorted(model_dir.owned()),
             failed=failed,
+            not_loadable=rejected,
         )
 
     def _progress(self, name: str, received: int) -> None:

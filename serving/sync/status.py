@@ -8,6 +8,7 @@ a half-written file), served by the health endpoint, and read by ``probe status`
      "last_listing": {"at", "ok"}, "last_error": {"at", "message"} | null,
      "models": {NAME: {"policy", "wanted", "available", "owned", "labels", "served",
                        "store_problems": {VERSION: reason}, "waiting_for_server": [VERSION],
+                       "not_loadable": {VERSION: TF Serving's error code},
                        "fetching": {"version", "bytes", "total", "started"} | null,
                        "failed": {VERSION: {"error", "failures", "retry_at"}},
                        "installed": {VERSION: at}, "removed": {VERSION: at}}}}
@@ -73,6 +74,7 @@ class StatusBoard:
                     "served": None,
                     "store_problems": {},
                     "waiting_for_server": [],
+                    "not_loadable": {},
                     "fetching": None,
                     "failed": {},
                     "installed": {},

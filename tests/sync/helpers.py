@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -11,7 +12,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts.store import FileEntry, StoreLocation, VersionManifest, parse_version_dir
+from contracts.store import (
+    FileEntry,
+    StoreLocation,
+    VersionManifest,
+    content_prefix,
+    parse_version_dir,
+)
 
 PREFIX = "models"
 
@@ -200,3 +207,80 @@ class Watcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def publish_content(
+    s3, bucket: str, name: str, version: int, files: Mapping[str, bytes], *, force: bool = False
+) -> VersionManifest:
+    """Publish as `model publish` does today: files under the content prefix, then ONE
+    conditional manifest PUT (If-None-Match: * for a new version, If-Match for `force`)."""
+    location = StoreLocation(bucket, PREFIX)
+    manifest = VersionManifest(
+        model=name,
+        version=version,
+        created=datetime.now(UTC).isoformat(),
+        files=tuple(
+            FileEntry(path, len(data), hashlib.sha256(data).hexdigest())
+            for path, data in sorted(files.items())
+        ),
+    )
+    prefix = content_prefix(location, manifest)
+    for path, data in files.items():
+        s3.put_object(Bucket=bucket, Key=prefix + path, Body=data)
+    key = location.manifest_key(name, version)
+    condition = {"IfNoneMatch": "*"}
+    if force:
+        condition = {"IfMatch": s3.head_object(Bucket=bucket, Key=key)["ETag"]}
+    s3.put_object(Bucket=bucket, Key=key, Body=manifest.to_json(), **condition)
+    return manifest
+
+
+class FakeModelStatus:
+    """TF Serving's REST model status (GET /v1/models/<name>) with per-version states a test
+    sets: ``states[version] = ("AVAILABLE", "OK")`` or ``("END", "DATA_LOSS")``. Like TF
+    Serving it answers 200 whatever the state, and 404 for a model it does not know."""
+
+    def __init__(self, name: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.states: dict[int, tuple[str, str]] = {}
+        self.requests = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.requests += 1
+                if self.path != f"/v1/models/{name}" or not fake.states:
+                    body, code = {"error": f"Servable not found for request: {self.path}"}, 404
+                else:
+                    body, code = (
+                        {
+                            "model_version_status": [
+                                {
+                                    "version": str(v),
+                                    "state": state,
+                                    "status": {"error_code": err, "error_message": ""},
+                                }
+                                for v, (state, err) in sorted(fake.states.items())
+                            ]
+                        },
+                        200,
+                    )
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
