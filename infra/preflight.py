@@ -1,0 +1,141 @@
+"""Read-only preflight for a stack: names every blocker a first ``pulumi up`` would hit.
+
+Usage::
+
+    python -m infra.preflight --stack dev [--json build/preflight-dev.json]
+
+Uses the caller's AWS credentials the way every boto3 client does (environment, profile, OIDC
+role) and honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``; the region is the stack's
+``aws:region``. The state backend is read from ``PULUMI_BACKEND_URL`` (or ``--backend``), the
+secrets provider from the stack file's ``secretsprovider``. Prints one line per check (status,
+name, what to do) and exits 0 when every check passes or is skipped, 1 when one fails, 2 when it
+cannot run (unknown stack, invalid config, no credentials). The checks are in
+:mod:`infra.preflight_checks`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from infra.capture import REPO_ROOT, CaptureError, stack_config
+from infra.preflight_checks import CHECKS, FAIL, Check, ClientFactory, Context
+from infra.settings import settings_from_config
+from infra.settings_types import InvalidSettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+class CannotRun(Exception):
+    """The preflight cannot run at all (exit 2)."""
+
+
+def session_clients(region: str) -> ClientFactory:
+    """boto3 clients for ``region`` with the default credential chain; boto3 itself applies
+    AWS_ENDPOINT_URL(_<SERVICE>) from the environment."""
+    session = boto3.session.Session(region_name=region)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20
+    )
+    cache: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in cache:
+            cache[service] = session.client(service, config=config)
+        return cache[service]
+
+    return client
+
+
+def load_context(
+    stack: str,
+    root: Path,
+    clients_for: Any,
+    backend_url: str,
+    today: date,
+) -> Context:
+    try:
+        config = stack_config(stack, root)
+        stack_file = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()) or {}
+        settings = settings_from_config(stack, config)
+    except (CaptureError, InvalidSettingsError) as exc:
+        raise CannotRun(str(exc)) from exc
+    clients = clients_for(settings.region)
+    try:
+        caller = clients("sts").get_caller_identity()["Arn"]
+    except NoCredentialsError as exc:
+        raise CannotRun(
+            f"no AWS credentials: {exc}; configure a profile or assume the deploy role"
+        ) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise CannotRun(f"cannot identify the caller (sts get-caller-identity): {exc}") from exc
+    return Context(
+        settings=settings,
+        config=stack_file.get("config") or {},
+        clients=clients,
+        backend_url=backend_url,
+        secrets_provider=str(stack_file.get("secretsprovider") or ""),
+        today=today,
+        caller_arn=caller,
+    )
+
+
+def run_checks(ctx: Context) -> list[Check]:
+    return [check(ctx) for check in CHECKS]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    clients_for: Any = session_clients,
+    root: Path = REPO_ROOT,
+    today: date | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.preflight", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--backend", default=os.environ.get("PULUMI_BACKEND_URL", ""), help="state backend URL"
+    )
+    args = parser.parse_args(argv)
+    try:
+        ctx = load_context(args.stack, root, clients_for, args.backend, today or date.today())
+    except CannotRun as exc:
+        print(f"preflight cannot run for stack {args.stack!r}: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    results = run_checks(ctx)
+    print(f"preflight {args.stack} ({ctx.settings.region}) as {ctx.caller_arn}")
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if r.status == FAIL]
+    print(f"{len(failed)} of {len(results)} checks failed" if failed else "all checks passed")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "stack": args.stack,
+            "region": ctx.settings.region,
+            "caller": ctx.caller_arn,
+            "checks": [r.as_dict() for r in results],
+            "ok": not failed,
+        }
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(args.json)  # never a half-written report
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""The read-only checks of ``python -m infra.preflight``: one function per blocker a first
+``pulumi up`` would otherwise hit half-way.
+
+Every check takes a :class:`Context` (the stack's validated settings, its raw config, and a
+factory of boto3 clients built with the caller's credentials) and returns one :class:`Check`.
+They only call Describe/Get/Head/List APIs; nothing here writes to the account.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra import instances
+from infra.settings_types import NodePool, Settings
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+# Documentation values that must never reach a real `up` (RFC 5737 TEST-NET ranges, the account
+# id AWS uses in its examples).
+PLACEHOLDER_NETWORKS = tuple(
+    ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+PLACEHOLDER_ACCOUNT = "111122223333"
+
+# EC2 vCPU quotas (Service Quotas, service code ec2) by capacity type and instance family letter.
+# G and VT: L-DB2E81BA "Running On-Demand G and VT instances", L-3819A6DF "All G and VT Spot
+# Instance Requests"; P: L-417A185B "Running On-Demand P instances", L-7212CCBC "All P Spot
+# Instance Requests". Quotas count vCPUs, not instances.
+VCPU_QUOTAS: dict[tuple[str, str], tuple[str, str]] = {
+    ("ON_DEMAND", "g"): ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    ("SPOT", "g"): ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ("ON_DEMAND", "p"): ("L-417A185B", "Running On-Demand P instances"),
+    ("SPOT", "p"): ("L-7212CCBC", "All P Spot Instance Requests"),
+}
+
+ClientFactory = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status.upper():4}  {self.name:28} {self.detail}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class Context:
+    settings: Settings
+    config: Mapping[str, Any]  # the stack file's config block, as written
+    clients: ClientFactory
+    backend_url: str = ""
+    secrets_provider: str = ""
+    today: date = field(default_factory=date.today)
+    # The local address this machine would use to reach ``host`` (no packet is sent).
+    source_address: Callable[[str], str] = field(default=lambda host: _source_address(host))
+    caller_arn: str = ""
+
+
+def _source_address(host: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 443))  # UDP connect only picks a route and a source address
+        return str(s.getsockname()[0])
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+    return str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def role_arn_of(caller_arn: str) -> str:
+    """The IAM ARN an access entry names for a caller: ``assumed-role/R/session`` -> ``role/R``.
+    (An assumed-role ARN drops the role's path; entries are matched on account and name.)"""
+    if ":assumed-role/" in caller_arn:
+        head, _, rest = caller_arn.partition(":assumed-role/")
+        account = head.rsplit(":", 1)[-1]
+        partition = head.split(":")[1]
+        return f"arn:{partition}:iam::{account}:role/{rest.split('/', 1)[0]}"
+    return caller_arn
+
+
+def _account_and_name(arn: str) -> tuple[str, str]:
+    account = arn.split(":")[4]
+    return account, arn.rsplit("/", 1)[-1]
+
+
+def check_caller(ctx: Context) -> Check:
+    name = "caller-has-access-entry"
+    caller = role_arn_of(ctx.caller_arn)
+    listed = [*ctx.settings.deployer_principal_arns, *ctx.settings.admin_principal_arns]
+    if _account_and_name(caller) in {_account_and_name(a) for a in listed}:
+        return Check(name, PASS, f"{caller} is listed and gets cluster-admin")
+    return Check(
+        name,
+        FAIL,
+        f"{caller} is not in deployerPrincipalArns or adminPrincipalArns: it would create the "
+        "cluster and then get 401 on every Kubernetes object; add it to deployerPrincipalArns "
+        "or run as a listed role",
+    )
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _placeholder_in(text: str) -> str | None:
+    if PLACEHOLDER_ACCOUNT in text:
+        return f"the example account {PLACEHOLDER_ACCOUNT}"
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    for doc in PLACEHOLDER_NETWORKS:
+        if net.version == 4 and net.overlaps(doc):
+            return f"the documentation range {doc} (TEST-NET)"
+    return None
+
+
+def check_placeholders(ctx: Context) -> Check:
+    name = "no-placeholders"
+    found = [
+        f"{key} ({what})"
+        for key, text in _strings(dict(ctx.config), "")
+        if (what := _placeholder_in(text)) is not None
+    ]
+    if not found:
+        return Check(name, PASS, "no example account or TEST-NET range in the stack config")
+    return Check(
+        name, FAIL, f"replace the example values in the stack file: {'; '.join(sorted(found))}"
+    )
+
+
+def _zones(ctx: Context) -> list[str]:
+    """The AZs the node groups will use: the existing subnets' zones, or the first N as the
+    program picks them."""
+    ec2 = ctx.clients("ec2")
+    s = ctx.settings
+    if s.existing_vpc_id:
+        found = ec2.describe_subnets(SubnetIds=list(s.existing_private_subnet_ids))["Subnets"]
+        return sorted({sub["AvailabilityZone"] for sub in found})
+    zones = ec2.describe_availability_zones(
+        Filters=[
+            {"Name": "state", "Values": ["available"]},
+            {"Name": "zone-type", "Values": ["availability-zone"]},
+        ]
+    )["AvailabilityZones"]
+    return sorted(z["ZoneName"] for z in zones)[: s.availability_zone_count]
+
+
+def _pools(s: Settings) -> list[NodePool]:
+    return [s.system_node_pool, *s.gpu_node_pools]
+
+
+def check_instance_types(ctx: Context) -> Check:
+    name = "instance-types-offered"
+    wanted = sorted({t for p in _pools(ctx.settings) for t in p.instance_types})
+    try:
+        zones = _zones(ctx)
+        pages = (
+            ctx.clients("ec2")
+            .get_paginator("describe_instance_type_offerings")
+            .paginate(
+                LocationType="availability-zone",
+                Filters=[
+                    {"Name": "instance-type", "Values": wanted},
+                    {"Name": "location", "Values": zones},
+                ],
+            )
+        )
+        offered = {
+            (o["InstanceType"], o["Location"])
+            for page in pages
+            for o in page["InstanceTypeOfferings"]
+        }
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"could not list offerings: {_error(exc)}")
+    missing = [f"{t} in {z}" for t in wanted for z in zones if (t, z) not in offered]
+    if missing:
+        return Check(
+            name,
+            FAIL,
+            f"not offered in {ctx.settings.region}: {', '.join(missing)}; pick types offered in "
+            "every zone (aws ec2 describe-instance-type-offerings --location-type "
+            "availability-zone)",
+        )
+    return Check(name, PASS, f"{', '.join(wanted)} offered in {', '.join(zones)}")
+
+
+def vcpu_needs(pools: list[NodePool], vcpus: Mapping[str, int]) -> dict[tuple[str, str], int]:
+    """vCPUs each quota must cover with every GPU pool at maxSize (its largest type each)."""
+    needs: dict[tuple[str, str], int] = {}
+    for pool in pools:
+        if not pool.is_gpu:
+            continue
+        family = "p" if pool.instance_types[0].startswith("p") else "g"
+        key = (pool.capacity_type, family)
+        largest = max(vcpus[t] for t in pool.instance_types)
+        needs[key] = needs.get(key, 0) + pool.max_size * largest
+    return needs
+
+
+def check_gpu_quotas(ctx: Context) -> Check:
+    name = "gpu-vcpu-quotas"
+    gpu_pools = list(ctx.settings.gpu_node_pools)
+    if not gpu_pools:
+        return Check(name, SKIP, "no GPU pools")
+    types = sorted({t for p in gpu_pools for t in p.instance_types})
+    try:
+        described = ctx.clients("ec2").describe_instance_types(InstanceTypes=types)["InstanceTypes"]
+        vcpus = {d["InstanceType"]: int(d["VCpuInfo"]["DefaultVCpus"]) for d in described}
+        quotas = ctx.clients("service-quotas")
+        short: list[str] = []
+        covered: list[str] = []
+        for key, needed in sorted(vcpu_needs(gpu_pools, vcpus).items()):
+            code, label = VCPU_QUOTAS[key]
+            value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
+            text = f"{label} ({code}) {value:g} vCPUs for {needed}"
+            (covered if value >= needed else short).append(text)
+    except (ClientError, BotoCoreError, KeyError) as exc:
+        return Check(name, FAIL, f"could not read instance types or quotas: {_error(exc)}")
+    if short:
+        return Check(
+            name,
+            FAIL,
+            f"too small: {'; '.join(short)} (GPU pools at maxSize); request an increase in "
+            "Service Quotas (aws service-quotas request-service-quota-increase) or lower maxSize",
+        )
+    return Check(name, PASS, "; ".join(covered))
+
+
+def check_kubernetes_version(ctx: Context) -> Check:
+    name = "kubernetes-version"
+    version = ctx.settings.kubernetes_version
+    try:
+        found = ctx.clients("eks").describe_cluster_versions(clusterVersions=[version])
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"could not ask EKS about {version}: {_error(exc)}")
+    rows = found.get("clusterVersions", [])
+    if not rows:
+        return Check(
+            name,
+            FAIL,
+            f"EKS does not offer Kubernetes {version} here; pick another kubernetesVersion",
+        )
+    status = instances.support_status(version, ctx.today)
+    note = f"; {status[1]}" if status else ""
+    if status and status[0] == "refuse":
+        return Check(name, FAIL, status[1])
+    return Check(
+        name, PASS, f"EKS offers {version} ({rows[0].get('versionStatus', 'listed')}){note}"
+    )
+
+
+def check_addon_versions(ctx: Context) -> Check:
+    name = "addon-versions"
+    version = ctx.settings.kubernetes_version
+    eks = ctx.clients("eks")
+    missing: list[str] = []
+    try:
+        for addon, pinned in sorted(ctx.settings.addon_versions.items()):
+            pages = eks.get_paginator("describe_addon_versions").paginate(
+                addonName=addon, kubernetesVersion=version
+            )
+            offered = {
+                v["addonVersion"]
+                for page in pages
+                for a in page["addons"]
+                for v in a["addonVersions"]
+            }
+            if pinned not in offered:
+                newest = sorted(offered)[-3:]
+                missing.append(f"{addon} {pinned} (offered e.g. {', '.join(newest) or 'none'})")
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"could not list add-on versions: {_error(exc)}")
+    if missing:
+        return Check(
+            name,
+            FAIL,
+            f"not offered for Kubernetes {version}: {'; '.join(missing)}; re-pin addonVersions",
+        )
+    pins = ", ".join(f"{a} {v}" for a, v in sorted(ctx.settings.addon_versions.items()))
+    return Check(name, PASS, f"offered for {version}: {pins}")
+
+
+def check_state_backend(ctx: Context) -> Check:
+    name = "state-backend"
+    url = ctx.backend_url
+    if not url.startswith("s3://"):
+        why = f"backend {url!r} is not an S3 bucket" if url else "PULUMI_BACKEND_URL is not set"
+        return Check(name, SKIP, f"{why}; pulumi login checks it")
+    bucket = url.removeprefix("s3://").split("/", 1)[0].split("?", 1)[0]
+    try:
+        ctx.clients("s3").head_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name,
+            FAIL,
+            f"state bucket {bucket} is not reachable ({_error(exc)}): create it or "
+            "grant this role s3:ListBucket/GetObject/PutObject on it",
+        )
+    return Check(name, PASS, f"state bucket {bucket} reachable")
+
+
+def check_secrets_provider(ctx: Context) -> Check:
+    name = "secrets-provider"
+    provider = ctx.secrets_provider
+    if not provider.startswith("awskms://"):
+        why = (
+            f"secrets provider {provider!r} is not AWS KMS"
+            if provider
+            else "no secretsprovider in the stack file"
+        )
+        return Check(name, SKIP, why)
+    key = provider.removeprefix("awskms://").split("?", 1)[0]
+    try:
+        meta = ctx.clients("kms").describe_key(KeyId=key)["KeyMetadata"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name,
+            FAIL,
+            f"KMS key {key} is not reachable ({_error(exc)}): grant kms:DescribeKey, "
+            "kms:Encrypt and kms:Decrypt",
+        )
+    if meta.get("KeyState") != "Enabled":
+        return Check(name, FAIL, f"KMS key {key} is {meta.get('KeyState')}; enable it")
+    return Check(name, PASS, f"KMS key {key} enabled")
+
+
+def check_existing_network(ctx: Context) -> Check:
+    name = "existing-vpc"
+    s = ctx.settings
+    if not s.existing_vpc_id:
+        return Check(name, SKIP, "the stack creates its own VPC (with an S3 gateway endpoint)")
+    ec2 = ctx.clients("ec2")
+    try:
+        ec2.describe_vpcs(VpcIds=[s.existing_vpc_id])
+        subnets = ec2.describe_subnets(SubnetIds=list(s.existing_private_subnet_ids))["Subnets"]
+        endpoints = ec2.describe_vpc_endpoints(
+            Filters=[
+                {"Name": "vpc-id", "Values": [s.existing_vpc_id]},
+                {"Name": "service-name", "Values": [f"com.amazonaws.{s.region}.s3"]},
+                {"Name": "vpc-endpoint-type", "Values": ["Gateway"]},
+            ]
+        )["VpcEndpoints"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"existingVpcId/existingPrivateSubnetIds: {_error(exc)}")
+    elsewhere = [x["SubnetId"] for x in subnets if x["VpcId"] != s.existing_vpc_id]
+    if elsewhere:
+        return Check(name, FAIL, f"subnets {', '.join(elsewhere)} are not in {s.existing_vpc_id}")
+    if not endpoints:
+        return Check(
+            name,
+            FAIL,
+            f"{s.existing_vpc_id} has no S3 gateway endpoint: model downloads and image layers "
+            "would go through NAT; ask the network owner to add one on the private route tables",
+        )
+    return Check(
+        name, PASS, f"{s.existing_vpc_id} with {len(subnets)} subnets and an S3 gateway endpoint"
+    )
+
+
+def check_api_reachable(ctx: Context) -> Check:
+    name = "api-endpoint-reachable"
+    s = ctx.settings
+    if s.endpoint_public_access:
+        return Check(name, SKIP, f"public endpoint limited to {', '.join(s.public_access_cidrs)}")
+    try:
+        vpc = ctx.clients("ec2").describe_vpcs(VpcIds=[s.existing_vpc_id])["Vpcs"][0]
+        resolver = str(ipaddress.IPv4Network(vpc["CidrBlock"])[2])  # the VPC's DNS, inside it
+        here = ctx.source_address(resolver)
+    except (ClientError, BotoCoreError, OSError, IndexError, KeyError) as exc:
+        return Check(name, FAIL, f"cannot tell whether this machine reaches the VPC: {_error(exc)}")
+    admitted = [
+        c for c in s.api_access_cidrs if ipaddress.ip_address(here) in ipaddress.ip_network(c)
+    ]
+    if not admitted:
+        return Check(
+            name,
+            FAIL,
+            f"the endpoint is private and this machine ({here}) is not in apiAccessCidrs "
+            f"({', '.join(s.api_access_cidrs)}): run from the runner inside {s.existing_vpc_id}",
+        )
+    return Check(name, PASS, f"{here} is in {admitted[0]} (apiAccessCidrs)")
+
+
+def check_log_group(ctx: Context) -> Check:
+    name = "control-plane-log-group"
+    group = f"/aws/eks/{ctx.settings.cluster_name}/cluster"
+    try:
+        found = ctx.clients("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"could not read log groups: {_error(exc)}")
+    match = [g for g in found if g["logGroupName"] == group]
+    if not match:
+        return Check(name, PASS, f"{group} does not exist yet; up creates it")
+    retention = match[0].get("retentionInDays")
+    wanted = ctx.settings.cluster_log_retention_days
+    if retention != wanted:
+        return Check(
+            name,
+            FAIL,
+            f"{group} exists with retention {retention or 'never expire'} (not ours: EKS "
+            f"re-created it): up adopts it only as configured; run aws logs put-retention-policy "
+            f"--log-group-name {group} --retention-in-days {wanted}",
+        )
+    return Check(name, PASS, f"{group} exists with retention {wanted}; up adopts it")
+
+
+CHECKS: tuple[Callable[[Context], Check], ...] = (
+    check_caller,
+    check_placeholders,
+    check_instance_types,
+    check_gpu_quotas,
+    check_kubernetes_version,
+    check_addon_versions,
+    check_existing_network,
+    check_api_reachable,
+    check_log_group,
+    check_state_backend,
+    check_secrets_provider,
+)

@@ -1,0 +1,544 @@
+"""The read-only preflight, against botocore's Stubber (exact requests and answers) and a moto
+server on 127.0.0.1 (AWS_ENDPOINT_URL is honoured). Every failure message is asserted."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import Stubber
+
+from infra import preflight
+from infra.capture import REPO_ROOT, stack_config
+from infra.preflight_checks import (
+    FAIL,
+    PASS,
+    SKIP,
+    Context,
+    check_addon_versions,
+    check_api_reachable,
+    check_caller,
+    check_existing_network,
+    check_gpu_quotas,
+    check_instance_types,
+    check_kubernetes_version,
+    check_log_group,
+    check_placeholders,
+    check_secrets_provider,
+    check_state_backend,
+    role_arn_of,
+)
+from infra.settings import settings_from_config
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+TODAY = date(2026, 11, 30)
+DEPLOYER = f"arn:aws:sts::{ACCOUNT}:assumed-role/tfserving-dev-deployer/ci-42"
+ADDONS = {
+    "coredns": "v1.14.3-eksbuild.14",
+    "kube-proxy": "v1.36.0-eksbuild.17",
+    "metrics-server": "v0.8.1-eksbuild.6",
+    "vpc-cni": "v1.22.4-eksbuild.3",
+}
+
+
+def _real_values(text: str) -> str:
+    """The committed stack file with its documented placeholders replaced by real-looking ones."""
+    return text.replace("111122223333", ACCOUNT).replace("203.0.113.0/24", "100.64.10.0/24")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    for stack in ("dev", "prod"):
+        text = _real_values((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(text)
+    return tmp_path
+
+
+def _context(root: Path, stack: str = "dev", **kw: Any) -> Context:
+    settings = settings_from_config(stack, stack_config(stack, root))
+    config = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return Context(
+        settings=settings, config=config, clients=kw.pop("clients", None), today=TODAY, **kw
+    )
+
+
+class Stubs:
+    """Real boto3 clients with fake credentials, each behind a Stubber."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Any] = {}
+        self.stubbers: dict[str, Stubber] = {}
+
+    def __call__(self, service: str) -> Any:
+        return self.clients[service]
+
+    def stub(self, service: str) -> Stubber:
+        if service not in self.clients:
+            client = boto3.client(
+                service,
+                region_name=REGION,
+                aws_access_key_id="AKIDEXAMPLE",
+                aws_secret_access_key="secret",
+            )
+            self.clients[service] = client
+            self.stubbers[service] = Stubber(client)
+            self.stubbers[service].activate()
+        return self.stubbers[service]
+
+    def verify(self) -> None:
+        for stubber in self.stubbers.values():
+            stubber.assert_no_pending_responses()
+
+
+def _zones(
+    stubs: Stubs, names: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+) -> None:
+    stubs.stub("ec2").add_response(
+        "describe_availability_zones",
+        {"AvailabilityZones": [{"ZoneName": n, "State": "available"} for n in names]},
+    )
+
+
+def _offerings(stubs: Stubs, pairs: list[tuple[str, str]]) -> None:
+    stubs.stub("ec2").add_response(
+        "describe_instance_type_offerings",
+        {
+            "InstanceTypeOfferings": [
+                {"InstanceType": t, "Location": z, "LocationType": "availability-zone"}
+                for t, z in pairs
+            ]
+        },
+    )
+
+
+DEV_TYPES = ("g4dn.xlarge", "g5.xlarge", "t3.large")
+DEV_ZONES = ("eu-west-1a", "eu-west-1b")
+
+
+def _all_offered(types=DEV_TYPES, zones=DEV_ZONES) -> list[tuple[str, str]]:
+    return [(t, z) for t in types for z in zones]
+
+
+def _vcpus(stubs: Stubs, types: dict[str, int]) -> None:
+    stubs.stub("ec2").add_response(
+        "describe_instance_types",
+        {
+            "InstanceTypes": [
+                {"InstanceType": t, "VCpuInfo": {"DefaultVCpus": v}} for t, v in types.items()
+            ]
+        },
+    )
+
+
+def _quota(stubs: Stubs, code: str, value: float) -> None:
+    stubs.stub("service-quotas").add_response(
+        "get_service_quota",
+        {"Quota": {"QuotaCode": code, "Value": value}},
+        {"ServiceCode": "ec2", "QuotaCode": code},
+    )
+
+
+def _addon_versions(stubs: Stubs, offered: dict[str, str]) -> None:
+    for addon in sorted(offered):
+        stubs.stub("eks").add_response(
+            "describe_addon_versions",
+            {"addons": [{"addonName": addon, "addonVersions": [{"addonVersion": offered[addon]}]}]},
+            {"addonName": addon, "kubernetesVersion": "1.36"},
+        )
+
+
+# -- single checks -----------------------------------------------------------------------------
+
+
+def test_role_arn_of_an_assumed_role_session() -> None:
+    assert role_arn_of(DEPLOYER) == f"arn:aws:iam::{ACCOUNT}:role/tfserving-dev-deployer"
+    user = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    assert role_arn_of(user) == user
+
+
+def test_caller_must_hold_an_access_entry(root: Path) -> None:
+    ok = check_caller(_context(root, caller_arn=DEPLOYER))
+    assert ok.status == PASS
+    stranger = f"arn:aws:sts::{ACCOUNT}:assumed-role/someone-else/s"
+    bad = check_caller(_context(root, caller_arn=stranger))
+    assert (bad.status, bad.detail) == (
+        FAIL,
+        f"arn:aws:iam::{ACCOUNT}:role/someone-else is not in deployerPrincipalArns or "
+        "adminPrincipalArns: it would create the cluster and then get 401 on every Kubernetes "
+        "object; add it to deployerPrincipalArns or run as a listed role",
+    )
+
+
+def test_placeholders_are_named_by_key() -> None:
+    committed = _context(REPO_ROOT)
+    result = check_placeholders(committed)
+    assert result.status == FAIL
+    assert result.detail == (
+        "replace the example values in the stack file: tfserving-eks:adminPrincipalArns[0] (the "
+        "example account 111122223333); tfserving-eks:deployerPrincipalArns[0] (the example "
+        "account 111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
+        "203.0.113.0/24 (TEST-NET))"
+    )
+
+
+def test_no_placeholders_passes(root: Path) -> None:
+    assert check_placeholders(_context(root)).status == PASS
+
+
+def test_instance_type_missing_in_one_zone(root: Path) -> None:
+    stubs = Stubs()
+    _zones(stubs)
+    _offerings(stubs, [p for p in _all_offered() if p != ("g5.xlarge", "eu-west-1b")])
+    result = check_instance_types(_context(root, clients=stubs))
+    stubs.verify()
+    assert (result.status, result.detail) == (
+        FAIL,
+        "not offered in eu-west-1: g5.xlarge in eu-west-1b; pick types offered in every zone "
+        "(aws ec2 describe-instance-type-offerings --location-type availability-zone)",
+    )
+
+
+def test_instance_types_offered_in_the_first_zones(root: Path) -> None:
+    stubs = Stubs()
+    _zones(stubs, ("eu-west-1c", "eu-west-1a", "eu-west-1b"))
+    _offerings(stubs, _all_offered())
+    result = check_instance_types(_context(root, clients=stubs))
+    assert result.status == PASS
+    assert result.detail == "g4dn.xlarge, g5.xlarge, t3.large offered in eu-west-1a, eu-west-1b"
+
+
+def test_spot_gpu_quota_must_cover_the_pool_at_max_size(root: Path) -> None:
+    # dev: one SPOT pool of g4dn.xlarge/g5.xlarge (4 vCPUs each) at maxSize 3 = 12 vCPUs.
+    stubs = Stubs()
+    _vcpus(stubs, {"g4dn.xlarge": 4, "g5.xlarge": 4})
+    _quota(stubs, "L-3819A6DF", 8.0)
+    result = check_gpu_quotas(_context(root, clients=stubs))
+    stubs.verify()
+    assert (result.status, result.detail) == (
+        FAIL,
+        "too small: All G and VT Spot Instance Requests (L-3819A6DF) 8 vCPUs for 12 (GPU pools "
+        "at maxSize); request an increase in Service Quotas (aws service-quotas "
+        "request-service-quota-increase) or lower maxSize",
+    )
+
+
+def test_on_demand_gpu_quota_for_prod(root: Path) -> None:
+    # prod: ON_DEMAND g5/g6.xlarge at maxSize 13 = 52 vCPUs.
+    stubs = Stubs()
+    _vcpus(stubs, {"g5.xlarge": 4, "g6.xlarge": 4})
+    _quota(stubs, "L-DB2E81BA", 64.0)
+    result = check_gpu_quotas(_context(root, "prod", clients=stubs))
+    assert (result.status, result.detail) == (
+        PASS,
+        "Running On-Demand G and VT instances (L-DB2E81BA) 64 vCPUs for 52",
+    )
+
+
+def test_kubernetes_version_not_offered(root: Path) -> None:
+    stubs = Stubs()
+    stubs.stub("eks").add_response(
+        "describe_cluster_versions", {"clusterVersions": []}, {"clusterVersions": ["1.36"]}
+    )
+    result = check_kubernetes_version(_context(root, clients=stubs))
+    assert (result.status, result.detail) == (
+        FAIL,
+        "EKS does not offer Kubernetes 1.36 here; pick another kubernetesVersion",
+    )
+
+
+def test_kubernetes_version_offered_warns_near_end_of_standard_support(root: Path) -> None:
+    stubs = Stubs()
+    stubs.stub("eks").add_response(
+        "describe_cluster_versions",
+        {"clusterVersions": [{"clusterVersion": "1.36", "versionStatus": "STANDARD_SUPPORT"}]},
+    )
+    ctx = _context(root, clients=stubs)
+    ctx.today = date(2027, 7, 1)
+    result = check_kubernetes_version(ctx)
+    assert (result.status, result.detail) == (
+        PASS,
+        "EKS offers 1.36 (STANDARD_SUPPORT); Kubernetes 1.36 leaves EKS standard support on "
+        "2027-08-02 (32 days): plan the upgrade",
+    )
+
+
+def test_addon_version_not_offered_for_the_kubernetes_version(root: Path) -> None:
+    stubs = Stubs()
+    _addon_versions(stubs, {**ADDONS, "kube-proxy": "v1.36.1-eksbuild.2"})
+    result = check_addon_versions(_context(root, clients=stubs))
+    stubs.verify()
+    assert (result.status, result.detail) == (
+        FAIL,
+        "not offered for Kubernetes 1.36: kube-proxy v1.36.0-eksbuild.17 (offered e.g. "
+        "v1.36.1-eksbuild.2); re-pin addonVersions",
+    )
+
+
+def test_addon_versions_offered(root: Path) -> None:
+    stubs = Stubs()
+    _addon_versions(stubs, ADDONS)
+    assert check_addon_versions(_context(root, clients=stubs)).status == PASS
+
+
+def test_state_backend(root: Path) -> None:
+    assert check_state_backend(_context(root)).detail == (
+        "PULUMI_BACKEND_URL is not set; pulumi login checks it"
+    )
+    stubs = Stubs()
+    stubs.stub("s3").add_client_error("head_bucket", "404", "Not Found", 404)
+    result = check_state_backend(
+        _context(root, clients=stubs, backend_url="s3://state-bucket/tfserving?region=eu-west-1")
+    )
+    assert (result.status, result.detail) == (
+        FAIL,
+        "state bucket state-bucket is not reachable (404: Not Found): create it or grant this "
+        "role s3:ListBucket/GetObject/PutObject on it",
+    )
+    stubs.stub("s3").add_response("head_bucket", {}, {"Bucket": "state-bucket"})
+    ok = check_state_backend(_context(root, clients=stubs, backend_url="s3://state-bucket"))
+    assert ok.status == PASS
+
+
+def test_secrets_provider(root: Path) -> None:
+    assert check_secrets_provider(_context(root)).status == SKIP
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    stubs = Stubs()
+    stubs.stub("kms").add_response(
+        "describe_key", {"KeyMetadata": {"KeyId": "1234abcd", "KeyState": "PendingDeletion"}}
+    )
+    result = check_secrets_provider(
+        _context(root, clients=stubs, secrets_provider=f"awskms://{key}")
+    )
+    assert (result.status, result.detail) == (FAIL, f"KMS key {key} is PendingDeletion; enable it")
+    stubs.stub("kms").add_client_error("describe_key", "AccessDeniedException", "denied")
+    denied = check_secrets_provider(
+        _context(root, clients=stubs, secrets_provider=f"awskms://{key}")
+    )
+    assert denied.detail == (
+        f"KMS key {key} is not reachable (AccessDeniedException: denied): grant kms:DescribeKey, "
+        "kms:Encrypt and kms:Decrypt"
+    )
+
+
+def test_log_group_left_by_eks_must_be_fixed_before_adoption(root: Path) -> None:
+    stubs = Stubs()
+    group = "/aws/eks/tfserving-dev/cluster"
+    stubs.stub("logs").add_response("describe_log_groups", {"logGroups": [{"logGroupName": group}]})
+    result = check_log_group(_context(root, clients=stubs))
+    assert (result.status, result.detail) == (
+        FAIL,
+        f"{group} exists with retention never expire (not ours: EKS re-created it): up adopts it "
+        f"only as configured; run aws logs put-retention-policy --log-group-name {group} "
+        "--retention-in-days 14",
+    )
+    stubs.stub("logs").add_response(
+        "describe_log_groups", {"logGroups": [{"logGroupName": group, "retentionInDays": 14}]}
+    )
+    assert check_log_group(_context(root, clients=stubs)).detail == (
+        f"{group} exists with retention 14; up adopts it"
+    )
+
+
+def _prod_network(stubs: Stubs, endpoints: list[dict[str, Any]]) -> None:
+    ec2 = stubs.stub("ec2")
+    ec2.add_response(
+        "describe_vpcs", {"Vpcs": [{"VpcId": "vpc-0c0ffee0c0ffee001", "CidrBlock": "10.20.0.0/16"}]}
+    )
+    ec2.add_response(
+        "describe_subnets",
+        {
+            "Subnets": [
+                {"SubnetId": s, "VpcId": "vpc-0c0ffee0c0ffee001", "AvailabilityZone": z}
+                for s, z in (("subnet-0c0ffee0c0ffee0a1", "eu-west-1a"),)
+            ]
+        },
+    )
+    ec2.add_response("describe_vpc_endpoints", {"VpcEndpoints": endpoints})
+
+
+def test_existing_vpc_needs_an_s3_gateway_endpoint(root: Path) -> None:
+    stubs = Stubs()
+    _prod_network(stubs, [])
+    result = check_existing_network(_context(root, "prod", clients=stubs))
+    assert (result.status, result.detail) == (
+        FAIL,
+        "vpc-0c0ffee0c0ffee001 has no S3 gateway endpoint: model downloads and image layers would "
+        "go through NAT; ask the network owner to add one on the private route tables",
+    )
+    stubs.stub("ec2").add_client_error("describe_vpcs", "InvalidVpcID.NotFound", "no such vpc")
+    missing = check_existing_network(_context(root, "prod", clients=stubs))
+    assert (
+        missing.detail
+        == "existingVpcId/existingPrivateSubnetIds: InvalidVpcID.NotFound: no such vpc"
+    )
+    assert check_existing_network(_context(root)).status == SKIP
+
+
+def test_private_endpoint_needs_this_machine_in_api_access_cidrs(root: Path) -> None:
+    stubs = Stubs()
+    vpc = {"Vpcs": [{"VpcId": "vpc-0c0ffee0c0ffee001", "CidrBlock": "10.20.0.0/16"}]}
+    stubs.stub("ec2").add_response("describe_vpcs", vpc)
+    asked: list[str] = []
+
+    def laptop(host: str) -> str:
+        asked.append(host)
+        return "192.168.1.20"
+
+    result = check_api_reachable(_context(root, "prod", clients=stubs, source_address=laptop))
+    assert asked == ["10.20.0.2"]  # the VPC's resolver address, inside it
+    assert (result.status, result.detail) == (
+        FAIL,
+        "the endpoint is private and this machine (192.168.1.20) is not in apiAccessCidrs "
+        "(10.20.0.0/16): run from the runner inside vpc-0c0ffee0c0ffee001",
+    )
+    stubs.stub("ec2").add_response("describe_vpcs", vpc)
+    runner = check_api_reachable(
+        _context(root, "prod", clients=stubs, source_address=lambda host: "10.20.3.7")
+    )
+    assert (runner.status, runner.detail) == (PASS, "10.20.3.7 is in 10.20.0.0/16 (apiAccessCidrs)")
+    assert check_api_reachable(_context(root)).status == SKIP
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def _dev_all_pass(stubs: Stubs) -> None:
+    stubs.stub("sts").add_response(
+        "get_caller_identity", {"Arn": DEPLOYER, "Account": ACCOUNT, "UserId": "AROA:ci"}
+    )
+    _zones(stubs)
+    _offerings(stubs, _all_offered())
+    _vcpus(stubs, {"g4dn.xlarge": 4, "g5.xlarge": 4})
+    _quota(stubs, "L-3819A6DF", 16.0)
+    stubs.stub("eks").add_response(
+        "describe_cluster_versions",
+        {"clusterVersions": [{"clusterVersion": "1.36", "versionStatus": "STANDARD_SUPPORT"}]},
+    )
+    _addon_versions(stubs, ADDONS)
+    stubs.stub("logs").add_response("describe_log_groups", {"logGroups": []})
+
+
+def test_all_pass_exits_0_with_one_line_per_check_and_json(
+    root: Path, tmp_path: Path, capsys
+) -> None:
+    stubs = Stubs()
+    _dev_all_pass(stubs)
+    out = tmp_path / "out" / "preflight.json"
+    code = preflight.main(
+        ["--stack", "dev", "--json", str(out), "--backend", ""],
+        clients_for=lambda region: stubs,
+        root=root,
+        today=TODAY,
+    )
+    stubs.verify()
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0, printed
+    report = json.loads(out.read_text())
+    assert report["ok"] is True and report["caller"] == DEPLOYER
+    names = [c["name"] for c in report["checks"]]
+    assert names == [
+        "caller-has-access-entry",
+        "no-placeholders",
+        "instance-types-offered",
+        "gpu-vcpu-quotas",
+        "kubernetes-version",
+        "addon-versions",
+        "existing-vpc",
+        "api-endpoint-reachable",
+        "control-plane-log-group",
+        "state-backend",
+        "secrets-provider",
+    ]
+    # One line per check, each starting with its status and naming the check.
+    for check, line in zip(report["checks"], printed[1:-1], strict=True):
+        assert line.startswith(check["status"].upper()) and check["name"] in line
+    assert printed[-1] == "all checks passed"
+
+
+def test_one_failure_exits_1(root: Path, capsys) -> None:
+    stubs = Stubs()
+    _dev_all_pass(stubs)
+    stubs.stubbers["service-quotas"]._queue.clear()  # replace the quota answer with a small one
+    _quota(stubs, "L-3819A6DF", 0.0)
+    code = preflight.main(
+        ["--stack", "dev", "--backend", ""], clients_for=lambda r: stubs, root=root, today=TODAY
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 11 checks failed")
+
+
+def test_unknown_stack_exits_2(root: Path, capsys) -> None:
+    code = preflight.main(["--stack", "staging"], clients_for=lambda r: Stubs(), root=root)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "preflight cannot run for stack 'staging': no stack file Pulumi.staging.yaml"
+    )
+
+
+def test_invalid_config_exits_2(root: Path, capsys) -> None:
+    path = root / "Pulumi.dev.yaml"
+    path.write_text(
+        path.read_text().replace("upgradeSupportType: STANDARD", "upgradeSupportType: NEVER")
+    )
+    assert preflight.main(["--stack", "dev"], clients_for=lambda r: Stubs(), root=root) == 2
+    assert "upgradeSupportType: 'NEVER': use STANDARD or EXTENDED" in capsys.readouterr().err
+
+
+def test_no_credentials_exits_2(root: Path, monkeypatch, tmp_path: Path, capsys) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    assert preflight.main(["--stack", "dev"], root=root) == 2
+    assert "no AWS credentials: Unable to locate credentials" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_aws_endpoint_url_is_honoured_against_a_moto_server(
+    root: Path, monkeypatch, tmp_path, capsys
+) -> None:
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(
+        ip_address="127.0.0.1", port=_free_port(), verbose=False
+    )
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        out = tmp_path / "moto.json"
+        code = preflight.main(
+            ["--stack", "dev", "--json", str(out), "--backend", ""], root=root, today=TODAY
+        )
+    finally:
+        server.stop()
+    report = json.loads(out.read_text())
+    # moto's identity: the preflight talked to the local endpoint, not to AWS.
+    assert report["caller"] == f"arn:aws:sts::{ACCOUNT}:user/moto"
+    by_name = {c["name"]: c for c in report["checks"]}
+    # moto's user is not a listed deployer, and its EC2 offers the dev types in the first zones.
+    assert by_name["caller-has-access-entry"]["status"] == FAIL
+    assert by_name["instance-types-offered"]["status"] == PASS, by_name["instance-types-offered"]
+    assert code == 1
+    capsys.readouterr()
