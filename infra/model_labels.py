@@ -10,6 +10,14 @@ When the model's version policy is ``specific:...`` and the new version is not i
 is added (a label may only name a version the policy serves). The whole stack config is then
 validated with the program's own settings rules before the file is replaced (atomically); an
 invalid result changes nothing and exits 2 with the settings message.
+
+A label may only point at a version committed in the stack's model store (``model publish`` has
+written its manifest and every file it lists). With ``--store s3://BUCKET/PREFIX`` (or
+``TFSE_MODEL_STORE``) the store is read first: a version that is not committed there is refused
+(exit 2, naming the committed ones). When the store cannot be reached (no credentials, offline)
+the move goes ahead with a warning that it was not checked, unless ``--require-store-check``
+(the model pipeline passes it), which then exits 1 and changes nothing. ``--dry-run`` validates
+and checks without writing.
 """
 
 from __future__ import annotations
@@ -35,8 +43,54 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS_KEY = full_name("models")
 
 
+STORE_ENV = "TFSE_MODEL_STORE"
+
+
 class LabelError(Exception):
     """The label cannot be moved as asked; the message says why and what to do (exit 2)."""
+
+
+class StoreUnreachable(Exception):
+    """The store could not be read (credentials, network, permissions); nothing was checked."""
+
+
+def check_committed(
+    store: str, model: str, version: int, endpoint_url: str | None = None, s3: Any = None
+) -> str:
+    """Returns a one-line confirmation that `model`/`version` is committed in `store`.
+
+    Raises `LabelError` when it is not (the message names the committed versions) and
+    `StoreUnreachable` when the store cannot be read.
+    """
+    from contracts.store import StoreError, StoreLocation, list_committed
+
+    try:
+        location = StoreLocation.parse(store)
+    except StoreError as exc:
+        raise LabelError(f"--store: {exc}") from exc
+    if s3 is None:
+        import boto3
+        from botocore.config import Config
+
+        # Short timeouts and few retries: offline, say so in seconds rather than minutes.
+        config = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2})
+        s3 = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+    try:
+        listing = list_committed(s3, location, model)
+    except StoreError as exc:
+        raise StoreUnreachable(str(exc)) from exc
+    except Exception as exc:  # botocore's NoCredentialsError, ClientError, EndpointConnectionError
+        raise StoreUnreachable(f"{type(exc).__name__}: {exc}") from exc
+    where = f"{location.uri}/{model}/{version}"
+    if version in listing.versions:
+        return f"checked: {where} is committed"
+    committed = ", ".join(map(str, sorted(listing.versions))) or "none"
+    why = f" ({listing.problems[version]})" if version in listing.problems else ""
+    raise LabelError(
+        f"version {version} of {model!r} is not committed in {location.uri}{why}; committed "
+        f"versions: {committed}. Publish it first (python -m model publish --export "
+        f"DIR/{model}/{version} --store {location.uri}) or pick a committed version"
+    )
 
 
 def _yaml() -> YAML:
@@ -125,7 +179,58 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--version", type=int, help="the version the label points at")
     target.add_argument("--remove", action="store_true", help="drop the label")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--store",
+        default=os.environ.get(STORE_ENV),
+        metavar="s3://BUCKET/PREFIX",
+        help=f"the stack's model store; the version must be committed there "
+        f"(default: ${STORE_ENV}; the model pipeline uses the stack's modelBucketName output)",
+    )
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    parser.add_argument(
+        "--require-store-check",
+        action="store_true",
+        help="fail (exit 1, nothing changed) when the store cannot be checked",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and check, print the change, write nothing",
+    )
+    args = parser.parse_args(argv)
+    if args.require_store_check and not args.store and not args.remove:
+        parser.error(f"--require-store-check needs --store (or {STORE_ENV})")
+    return args
+
+
+def _check_store(args: argparse.Namespace) -> int | None:
+    """Checks the version against the store; an exit code when the move must not happen."""
+    if args.remove:
+        return None
+    if not args.store:
+        print(
+            f"model_labels: not checked: version {args.version} was not looked up in a store "
+            f"(give --store s3://BUCKET/PREFIX or {STORE_ENV})",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        checked = check_committed(args.store, args.model, args.version, args.endpoint_url)
+        print(f"model_labels: {checked}", file=sys.stderr)
+    except StoreUnreachable as exc:
+        if args.require_store_check:
+            print(
+                f"model_labels: could not check {args.store}: {exc}; nothing was changed "
+                "(--require-store-check)",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"model_labels: warning: could not check {args.store} ({exc}); the label moves "
+            f"to version {args.version} UNVERIFIED",
+            file=sys.stderr,
+        )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,9 +242,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, change = move_label(
             path.read_text(), args.stack, args.model, args.label, args.version
         )
+        refused = _check_store(args)
     except (LabelError, SettingsError, ConfigError) as exc:
         print(f"model_labels: {exc}", file=sys.stderr)
         return 2
+    if refused is not None:
+        return refused
+    if args.dry_run:
+        print(f"{change} (--dry-run: not written)")
+        return 0
     replace_keeping_mode(path, text)
     print(change)
     return 0

@@ -279,6 +279,13 @@ def test_model_pipeline_trains_gates_publishes_and_proposes_the_label(
     assert 'store="s3://$bucket/models"' in text and '--store "$STORE"' in text
     assert "python -m infra.model_labels" in text
     create_pr = "peter-evans/create-pull-request"
+    # Before the label PR, the publish job (it holds the credentials) checks the version is
+    # committed in the stack's store, and fails when it cannot check.
+    publish = jobs(model)["publish"]
+    (check,) = [s for s in publish["steps"] if "infra.model_labels" in s.get("run", "")]
+    assert '--store "$STORE" --require-store-check --dry-run' in check["run"]
+    names = [s.get("name", s.get("uses", "")) for s in publish["steps"]]
+    assert names.index("python -m model publish") < names.index("label check against the store")
     (pr_job,) = [j for j in jobs(model).values() if steps_using(j, create_pr)]
     (create,) = steps_using(pr_job, create_pr)
     assert create["with"]["add-paths"] == "Pulumi.${{ needs.publish.outputs.stack }}.yaml"
