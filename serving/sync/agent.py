@@ -104,7 +104,7 @@ class Agent:
         self.status = status
         self.stop = stop or threading.Event()
         self.clock = clock
-        self.metrics = metrics or SyncMetrics(config.models)
+        self.metrics = metrics or SyncMetrics(config.models, served=bool(config.tfserving_url))
         self.status.on_write_error = lambda _exc: self.metrics.failed("status_file")
         self.manifests = ManifestCache()
         self.dirs: dict[str, ModelDir] = {}

@@ -41,7 +41,7 @@ REASONS = (
 class SyncMetrics:
     """Every metric of one agent; `serve` exposes them over HTTP."""
 
-    def __init__(self, models: Iterable[str]) -> None:
+    def __init__(self, models: Iterable[str], served: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.versions_on_disk = Gauge(
@@ -126,6 +126,8 @@ class SyncMetrics:
                 self.removed,
             ):
                 metric.labels(model)
+            if served:  # only when there is a server to ask: 0 then means "serves nothing"
+                self.served(model, set())
         for reason in REASONS:
             self.failures.labels(reason)
 

@@ -301,7 +301,7 @@ def test_metrics_endpoint_lists_the_documented_names(
     finally:
         server.shutdown()
         server.server_close()
-    exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    exposed = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "model-store-and-sync.md").read_text()
     documented = set(re.findall(r"`(tfserving_sync_[a-z_]+)`", doc))
     assert exposed == documented
