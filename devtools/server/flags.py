@@ -9,7 +9,10 @@ Defaults are TF Serving's (``model_servers/server.h``), except where this stand-
 ``--port_file`` (write the bound ports as JSON, for ephemeral ``:0`` ports in tests: pass
 ``--port=0`` and the gRPC server is disabled exactly as in TF Serving, so tests ask for a free
 port with ``--rest_api_port=-1``/``--port=-1``, meaning "pick any free port") and
-``--max_request_bytes`` (largest REST body or gRPC message accepted).
+``--max_request_bytes`` (largest REST body or gRPC message accepted), and the limits that keep
+hostile or merely huge requests from exhausting memory, threads or sockets (docs/hostile-input.md):
+``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``, ``--rest_api_max_connections``,
+``--rest_api_header_timeout_in_ms`` and ``--grpc_max_concurrent_rpcs``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from devtools.server.errors import ServerConfigError
 
 EPHEMERAL_PORT = -1  # this stand-in's addition: bind any free port and report it via --port_file
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# A JSON body grows 6-16x while Python parses it (measured: docs/hostile-input.md), so 128 MiB of
+# bodies in flight stays near 1-2 GiB of heap: inside a 3 GiB serving container.
+DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 128 * 1024 * 1024
 
 
 def _cpus() -> int:
@@ -50,6 +56,11 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     port_file: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_tensor_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_inflight_request_bytes: int = DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
+    rest_api_max_connections: int = 256
+    rest_api_header_timeout_in_ms: int = 10000
+    grpc_max_concurrent_rpcs: int = 256
     host: str = "0.0.0.0"
 
 
@@ -72,6 +83,11 @@ _HELP = {
     "allow_version_labels_for_unavailable_models": "allow labels on versions not yet loaded",
     "port_file": 'write {"grpc": port, "rest": port} here once both listen',
     "max_request_bytes": "largest REST body / gRPC message accepted",
+    "max_request_tensor_bytes": "largest decoded input of one gRPC request (from its shapes)",
+    "max_inflight_request_bytes": "REST bodies + gRPC inputs held at once; beyond: 429",
+    "rest_api_max_connections": "open REST connections; beyond: 503 and close",
+    "rest_api_header_timeout_in_ms": "time a client has to send a request's line and headers",
+    "grpc_max_concurrent_rpcs": "gRPC calls running or queued; beyond: RESOURCE_EXHAUSTED",
     "host": "address to bind",
 }
 
@@ -138,9 +154,25 @@ def _validate(o: ServerOptions) -> None:
         )
     if o.batching_parameters_file and not o.enable_batching:
         problems.append("--batching_parameters_file needs --enable_batching")
-    for name in ("rest_api_num_threads", "grpc_max_threads", "max_request_bytes"):
+    positive = (
+        "rest_api_num_threads",
+        "grpc_max_threads",
+        "max_request_bytes",
+        "max_request_tensor_bytes",
+        "max_inflight_request_bytes",
+        "rest_api_max_connections",
+        "rest_api_header_timeout_in_ms",
+        "grpc_max_concurrent_rpcs",
+    )
+    for name in positive:
         if getattr(o, name) <= 0:
             problems.append(f"--{name}={getattr(o, name)}: must be positive")
+    for name in ("max_request_bytes", "max_request_tensor_bytes"):
+        if getattr(o, name) > o.max_inflight_request_bytes > 0:
+            problems.append(
+                f"--max_inflight_request_bytes={o.max_inflight_request_bytes} is below "
+                f"--{name}={getattr(o, name)}: a request at the limit could never be served"
+            )
     if o.model_config_file_poll_wait_seconds < 0:
         problems.append("--model_config_file_poll_wait_seconds must be >= 0")
     if o.num_request_iterations_for_warmup < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,11 +29,16 @@ from tensorflow_serving.apis import (
 from contracts.tfconfig import ConfigError, parse_models_config
 from devtools.server import inference
 from devtools.server.errors import Internal, InvalidArgument, ServingError
+from devtools.server.limits import ByteBudget, RequestLimits
 from devtools.server.manager import ModelManager
 from devtools.server.metrics import Metrics
 from devtools.server.service import SIGNATURE_DEF_FIELD, RequestRecord, metadata_response
 from devtools.server.service import status_response as build_status
-from devtools.server.tensors import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from devtools.server.tensors import (
+    check_request_inputs,
+    ndarray_to_tensor_proto,
+    tensor_proto_to_ndarray,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +52,17 @@ def _spec(request: Any) -> tuple[str, int | None, str | None]:
 
 
 class _Base:
-    def __init__(self, manager: ModelManager, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: Metrics | None,
+        limits: RequestLimits,
+        budget: ByteBudget,
+    ) -> None:
         self.manager = manager
         self.metrics = metrics
+        self.limits = limits
+        self.budget = budget
 
     def _call(
         self,
@@ -71,6 +85,9 @@ class _Base:
         except RecursionError:
             record.finish("INVALID_ARGUMENT")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Request nests too deeply")
+        except MemoryError:  # the limits should prevent it; if not, one request pays
+            record.finish("RESOURCE_EXHAUSTED")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Out of memory serving this request")
         except Exception as exc:  # a bug must cost one request, never the server
             log.exception("gRPC %s failed", api)
             record.finish("INTERNAL")
@@ -85,10 +102,13 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             name, version, label = _spec(request)
             with self.manager.handle(name, version, label) as servable:
                 record.served(servable)
-                inputs = {k: tensor_proto_to_ndarray(v, k) for k, v in request.inputs.items()}
-                signature, outputs = servable.predict(
-                    request.model_spec.signature_name, inputs, list(request.output_filter)
-                )
+                # Bound memory from the declared shapes before a single value is expanded.
+                declared = check_request_inputs(request.inputs, self.limits)
+                with self.budget.reserve(declared, "Request inputs"):
+                    inputs = {k: tensor_proto_to_ndarray(v, k) for k, v in request.inputs.items()}
+                    signature, outputs = servable.predict(
+                        request.model_spec.signature_name, inputs, list(request.output_filter)
+                    )
                 response = predict_pb2.PredictResponse()
                 response.model_spec.name = name
                 response.model_spec.version.value = servable.version
@@ -207,28 +227,37 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+@dataclass(frozen=True)
+class GrpcOptions:
+    """How the gRPC port is served and bounded."""
+
+    address: str
+    max_workers: int
+    max_message_bytes: int
+    max_concurrent_rpcs: int  # beyond it grpc answers RESOURCE_EXHAUSTED at once
+    limits: RequestLimits
+    budget: ByteBudget
+
+
 def create_grpc_server(
-    manager: ModelManager,
-    metrics: Metrics | None,
-    address: str,
-    max_workers: int,
-    max_message_bytes: int,
+    manager: ModelManager, metrics: Metrics | None, options: GrpcOptions
 ) -> tuple[grpc.Server, int]:
     """A started-but-not-yet-serving grpc.Server hosting both services, and its bound port."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="grpc"),
         options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", options.max_message_bytes),
+            ("grpc.max_send_message_length", options.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
+    args = (manager, metrics, options.limits, options.budget)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(manager, metrics), server
+        PredictionServicer(*args), server
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(manager, metrics), server
-    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(*args), server)
+    address = options.address
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC to {address}")

@@ -20,6 +20,7 @@ the file-system source and the availability-preserving policy:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -84,6 +85,21 @@ class _Model:
     versions: dict[int, _Version] = field(default_factory=dict)
 
 
+def check_model_configs(models: list[ModelConfig]) -> None:
+    """ServerCore's ValidateModelConfigList: every base path is absolute.
+
+    TF Serving also takes URIs (s3://, gs://); this server reads local directories only. A
+    relative path would resolve against the server's working directory, which nobody who sends
+    a ReloadConfig request can see or control.
+    """
+    for model in models:
+        if not os.path.isabs(model.base_path):
+            raise InvalidArgument(
+                f"Expected model {model.name} to have an absolute path or URI; "
+                f"got base_path()={model.base_path}"
+            )
+
+
 def servable_id(name: str, version: int) -> str:
     return f"{{name: {name} version: {version}}}"
 
@@ -122,6 +138,7 @@ class ModelManager:
 
     def reload(self, models: list[ModelConfig]) -> None:
         """ServerCore::ReloadConfig: check labels, switch config, load, report new models' fate."""
+        check_model_configs(models)
         with self._cycle_lock:
             new_labels = self._check_labels(models)
             with self._lock:

@@ -14,16 +14,19 @@ with 413 before they are read; at most ``num_threads`` requests are processed at
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from devtools.server import inference, json_examples, json_parse, json_tensor
 from devtools.server.errors import InvalidArgument, ServingError
+from devtools.server.limits import ByteBudget
 from devtools.server.manager import ModelManager
 from devtools.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from devtools.server.metrics import Metrics
@@ -171,30 +174,126 @@ class RestApi:
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on open connections (each one costs a thread)."""
+
     daemon_threads = True
     request_queue_size = 256  # the default of 5 drops connections under a burst of clients
     allow_reuse_address = True
+    max_connections = 256
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._open_lock:
+            full = len(self._open) >= self.max_connections
+            if not full:
+                self._open.add(request)
+        if full:
+            _refuse_connection(request, self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+
+def _refuse_connection(sock: socket.socket, cap: int) -> None:
+    """Best effort 503 on a connection over the cap, from the accept thread: never block it."""
+    body = json_parse.error_json(
+        f"Too many open connections (--rest_api_max_connections={cap}); retry later"
+    )
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        sock.send(head + body)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's read side with a total deadline for a request's line and headers.
+
+    A socket timeout bounds each recv, not their sum, so a client sending one header byte every
+    few seconds (slowloris) would hold its thread forever. Each recv here waits at most for what
+    is left of the deadline, which starts at the first byte of a request and ends when its
+    headers are parsed; between requests and while a body arrives the idle timeout applies.
+    """
+
+    def __init__(self, sock: socket.socket, idle_seconds: float, header_seconds: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._idle = idle_seconds
+        self._header_seconds = header_seconds
+        self._deadline: float | None = None
+        self._arm_on_data = False
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def expect_request(self) -> None:
+        """Between requests: wait up to the idle timeout, start the clock at the first byte."""
+        self._deadline, self._arm_on_data, self.expired = None, True, False
+
+    def headers_done(self) -> None:
+        self._deadline, self._arm_on_data = None, False
+        self._sock.settimeout(self._idle)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._deadline is None:
+            timeout = self._idle
+        else:
+            timeout = self._deadline - time.monotonic()
+            if timeout <= 0:
+                self.expired = True
+                raise TimeoutError("request headers not received in time")
+        self._sock.settimeout(timeout)
+        try:
+            n = self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self._deadline is not None
+            raise
+        if n and self._arm_on_data:
+            self._arm_on_data = False
+            self._deadline = time.monotonic() + self._header_seconds
+        return n
+
+
+@dataclass(frozen=True)
+class RestLimits:
+    """What one REST port accepts; see devtools/server/flags.py for the flags behind each."""
+
+    max_request_bytes: int
+    num_threads: int
+    max_connections: int = 256
+    header_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 60.0  # idle keep-alive connections close after this
 
 
 class RestServer:
     """The REST API on a TCP port; `stop` drains in-flight requests before returning."""
 
     def __init__(
-        self,
-        api: RestApi,
-        host: str,
-        port: int,
-        max_request_bytes: int,
-        num_threads: int,
+        self, api: RestApi, host: str, port: int, limits: RestLimits, budget: ByteBudget
     ) -> None:
         self.api = api
-        self.max_request_bytes = max_request_bytes
-        self._slots = threading.BoundedSemaphore(num_threads)
+        self.limits = limits
+        self.max_request_bytes = limits.max_request_bytes
+        self.budget = budget
+        self._slots = threading.BoundedSemaphore(limits.num_threads)
         self._busy = 0
         self._busy_cond = threading.Condition()
         self._connections: set[socket.socket] = set()
         self._stopping = False
         self._httpd = _HTTPServer((host, max(port, 0)), _make_handler(self))
+        self._httpd.max_connections = limits.max_connections
         self.port = self._httpd.server_address[1]
         self._thread: threading.Thread | None = None
 
@@ -233,22 +332,60 @@ class RestServer:
         self._slots.release()
 
 
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,20}")  # ASCII digits only: "²".isdigit() is True
+
+
 def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
+    limits = server.limits
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "TFServingLocal"
-        timeout = 60  # idle keep-alive connections are closed after this many seconds
+        timeout = limits.idle_timeout_seconds
+        error_content_type = JSON
 
         def setup(self) -> None:
             super().setup()
             # Headers and body leave in two writes; without this, Nagle's algorithm holds the
             # body back until the client's delayed ACK (~40 ms per request on keep-alive).
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._reader = _DeadlineReader(
+                self.connection, limits.idle_timeout_seconds, limits.header_timeout_seconds
+            )
+            self.rfile.close()  # drop makefile's reference, or closing the socket leaks the fd
+            self.rfile = io.BufferedReader(self._reader)
+            self._held = 0
             server._connections.add(self.connection)
 
         def finish(self) -> None:
             server._connections.discard(self.connection)
             super().finish()
+
+        def handle_one_request(self) -> None:
+            self._reader.expect_request()
+            # parse_request sets these; a read that times out before it leaves them unset
+            self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+            super().handle_one_request()  # answers nothing when a read times out
+            if self._reader.expired:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.send_error(
+                        408,
+                        "Request headers not received within "
+                        f"{limits.header_timeout_seconds:g} s (--rest_api_header_timeout_in_ms)",
+                    )
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+            """Every error the HTTP layer itself produces (400/408/414/431/501...) as JSON.
+
+            http.server writes an HTML page; TF Serving's clients parse ``{"error": ...}``.
+            """
+            self._reader.headers_done()  # a reply goes out under the idle timeout, not the deadline
+            short = self.responses.get(code, ("Error", ""))[0]
+            text = message or short
+            self.log_error("code %d, message %s", code, text)
+            self.close_connection = True
+            self._reply(Response(code, JSON, json_parse.error_json(text)), close=True)
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug("%s " + format, self.address_string(), *args)
@@ -269,6 +406,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             self._serve("PATCH")
 
         def do_OPTIONS(self) -> None:
+            self._reader.headers_done()
             origin = self.headers.get("Origin", "")
             if re.match(r"https?://", origin):
                 self._reply(Response(200, JSON, b""))
@@ -277,23 +415,41 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 self._reply(Response(400, JSON, error))
 
         def _serve(self, method: str) -> None:
-            body = self._read_body()
-            if body is None:
-                return
-            server._enter()
+            self._reader.headers_done()
             try:
-                response = server.api.handle(method, urlsplit(self.path).path, body)
+                body = self._read_body()
+                if body is None:
+                    return
+                server._enter()
+                try:
+                    response = server.api.handle(method, urlsplit(self.path).path, body)
+                finally:
+                    server._leave()
+                self._reply(response)
             finally:
-                server._leave()
-            self._reply(response)
+                server.budget.give(self._held)
+                self._held = 0
+
+        def _hold(self, size: int) -> bool:
+            """Take `size` more bytes of the in-flight budget; False after answering 429."""
+            try:
+                server.budget.take(size, "Request body")
+            except ServingError as exc:
+                self._refuse(exc.http_status, exc.message)
+                return False
+            self._held += size
+            return True
 
         def _read_body(self) -> bytes | None:
             """The request body, or None after answering 4xx (and dropping the connection)."""
             limit = server.max_request_bytes
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 return self._read_chunked(limit)
-            text = self.headers.get("Content-Length", "0").strip() or "0"
-            if not text.isdigit():
+            values = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+            if len(values) > 1:  # conflicting lengths: the framing is ambiguous (smuggling)
+                return self._refuse(400, "Conflicting Content-Length headers")
+            text = values.pop() if values else "0"
+            if not _CONTENT_LENGTH.fullmatch(text):
                 return self._refuse(400, f"Invalid Content-Length header: {text!r}")
             length = int(text)
             if length > limit:
@@ -302,6 +458,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                     f"Request body of {length} bytes exceeds the server's limit of {limit} "
                     "bytes (--max_request_bytes)",
                 )
+            if not self._hold(length):
+                return None
             body = self.rfile.read(length)
             if len(body) != length:
                 self.close_connection = True
@@ -312,10 +470,9 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             parts, total = [], 0
             while True:
                 line = self.rfile.readline(1024).split(b";")[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
+                if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", line):
                     return self._refuse(400, "Malformed chunked request body")
+                size = int(line, 16)
                 if size == 0:
                     while self.rfile.readline(1024).strip():
                         pass  # trailers
@@ -325,6 +482,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                     return self._refuse(
                         413, f"Request body exceeds the server's limit of {limit} bytes"
                     )
+                if not self._hold(size):
+                    return None
                 parts.append(self.rfile.read(size))
                 self.rfile.readline(8)
 

@@ -1,10 +1,15 @@
 """One loaded model version: a SavedModel, its signatures and how to run them.
 
 `Servable.load` reads ``saved_model.pb`` for the signature metadata (exactly what TF Serving's
-GetModelMetadata returns) and ``tf.saved_model.load`` for the callable signature functions. The
-hot path calls the signature's concrete function directly with numpy arrays: no Keras, no
-retracing. Requests are checked against the signature first (TF Serving's order and messages), so
-a bad request never reaches TensorFlow. When a batch scheduler is attached, `run` goes through it.
+GetModelMetadata returns) and loads the SavedModel into a TensorFlow ``Session`` the way TF
+Serving's C++ ``LoadSavedModel`` does (``tf.compat.v1`` loader: restore the variables, run the
+init op). A signature runs as ``Session::RunCallable`` on its input and output tensor names, which
+is what ``RunPredict`` (``servables/tensorflow/predict_util.cc``) does: TF1 graphs such as TF
+Serving's ``half_plus_two`` and TF2 exports behave alike, and shapes are left to the runtime.
+
+Before running, requests are checked as ``PreProcessPrediction`` checks them: input names (and
+dtypes, which ``saved_model::GetInputValues`` compares), never shapes. When a batch scheduler is
+attached, `run` goes through it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from devtools.server.errors import (
     InvalidArgument,
     NotFound,
     ServingError,
+    Unimplemented,
     Unknown,
 )
 from devtools.server.tensors import dtype_name, dtype_of
@@ -56,20 +62,6 @@ class TensorSpec:
         )
         return cls(alias, info.dtype, dims)
 
-    def accepts(self, array: np.ndarray) -> bool:
-        if self.shape is None:
-            return True
-        if array.ndim != len(self.shape):
-            return False
-        return all(
-            want is None or want == got for want, got in zip(self.shape, array.shape, strict=True)
-        )
-
-    def shape_string(self) -> str:
-        if self.shape is None:
-            return "<unknown>"
-        return "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
-
 
 @dataclass(frozen=True)
 class Signature:
@@ -80,7 +72,7 @@ class Signature:
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
     definition: meta_graph_pb2.SignatureDef
-    function: Callable[..., Mapping[str, Any]]
+    function: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
     @property
     def input_dtypes(self) -> dict[str, int]:
@@ -108,7 +100,7 @@ class Servable:
         self.path = path
         self.meta_graph = meta_graph
         self.signatures = dict(signatures)
-        self._keepalive = keepalive  # the tf.saved_model.load() object owning the variables
+        self._keepalive = keepalive  # the Session owning the graph and the variables
         self._runner: Runner = self.call
         self._calls = 0
         self._calls_lock = threading.Lock()
@@ -120,39 +112,30 @@ class Servable:
 
     @classmethod
     def load(cls, name: str, version: int, path: Path) -> Servable:
-        """Load `path`; failures are ServingErrors with TF's wording and code."""
+        """Load `path` into a new Session; failures are ServingErrors with TF's wording and code."""
         meta_graph = read_meta_graph(path)
-        import tensorflow as tf  # heavy; only the process that serves pays for it
-
+        session = _load_session(path)
         try:
-            loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
-        except tf.errors.OpError as exc:
-            raise _from_op_error(exc, f"Failed to load SavedModel at {path}: ") from None
-        except (OSError, ValueError, TypeError, KeyError, DecodeError) as exc:
-            raise DataLoss(f"Failed to load SavedModel at {path}: {exc}") from None
-        signatures = {}
-        for key, definition in meta_graph.signature_def.items():
-            if key == _INIT_OP_SIGNATURE:
-                continue
-            if key not in loaded.signatures:
-                raise DataLoss(f"SavedModel at {path} declares signature {key!r} it cannot call")
-            signatures[key] = Signature(
-                name=key,
-                method_name=definition.method_name,
-                inputs={a: TensorSpec.from_info(a, i) for a, i in definition.inputs.items()},
-                outputs={a: TensorSpec.from_info(a, i) for a, i in definition.outputs.items()},
-                definition=definition,
-                function=loaded.signatures[key],
-            )
-        return cls(name, version, path, meta_graph, signatures, loaded)
+            signatures = {
+                key: _signature(session, key, definition, path)
+                for key, definition in meta_graph.signature_def.items()
+                if key != _INIT_OP_SIGNATURE
+            }
+        except BaseException:
+            session.close()
+            raise
+        return cls(name, version, path, meta_graph, signatures, session)
 
     def set_runner(self, runner: Runner) -> None:
         """Route `run` through `runner` (the batch scheduler) instead of calling directly."""
         self._runner = runner
 
     def release(self) -> None:
-        """Drop the TF objects so their memory can be freed once no request holds them."""
-        self._keepalive = None
+        """Close the Session so its memory is freed; called once no request holds this version."""
+        session, self._keepalive = self._keepalive, None
+        close = getattr(session, "close", None)
+        if close is not None:
+            close()
         self.signatures = {}
         self._runner = self.call
 
@@ -180,18 +163,89 @@ class Servable:
         return self._runner(signature, inputs)
 
     def call(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the signature function once on already-checked inputs."""
+        """Run the signature once on already-checked inputs (``Session::Run``)."""
         import tensorflow as tf
 
         with self._calls_lock:
             self._calls += 1
         try:
-            result = signature.function(**inputs)
+            return dict(signature.function(inputs))
         except tf.errors.OpError as exc:
             raise _from_op_error(exc, "") from None
-        except (ValueError, TypeError) as exc:  # argument binding: should have been caught above
-            raise InvalidArgument(str(exc)) from None
-        return {alias: tensor.numpy() for alias, tensor in result.items()}
+
+
+def _load_session(path: Path) -> Any:
+    """A Session holding the ``serve`` MetaGraph of `path`, variables restored.
+
+    A variables file cut short fails the restore with OUT_OF_RANGE ("Read less bytes than
+    requested") or, in TF's checkpoint reader, an IndexError; both mean the bytes on disk are
+    damaged, so the version ends with DATA_LOSS, which is what its status should tell an operator.
+    """
+    import tensorflow as tf
+    from tensorflow.python.saved_model import loader_impl  # the non-deprecated loader class
+
+    graph = tf.Graph()
+    # allow_soft_placement: a graph exported with /gpu:0 pins still loads on a CPU-only host.
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    prefix = f"Failed to load SavedModel at {path}: "
+    try:
+        with graph.as_default():
+            loader_impl.SavedModelLoader(str(path)).load(session, [SERVE_TAG])
+    except tf.errors.OpError as exc:
+        session.close()
+        if exc.error_code in (tf.errors.OUT_OF_RANGE, tf.errors.DATA_LOSS):
+            raise DataLoss(f"{prefix}variables are truncated or corrupt: {exc.message}") from None
+        raise _from_op_error(exc, prefix) from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, DecodeError) as exc:
+        session.close()
+        raise DataLoss(f"{prefix}{type(exc).__name__}: {exc}") from None
+    return session
+
+
+def _signature(session: Any, key: str, definition: Any, path: Path) -> Signature:
+    """A Signature whose function runs `definition`'s tensors through ``Session::RunCallable``."""
+    from tensorflow.core.protobuf import config_pb2
+
+    inputs = {a: TensorSpec.from_info(a, i) for a, i in definition.inputs.items()}
+    outputs = {a: TensorSpec.from_info(a, i) for a, i in definition.outputs.items()}
+    feed_aliases = sorted(definition.inputs)
+    feeds = [definition.inputs[a].name for a in feed_aliases]
+    fetches = sorted({info.name for info in definition.outputs.values()})
+    if "" in feeds or "" in fetches:  # sparse or composite TensorInfo: no single tensor name
+
+        def unsupported(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            raise Unimplemented(f"Signature {key!r} uses sparse or composite tensors")
+
+        return Signature(key, definition.method_name, inputs, outputs, definition, unsupported)
+    for alias, info in [*definition.inputs.items(), *definition.outputs.items()]:
+        try:
+            session.graph.get_tensor_by_name(info.name)
+        except (KeyError, ValueError):
+            raise DataLoss(
+                f"SavedModel at {path}: signature {key!r} names tensor {info.name!r} "
+                f"(alias {alias!r}), which its graph does not have"
+            ) from None
+    # _make_callable_from_options wraps the C++ Session::MakeCallable/RunCallable pair, the call
+    # TF Serving makes; Session.run would add Python-side static shape checks TF Serving lacks.
+    runnable = session._make_callable_from_options(
+        config_pb2.CallableOptions(feed=feeds, fetch=fetches)
+    )
+    position = {name: i for i, name in enumerate(fetches)}
+    out_names = {a: info.name for a, info in definition.outputs.items()}
+
+    def function(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = runnable(*[values[a] for a in feed_aliases])
+        return {a: np.asarray(results[position[n]]) for a, n in out_names.items()}
+
+    return Signature(
+        name=key,
+        method_name=definition.method_name,
+        inputs=inputs,
+        outputs=outputs,
+        definition=definition,
+        function=function,
+    )
 
 
 def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
@@ -218,7 +272,12 @@ def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
 
 
 def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
-    """VerifyRequestInputsSize plus dtype and shape checks against the signature."""
+    """PreProcessPrediction: input names (VerifyRequestInputsSize) and dtypes, not shapes.
+
+    TF Serving leaves shapes to the runtime (``predict_util.cc`` feeds the tensors to
+    ``Session::Run`` as they are), so a [3] tensor fed to half_plus_two's [?,1] ``x`` runs, and a
+    shape the graph cannot use fails there with the runtime's INVALID_ARGUMENT.
+    """
     sent, wanted = set(inputs), set(signature.inputs)
     if sent != wanted:
         extra, missing = sorted(sent - wanted), sorted(wanted - sent)
@@ -234,11 +293,6 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
             raise InvalidArgument(
                 f"Expects arg[{alias}] to be {dtype_name(spec.dtype)} but {dtype_name(got)} is "
                 "provided"
-            )
-        if not spec.accepts(array):
-            raise InvalidArgument(
-                f"Input {alias} has shape {list(array.shape)} but the signature "
-                f"{signature.name!r} expects {spec.shape_string()} (? is any size)"
             )
 
 

@@ -26,10 +26,11 @@ from contracts.tfconfig import (
 from devtools.server.batching import BatchScheduler, default_parameters
 from devtools.server.errors import ServerConfigError, ServingError
 from devtools.server.flags import ServerOptions
-from devtools.server.grpc_service import create_grpc_server
-from devtools.server.manager import ManagerOptions, ModelManager
+from devtools.server.grpc_service import GrpcOptions, create_grpc_server
+from devtools.server.limits import ByteBudget, RequestLimits
+from devtools.server.manager import ManagerOptions, ModelManager, check_model_configs
 from devtools.server.metrics import Metrics
-from devtools.server.rest import RestApi, RestServer
+from devtools.server.rest import RestApi, RestLimits, RestServer
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,11 @@ def load_models(options: ServerOptions) -> list[ModelConfig]:
             models = [ModelConfig(name=options.model_name, base_path=options.model_base_path)]
     except ConfigError as exc:
         raise ServerConfigError(str(exc)) from None
+    try:
+        check_model_configs(models)
+    except ServingError as exc:
+        raise ServerConfigError(exc.message) from None
     for model in models:
-        if not os.path.isabs(model.base_path):  # ValidateModelConfigList
-            raise ServerConfigError(
-                f"Expected model {model.name} to have an absolute path or URI; "
-                f"got base_path()={model.base_path}"
-            )
         if model.platform != "tensorflow":
             raise ServerConfigError(
                 f"model {model.name}: platform {model.platform!r} is not supported; this server "
@@ -133,21 +133,34 @@ class ModelServer:
                 self.manager.start(models)
             except ServingError as exc:
                 raise ServerConfigError(f"{exc.code_name}: {exc.message}") from None
+        budget = ByteBudget(o.max_inflight_request_bytes)
         if o.port:
+            limits = RequestLimits(
+                max_tensor_bytes=o.max_request_tensor_bytes,
+                max_batch_size=params.max_batch_size if params is not None else None,
+            )
+            grpc_options = GrpcOptions(
+                address=f"{o.host}:{max(o.port, 0)}",
+                max_workers=o.grpc_max_threads,
+                max_message_bytes=o.max_request_bytes,
+                max_concurrent_rpcs=o.grpc_max_concurrent_rpcs,
+                limits=limits,
+                budget=budget,
+            )
             self._grpc, self.grpc_port = create_grpc_server(
-                self.manager,
-                self.metrics,
-                f"{o.host}:{max(o.port, 0)}",
-                o.grpc_max_threads,
-                o.max_request_bytes,
+                self.manager, self.metrics, grpc_options
             )
             self._grpc.start()
             log.info("Running gRPC ModelServer at %s:%d ...", o.host, self.grpc_port)
         if o.rest_api_port:
             api = RestApi(self.manager, self.metrics, metrics_path)
-            self._rest = RestServer(
-                api, o.host, o.rest_api_port, o.max_request_bytes, o.rest_api_num_threads
+            rest_limits = RestLimits(
+                max_request_bytes=o.max_request_bytes,
+                num_threads=o.rest_api_num_threads,
+                max_connections=o.rest_api_max_connections,
+                header_timeout_seconds=o.rest_api_header_timeout_in_ms / 1000,
             )
+            self._rest = RestServer(api, o.host, o.rest_api_port, rest_limits, budget)
             self._rest.start()
             self.rest_port = self._rest.port
             log.info("Exporting HTTP/REST API at:%s:%d ...", o.host, self.rest_port)

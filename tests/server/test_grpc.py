@@ -136,13 +136,25 @@ def test_predict_errors_use_tf_serving_codes(predictions, mutate, code, message)
     assert (info.value.code(), info.value.details()) == (code, message)
 
 
+def test_typed_values_fill_the_shape_as_tensor_from_proto_does(predictions):
+    # tensor.cc FromProtoField: extra values are ignored, missing ones repeat the last value.
+    request = predict_request(x=np.array([1.0], np.float32))
+    request.inputs["x"].tensor_shape.dim[0].size = 3
+    request.inputs["x"].float_val[:] = [1.0, 2.0, 3.0, 4.0]
+    assert list(predictions.Predict(request).outputs["y"].float_val) == [2.5, 3.0, 3.5]
+    request.inputs["x"].float_val[:] = [1.0, 2.0]
+    assert list(predictions.Predict(request).outputs["y"].float_val) == [2.5, 3.0, 3.0]
+
+
 def test_malformed_tensor_proto_is_invalid_argument(predictions):
     request = predict_request(x=np.array([1.0], np.float32))
     request.inputs["x"].tensor_shape.dim[0].size = 3
-    request.inputs["x"].float_val.extend([1.0, 2.0, 3.0, 4.0])
+    request.inputs["x"].ClearField("float_val")
+    request.inputs["x"].tensor_content = b"\0" * 10  # 3 floats need 12 bytes
     with pytest.raises(grpc.RpcError) as info:
         predictions.Predict(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("tensor parsing error: x: tensor_content holds 10")
     assert predictions.Predict(predict_request(x=np.array([0.0], np.float32))).outputs[
         "y"
     ].float_val == [2.0]

@@ -168,7 +168,8 @@ def test_predict_multiple_inputs_and_outputs(api):
         ),
         (
             {"signature_name": "multi", "inputs": {"a": [1, 2], "b": [1, 2]}},
-            "Input a has shape [2] but the signature 'multi' expects [?,2]",
+            # No shape check before the run (TF Serving has none): the runtime's own error.
+            "Invalid reduction dimension",
         ),
     ],
 )
@@ -354,7 +355,7 @@ def test_oversized_body_is_413_and_server_keeps_serving(serve, toy_base):
         b'{"instances": [{"b64": 3}]}',
         b'{"instances": [null]}',
         b'{"inputs": {"x": [1]}, "instances": 3}',
-        json.dumps({"instances": [[1.0] * 3] * 2}).encode(),
+        b'{"instances": ["a"]}',
     ],
 )
 def test_malformed_bodies_get_4xx_and_server_keeps_serving(shared_server, body):
