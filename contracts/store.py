@@ -448,6 +448,7 @@ class ManifestCache:
         try:
             return parse_manifest(data, name, version)
         except ManifestError as exc:
+            _log.warning("ignoring %s/%s: %s", name, version, exc)  # once per ETag
             return exc
 
     def forget_except(self, keep: set[tuple[str, int]]) -> None:
@@ -514,8 +515,6 @@ def list_committed(
                 f"{name}/{version}: files listed in its manifest are missing"
             )
     cache.forget_except({(name, v) for v in manifests} | {k for k in cache.entries if k[0] != name})
-    for problem in listing.problems.values():
-        _log.warning("ignoring a version: %s", problem)
     return listing
 
 

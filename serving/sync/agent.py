@@ -116,6 +116,7 @@ class Agent:
         # again until the store holds other files for them (publish --force) or a restart.
         self.rejected: dict[tuple[str, int], tuple[str, str]] = {}
         self.cycle_failures = 0
+        self._once = False  # init mode: TF Serving is not running yet, so it is not asked
         self.wanted: dict[str, set[int]] = {}
         self.retries = RetryTracker(Backoff(config.retry_base, config.max_backoff))
         self.list_backoff = Backoff(config.interval, max(config.interval, config.max_backoff))
@@ -319,8 +320,8 @@ class Agent:
 
     def _observe_server(self, name: str) -> None:
         """Ask TF Serving which versions it serves; take back the versions it failed to load."""
-        if not self.config.tfserving_url:
-            return
+        if not self.config.tfserving_url or self._once:
+            return  # nothing to ask: `_prune` then keeps every old version
         try:
             states = tfserving_states(self.config.tfserving_url, name)
         except (OSError, ValueError) as exc:
@@ -471,7 +472,12 @@ class Agent:
             self.status.beat()
 
     def run_once(self) -> int:
-        """Init-container mode: 0 once every model has a version in place, 1 if one has none."""
+        """Init-container mode: 0 once every model has a version in place, 1 if one has none.
+
+        TF Serving is not running yet, so with ``tfserving_url`` nothing is retired here; the
+        sidecar retires old versions once the server reports their successors AVAILABLE.
+        """
+        self._once = True
         self.prepare()
         listed = False
         for attempt in range(1, self.config.max_attempts + 1):

@@ -136,3 +136,60 @@ def test_list_committed_versions(s3, bucket: str, tmp_path: Path) -> None:
     assert committed[1] == v1
     assert store.read_manifest(s3, loc, "mnist", 3) is None
     assert store.list_committed_versions(s3, loc, "other") == {}
+
+
+def test_manifest_bounds_are_checked_before_parsing() -> None:
+    good = _manifest((FileEntry("saved_model.pb", 1, SHA),)).to_json()
+    assert store.parse_manifest(good, "mnist", 3).version == 3
+    deep = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # ~200 KB, RecursionError in json
+    with pytest.raises(store.ManifestError, match="nests deeper than 32 levels"):
+        store.parse_manifest(deep, "mnist", 3)
+    # Brackets inside strings are not nesting.
+    store.check_manifest_bounds(b'{"s": "' + b"[" * 1000 + b'"}')
+    big = b'{"s": "' + b"x" * store.MAX_MANIFEST_BYTES + b'"}'
+    with pytest.raises(store.ManifestError, match=r"over the 4194304-byte limit"):
+        store.parse_manifest(big, "mnist", 3)
+
+
+@pytest.mark.parametrize("path", ["a\x00b", "variables/\x01x", "a\\b", "../x", "/abs", "a//b"])
+def test_unsafe_file_paths_are_refused(path: str) -> None:
+    with pytest.raises(store.ManifestError, match="unsafe file path"):
+        FileEntry(path, 1, SHA)
+
+
+def test_content_prefix_names_the_file_list_not_the_metadata() -> None:
+    loc = StoreLocation("bucket-1", "models")
+    files = (FileEntry("saved_model.pb", 1, SHA),)
+    a, b = _manifest(files), _manifest(files)
+    b = VersionManifest(b.model, b.version, "2027-01-01T00:00:00Z", files, {}, {"acc": 0.5})
+    assert store.content_prefix(loc, a) == store.content_prefix(loc, b)
+    assert store.content_prefix(loc, a).startswith("models/mnist/.content/3-")
+    other = _manifest((FileEntry("saved_model.pb", 2, SHA),))
+    assert store.content_prefix(loc, other) != store.content_prefix(loc, a)
+
+
+def test_list_committed_reads_content_prefixes_caches_by_etag_and_explains(
+    s3, bucket: str, tmp_path: Path
+) -> None:
+    loc = StoreLocation(bucket, "models")
+    legacy = _put_version(s3, bucket, loc, tmp_path, 1)  # files under the version prefix
+    root = tmp_path / "content"
+    root.mkdir()
+    (root / "saved_model.pb").write_bytes(b"new")
+    v2 = _manifest(store.scan_export(root), version=2)
+    prefix = store.content_prefix(loc, v2)
+    s3.put_object(Bucket=bucket, Key=prefix + "saved_model.pb", Body=b"new")
+    s3.put_object(Bucket=bucket, Key=loc.manifest_key("mnist", 2), Body=v2.to_json())
+    s3.put_object(Bucket=bucket, Key=loc.manifest_key("mnist", 3), Body=b"[" * 64 + b"]" * 64)
+    cache = store.ManifestCache()
+    listing = store.list_committed(s3, loc, "mnist", cache)
+    assert {v: c.manifest for v, c in listing.versions.items()} == {1: legacy, 2: v2}
+    assert listing.versions[1].prefix == loc.version_prefix("mnist", 1)
+    assert listing.versions[2].prefix == prefix
+    assert "nests deeper" in listing.problems[3]
+    assert cache.downloads == 3
+    store.list_committed(s3, loc, "mnist", cache)
+    assert cache.downloads == 3  # nothing changed: nothing downloaded, failures included
+    s3.put_object(Bucket=bucket, Key=loc.manifest_key("mnist", 3), Body=b"{}")
+    again = store.list_committed(s3, loc, "mnist", cache)
+    assert cache.downloads == 4 and "unknown manifest format" in again.problems[3]
