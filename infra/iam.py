@@ -79,6 +79,21 @@ def irsa_trust_policy_document(
     }
 
 
+def s3_via_service(kms_key_arn: str) -> str:
+    """``s3.<region>.amazonaws.com``: the kms:ViaService value for S3 in the key's region (a
+    customer KMS key is regional, so its ARN names the region the bucket uses)."""
+    region = kms_key_arn.split(":")[3]
+    suffix = "amazonaws.com.cn" if kms_key_arn.startswith("arn:aws-cn:") else "amazonaws.com"
+    return f"s3.{region}.{suffix}"
+
+
+def vpc_cni_trust_policy_document(oidc_provider_arn: str, oidc_issuer_host: str) -> PolicyDocument:
+    """IRSA trust for the VPC CNI's ``kube-system/aws-node`` service account."""
+    return irsa_trust_policy_document(
+        oidc_provider_arn, oidc_issuer_host, "kube-system", "aws-node"
+    )
+
+
 def model_reader_policy_document(
     bucket_arn: str, kms_key_arn: str, model_prefix: str
 ) -> PolicyDocument:
@@ -110,6 +125,9 @@ def model_reader_policy_document(
                 "Effect": "Allow",
                 "Action": "kms:Decrypt",
                 "Resource": kms_key_arn,
+                # Only through S3 (SSE-KMS reads), never a direct kms:Decrypt call with the
+                # pod's credentials (AWS KMS developer guide, kms:ViaService).
+                "Condition": {"StringEquals": {"kms:ViaService": s3_via_service(kms_key_arn)}},
             },
         ],
     }

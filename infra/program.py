@@ -45,7 +45,7 @@ from infra.components.model_serving import (
     ServingResources,
 )
 from infra.components.network import Network, NetworkArgs
-from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole
+from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
@@ -217,6 +217,7 @@ def build(settings: Settings) -> StackOutputs:
             existing_vpc_id=settings.existing_vpc_id,
             existing_private_subnet_ids=settings.existing_private_subnet_ids,
             tags=tags,
+            region=settings.region,
         ),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
@@ -244,6 +245,11 @@ def build(settings: Settings) -> StackOutputs:
     addons: dict[str, ClusterAddon] = {}
 
     def addon(addon_name: str, after: list[pulumi.Resource]) -> None:
+        role_arn = None
+        if addon_name == "vpc-cni":
+            # The CNI's ENI permissions go to aws-node alone (IRSA), not to every pod's node.
+            cni = VpcCniRole("vpc-cni", cluster.oidc_provider_arn, cluster.oidc_issuer, tags)
+            role_arn, after = cni.arn, [*after, cni.attachment]
         addons[addon_name] = ClusterAddon(
             f"addon-{addon_name}",
             ClusterAddonArgs(
@@ -252,6 +258,7 @@ def build(settings: Settings) -> StackOutputs:
                 version=settings.addon_versions[addon_name],
                 configuration_values=ADDON_CONFIGURATION.get(addon_name, {}),
                 tags=tags,
+                service_account_role_arn=role_arn,
             ),
             opts=pulumi.ResourceOptions(depends_on=after),
         )

@@ -7,13 +7,21 @@ manifest PUT returning to ``DEST/NAME/<version>`` existing. Publishes are spread
 of the polling interval, so the figures include the wait for the next listing (about half the
 interval on average) plus download, verification and rename.
 
-    .venv/bin/python scripts/bench_sync.py [--versions 8] [--size-mb 5] [--interval 1]
+    .venv/bin/python scripts/bench_sync.py [--versions 8] [--size-mb 5] [--interval 1] [--verbose]
+        [--hostile]
+
+It also reports the agent's peak resident memory (VmHWM) and, from its /metrics, how many
+manifests it downloaded over about ten steady-state polls. With ``--hostile`` the store also
+holds a 52 MB manifest and a 200 KB one nested 100,000 arrays deep (issue 14's findings) under
+the highest version numbers: the agent must refuse both, keep syncing and stay under the
+sidecar's 256 MiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import random
 import statistics
@@ -21,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +60,42 @@ def publish(s3, bucket: str, version: int, size: int) -> None:
     s3.put_object(Bucket=bucket, Key=location.manifest_key(NAME, version), Body=manifest.to_json())
 
 
+def plant_hostile_manifests(s3, bucket: str) -> None:
+    from contracts.store import MANIFEST_FORMAT, StoreLocation
+
+    location = StoreLocation(bucket, "models")
+    big = b'{"pad": "' + b"x" * (52 * 1024 * 1024) + b'"}'
+    deep = f'{{"format": "{MANIFEST_FORMAT}", "metrics": '.encode()
+    deep += b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for version, body in ((10**6, big), (10**6 + 1, deep)):
+        s3.put_object(Bucket=bucket, Key=location.manifest_key(NAME, version), Body=body)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_for(path: Path, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,12 +105,38 @@ def wait_for(path: Path, timeout: float) -> float:
     raise TimeoutError(f"{path} did not appear within {timeout}s")
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+
+    return parse
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--versions", type=int, default=8)
-    parser.add_argument("--size-mb", type=float, default=5.0)
-    parser.add_argument("--interval", type=float, default=1.0)
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench_sync.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--versions", type=_positive(int), default=8, help="(%(default)s)")
+    parser.add_argument("--size-mb", type=_positive(float), default=5.0, help="(%(default)s)")
+    parser.add_argument(
+        "--interval", type=_positive(float), default=1.0, help="agent's S3 poll, s (%(default)s)"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the S3 server's access log"
+    )
+    parser.add_argument(
+        "--hostile", action="store_true", help="also plant a 52 MB and a 100,000-deep manifest"
+    )
     args = parser.parse_args()
+    # moto's server is werkzeug, which logs every request (one line per S3 call) to stderr
+    # unless its logger is told otherwise: thousands of lines that bury the figures.
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
     )
@@ -82,9 +154,13 @@ def main() -> int:
     rng = random.Random(4)
     with tempfile.TemporaryDirectory() as dest:
         publish(s3, "bench", 1, size)
+        if args.hostile:
+            plant_hostile_manifests(s3, "bench")
+        metrics_port = free_port()
         command = [sys.executable, "-m", "serving.sync", "--source", "s3://bench/models"]
         command += ["--dest", dest, "--model", NAME, "--interval", str(args.interval)]
-        command += ["--endpoint-url", endpoint, "--log-level", "WARNING"]
+        command += ["--endpoint-url", endpoint, "--log-level", "ERROR"]
+        command += ["--metrics-port", str(metrics_port), "--health-host", "127.0.0.1"]
         agent = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         latencies = []
         try:
@@ -94,6 +170,14 @@ def main() -> int:
                 publish(s3, "bench", version, size)
                 committed = time.monotonic()
                 latencies.append(wait_for(Path(dest, NAME, str(version)), 60) - committed)
+            started = time.monotonic()
+            before = scrape(metrics_port)["tfserving_sync_manifest_downloads_total"]
+            time.sleep(10 * args.interval)  # steady state: about ten polls, nothing new
+            after = scrape(metrics_port)
+            steady = after["tfserving_sync_manifest_downloads_total"] - before
+            peak = peak_rss_mib(agent.pid)
+            refused = after['tfserving_sync_failures_total{reason="manifest"}']
+            alive = agent.poll() is None
         finally:
             agent.terminate()
             agent.wait(timeout=30)
@@ -107,7 +191,12 @@ def main() -> int:
         f"  min {latencies[0]:.2f}s  median {statistics.median(latencies):.2f}s  "
         f"max {latencies[-1]:.2f}s  mean {statistics.fmean(latencies):.2f}s"
     )
-    return 0
+    print(
+        f"  steady state: {steady:g} manifests downloaded in {time.monotonic() - started:.0f}s "
+        f"of polling; agent peak RSS {peak:.0f} MiB; manifests refused {refused:g}; "
+        f"agent {'running' if alive else 'EXITED'}"
+    )
+    return 0 if alive else 1
 
 
 if __name__ == "__main__":

@@ -320,6 +320,8 @@ class ClusterAddonArgs:
     # The add-on's configuration (its `describe-addon-configuration` schema); empty sets none.
     configuration_values: Mapping[str, Any]
     tags: Mapping[str, str]
+    # The IRSA role the add-on's service account uses (vpc-cni: the CNI policy, off the nodes).
+    service_account_role_arn: pulumi.Input[str] | None = None
 
 
 class ClusterAddon(pulumi.ComponentResource):
@@ -339,6 +341,7 @@ class ClusterAddon(pulumi.ComponentResource):
             else None,
             # The self-managed copies EKS installs at creation are adopted, and the pinned
             # version wins over drift on update.
+            service_account_role_arn=args.service_account_role_arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             tags=args.tags,

@@ -4,7 +4,10 @@
 gateway for the public subnets, one NAT gateway (or one per AZ) for egress from the private
 subnets, and the route tables. Nodes and the control plane ENIs use only the private subnets;
 no subnet assigns public IPs (the public ones hold only the NAT gateways). Subnets carry the
-``kubernetes.io/role/*`` tags load balancer controllers look for.
+``kubernetes.io/role/*`` tags load balancer controllers look for. An S3 gateway endpoint on the
+private route tables keeps model downloads and ECR image layers (served from S3) off the NAT
+gateways: gateway endpoints cost nothing, NAT bills per GB (VPC user guide, "Gateway endpoints
+for Amazon S3").
 
 With ``existing_vpc_id`` set, nothing is created and the given private subnets are passed through.
 """
@@ -31,6 +34,7 @@ class NetworkArgs:
     existing_vpc_id: str
     existing_private_subnet_ids: Sequence[str]
     tags: Mapping[str, str]
+    region: str = ""  # names the S3 endpoint service (com.amazonaws.<region>.s3)
 
 
 def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -74,6 +78,8 @@ class Network(pulumi.ComponentResource):
         )
 
     def _create(self, name: str, args: NetworkArgs) -> None:
+        if not args.region:
+            raise ValueError("NetworkArgs.region is empty: give the stack's region")
         here = pulumi.ResourceOptions(parent=self)
         zones = list(args.availability_zones)
         private_cidrs, public_cidrs = subnet_plan(args.cidr, len(zones))
@@ -104,7 +110,7 @@ class Network(pulumi.ComponentResource):
             tags=tags("public-rt"),
             opts=here,
         )
-        public_subnets, private_subnets, nat_ids = [], [], []
+        public_subnets, private_subnets, nat_ids, private_tables = [], [], [], []
         for i, zone in enumerate(zones):
             public = aws.ec2.Subnet(
                 child(name, f"public-{zone}"),
@@ -164,6 +170,16 @@ class Network(pulumi.ComponentResource):
                 opts=here,
             )
             private_subnets.append(private)
+            private_tables.append(rt.id)
+        aws.ec2.VpcEndpoint(
+            child(name, "s3-endpoint"),
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=private_tables,
+            tags=tags("s3-endpoint"),
+            opts=here,
+        )
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])

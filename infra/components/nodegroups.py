@@ -1,7 +1,9 @@
 """EKS managed node groups: the node IAM role and one launch-template-backed group per pool.
 
-`NodeRole` creates the IAM role every node group's instances use (worker, ECR read-only and VPC
-CNI managed policies).
+`NodeRole` creates the IAM role every node group's instances use (worker and ECR read-only
+managed policies). The VPC CNI policy is not on it: `VpcCniRole` gives it to the ``aws-node``
+service account alone through IRSA (EKS user guide, "Configure the Amazon VPC CNI plugin to use
+IRSA"), so no other pod on the node inherits ENI permissions.
 
 `NodePoolGroup` creates, for one pool: a launch template (IMDSv2 required with a hop limit of 1,
 an encrypted gp3 volume, no key pair), the ``aws.eks.NodeGroup`` in the private subnets (no
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import iam
 from infra.components.cluster import service_trust_policy
 from infra.naming import (
     GPU_ACCELERATOR_LABEL_KEY,
@@ -43,9 +46,9 @@ TYPE_TOKEN = "tfserving-eks:nodegroups:NodePoolGroup"
 NODE_ROLE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-    # aws-node (VPC CNI) uses the node role; it runs with host networking, so IMDS hop 1 works.
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
 )
+VPC_CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
+CNI_ROLE_TYPE_TOKEN = "tfserving-eks:nodegroups:VpcCniRole"
 AUTOSCALER_HINT_PREFIX = "k8s.io/cluster-autoscaler/node-template"
 # Share of the node's disk announced as ephemeral storage for scale-from-zero. The root volume
 # also holds the OS, the container images (the GPU build of TF Serving is several GiB) and the
@@ -79,6 +82,37 @@ class NodeRole(pulumi.ComponentResource):
             )
             for arn in NODE_ROLE_POLICIES
         ]
+        self.arn = role.arn
+        self.register_outputs({"arn": self.arn})
+
+
+class VpcCniRole(pulumi.ComponentResource):
+    """The IRSA role of ``kube-system/aws-node`` with the VPC CNI policy. Output: ``arn`` (give
+    it to the vpc-cni add-on's ``service_account_role_arn``; wait on ``attachment``)."""
+
+    def __init__(
+        self,
+        name: str,
+        oidc_provider_arn: pulumi.Input[str],
+        oidc_issuer: pulumi.Input[str],
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(CNI_ROLE_TYPE_TOKEN, name, None, opts)
+        role = aws.iam.Role(
+            child(name, "role"),
+            assume_role_policy=iam.irsa_trust_policy(
+                oidc_provider_arn, oidc_issuer, "kube-system", "aws-node"
+            ),
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.attachment = aws.iam.RolePolicyAttachment(
+            child(name, "cni-policy"),
+            role=role.name,
+            policy_arn=VPC_CNI_POLICY,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.arn = role.arn
         self.register_outputs({"arn": self.arn})
 
@@ -197,6 +231,9 @@ class NodePoolGroup(pulumi.ComponentResource):
                 min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            # EKS replaces or reboots nodes that report unhealthy (kubelet, GPU/NVIDIA errors
+            # through the node monitoring agent) instead of leaving them to rot.
+            node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
             ),

@@ -9,13 +9,18 @@ rest) with a lifecycle policy, then either
 - when ``image`` is given (stack config ``syncImage``), builds nothing and passes it through.
 
 Tags are immutable, so a rebuild must not reuse one: the tag is a hash of the files the image is
-built from, which also means an unchanged tree never triggers a rebuild.
+built from, which also means an unchanged tree never triggers a rebuild. The hash covers each
+file's permission bits as well as its bytes, because pulumi-docker-build's change detection does
+(pulumi/pulumi-docker-build#979) and they differ by umask between machines: hashing bytes alone
+let a checkout with other modes rebuild, get a new digest, and push it under the same tag to an
+IMMUTABLE repository, which refuses it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +58,13 @@ def _files(root: Path, inputs: Iterable[str]) -> list[Path]:
 
 
 def content_tag(root: str | Path, inputs: Iterable[str] = CONTEXT_INPUTS) -> str:
-    """``sync-<12 hex>``: sha256 over the relative paths and bytes of the build inputs."""
+    """``sync-<12 hex>``: sha256 over the relative paths, permission bits and bytes of the build
+    inputs (what the builder's change detection sees)."""
     base = Path(root)
     digest = hashlib.sha256()
     for path in _files(base, inputs):
         digest.update(path.relative_to(base).as_posix().encode() + b"\0")
+        digest.update(f"{stat.S_IMODE(path.stat().st_mode):o}".encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return f"sync-{digest.hexdigest()[:12]}"
 

@@ -20,6 +20,24 @@ def cap(request: pytest.FixtureRequest, captures: dict[str, StackCapture]) -> St
     return captures[request.param]
 
 
+@pytest.fixture(params=STACKS)
+def ng(request: pytest.FixtureRequest, mode_captures) -> StackCapture:
+    """Each stack shape with computeMode nodeGroups (dev runs autoMode as committed; its node
+    groups are tested here, its NodePools in test_auto_mode.py)."""
+    return mode_captures(request.param, "nodeGroups")
+
+
+def node_subnets(cap: StackCapture) -> set[str]:
+    """Subnets nodes launch in: node groups' subnetIds and Auto Mode NodeClasses' selectors."""
+    groups = {s for ng in of(cap, "aws:eks/nodeGroup:NodeGroup") for s in ng.inputs["subnetIds"]}
+    classes = {
+        term["id"]
+        for c in of(cap, "kubernetes:eks.amazonaws.com/v1:NodeClass")
+        for term in c.inputs["spec"]["subnetSelectorTerms"]
+    }
+    return groups | classes
+
+
 def of(cap: StackCapture, type_: str) -> list[CapturedResource]:
     return [r for r in cap.resources if r.type == type_]
 
@@ -86,11 +104,9 @@ def test_vpc_spans_azs_with_private_nodes_and_nat(captures: dict[str, StackCaptu
     private_ids = {r.urn for r in of(cap, "aws:ec2/subnet:Subnet") if "private" in r.name}
     assert private_ids
     cluster = one(cap, "aws:eks/cluster:Cluster")
-    node_subnets = {
-        s for ng in of(cap, "aws:eks/nodeGroup:NodeGroup") for s in ng.inputs["subnetIds"]
-    }
-    assert node_subnets == set(cluster["vpcConfig"]["subnetIds"])
-    assert all(s.startswith("subnet-") for s in node_subnets) and len(node_subnets) == expected_azs
+    subnets = node_subnets(cap)
+    assert subnets == set(cluster["vpcConfig"]["subnetIds"])
+    assert all(s.startswith("subnet-") for s in subnets) and len(subnets) == expected_azs
     vpc = one(cap, "aws:ec2/vpc:Vpc")
     assert vpc["enableDnsHostnames"] and vpc["enableDnsSupport"]
 
@@ -178,7 +194,8 @@ def test_kubernetes_provider_waits_for_every_access_association(cap: StackCaptur
     assert {r.urn for r in [*links, *entries]} <= set(provider.dependencies)
 
 
-def test_core_addons_pinned(cap: StackCapture) -> None:
+def test_core_addons_pinned(ng: StackCapture) -> None:
+    cap = ng
     addons = {r.inputs["addonName"]: r.inputs for r in of(cap, "aws:eks/addon:Addon")}
     assert {name: a["addonVersion"] for name, a in addons.items()} == {
         "vpc-cni": "v1.22.4-eksbuild.3",
@@ -203,7 +220,8 @@ def _groups(cap: StackCapture) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_node_groups(cap: StackCapture) -> None:
+def test_node_groups(ng: StackCapture) -> None:
+    cap = ng
     groups = _groups(cap)
     assert set(groups) == {"system", "gpu"}
     system, gpu = groups["system"], groups["gpu"]
@@ -223,7 +241,8 @@ def test_node_groups(cap: StackCapture) -> None:
         assert group["launchTemplate"]["id"].startswith("lt-")
 
 
-def test_launch_templates_harden_nodes(cap: StackCapture) -> None:
+def test_launch_templates_harden_nodes(ng: StackCapture) -> None:
+    cap = ng
     templates = [r.inputs for r in of(cap, "aws:ec2/launchTemplate:LaunchTemplate")]
     assert len(templates) == 2
     for lt in templates:
@@ -237,7 +256,8 @@ def test_launch_templates_harden_nodes(cap: StackCapture) -> None:
         assert "keyName" not in lt
 
 
-def test_scale_from_zero_hints_on_the_asg(cap: StackCapture) -> None:
+def test_scale_from_zero_hints_on_the_asg(ng: StackCapture) -> None:
+    cap = ng
     hints = [r.inputs for r in of(cap, "aws:autoscaling/tag:Tag")]
     by_key = {h["tag"]["key"]: h for h in hints}
     assert by_key[f"{GPU_HINT}/resources/nvidia.com/gpu"]["tag"]["value"] == "1"
@@ -253,8 +273,9 @@ def test_scale_from_zero_hints_on_the_asg(cap: StackCapture) -> None:
 
 
 def test_every_pool_announces_ephemeral_storage_and_gpu_pools_their_accelerator(
-    cap: StackCapture,
+    ng: StackCapture,
 ) -> None:
+    cap = ng
     # A pool at zero offers no ephemeral storage to the autoscaler unless tagged, and the sync
     # sidecar requests some: without the tag an empty pool could never scale up for the pods.
     groups = _groups(cap)
@@ -400,6 +421,7 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
     assert not types & {"aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway"}
     assert one(cap, "aws:eks/cluster:Cluster")["vpcConfig"]["subnetIds"] == subnets
     assert all(ng.inputs["subnetIds"] == subnets for ng in of(cap, "aws:eks/nodeGroup:NodeGroup"))
+    assert node_subnets(cap) == set(subnets)
 
 
 def test_unknown_stack_is_a_clear_error() -> None:
@@ -407,3 +429,44 @@ def test_unknown_stack_is_a_clear_error() -> None:
 
     with pytest.raises(CaptureError, match=r"no stack file Pulumi.staging.yaml .* Pulumi.dev.yaml"):
         capture_stack("staging")
+
+
+def test_s3_gateway_endpoint_on_every_private_route_table(
+    captures: dict[str, StackCapture],
+) -> None:
+    # Model downloads and ECR layers (served from S3) stay off the NAT gateway.
+    cap = captures["dev"]
+    endpoint = one(cap, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint["serviceName"] == "com.amazonaws.eu-west-1.s3"
+    assert endpoint["vpcEndpointType"] == "Gateway"
+    private_tables = [r for r in of(cap, "aws:ec2/routeTable:RouteTable") if "private" in r.name]
+    assert len(endpoint["routeTableIds"]) == len(private_tables) == 2
+
+
+def test_node_groups_use_eks_auto_repair(captures: dict[str, StackCapture]) -> None:
+    groups = of(captures["prod"], "aws:eks/nodeGroup:NodeGroup")
+    assert groups
+    assert all(g.inputs["nodeRepairConfig"] == {"enabled": True} for g in groups)
+
+
+def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(
+    captures: dict[str, StackCapture],
+) -> None:
+    cap = captures["prod"]  # the stack with node groups and the vpc-cni add-on
+    cni_policy = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
+    attachments = of(cap, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    with_cni = [a for a in attachments if a.inputs["policyArn"] == cni_policy]
+    assert len(with_cni) == 1 and with_cni[0].name.startswith("vpc-cni-")
+    roles = {r.name: r.inputs for r in of(cap, "aws:iam/role:Role")}
+    trust = json.loads(roles["vpc-cni-role"]["assumeRolePolicy"])
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert [v for k, v in condition.items() if k.endswith(":sub")] == [
+        "system:serviceaccount:kube-system:aws-node"
+    ]
+    (cni,) = [r for r in of(cap, "aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
+    assert cni.inputs["serviceAccountRoleArn"].endswith(":role/vpc-cni-role")
+    # The add-on (component) waits for the role's policy: aws-node never starts without it.
+    (component,) = [
+        r for r in of(cap, "tfserving-eks:cluster:ClusterAddon") if r.name == "addon-vpc-cni"
+    ]
+    assert with_cni[0].urn in component.dependencies

@@ -44,6 +44,8 @@ def test_model_reader_is_scoped_to_one_prefix(prefix: str) -> None:
         "Effect": "Allow",
         "Action": "kms:Decrypt",
         "Resource": KEY,
+        # Decrypt only as part of an S3 read in the key's region, never called directly.
+        "Condition": {"StringEquals": {"kms:ViaService": f"s3.{KEY.split(':')[3]}.amazonaws.com"}},
     }
     actions = [s["Action"] for s in doc["Statement"]]
     assert all(isinstance(a, str) and "*" not in a for a in actions)
@@ -95,3 +97,14 @@ def test_output_forms_equal_documents_and_accept_outputs() -> None:
     assert json.loads(reader) == iam.model_reader_policy_document(BUCKET, KEY, "models/a/")
     assert json.loads(autoscaler) == iam.cluster_autoscaler_policy_document("c")
     assert json.loads(tls) == iam.tls_only_bucket_policy_document(BUCKET)
+
+
+def test_kms_via_service_follows_the_key_region() -> None:
+    assert (
+        iam.s3_via_service("arn:aws:kms:us-east-2:123456789012:key/1")
+        == "s3.us-east-2.amazonaws.com"
+    )
+    assert (
+        iam.s3_via_service("arn:aws-cn:kms:cn-north-1:123456789012:key/1")
+        == "s3.cn-north-1.amazonaws.com.cn"
+    )

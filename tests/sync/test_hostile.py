@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -308,3 +313,50 @@ def test_metrics_endpoint_lists_the_documented_names(
     assert f'tfserving_sync_versions_on_disk{{model="{NAME}"}} 1.0' in text
     downloaded = sum(len(v) for v in small_model(1).values())
     assert f'tfserving_sync_downloaded_bytes_total{{model="{NAME}"}} {float(downloaded)}' in text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_agent_process_stays_small_and_serves_metrics_amid_hostile_manifests(
+    moto_endpoint: str, s3, bucket: str, tmp_path: Path
+) -> None:
+    publish(s3, bucket, NAME, 1, small_model(1))
+    put_manifest(s3, bucket, 2, b'{"pad": "' + b"x" * (52 * 1024 * 1024) + b'"}')
+    put_manifest(s3, bucket, 3, deep_manifest(3))
+    dest, port = tmp_path / "models", free_port()
+    command = [sys.executable, "-m", "serving.sync", "--source", f"s3://{bucket}/{PREFIX}"]
+    command += ["--dest", str(dest), "--model", NAME, "--endpoint-url", moto_endpoint]
+    command += ["--interval", "0.2", "--metrics-port", str(port), "--health-host", "127.0.0.1"]
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    agent = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.read().decode()
+            except OSError:
+                return ""
+
+        wait_for(lambda: 'reason="manifest"} 2.0' in scrape(), what="both manifests refused")
+        wait_for(lambda: versions(dest) == {1}, what="v1 in place")
+        seen = scrape()
+        time.sleep(1.0)  # five more polls
+        assert agent.poll() is None, "the agent exited"
+        assert 'tfserving_sync_failures_total{reason="manifest"} 2.0' in scrape()
+        assert "tfserving_sync_manifest_downloads_total 2.0" in seen  # v1 and v3; never v2
+        peak_kib = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
+        assert peak_kib < 256 * 1024, f"peak RSS {peak_kib} KiB over the sidecar's 256 MiB"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _out, err = agent.communicate(timeout=20)
+    assert agent.returncode == 0, err[-2000:]

@@ -1,0 +1,25 @@
+"""The sync image's content tag: what the image builder sees decides the tag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.components.registry import content_tag
+
+
+def _tree(root: Path, mode: int) -> Path:
+    (root / "images/sync").mkdir(parents=True)
+    script = root / "images/sync/entry.sh"
+    script.write_text("#!/bin/sh\nexec python -m serving.sync\n")
+    script.chmod(mode)
+    return root
+
+
+def test_permission_bits_change_the_tag(tmp_path: Path) -> None:
+    # pulumi-docker-build hashes modes too (pulumi/pulumi-docker-build#979): a checkout under
+    # another umask rebuilds, so it must push under a new tag, never reuse an immutable one.
+    a = content_tag(_tree(tmp_path / "a", 0o644), ["images/sync"])
+    b = content_tag(_tree(tmp_path / "b", 0o664), ["images/sync"])
+    c = content_tag(_tree(tmp_path / "c", 0o644), ["images/sync"])
+    assert a != b
+    assert a == c and a.startswith("sync-") and len(a) == len("sync-") + 12
