@@ -166,6 +166,18 @@ class _Mocks(mocks.Mocks):
                 repositoryUrl=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{rid}",
                 arn=f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{rid}",
             )
+        elif t == "aws:amp/workspace:Workspace":
+            rid = f"ws-{ident[:8]}-{ident[8:12]}-4{ident[13:16]}-8{ident[1:4]}-{_token(rid)[:12]}"
+            state["prometheusEndpoint"] = (
+                f"https://aps-workspaces.{region}.amazonaws.com/workspaces/{rid}/"
+            )
+        elif t == "aws:amp/scraper:Scraper":
+            # The collector's service-linked role, with its path (AMP user guide).
+            rid = f"s-{ident[:8]}-{ident[8:12]}-4{ident[13:16]}-8{ident[1:4]}-{_token(rid)[:12]}"
+            state["roleArn"] = (
+                f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/scraper.aps.amazonaws.com/"
+                f"AWSServiceRoleForAmazonPrometheusScraper_{ident[:15]}"
+            )
         elif t == "docker-build:index:Image":
             state["digest"] = f"sha256:{_token(self.stack, name, length=64)}"
         elif t.startswith("kubernetes:") and isinstance(state.get("metadata"), dict):

@@ -295,6 +295,16 @@ KEYS: tuple[ConfigKey, ...] = (
               "Let pulumi up wait (30m) for serving pods to be ready. Off by default: a new "
               "stack's bucket is empty, and the pods turn ready by themselves after the first "
               "model publish (readiness probes, no second up)."),
+    # -- monitoring (docs/observability.md)
+    ConfigKey("managedPrometheus", "boolean", True,
+              "Amazon Managed Service for Prometheus workspace, managed scraper, alert rules "
+              "from monitoring/rules/ and an SNS alert topic."),
+    ConfigKey("dcgmExporterImage", "string", "",
+              "nvcr.io/nvidia/k8s/dcgm-exporter pinned by @sha256 digest, run on the GPU pools "
+              "(GPU alerts need it); none is shipped: empty leaves it out with a warning."),
+    ConfigKey("alertEmails", "array", [],
+              "E-mail addresses subscribed to the alert topic (each must confirm).",
+              items="string"),
     ConfigKey("s3PollSeconds", "integer", 60,
               "How often the model-sync sidecar lists S3 for new versions (S3 requests cost).",
               minimum=10, maximum=3600),

@@ -35,6 +35,7 @@ from infra.components.cluster import (
     log_group_name,
 )
 from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from infra.components.dcgm_exporter import DcgmExporter, DcgmExporterArgs
 from infra.components.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
 from infra.components.k8s_common import recommended_labels
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
@@ -44,6 +45,7 @@ from infra.components.model_serving import (
     NodePlacement,
     ServingResources,
 )
+from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
@@ -349,6 +351,39 @@ def build(settings: Settings) -> StackOutputs:
             "nvidia-device-plugin",
             DevicePluginArgs(
                 gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
+                pool_label_key=POOL_LABEL_KEY,
+                taint_key=GPU_TAINT_KEY,
+            ),
+            opts=on_cluster,
+        )
+    if settings.managed_prometheus:
+        Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                cluster_name=cluster.name,
+                subnet_ids=network.private_subnet_ids,
+                security_group_id=cluster.cluster_security_group_id,
+                kms_deletion_window_days=settings.kms_deletion_window_days,
+                log_retention_days=settings.cluster_log_retention_days,
+                protect=settings.protect_data,
+                alert_emails=settings.alert_emails,
+                tags=tags,
+            ),
+            opts=on_cluster,
+        )
+    if settings.managed_prometheus and settings.gpu_node_pools and not settings.dcgm_exporter_image:
+        # No digest ships with the project (none could be verified): the user must pick one.
+        pulumi.log.warn(
+            "dcgmExporterImage is empty: no GPU metrics, so GPUMemorySaturated and "
+            "GPUUtilisationSaturated never fire; set it to nvcr.io/nvidia/k8s/dcgm-exporter"
+            "@sha256:<digest> (docs/observability.md)"
+        )
+    if settings.dcgm_exporter_image and settings.gpu_node_pools:
+        DcgmExporter(
+            "dcgm-exporter",
+            DcgmExporterArgs(
+                gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
+                image=settings.dcgm_exporter_image,
                 pool_label_key=POOL_LABEL_KEY,
                 taint_key=GPU_TAINT_KEY,
             ),

@@ -526,6 +526,19 @@ def _declared_range(c: _Checker, v: Mapping[str, Any], key_name: str) -> None:
 
 
 def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
+def _monitoring(c: _Checker, v: Mapping[str, Any]) -> None:
+    """A DCGM image, when given, is pinned by digest; alert e-mails look like addresses."""
+    image = v["dcgmExporterImage"]
+    if image:
+        try:
+            rules.validate_image_reference(image, require_digest=True)
+        except rules.RuleError as exc:
+            c.fail("dcgmExporterImage", str(exc))
+    for email in v["alertEmails"]:
+        if not isinstance(email, str) or "@" not in email.strip("@"):
+            c.fail("alertEmails", f"{email!r} is not an e-mail address")
+
+
     """What a shared rule (contracts.rules) says is wrong with ``value``, or None."""
     try:
         check(value)
@@ -593,6 +606,7 @@ def parse_settings(
         )
     for tag_key, tag_value in v["tags"].items():
         if not isinstance(tag_value, str) or tag_key.lower().startswith("aws:"):
+    _monitoring(c, v)
             c.fail(f"tags.{tag_key}", "tag values are strings and keys may not start with aws:")
     if c.problems:
         raise InvalidSettingsError(stack, c.problems)
@@ -635,3 +649,6 @@ def parse_settings(
         tags=MappingProxyType(dict(v["tags"])),
         warnings=tuple(warnings),
     )
+        managed_prometheus=v["managedPrometheus"],
+        dcgm_exporter_image=v["dcgmExporterImage"],
+        alert_emails=tuple(v["alertEmails"]),

@@ -122,6 +122,10 @@ class Settings:
     tags: Mapping[str, str]
     # Non-fatal findings (e.g. Kubernetes version near end of standard support), shown on `up`.
     warnings: tuple[str, ...] = ()
+    # Monitoring (infra.config_keys "managedPrometheus", "dcgmExporterImage", "alertEmails").
+    managed_prometheus: bool = True
+    dcgm_exporter_image: str = ""
+    alert_emails: tuple[str, ...] = ()
 
     @property
     def node_groups(self) -> bool:

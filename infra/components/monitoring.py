@@ -1,0 +1,323 @@
+"""Managed Prometheus for one stack: workspace, agentless scraper, rules, alerts to SNS.
+
+`Monitoring` creates:
+
+- a customer-managed KMS key (rotation on) whose policy lets Amazon Managed Service for
+  Prometheus use it (``aps.amazonaws.com``, this account only) — it encrypts the workspace and the
+  alert topic;
+- an Amazon Managed Service for Prometheus workspace encrypted with that key, logging rule and
+  alert-manager errors to its own CloudWatch log group;
+- one rule group namespace per file of ``monitoring/rules/`` (the files promtool tests);
+- an SNS topic (SSE-KMS) whose policy lets only this workspace publish, and the workspace's alert
+  manager definition routing every alert to it;
+- the managed collector (``aws.amp.Scraper``): it runs in the cluster's subnets with the cluster's
+  security group and scrapes with ``monitoring/scrape/eks.yml``;
+- the collector's Kubernetes identity: an EKS access entry mapping its service-linked role to the
+  user ``aps-collector-user``, bound to a ClusterRole that may only get/list/watch pods (all the
+  scrape configuration discovers). AMP user guide, "Set up managed collectors for Amazon EKS".
+
+Args are plain values and Outputs; the component never reads config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import yaml
+
+from infra.components.k8s_common import WorkloadArgsError, metadata, recommended_labels
+from infra.naming import child, merge_tags
+
+TYPE_TOKEN = "tfserving-eks:monitoring:Monitoring"
+MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
+SCRAPER_USER = "aps-collector-user"
+SCRAPER_CLUSTER_ROLE = "aps-collector-role"
+APS_PRINCIPAL = "aps.amazonaws.com"
+
+
+def rule_files(directory: Path = MONITORING_DIR / "rules") -> dict[str, str]:
+    """``{namespace name: rule file text}`` for every ``*.yml`` of monitoring/rules/."""
+    files = {p.stem: p.read_text() for p in sorted(directory.glob("*.yml"))}
+    if not files:
+        raise FileNotFoundError(f"no rule files (*.yml) in {directory}")
+    return files
+
+
+def scrape_configuration(path: Path = MONITORING_DIR / "scrape" / "eks.yml") -> str:
+    return path.read_text()
+
+
+def alert_manager_definition(topic_arn: str, region: str) -> str:
+    """AMP's alert manager definition: every alert to the SNS topic (AMP user guide, "Alert
+    manager configuration"; ``sigv4.region`` is required for SNS receivers), grouped per alert
+    and model so one flapping pod does not send a message per series."""
+    config = {
+        "route": {
+            "receiver": "sns",
+            "group_by": ["alertname", "model_name", "namespace"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+        },
+        "receivers": [
+            {
+                "name": "sns",
+                "sns_configs": [
+                    {
+                        "topic_arn": topic_arn,
+                        "sigv4": {"region": region},
+                        "attributes": {"severity": "{{ .CommonLabels.severity }}"},
+                    }
+                ],
+            }
+        ],
+    }
+    return yaml.safe_dump({"alertmanager_config": yaml.safe_dump(config, sort_keys=False)})
+
+
+def key_policy_document(account_id: str, partition: str) -> dict:
+    """The account administers the key through IAM; AMP may use it (workspace encryption through
+    grants, data keys to publish to the encrypted topic), for this account only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "ManagedPrometheusUsesTheKey",
+                "Effect": "Allow",
+                "Principal": {"Service": APS_PRINCIPAL},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            },
+        ],
+    }
+
+
+def topic_policy_document(topic_arn: str, workspace_arn: str, account_id: str) -> dict:
+    """Only this workspace (by source ARN and account) may publish to the alert topic."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WorkspacePublishesAlerts",
+                "Effect": "Allow",
+                "Principal": {"Service": APS_PRINCIPAL},
+                "Action": ["sns:Publish", "sns:GetTopicAttributes"],
+                "Resource": topic_arn,
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": workspace_arn},
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                },
+            },
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
+    }
+
+
+def scraper_principal_arn(role_arn: str) -> str:
+    """The collector's role ARN as access entries and aws-auth take it: without the
+    service-linked role's path (``role/aws-service-role/scraper.aps.amazonaws.com/NAME`` ->
+    ``role/NAME``), as the AMP user guide's set-up does."""
+    prefix, _, rest = role_arn.partition(":role/")
+    return f"{prefix}:role/{rest.rsplit('/', 1)[-1]}"
+
+
+def collector_cluster_role_rules() -> list[dict]:
+    """Least privilege for the scrape configuration: pod discovery only (no nodes, no proxy,
+    no /metrics of the API server, which monitoring/scrape/eks.yml does not scrape)."""
+    return [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    """Inputs of `Monitoring`."""
+
+    cluster_name: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    security_group_id: pulumi.Input[str]
+    kms_deletion_window_days: int
+    log_retention_days: int
+    protect: bool
+    rules: Mapping[str, str] = field(default_factory=rule_files)
+    scrape_configuration: str = field(default_factory=scrape_configuration)
+    alert_emails: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.rules:
+            problems.append("rules is empty: give at least one rule file")
+        if "scrape_configs" not in (yaml.safe_load(self.scrape_configuration) or {}):
+            problems.append("scrape_configuration has no scrape_configs")
+        problems += [
+            f"alert_emails entry {e!r} is not an e-mail address"
+            for e in self.alert_emails
+            if "@" not in e.strip("@")
+        ]
+        if problems:
+            raise WorkloadArgsError("Monitoring", problems)
+
+
+class Monitoring(pulumi.ComponentResource):
+    """AMP workspace, managed scraper, rule groups, alerts to SNS. Outputs: ``workspace_arn``,
+    ``prometheus_endpoint``, ``alert_topic_arn``."""
+
+    workspace_arn: pulumi.Output[str]
+    prometheus_endpoint: pulumi.Output[str]
+    alert_topic_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        here = pulumi.ResourceOptions(parent=self)
+        kept = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        caller = aws.get_caller_identity_output(opts=invoke)
+        account = caller.account_id
+        partition = caller.arn.apply(lambda arn: arn.split(":")[1])
+        region = aws.get_region_output(opts=invoke).region
+        tags = merge_tags({"app.kubernetes.io/part-of": "tfserving-eks"}, args.tags)
+
+        key = aws.kms.Key(
+            child(name, "key"),
+            description="Managed Prometheus workspace and alert topic",
+            enable_key_rotation=True,
+            deletion_window_in_days=args.kms_deletion_window_days,
+            policy=pulumi.Output.all(account, partition).apply(
+                lambda a: json.dumps(key_policy_document(*a))
+            ),
+            tags=tags,
+            opts=kept,
+        )
+        logs = aws.cloudwatch.LogGroup(
+            child(name, "logs"),
+            retention_in_days=args.log_retention_days,
+            tags=tags,
+            opts=here,
+        )
+        workspace = aws.amp.Workspace(
+            child(name, "workspace"),
+            alias=pulumi.Output.concat(args.cluster_name, "-metrics"),
+            kms_key_arn=key.arn,
+            logging_configuration={"log_group_arn": logs.arn.apply(lambda a: f"{a}:*")},
+            # The scraper tags its destination; declaring the tag keeps `up` from removing it.
+            tags={**tags, "AMPAgentlessScraper": ""},
+            opts=kept,
+        )
+        for namespace, text in sorted(args.rules.items()):
+            aws.amp.RuleGroupNamespace(
+                child(name, f"rules-{namespace}"),
+                name=namespace,
+                workspace_id=workspace.id,
+                data=text,
+                tags=tags,
+                opts=here,
+            )
+
+        topic = aws.sns.Topic(
+            child(name, "alerts"), kms_master_key_id=key.arn, tags=tags, opts=here
+        )
+        aws.sns.TopicPolicy(
+            child(name, "alerts"),
+            arn=topic.arn,
+            policy=pulumi.Output.all(topic.arn, workspace.arn, account).apply(
+                lambda a: json.dumps(topic_policy_document(*a))
+            ),
+            opts=here,
+        )
+        for index, email in enumerate(args.alert_emails):
+            aws.sns.TopicSubscription(
+                child(name, f"alerts-email-{index}"),
+                topic=topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=here,
+            )
+        aws.amp.AlertManagerDefinition(
+            child(name, "alert-manager"),
+            workspace_id=workspace.id,
+            definition=pulumi.Output.all(topic.arn, region).apply(
+                lambda a: alert_manager_definition(*a)
+            ),
+            opts=here,
+        )
+
+        cluster_arn = pulumi.Output.all(partition, region, account, args.cluster_name).apply(
+            lambda a: f"arn:{a[0]}:eks:{a[1]}:{a[2]}:cluster/{a[3]}"
+        )
+        scraper = aws.amp.Scraper(
+            child(name, "scraper"),
+            alias=pulumi.Output.concat(args.cluster_name, "-scraper"),
+            source={
+                "eks": {
+                    "cluster_arn": cluster_arn,
+                    "subnet_ids": args.subnet_ids,
+                    "security_group_ids": [args.security_group_id],
+                }
+            },
+            destination={"amp": {"workspace_arn": workspace.arn}},
+            scrape_configuration=args.scrape_configuration,
+            tags=tags,
+            opts=here,
+        )
+        aws.eks.AccessEntry(
+            child(name, "scraper-access"),
+            cluster_name=args.cluster_name,
+            principal_arn=scraper.role_arn.apply(scraper_principal_arn),
+            type="STANDARD",
+            user_name=SCRAPER_USER,
+            tags=tags,
+            opts=here,
+        )
+        labels = recommended_labels("aps-collector", "managed-prometheus", "v1", "monitoring")
+        role = k8s.rbac.v1.ClusterRole(
+            child(name, "scraper-role"),
+            metadata=metadata(SCRAPER_CLUSTER_ROLE, labels),
+            rules=collector_cluster_role_rules(),
+            opts=here,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            child(name, "scraper-binding"),
+            metadata=metadata(SCRAPER_CLUSTER_ROLE, labels),
+            role_ref={
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role.metadata.apply(lambda m: m.name),
+            },
+            subjects=[
+                {"kind": "User", "name": SCRAPER_USER, "apiGroup": "rbac.authorization.k8s.io"}
+            ],
+            opts=here,
+        )
+
+        self.workspace_arn = workspace.arn
+        self.prometheus_endpoint = workspace.prometheus_endpoint
+        self.alert_topic_arn = topic.arn
+        self.register_outputs(
+            {
+                "workspace_arn": self.workspace_arn,
+                "prometheus_endpoint": self.prometheus_endpoint,
+                "alert_topic_arn": self.alert_topic_arn,
+            }
+        )
