@@ -464,7 +464,9 @@ def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(
         "system:serviceaccount:kube-system:aws-node"
     ]
     (cni,) = [r for r in of(cap, "aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
-    assert cni.inputs["serviceAccountRoleArn"].endswith(":role/vpc-cni-role")
+    assert cni.inputs["serviceAccountRoleArn"].startswith(
+        "arn:aws:iam::111122223333:role/vpc-cni-role"
+    )
     # The add-on (component) waits for the role's policy: aws-node never starts without it.
     (component,) = [
         r for r in of(cap, "tfserving-eks:cluster:ClusterAddon") if r.name == "addon-vpc-cni"
