@@ -46,6 +46,26 @@ def _fraction(text: str) -> float:
     return value
 
 
+class _ListRecipes(argparse.Action):
+    """`train --list-recipes`: print the names and exit, before --out is asked for (like --help)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from model.recipes import RECIPES
+
+        print("\n".join(RECIPES))
+        parser.exit(0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _version(text: str) -> int:
     if not text.isdigit() or text.startswith("0"):
         raise argparse.ArgumentTypeError(
@@ -69,20 +89,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the MNIST CNN on the bundled digits, refuse it below --min-accuracy, "
         "and export a SavedModel version with warmup records and a report.",
     )
+    from model.recipes import DEFAULT_RECIPE, RECIPES
+
+    train.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=DEFAULT_RECIPE,
+        help="what to train (default: %(default)s); see --list-recipes",
+    )
+    train.add_argument(
+        "--list-recipes",
+        action=_ListRecipes,
+        nargs=0,
+        help="print the recipe names, one per line, and exit",
+    )
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
-    train.add_argument("--name", default=defaults.name, help="model name (default: %(default)s)")
+    train.add_argument("--name", help="model name (default: the recipe's name)")
     train.add_argument(
         "--version", type=_version, help="version to write (default: next after those in DIR)"
     )
-    train.add_argument("--epochs", type=_positive_int, default=hp.epochs, help="(%(default)s)")
+    train.add_argument(
+        "--epochs", type=_positive_int, help=f"(default: the recipe's; mnist {hp.epochs})"
+    )
     train.add_argument(
         "--seed", type=_non_negative_int, default=defaults.seed, help="(%(default)s)"
     )
     train.add_argument(
         "--min-accuracy",
         type=_fraction,
-        default=defaults.min_accuracy,
-        help="refuse (exit 3, export nothing) below this test accuracy (default: %(default)s)",
+        help="mnist: refuse (exit 3, export nothing) below this test accuracy "
+        f"(default: {defaults.min_accuracy})",
+    )
+    train.add_argument(
+        "--max-mae",
+        type=_positive_float,
+        help="diabetes: refuse (exit 3, export nothing) above this test mean absolute error "
+        "(default: 50.0)",
     )
     train.add_argument(
         "--limit",
@@ -90,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on a stratified slice of this many digits (quick runs and tests)",
     )
     train.add_argument(
-        "--batch-size", type=_positive_int, default=hp.batch_size, help="(%(default)s)"
+        "--batch-size",
+        type=_positive_int,
+        help=f"(default: the recipe's; mnist {hp.batch_size})",
     )
 
     publish = commands.add_parser(
@@ -139,23 +183,9 @@ def _samples(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from model.train import HyperParameters, TrainArgs, train
+    from model.recipes import train_recipe
 
-    args = TrainArgs(
-        out=ns.out,
-        name=ns.name,
-        version=ns.version,
-        seed=ns.seed,
-        min_accuracy=ns.min_accuracy,
-        limit=ns.limit,
-        hyperparameters=HyperParameters(epochs=ns.epochs, batch_size=ns.batch_size),
-    )
-    result = train(args)
-    print(
-        f"test accuracy {result.test_accuracy:.4f} (gate {args.min_accuracy}), "
-        f"wall time {result.wall_seconds:.1f} s\n"
-        f"exported {result.export_dir}\nreport   {result.report_dir}"
-    )
+    print(train_recipe(ns))
     return 0
 
 

@@ -9,7 +9,7 @@ ignores the response, while tests and the local server use it to check a replay.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,34 @@ def build_records(
         response = predict_pb2.PredictResponse(
             model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_KEY),
             outputs={key: tf.make_tensor_proto(value) for key, value in predict(batch).items()},
+        )
+        records.append(
+            prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
+            )
+        )
+    return records
+
+
+def build_named_records(
+    model_name: str,
+    batches: Sequence[Mapping[str, np.ndarray]],
+    predict: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+    signature_name: str = SIGNATURE_KEY,
+) -> list[prediction_log_pb2.PredictionLog]:
+    """One PredictionLog per batch of named input tensors, for any signature's inputs."""
+    if not 0 < len(batches) <= MAX_RECORDS:
+        raise ExportError(f"warmup needs 1 to {MAX_RECORDS} records, got {len(batches)}")
+    spec = model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
+    records = []
+    for batch in batches:
+        request = predict_pb2.PredictRequest(
+            model_spec=spec,
+            inputs={name: tf.make_tensor_proto(value) for name, value in batch.items()},
+        )
+        response = predict_pb2.PredictResponse(
+            model_spec=spec,
+            outputs={name: tf.make_tensor_proto(value) for name, value in predict(batch).items()},
         )
         records.append(
             prediction_log_pb2.PredictionLog(
