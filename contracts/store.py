@@ -5,13 +5,16 @@
 
 Layout under a store location ``s3://BUCKET/PREFIX``::
 
-    PREFIX/<name>/<version>/<path>               committed files of one version
-    PREFIX/<name>/<version>/manifest.json        commit marker, written last
-    PREFIX/<name>/.staging/<version>-<token>/    a publish in progress (never read by readers)
+    PREFIX/<name>/<version>/manifest.json               commit marker: one conditional PUT
+    PREFIX/<name>/.content/<version>-<digest>/<path>    the files it commits (`content_prefix`)
+    PREFIX/<name>/<version>/<path>                      files of versions published before
+                                                        content prefixes (still read)
+    PREFIX/<name>/.staging/<version>-<token>/           old-style uploads (removed when stale)
 
-A version exists only when its manifest parses, names this model and version, and every file it
-lists is present under the version prefix with the listed size. Readers check content (sha256)
-after download with `verify_local_tree`.
+A version exists only when its manifest is within the bounds (`MAX_MANIFEST_BYTES`,
+`MAX_MANIFEST_DEPTH`), parses, names this model and version, and every file it lists is present
+with the listed size under its content prefix or the version prefix (`list_committed`). Readers
+check content (sha256) after download with `verify_local_tree`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, nodes, s3
+from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, monitoring, nodes, s3
 
 ALL_POLICIES: list[Policy] = [
     *eks.POLICIES,
@@ -19,6 +19,7 @@ ALL_POLICIES: list[Policy] = [
     *ecr.POLICIES,
     *kubernetes.POLICIES,
     *kubernetes_stack.POLICIES,
+    *monitoring.POLICIES,
 ]
 
 __all__ = ["ALL_POLICIES"]
