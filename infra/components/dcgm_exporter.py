@@ -112,6 +112,12 @@ def dcgm_pod_template(args: DcgmExporterArgs, labels: dict[str, str]) -> Manifes
                     "ports": [
                         {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}
                     ],
+                    # Starting DCGM's embedded host engine takes a few seconds per GPU.
+                    "startupProbe": {
+                        "httpGet": {"path": "/health", "port": METRICS_PORT},
+                        "periodSeconds": 5,
+                        "failureThreshold": 24,
+                    },
                     "readinessProbe": {
                         "httpGet": {"path": "/health", "port": METRICS_PORT},
                         "periodSeconds": 10,
