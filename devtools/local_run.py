@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contracts import tf_quiet
 from devtools import local_steps as steps
 from devtools.local_steps import MODEL, Options, say
 from devtools.processes import REPO, Processes, StepFailed
@@ -50,7 +51,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="load workers (%(default)s)")
     parser.add_argument("--no-synth", dest="synth", action="store_false", help="skip step 7")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="TensorFlow's full log here and in every child process (TFSE_VERBOSE=1)",
+    )
     args = parser.parse_args(argv)
+    # Before anything imports TensorFlow; children (servers, publish) inherit the environment.
+    tf_quiet.configure(verbose=args.verbose)
     if args.load_seconds <= 0 or args.concurrency <= 0:
         parser.error("--load-seconds and --concurrency must be positive")
     if args.epochs is not None and args.epochs <= 0:

@@ -13,12 +13,13 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from contracts import tfconfig
 from devtools.processes import Processes, StepFailed, port_open, wait_until
-from serving.client import ClientError, GrpcClient, RestClient
+from serving.client import ClientError, RestClient
 from serving.sync.local import write_atomic
 
 MODEL = "mnist"
@@ -29,6 +30,16 @@ V1_SEED = 42
 # Version 2 is the same recipe trained longer: same seed and split, different weights.
 V2_EXTRA_EPOCHS = 4
 LOAD_THINK_TIME_S = 0.02
+
+
+def grpc_client(target: str, timeout: float) -> Any:
+    """A `GrpcClient`, imported on first use: it imports TensorFlow (seconds, and on a CPU-only
+    machine a GPU probe whose noise `model.tf_runtime` drops), so `--help` stays instant."""
+    from model.tf_runtime import tensorflow
+    from serving.client.grpc_client import GrpcClient
+
+    tensorflow()
+    return GrpcClient(target, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -300,7 +311,7 @@ def evaluate(serving: Serving, options: Options) -> None:
     images, labels = held_out_digits(options)
     clients = {
         "REST": RestClient(serving.rest_url, timeout=10),
-        "gRPC": GrpcClient(serving.grpc_target, timeout=10),
+        "gRPC": grpc_client(serving.grpc_target, timeout=10),
     }
     for api, client in clients.items():
         latencies, correct = [], 0
@@ -343,7 +354,7 @@ def hot_swap(
 
     def make_call(index: int):
         client = (
-            GrpcClient(serving.grpc_target, timeout=10)
+            grpc_client(serving.grpc_target, timeout=10)
             if index % 2 == 0
             else RestClient(serving.rest_url, timeout=10)
         )
@@ -400,7 +411,7 @@ def hot_swap(
         moved = replace(serving.model_config, labels={"stable": old, "canary": new})
         write_atomic(serving.models_config, tfconfig.render_models_config([moved]).encode())
         # gRPC answers name the version that served them (REST predict answers do not).
-        with GrpcClient(serving.grpc_target, timeout=5) as client:
+        with grpc_client(serving.grpc_target, timeout=5) as client:
 
             def canary_moved() -> bool:
                 try:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts import tf_quiet
 from contracts.tfconfig import BatchingParameters
 from devtools.bench.load import run_load
 from devtools.bench.processes import RunningServer, start_local_server, start_naive_server
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tf_quiet.configure()  # before TensorFlow is imported; TFSE_VERBOSE=1 shows its full log
     export: Path = args.export
     versions = sorted(int(p.name) for p in export.glob("*") if p.name.isdigit() and p.is_dir())
     if not versions:
@@ -191,7 +193,9 @@ def sample_digits(count: int) -> np.ndarray:
 
 
 def _expected_classes(version_dir: Path, images: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
+    from model.tf_runtime import tensorflow
+
+    tf = tensorflow()  # without the CPU-only GPU-probe noise
 
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     return serve(images=tf.constant(images))["classes"].numpy()

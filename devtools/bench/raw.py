@@ -36,7 +36,9 @@ def measure_raw(
     version_dir: Path, images: np.ndarray, batch_sizes: Sequence[int], duration_s: float
 ) -> list[RawResult]:
     """Call the signature for `duration_s` seconds per batch size (after 5 warm-up calls)."""
-    import tensorflow as tf
+    from model.tf_runtime import tensorflow
+
+    tf = tensorflow()  # without the CPU-only GPU-probe noise
 
     loaded = tf.saved_model.load(str(version_dir))
     serve = loaded.signatures["serving_default"]

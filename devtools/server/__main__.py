@@ -1,18 +1,19 @@
 """``python -m devtools.server``: a local stand-in for ``tensorflow_model_server``.
 
 Same flags (see `devtools.server.flags`), same REST and gRPC APIs. Exits 0 after a graceful
-shutdown on SIGTERM/SIGINT, 1 when a flag or config file is wrong or the initial models fail to
-load (as TF Serving does), printing what is wrong.
+shutdown on SIGTERM/SIGINT (or after ``--help``), 2 when a flag is wrong (with the usage), 1 when
+a config file is wrong or the initial models fail to load, printing what is wrong.
+``TFSE_VERBOSE=1`` shows TensorFlow's full log (see `contracts.tf_quiet`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 
+from contracts import tf_quiet
 from devtools.server.errors import ServerConfigError
 from devtools.server.flags import parse_flags, usage
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("--help", "-h", "--helpfull") for a in args):
         print(usage())
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf_quiet.configure()  # before TensorFlow is imported (below, after the flags are checked)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
@@ -32,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_flags(args)
     except ServerConfigError as exc:
         print(f"error: {exc}\n\n{usage()}", file=sys.stderr)
-        return 1
+        return 2
+
+    import tensorflow as tf
 
     from devtools.server.server import ModelServer  # imports TensorFlow: after flag errors
+
+    tf_quiet.probe_devices(lambda: tf.config.list_physical_devices("GPU"))
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from contracts.store import StoreLocation, StoreURIError
 from contracts.tfconfig import ConfigError, VersionPolicy
@@ -176,6 +177,22 @@ def make_s3_client(endpoint_url: str | None) -> object:
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
 
+def _explain_empty_prefixes(agent: Any, config: Any) -> None:
+    """After --once: name each model whose store prefix was listed and holds no committed version
+    (the usual first-run mistake: nothing published yet, or a different --source prefix)."""
+    for name in config.models:
+        if name in agent.committed and not agent.committed[name]:
+            where = f"{config.source.uri}/{name}/"
+            _log.error(
+                "nothing is committed under %s (no version with a manifest.json and all its "
+                "files): publish one first (python -m model publish --export DIR/%s/<version> "
+                "--store %s) or check --source",
+                where,
+                name,
+                config.source.uri,
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["probe"]:
@@ -231,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log.info("health endpoints on %s:%d", args.health_host, health.port)
     try:
         if args.once:
-            return agent.run_once()
+            code = agent.run_once()
+            _explain_empty_prefixes(agent, config)
+            return code
         agent.run()
         return EXIT_OK
     finally:

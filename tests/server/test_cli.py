@@ -75,7 +75,7 @@ def run_cli(*args: str, **kwargs) -> subprocess.Popen:
 def test_cli_rejects_bad_flags_quickly():
     process = run_cli("--model_name=m")
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 1
+    assert process.returncode == 2  # a usage error, like every project command
     assert "no model: pass --model_name=NAME --model_base_path=DIR" in output
 
 
