@@ -84,7 +84,15 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
                                         "key": args.pool_label_key,
                                         "operator": "In",
                                         "values": sorted(args.gpu_pools),
-                                    }
+                                    },
+                                    # EKS Auto Mode nodes carry the pool label too while a stack
+                                    # migrates, and run their own plugin (EKS user guide, "Deploy
+                                    # an accelerated workload"): never a second one there.
+                                    {
+                                        "key": "eks.amazonaws.com/compute-type",
+                                        "operator": "NotIn",
+                                        "values": ["auto"],
+                                    },
                                 ]
                             }
                         ]

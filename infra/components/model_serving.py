@@ -151,7 +151,8 @@ class ModelServingArgs:
             pinned_image_problem("tfserving_gpu_image", self.tfserving_gpu_image),
             label_value_problem("placement.pool", self.placement.pool),
             positive_problem("placement.gpus_per_pod", self.placement.gpus_per_pod, 0),
-            positive_problem("min_replicas", self.min_replicas),
+            # 0 is scale to zero (docs/gpu-capacity.md).
+            positive_problem("min_replicas", self.min_replicas, 0),
             positive_problem("max_replicas", self.max_replicas),
             positive_problem("target_cpu_utilization", self.target_cpu_utilization),
             positive_problem("sync_interval_seconds", self.sync_interval_seconds),
@@ -300,6 +301,16 @@ def rollout_await(await_rollout: bool) -> tuple[pulumi.ResourceOptions, dict[str
         return pulumi.ResourceOptions(), {SKIP_AWAIT_ANNOTATION: "true"}
     timeouts = pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT)
     return pulumi.ResourceOptions(custom_timeouts=timeouts), {}
+
+
+def idle_at_zero(min_replicas: int) -> pulumi.ResourceOptions:
+    """A model with ``min_replicas`` 0 starts with no pod, and ``pulumi up`` leaves the count to
+    whoever scaled it since (``kubectl scale``, docs/gpu-capacity.md): ``replicas`` is written at
+    creation only. While the count is 0 the HPA does nothing ("scaling is disabled since the
+    replica count of the target is zero"); from 1 it scales between 1 and maxReplicas."""
+    if min_replicas > 0:
+        return pulumi.ResourceOptions()
+    return pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
 
 
 def scheduling(placement: NodePlacement) -> tuple[dict[str, str], list[Manifest]]:
@@ -471,12 +482,15 @@ class ModelServing(pulumi.ComponentResource):
                 startup_timeout_seconds=args.startup_timeout_seconds,
             )
         )
-        awaited, await_annotations = rollout_await(args.await_rollout)
+        # A model idle at zero has no pod to wait for, and its Service no endpoint.
+        awaited, await_annotations = rollout_await(args.await_rollout and args.min_replicas > 0)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=metadata(args.model_name, labels, namespace, await_annotations),
             spec=self._deployment_spec(selector, template, args),
-            opts=pulumi.ResourceOptions.merge(child, awaited),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions.merge(awaited, idle_at_zero(args.min_replicas))
+            ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -512,7 +526,9 @@ class ModelServing(pulumi.ComponentResource):
                     "kind": "Deployment",
                     "name": deployment.metadata.apply(lambda m: m.name),
                 },
-                "minReplicas": args.min_replicas,
+                # The HPA API refuses 0 (HPAScaleToZero is an alpha gate EKS does not turn
+                # on). A Deployment scaled to 0 disables its HPA until something scales it up.
+                "minReplicas": max(1, args.min_replicas),
                 "maxReplicas": args.max_replicas,
                 "metrics": [
                     {
@@ -578,8 +594,10 @@ class ModelServing(pulumi.ComponentResource):
         selector: Mapping[str, str], template: Manifest, args: ModelServingArgs
     ) -> dict[str, Any]:
         # No `replicas`: the HPA owns the count. Declaring it here would reset the Deployment to
-        # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out).
+        # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out). A model
+        # idle at zero is created with 0 (see idle_at_zero).
         return {
+            **({"replicas": 0} if args.min_replicas == 0 else {}),
             "selector": {"matchLabels": dict(selector)},
             "strategy": {
                 "type": "RollingUpdate",

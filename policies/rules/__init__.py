@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, monitoring, nodes, s3
+from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, monitoring, nodepools, nodes, s3
 
 ALL_POLICIES: list[Policy] = [
     *eks.POLICIES,
     *nodes.POLICIES,
+    *nodepools.POLICIES,
     *kms.POLICIES,
     *s3.POLICIES,
     *iam.POLICIES,

@@ -38,6 +38,9 @@ from ._k8s import (
 DEFAULT_MIN_REPLICAS = 2
 ADDON = "aws:eks/addon:Addon"
 VPC_CNI = "vpc-cni"
+CLUSTER = "aws:eks/cluster:Cluster"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+AUTO_MODE_CNI_CONFIG = "amazon-vpc-cni"
 
 
 def serving_deployments(resources: list[PolicyResource]) -> list[PolicyResource]:
@@ -66,6 +69,9 @@ def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
     for deployment in serving_deployments(args.resources):
 
         def floor(d: PolicyResource = deployment) -> tuple[int, str]:
+            if get(d.props, "spec", "replicas") == 0:
+                # Idle at zero: the HPA does nothing while its target has 0 replicas.
+                return 0, "spec.replicas 0, which disables its HPA until scaled up"
             hpa = _autoscaler_for(args.resources, d)
             if hpa is not None:
                 # An HPA overrides spec.replicas; its minReplicas defaults to 1.
@@ -92,9 +98,10 @@ k8s_serving_min_replicas = StackValidationPolicy(
         properties={
             "minReplicas": {
                 "type": "integer",
-                "minimum": 1,
+                "minimum": 0,
                 "default": DEFAULT_MIN_REPLICAS,
-                "description": "Fewest replicas (or HPA minReplicas) a serving Deployment may run.",
+                "description": "Fewest replicas (or HPA minReplicas) a serving Deployment may run; "
+                "0 lets a model scale to zero when idle.",
             }
         }
     ),
@@ -190,22 +197,65 @@ def _network_policy_setting(addon: PolicyResource) -> str | None:
     return f"sets enableNetworkPolicy to {json.dumps(setting)}"
 
 
+def _auto_mode_enforces(resources: list[PolicyResource]) -> bool:
+    """EKS Auto Mode nodes enforce NetworkPolicies once the `amazon-vpc-cni` ConfigMap in
+    kube-system sets enable-network-policy-controller "true" (EKS user guide, "Use Network
+    Policies with EKS Auto Mode")."""
+
+    def enabling(c: PolicyResource) -> bool:
+        return (
+            get(c.props, "metadata", "name") == AUTO_MODE_CNI_CONFIG
+            and get(c.props, "metadata", "namespace") == "kube-system"
+            and get(c.props, "data", "enable-network-policy-controller") == "true"
+        )
+
+    auto = any(
+        judge(lambda c=c: bool(get(c.props, "computeConfig", "enabled")))
+        for c in of_type(resources, CLUSTER)
+    )
+    return auto and any(judge(lambda c=c: enabling(c)) for c in of_type(resources, CONFIG_MAP))
+
+
+def _off(config: PolicyResource) -> bool:
+    """The Auto Mode network policy ConfigMap, declared without the controller on."""
+    return (
+        get(config.props, "metadata", "name") == AUTO_MODE_CNI_CONFIG
+        and get(config.props, "metadata", "namespace") == "kube-system"
+        and get(config.props, "data", "enable-network-policy-controller") != "true"
+    )
+
+
 def _network_policies_enforced(args: StackValidationArgs, report: ReportViolation) -> None:
     network_policies = list(of_type(args.resources, NETWORK_POLICY))
     if not network_policies:
         return
     names = ", ".join(p.name for p in network_policies)
+    auto_mode = _auto_mode_enforces(args.resources)
     # Add-on names unknown during preview are judged at `pulumi up`, never reported as absent.
     named = [
         (a, judge(lambda a=a: str(get(a.props, "addonName", default=""))))
         for a in of_type(args.resources, ADDON)
     ]
     vpc_cni = [a for a, name in named if name == VPC_CNI]
+    if not vpc_cni and auto_mode:
+        return  # only Auto Mode nodes, and their controller is on
+    disabled = [c for c in of_type(args.resources, CONFIG_MAP) if judge(lambda c=c: _off(c))]
+    if not vpc_cni and disabled:
+        for config in disabled:
+            report(
+                f"ConfigMap {config.name} (kube-system/amazon-vpc-cni) does not set "
+                'enable-network-policy-controller to "true": EKS Auto Mode does not enforce '
+                f"this stack's NetworkPolicies ({names}).",
+                config.urn,
+            )
+        return
     if not vpc_cni and all(name is not None for _, name in named):
         report(
             f"NetworkPolicies ({names}) are declared but the stack has no vpc-cni EKS add-on "
             f"({ADDON} with addonName vpc-cni): EKS enforces NetworkPolicies only when that "
-            'add-on\'s configurationValues set enableNetworkPolicy to "true".'
+            'add-on\'s configurationValues set enableNetworkPolicy to "true" (or, on an EKS '
+            "Auto Mode cluster, when the kube-system/amazon-vpc-cni ConfigMap sets "
+            'enable-network-policy-controller to "true").'
         )
         return
     for addon in vpc_cni:
@@ -222,7 +272,7 @@ def _network_policies_enforced(args: StackValidationArgs, report: ReportViolatio
 k8s_network_policies_enforced = StackValidationPolicy(
     name="k8s-network-policies-enforced",
     description="Declared NetworkPolicies are enforced: the vpc-cni add-on sets "
-    "enableNetworkPolicy.",
+    "enableNetworkPolicy (EKS Auto Mode: its network policy controller is on).",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_network_policies_enforced,
 )

@@ -189,7 +189,9 @@ def test_device_plugin_runs_only_on_gpu_pools_and_tolerates_their_taint(records)
         "nodeSelectorTerms"
     ]
     assert term["matchExpressions"] == [
-        {"key": POOL_LABEL_KEY, "operator": "In", "values": ["gpu", "gpu-spot"]}
+        {"key": POOL_LABEL_KEY, "operator": "In", "values": ["gpu", "gpu-spot"]},
+        # Never on EKS Auto Mode nodes (a migrating stack has both): they bring their own plugin.
+        {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["auto"]},
     ]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
         "tolerations"

@@ -17,6 +17,7 @@ import yaml
 from infra.capture import REPO_ROOT, StackCapture, capture_stack
 from infra.components import cluster_autoscaler
 from infra.components.model_serving import TYPE_TOKEN as SERVING
+from infra.components.model_serving import idle_at_zero
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import all_containers
 
@@ -24,9 +25,11 @@ STACKS = ("dev", "prod")
 POOL_LABEL = "tfserving-eks/pool"
 
 
-@pytest.fixture(scope="module", params=STACKS)
-def stack(request: pytest.FixtureRequest) -> StackCapture:
-    return capture_stack(request.param)
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest, mode_captures) -> StackCapture:
+    # Each stack shape on node groups (the pools, autoscaler and device plugin checked here);
+    # the same shapes under EKS Auto Mode are in test_auto_mode.py.
+    return mode_captures(request.param, "nodeGroups")
 
 
 def of_type(stack: StackCapture, type_: str) -> list[Any]:
@@ -193,7 +196,12 @@ def test_device_plugin_targets_exactly_the_gpu_pools(stack):
     plugin = the(stack, "kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
     affinity = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     (term,) = affinity["nodeSelectorTerms"]
-    (expression,) = term["matchExpressions"]
+    expression, not_auto = term["matchExpressions"]
+    assert not_auto == {
+        "key": "eks.amazonaws.com/compute-type",
+        "operator": "NotIn",
+        "values": ["auto"],
+    }
     assert expression["key"] == POOL_LABEL
     assert set(expression["values"]) == gpu_pools(stack)
 
@@ -236,25 +244,53 @@ def test_committed_stacks_do_not_block_a_first_up_on_an_empty_bucket(stack):
         assert all(c.get("readinessProbe") for c in pod["spec"]["containers"])
 
 
+def _dev_with(root, name: str, await_rollout: bool, min_replicas: int) -> StackCapture:
+    folder = root / name
+    folder.mkdir()
+    (folder / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    dev["config"]["tfserving-eks:awaitServingRollout"] = await_rollout
+    dev["config"]["tfserving-eks:models"]["mnist"]["minReplicas"] = min_replicas
+    (folder / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
+    return capture_stack("dev", folder)
+
+
 def test_awaited_rollout_waits_long_enough_for_a_gpu_cold_start(tmp_path):
     # Opting in (awaitServingRollout true, once models are published) waits longer than the
     # provider's 10 minutes, and only the await changes, not the pods.
-    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
-    dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
-    dev["config"]["tfserving-eks:awaitServingRollout"] = True
-    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
-    awaited = capture_stack("dev", tmp_path)
+    awaited = _dev_with(tmp_path, "awaited", True, 1)
     (serving,) = of_type(awaited, SERVING)
     for kind in AWAITED:
         record = child(awaited, serving, kind)
         assert record.custom_timeouts == {"create": "30m", "update": "30m"}, kind
         assert "pulumi.com/skipAwait" not in (record.inputs["metadata"].get("annotations") or {})
-    first_up = capture_stack("dev")
+    first_up = _dev_with(tmp_path, "first-up", False, 1)
     (same,) = of_type(first_up, SERVING)
     assert (
         child(first_up, same, AWAITED[0]).inputs["spec"]
         == child(awaited, serving, AWAITED[0]).inputs["spec"]
     )
+
+
+def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
+    # dev's mnist has minReplicas 0: the Deployment is created with 0 replicas, `up` leaves the
+    # count to whoever scaled it since, and nothing waits for pods or endpoints that cannot come.
+    dev = captures["dev"]
+    (serving,) = of_type(dev, SERVING)
+    deployment = child(dev, serving, "kubernetes:apps/v1:Deployment")
+    assert deployment.inputs["spec"]["replicas"] == 0
+    # Written at creation only (the option is not part of the capture; the helper is).
+    assert idle_at_zero(0).ignore_changes == ["spec.replicas"]
+    assert idle_at_zero(1).ignore_changes is None
+    hpa = child(dev, serving, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert hpa.inputs["spec"]["minReplicas"] == 1  # the API refuses 0; inactive while at 0
+    for kind in AWAITED:
+        record = child(dev, serving, kind)
+        assert record.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+        assert record.custom_timeouts == {}
+    prod = captures["prod"]  # minReplicas 3: the HPA owns the count, no replicas declared
+    (serving,) = of_type(prod, SERVING)
+    assert "replicas" not in child(prod, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
 
 
 def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(stack):

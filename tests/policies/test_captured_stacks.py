@@ -19,6 +19,7 @@ import pytest
 from policies.runner import load_config, mandatory, run_pack
 
 ROOT = Path(__file__).resolve().parents[2]
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 
 if not (ROOT / "infra" / "capture.py").is_file():
@@ -59,9 +60,13 @@ def _weaken(graph: list[dict]) -> dict[str, str]:
     block["inputs"]["blockPublicPolicy"] = False
     expected["s3-public-access-blocked"] = block["urn"]
 
-    template = _one(graph, "aws:ec2/launchTemplate:LaunchTemplate")
-    template["inputs"]["metadataOptions"]["httpTokens"] = "optional"
-    expected["nodes-imdsv2-hop-limit-1"] = template["urn"]
+    auto_mode = any(r["type"] == NODE_POOL for r in graph)
+    if auto_mode:
+        expected.update(_weaken_node_pools(graph))
+    else:
+        template = _one(graph, "aws:ec2/launchTemplate:LaunchTemplate")
+        template["inputs"]["metadataOptions"]["httpTokens"] = "optional"
+        expected["nodes-imdsv2-hop-limit-1"] = template["urn"]
 
     def serving(r: dict) -> bool:
         return "tensorflow/serving" in json.dumps(r["inputs"])
@@ -94,7 +99,9 @@ def _weaken(graph: list[dict]) -> dict[str, str]:
     attachment = _one(
         graph,
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-        lambda r: r["inputs"]["policyArn"].endswith("AmazonEKSWorkerNodePolicy"),
+        lambda r: r["inputs"]["policyArn"].endswith(
+            ("AmazonEKSWorkerNodePolicy", "AmazonEKSWorkerNodeMinimalPolicy")
+        ),
     )
     attachment["inputs"]["policyArn"] = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
     node_role = _one(
@@ -102,10 +109,34 @@ def _weaken(graph: list[dict]) -> dict[str, str]:
     )
     expected["iam-node-role-no-s3"] = node_role["urn"]
 
+    if auto_mode:
+        # Auto Mode's network policy controller turned off.
+        config = _one(
+            graph,
+            "kubernetes:core/v1:ConfigMap",
+            lambda r: r["inputs"]["metadata"]["name"] == "amazon-vpc-cni",
+        )
+        config["inputs"]["data"]["enable-network-policy-controller"] = "false"
+        expected["k8s-network-policies-enforced"] = config["urn"]
+        return expected
     cni = _one(graph, "aws:eks/addon:Addon", lambda r: r["inputs"]["addonName"] == "vpc-cni")
     values = json.loads(cni["inputs"]["configurationValues"])
     cni["inputs"]["configurationValues"] = json.dumps({**values, "enableNetworkPolicy": "false"})
     expected["k8s-network-policies-enforced"] = cni["urn"]
+    return expected
+
+
+def _weaken_node_pools(graph: list[dict]) -> dict[str, str]:
+    """The GPU NodePool without its taint, CPU limit and one-node budget."""
+    expected: dict[str, str] = {}
+    pool = _one(graph, NODE_POOL, lambda r: "nvidia.com/gpu" in r["inputs"]["spec"]["limits"])
+    spec = pool["inputs"]["spec"]
+    spec["template"]["spec"].pop("taints")
+    expected["karpenter-gpu-nodepool-taint"] = pool["urn"]
+    spec["limits"].pop("cpu")
+    expected["karpenter-nodepool-limits"] = pool["urn"]
+    spec["disruption"]["budgets"] = [{"nodes": "10%"}]
+    expected["karpenter-disruption-respects-pdb"] = pool["urn"]
     return expected
 
 

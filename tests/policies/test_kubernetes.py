@@ -370,8 +370,61 @@ def test_network_policies_without_a_vpc_cni_addon() -> None:
             (None, "NetworkPolicies (mnist-netpol) are declared but the stack has no vpc-cni "
              "EKS add-on (aws:eks/addon:Addon with addonName vpc-cni): EKS enforces "
              "NetworkPolicies only when that add-on's configurationValues set "
-             'enableNetworkPolicy to "true".')
+             'enableNetworkPolicy to "true" (or, on an EKS Auto Mode cluster, when the '
+             'kube-system/amazon-vpc-cni ConfigMap sets enable-network-policy-controller to '
+             '"true").')
         ]  # fmt: skip
+
+
+AUTO_CLUSTER = record("aws:eks/cluster:Cluster", "cluster-eks", {
+    "name": "tfserving", "computeConfig": {"enabled": True, "nodePools": ["system"]},
+})  # fmt: skip
+AUTO_CNI_CONFIG = record("kubernetes:core/v1:ConfigMap", "auto-mode-network-policy", {
+    "metadata": {"name": "amazon-vpc-cni", "namespace": "kube-system"},
+    "data": {"enable-network-policy-controller": "true"},
+})  # fmt: skip
+
+
+def test_auto_mode_enforces_network_policies_through_its_config_map() -> None:
+    # No vpc-cni add-on (Auto Mode nodes run their own CNI): the ConfigMap is what counts.
+    assert run(ENFORCED, graph(cni=None, cluster=AUTO_CLUSTER, config=AUTO_CNI_CONFIG)) == []
+    off = mutate(AUTO_CNI_CONFIG, lambda r: r["inputs"]["data"].update(
+        {"enable-network-policy-controller": "false"}))  # fmt: skip
+    assert [(r.urn, r.message) for r in run(ENFORCED, graph(cni=None, cluster=AUTO_CLUSTER,
+                                                            config=off))] == [
+        (off["urn"], "ConfigMap auto-mode-network-policy (kube-system/amazon-vpc-cni) does not "
+         'set enable-network-policy-controller to "true": EKS Auto Mode does not enforce this '
+         "stack's NetworkPolicies (mnist-netpol).")
+    ]  # fmt: skip
+    # The ConfigMap alone is not enough on a cluster without Auto Mode: nothing reads it.
+    classic = mutate(AUTO_CLUSTER, lambda r: r["inputs"].pop("computeConfig"))
+    assert len(run(ENFORCED, graph(cni=None, cluster=classic, config=AUTO_CNI_CONFIG))) == 1
+    # While migrating both exist, and the add-on is judged as before.
+    assert (
+        len(
+            run(
+                ENFORCED,
+                graph(
+                    cni=_cni('{"enableNetworkPolicy": "false"}'),
+                    cluster=AUTO_CLUSTER,
+                    config=AUTO_CNI_CONFIG,
+                ),
+            )
+        )
+        == 1
+    )
+
+
+def test_a_deployment_idle_at_zero_keeps_zero_replicas_whatever_its_hpa_says() -> None:
+    idle = graph()
+    idle[0]["inputs"]["spec"]["replicas"] = 0
+    assert [
+        r.message for r in run(k8s_stack.k8s_serving_min_replicas, idle, {"minReplicas": 1})
+    ] == [
+        "Deployment mnist keeps 0 replica(s) (spec.replicas 0, which disables its HPA until "
+        "scaled up), below this stack's minReplicas of 1."
+    ]
+    assert run(k8s_stack.k8s_serving_min_replicas, idle, {"minReplicas": 0}) == []
 
 
 def test_unknown_addon_values_are_judged_at_up() -> None:
