@@ -168,6 +168,7 @@ class _Mocks(mocks.Mocks):
             )
         elif t == "aws:amp/workspace:Workspace":
             rid = f"ws-{ident[:8]}-{ident[8:12]}-4{ident[13:16]}-8{ident[1:4]}-{_token(rid)[:12]}"
+            state["arn"] = f"arn:aws:aps:{region}:{ACCOUNT}:workspace/{rid}"
             state["prometheusEndpoint"] = (
                 f"https://aps-workspaces.{region}.amazonaws.com/workspaces/{rid}/"
             )

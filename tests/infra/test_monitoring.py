@@ -1,0 +1,135 @@
+"""The monitoring resources each stack declares, from the captured program (inputs as sent)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from infra.capture import StackCapture
+from infra.components import monitoring, serving_pod
+from infra.components.dcgm_exporter import DcgmExporterArgs, dcgm_pod_template
+from infra.components.k8s_common import WorkloadArgsError
+from tests.infra.conftest import STACKS
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def of_type(capture: StackCapture, type_: str) -> list:
+    return [r for r in capture.resources if r.type == type_]
+
+
+def one(capture: StackCapture, type_: str):
+    """The monitoring component's only resource of this type."""
+    (found,) = [r for r in of_type(capture, type_) if r.name.startswith("monitoring-")]
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workspace_and_topic_are_encrypted_with_the_monitoring_key(captures, stack) -> None:
+    c = captures[stack]
+    key = next(r for r in of_type(c, "aws:kms/key:Key") if r.name == "monitoring-key")
+    assert key.inputs["enableKeyRotation"] is True
+    policy = json.loads(key.inputs["policy"])
+    aps = next(s for s in policy["Statement"] if s["Principal"] == {"Service": "aps.amazonaws.com"})
+    assert set(aps["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"}
+    assert "aws:SourceAccount" in aps["Condition"]["StringEquals"]
+    workspace = one(c, "aws:amp/workspace:Workspace")
+    topic = one(c, "aws:sns/topic:Topic")
+    assert workspace.inputs["kmsKeyArn"].startswith("arn:aws:kms:")
+    assert topic.inputs["kmsMasterKeyId"] == workspace.inputs["kmsKeyArn"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_rule_groups_and_scrape_configuration_are_the_repository_files(captures, stack) -> None:
+    c = captures[stack]
+    groups = {
+        r.inputs["name"]: r.inputs["data"]
+        for r in of_type(c, "aws:amp/ruleGroupNamespace:RuleGroupNamespace")
+    }
+    assert groups == monitoring.rule_files()
+    scraper = one(c, "aws:amp/scraper:Scraper")
+    assert scraper.inputs["scrapeConfiguration"] == monitoring.scrape_configuration()
+    assert scraper.inputs["source"]["eks"]["clusterArn"].endswith(":cluster/tfserving-" + stack)
+    assert len(scraper.inputs["source"]["eks"]["subnetIds"]) >= 2  # AMP needs two AZs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_alerts_go_to_the_topic_and_only_the_workspace_may_publish(captures, stack) -> None:
+    c = captures[stack]
+    topic_arn = one(c, "aws:sns/topic:Topic")
+    definition = one(c, "aws:amp/alertManagerDefinition:AlertManagerDefinition").inputs
+    config = yaml.safe_load(yaml.safe_load(definition["definition"])["alertmanager_config"])
+    (receiver,) = config["receivers"]
+    assert config["route"]["receiver"] == receiver["name"]
+    (sns,) = receiver["sns_configs"]
+    assert sns["topic_arn"].startswith("arn:aws:sns:") and sns["sigv4"]["region"]
+    policy = json.loads(one(c, "aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
+    allow = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert [s["Principal"] for s in allow] == [{"Service": "aps.amazonaws.com"}]
+    assert allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"].startswith("arn:aws:aps:")
+    assert topic_arn  # declared once
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_scraper_identity_reads_pods_only(captures, stack) -> None:
+    c = captures[stack]
+    entry = next(r for r in of_type(c, "aws:eks/accessEntry:AccessEntry") if "scraper" in r.name)
+    assert entry.inputs["userName"] == monitoring.SCRAPER_USER
+    assert "/aws-service-role/" not in entry.inputs["principalArn"]
+    assert ":role/AWSServiceRoleForAmazonPrometheusScraper_" in entry.inputs["principalArn"]
+    role = one(c, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    binding = one(c, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    assert role.inputs["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert binding.inputs["subjects"][0]["name"] == monitoring.SCRAPER_USER
+
+
+def test_scraper_principal_drops_the_service_linked_path() -> None:
+    arn = (
+        "arn:aws:iam::111122223333:role/aws-service-role/scraper.aps.amazonaws.com/"
+        "AWSServiceRoleForAmazonPrometheusScraper_abc"
+    )
+    assert monitoring.scraper_principal_arn(arn) == (
+        "arn:aws:iam::111122223333:role/AWSServiceRoleForAmazonPrometheusScraper_abc"
+    )
+
+
+def test_scrape_jobs_find_the_serving_pods_ports() -> None:
+    config = yaml.safe_load(monitoring.scrape_configuration())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert set(jobs) == {"tfserving", "model-sync", "dcgm-exporter", "kube-state-metrics"}
+    keep_port = [
+        r["regex"]
+        for r in jobs["tfserving"]["relabel_configs"]
+        if r.get("source_labels") == ["__meta_kubernetes_pod_container_port_name"]
+    ]
+    assert keep_port == ["http"]  # the TF Serving container's REST port name
+    for job in ("tfserving", "model-sync"):
+        targets = {r.get("target_label") for r in jobs[job]["relabel_configs"]}
+        assert {"namespace", "pod", "track"} <= targets
+    assert serving_pod.REST_PORT == 8501
+
+
+def test_dcgm_exporter_is_pinned_by_digest_and_runs_on_gpu_pools_only() -> None:
+    with pytest.raises(WorkloadArgsError, match="not pinned by digest"):
+        DcgmExporterArgs(gpu_pools=("gpu",), image="nvcr.io/nvidia/k8s/dcgm-exporter:4.5.2")
+    args = DcgmExporterArgs(gpu_pools=("gpu",), image=f"nvcr.io/nvidia/k8s/dcgm-exporter@{DIGEST}")
+    spec = dcgm_pod_template(args, {})["spec"]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["gpu"]
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+
+
+def test_alert_manager_definition_is_amp_shaped() -> None:
+    text = monitoring.alert_manager_definition("arn:aws:sns:eu-west-1:1:t", "eu-west-1")
+    outer = yaml.safe_load(text)
+    assert list(outer) == ["alertmanager_config"] and isinstance(outer["alertmanager_config"], str)
