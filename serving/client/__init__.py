@@ -9,7 +9,9 @@ with GrpcClient("localhost:8500", timeout=5) as client:
     print(prediction.classes, prediction.model_version)
 ```
 
-Both clients implement `ModelClient`: ``predict``, ``predict_raw``, ``status``, ``metadata``.
+Both clients implement `ModelClient`: ``predict`` (the MNIST signature), ``predict_raw``,
+``status``, ``metadata``. Any other model: ``predict_with_signature(client, "diabetes", inputs)``
+fetches the signature from the server, converts and checks the inputs, then predicts.
 Errors derive from `ClientError` (see serving/client/errors.py). `GrpcClient` is imported on first
 use, because the TF Serving protos it needs import TensorFlow (seconds); `RestClient` does not.
 """
@@ -33,6 +35,7 @@ from serving.client.errors import (
 )
 from serving.client.images import LoadedImages, load_images
 from serving.client.rest import RestClient
+from serving.client.signature import predict_with_signature
 
 if TYPE_CHECKING:
     from serving.client.grpc_client import GrpcClient
@@ -52,6 +55,7 @@ __all__ = [
     "VersionStatus",
     "connect",
     "load_images",
+    "predict_with_signature",
 ]
 
 

@@ -7,7 +7,10 @@ python -m serving.client status   [--model mnist] (--rest URL | --grpc HOST:PORT
 python -m serving.client metadata [--model mnist] (--rest URL | --grpc HOST:PORT) [...]
 ```
 
-FILE is a 28x28 PNG/JPEG or an ``.npy`` array of raw 0-255 grey digits. Exit codes: 0 success;
+FILE is a 28x28 PNG/JPEG or an ``.npy`` array of raw 0-255 grey digits (the MNIST model). Any
+other model and signature: ``predict --inputs-json FILE`` (a REST request body, row or columnar)
+or ``predict --input NAME=FILE.npy ...``; the signature is fetched from the server's metadata and
+the inputs are converted and checked against it before they are sent. Exit codes: 0 success;
 1 the server answered with an error; 2 bad arguments or input files; 3 the server could not be
 reached or timed out; 4 ``status --wait-available`` gave up.
 """
@@ -86,9 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     predict = commands.add_parser(
-        "predict", parents=[common], help="classify digit images (PNG/JPEG 28x28 or .npy)"
+        "predict",
+        parents=[common],
+        help="classify digit images (PNG/JPEG 28x28 or .npy), or predict any signature from "
+        "--inputs-json / --input NAME=FILE.npy",
     )
-    predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG image or .npy array")
+    predict.add_argument(
+        "files", nargs="*", metavar="FILE", help="MNIST: PNG/JPEG image or .npy array of digits"
+    )
+    predict.add_argument(
+        "--inputs-json",
+        metavar="FILE",
+        help="any model: a TF Serving REST request body, row (instances) or columnar (inputs) "
+        "format; '-' reads standard input",
+    )
+    predict.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="any model: one input tensor from a .npy file (repeat per input)",
+    )
     predict.add_argument("--signature-name", default=DEFAULT_SIGNATURE)
     predict.add_argument(
         "--batch-size", type=_positive_int, default=64, help="images per request (default: 64)"
@@ -118,11 +139,17 @@ def main(
     tf_quiet.configure(verbose=args.verbose)
     if args.grpc and client_factory is connect:
         _quiet_tensorflow()  # the gRPC client builds tensors with TensorFlow
+    generic = args.command == "predict" and bool(args.inputs_json or args.input)
     try:
-        batch = load_images(args.files) if args.command == "predict" else None
+        if args.command == "predict":
+            _check_predict_sources(args)
+        batch = load_images(args.files) if args.command == "predict" and not generic else None
         with client_factory(rest=args.rest, grpc=args.grpc, timeout=args.timeout) as client:
             spec = {"version": args.version, "label": args.label}
-            if args.command == "predict":
+            if generic:
+                name, outputs = _predict_any(client, args, spec)
+                _print_outputs(out, args, where, name, outputs)
+            elif args.command == "predict":
                 assert batch is not None
                 predictions = [
                     client.predict(
@@ -162,6 +189,71 @@ def main(
         print(f"error: {where}: {exc}", file=err)
         return EXIT_SERVER
     return EXIT_OK
+
+
+def _check_predict_sources(args: argparse.Namespace) -> None:
+    sources = [bool(args.files), bool(args.inputs_json), bool(args.input)]
+    if sum(sources) != 1:
+        raise InvalidInput(
+            "predict needs exactly one kind of input: image FILEs (MNIST), --inputs-json FILE, "
+            "or --input NAME=FILE.npy (repeatable)"
+        )
+
+
+def _predict_any(
+    client: Any, args: argparse.Namespace, spec: dict[str, Any]
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Inputs checked against the signature from the server's metadata, then predicted."""
+    from serving.client.signature import (
+        load_json_inputs,
+        load_npy_inputs,
+        prepare_inputs,
+        read_json_file,
+        signature_from_metadata,
+    )
+
+    document = read_json_file(args.inputs_json) if args.inputs_json else None
+    name = args.signature_name
+    if isinstance(document, dict) and document.get("signature_name"):
+        name = str(document["signature_name"])
+    signature = signature_from_metadata(client.metadata(args.model, **spec), name)
+    if document is not None:
+        inputs, _ = load_json_inputs(document, sorted(signature["inputs"]))
+    else:
+        inputs = load_npy_inputs(args.input)
+    prepared = prepare_inputs(inputs, signature)
+    return name, client.predict_raw(args.model, prepared, signature_name=name, **spec)
+
+
+def _print_outputs(
+    out: TextIO, args: argparse.Namespace, where: str, signature: str, outputs: dict[str, Any]
+) -> None:
+    def plain(array: np.ndarray) -> Any:
+        if array.dtype == object:
+            return [plain(v) if isinstance(v, np.ndarray) else _text(v) for v in array]
+        return array.tolist()
+
+    if args.json:
+        document = {
+            "model": args.model,
+            "signature_name": signature,
+            "outputs": {k: plain(np.asarray(v)) for k, v in sorted(outputs.items())},
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return
+    print(f"model {args.model} signature {signature} via {where}", file=out)
+    for key, value in sorted(outputs.items()):
+        array = np.asarray(value)
+        print(f"{key} {list(array.shape)} {array.dtype}:", file=out)
+        rows = array if array.ndim else array.reshape(1)
+        for index, row in enumerate(rows):
+            print(f"  [{index}] {plain(np.asarray(row)) if np.ndim(row) else _text(row)}", file=out)
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _any_available(statuses: Sequence[VersionStatus]) -> bool:
