@@ -49,6 +49,9 @@ GRPC_PORT = 8500
 REST_PORT = 8501
 # The sync sidecar's HTTP health endpoints (serving/sync/health.py, --health-port).
 SYNC_HEALTH_PORT = 8502
+# The sidecar's Prometheus metrics (tfserving_sync_*, serving/sync/metrics.py, --metrics-port);
+# the managed scraper keeps the container port named "sync-metrics" (monitoring/scrape/eks.yml).
+SYNC_METRICS_PORT = 8503
 SYNC_STARTUP_PATH = "/startupz"
 SYNC_LIVE_PATH = "/healthz"
 SERVING_READY_PATH = "/readyz"
@@ -167,6 +170,8 @@ def sync_args(inputs: PodSpecInputs) -> list[pulumi.Input[str]]:
         SYNC_STATUS_FILE,
         "--health-port",
         str(SYNC_HEALTH_PORT),
+        "--metrics-port",
+        str(SYNC_METRICS_PORT),
         "--tfserving-url",
         f"http://127.0.0.1:{REST_PORT}",
     ]
@@ -204,7 +209,10 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
-        "ports": [{"name": "sync-health", "containerPort": SYNC_HEALTH_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "sync-health", "containerPort": SYNC_HEALTH_PORT, "protocol": "TCP"},
+            {"name": "sync-metrics", "containerPort": SYNC_METRICS_PORT, "protocol": "TCP"},
+        ],
         # Passes once a verified version is in place: only then does TF Serving start.
         "startupProbe": {
             "httpGet": {**health, "path": SYNC_STARTUP_PATH},
