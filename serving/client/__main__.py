@@ -134,15 +134,16 @@ def main(
 ) -> int:
     """Run the CLI; returns the exit code. `client_factory` lets tests inject a transport."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict":
+        _check_predict_sources(parser, args)
     where = f"REST {args.rest}" if args.rest else f"gRPC {args.grpc}"
     tf_quiet.configure(verbose=args.verbose)
     if args.grpc and client_factory is connect:
         _quiet_tensorflow()  # the gRPC client builds tensors with TensorFlow
     generic = args.command == "predict" and bool(args.inputs_json or args.input)
     try:
-        if args.command == "predict":
-            _check_predict_sources(args)
         batch = load_images(args.files) if args.command == "predict" and not generic else None
         with client_factory(rest=args.rest, grpc=args.grpc, timeout=args.timeout) as client:
             spec = {"version": args.version, "label": args.label}
@@ -191,11 +192,16 @@ def main(
     return EXIT_OK
 
 
-def _check_predict_sources(args: argparse.Namespace) -> None:
+def _check_predict_sources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     sources = [bool(args.files), bool(args.inputs_json), bool(args.input)]
-    if sum(sources) != 1:
-        raise InvalidInput(
-            "predict needs exactly one kind of input: image FILEs (MNIST), --inputs-json FILE, "
+    if not any(sources):
+        parser.error(
+            "the following arguments are required: FILE (MNIST images), or --inputs-json FILE "
+            "or --input NAME=FILE.npy (any model)"
+        )
+    if sum(sources) > 1:
+        parser.error(
+            "predict takes exactly one kind of input: image FILEs (MNIST), --inputs-json FILE, "
             "or --input NAME=FILE.npy (repeatable)"
         )
 
