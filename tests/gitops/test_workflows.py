@@ -291,6 +291,22 @@ def test_model_pipeline_trains_gates_publishes_and_proposes_the_label(
     assert create["with"]["add-paths"] == "Pulumi.${{ needs.publish.outputs.stack }}.yaml"
 
 
+def test_canary_gate_runs_on_a_schedule_and_proposes_the_move(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    canary = workflows["canary.yml"]
+    assert canary["on"]["schedule"] and "workflow_dispatch" in canary["on"]
+    text = (ROOT / ".github/workflows/canary.yml").read_text()
+    assert '"-m", "infra.canary", "decide", "--prometheus-url"' in text
+    decide, propose = jobs(canary)["decide"], jobs(canary)["propose"]
+    # The gate holds the query role; the pull request job holds write access and no role.
+    assert steps_using(decide, OIDC_ACTION) and not steps_using(propose, OIDC_ACTION)
+    (move,) = [s for s in propose["steps"] if "infra.model_labels" in s.get("run", "")]
+    assert '--label "$LABEL" --version "$VERSION"' in move["run"]
+    (create,) = steps_using(propose, "peter-evans/create-pull-request")
+    assert create["with"]["add-paths"] == "Pulumi.${{ env.STACK }}.yaml"
+
+
 def test_load_workflow_restores_the_on_key(tmp_path: Path) -> None:
     path = tmp_path / "w.yml"
     path.write_text("on: push\njobs: {}\n")
