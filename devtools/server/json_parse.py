@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,9 +100,49 @@ def parse_json(body: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise InvalidArgument("JSON Parse error: the document nests too deeply") from None
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(doc):
+        raise InvalidArgument(
+            "JSON Parse error: The surrogate pair in string is invalid. at offset: "
+            f"{_lone_surrogate_offset(text)}"
+        )
     if not isinstance(doc, dict):
         raise InvalidArgument(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
+
+
+# rapidjson (TF Serving's parser) refuses a \uD800-\uDFFF escape that is not half of a pair
+# (kParseErrorStringUnicodeSurrogateInvalid); Python's json keeps it as a lone surrogate that
+# nothing downstream can encode. Only bodies holding such an escape pay for the check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _encodable(value: Any) -> bool:
+    """True when every string (and key) in `value` is valid Unicode without lone surrogates."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, str | dict | list))
+    return True
+
+
+def _lone_surrogate_offset(text: str) -> int:
+    position = 0
+    while match := _SURROGATE_ESCAPE.search(text, position):
+        pair = _PAIR.match(text, match.start())
+        if pair is None:
+            return match.start()
+        position = pair.end()
+    return 0
 
 
 # --- rapidjson-style debug strings, used inside error messages ----------------------------------
@@ -209,5 +250,13 @@ def decode_b64(value: Any) -> bytes:
 
 
 def error_json(message: str) -> bytes:
-    """MakeJsonFromStatus: ``{"error": "<message>"}``."""
-    return json.dumps({"error": message}, ensure_ascii=False).encode()
+    """MakeJsonFromStatus: ``{"error": "<message>"}``, always encodable.
+
+    A message may quote request text holding a lone surrogate, which UTF-8 cannot encode; it is
+    then written with ASCII escapes (``\\ud800``) so the client still gets its answer.
+    """
+    text = json.dumps({"error": message}, ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps({"error": message}).encode()

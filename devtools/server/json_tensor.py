@@ -77,15 +77,36 @@ def _scalar(value: Any, dtype: int) -> Any:
     )
 
 
+# numpy arrays have at most 64 dimensions (TF tensors 254): deeper JSON cannot become a tensor
+# here, so it is refused as bad input before any walk or allocation.
+MAX_DIMS = 64
+
+
+def _too_deep(rank: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"JSON value nests lists {rank} levels deep; tensors here have at most {MAX_DIMS} "
+        "dimensions"
+    )
+
+
 def _dense_shape(value: Any) -> list[int]:
     """GetDenseTensorShape: the shape implied by the first element at every level."""
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
+        if len(shape) > MAX_DIMS:
+            raise _too_deep(len(shape) + _depth(value[0]) if value else len(shape))
         if not value:
             break
         value = value[0]
     return shape
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    return depth + isinstance(value, list)
 
 
 def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) -> None:
@@ -116,6 +137,8 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
 
 
 def _to_array(values: list[Any], shape: Sequence[int], dtype: int) -> np.ndarray:
+    if len(shape) > MAX_DIMS:  # the batch dimension of 'instances' adds one
+        raise _too_deep(len(shape))
     np_dtype = numpy_dtype(dtype)
     if np_dtype is object:
         array = np.empty(len(values), dtype=object)

@@ -493,6 +493,10 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _reply(self, response: Response, close: bool = False) -> None:
+            # http.server answers HTTP/0.9 (and lines it cannot parse) with a bare body; every
+            # client of this API speaks HTTP/1.x, and a status line tells them what went wrong.
+            if self.request_version == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))

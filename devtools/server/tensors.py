@@ -100,7 +100,8 @@ def dtype_of(array: np.ndarray) -> int:
         raise Unimplemented(f"numpy dtype {array.dtype} has no TensorFlow equivalent") from None
 
 
-MAX_RANK = 254  # TensorShape::MaxDimensions()
+# TensorShape::MaxDimensions() is 254; numpy arrays stop at 64, so this server does too.
+MAX_RANK = 64
 _INT64_MAX = 2**63 - 1
 _OBJECT_ITEM_BYTES = 8  # a numpy object array holds one pointer per string
 
@@ -122,8 +123,8 @@ def _checked_dtype(proto: tensor_pb2.TensorProto, alias: str) -> Any:
 def declared_shape(proto: tensor_pb2.TensorProto, alias: str) -> tuple[int, ...]:
     """The shape a request tensor declares, valid as ``TensorShape::IsValid`` requires.
 
-    Fully defined (no unknown rank, no negative size), at most 254 dimensions, and fewer than
-    2**63 elements; anything else is INVALID_ARGUMENT, as ``Tensor::FromProto`` fails on it.
+    Fully defined (no unknown rank, no negative size), at most `MAX_RANK` dimensions, and fewer
+    than 2**63 elements; anything else is INVALID_ARGUMENT, as ``Tensor::FromProto`` fails on it.
     """
     if proto.tensor_shape.unknown_rank:
         raise _parse_error(alias, "shape has unknown rank: send a fully defined shape")

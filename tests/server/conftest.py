@@ -6,6 +6,10 @@ Models are built without training (seeded or fixed weights), once per session:
   ``x`` float [-1] -> ``y = 0.5 x + offset``; ``multi`` (two inputs, two outputs); ``strings``
   (DT_STRING in, ``length`` and ``echo_bytes`` out); ``classify_x_to_y`` and ``regress_x_to_y``
   that parse ``tf.Example`` features ``x``.
+- ``half-plus-two``: TF Serving's ``half_plus_two`` test model rebuilt with ``tf.compat.v1``
+  (``saved_model_half_plus_two.py``): a TF1 graph parsing ``tf.Example`` feature ``x`` into a
+  [?,1] tensor, ``y = a*x + b`` with variables a=0.5, b=2, and the predict, regress and classify
+  signatures of the original. (Model names here may not contain '_', hence the dashes.)
 - the root conftest's MNIST-signature ``tiny_savedmodel``.
 """
 
@@ -69,6 +73,44 @@ def export_toy(path: Path, offset: float = 2.0) -> None:
             "regress_x_to_y": toy.regress,
         },
     )
+
+
+def export_half_plus_two(path: Path) -> None:
+    """TF Serving's half_plus_two, built the way its testdata script builds it (TF1 graph)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        a = v1.Variable(0.5, name="a")
+        b = v1.Variable(2.0, name="b")
+        serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
+        parsed = v1.io.parse_example(serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)})
+        x = tf.identity(parsed["x"], name="x")  # static shape [?,1]
+        y = tf.identity(a * x + b, name="y")
+        info = v1.saved_model.utils.build_tensor_info
+        build = v1.saved_model.signature_def_utils.build_signature_def
+        signatures = {
+            "serving_default": build({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+            "regress_x_to_y": build(
+                {"inputs": info(serialized)}, {"outputs": info(y)}, "tensorflow/serving/regress"
+            ),
+            "classify_x_to_y": build(
+                {"inputs": info(serialized)}, {"scores": info(y)}, "tensorflow/serving/classify"
+            ),
+        }
+        session.run(v1.global_variables_initializer())
+        builder = v1.saved_model.builder.SavedModelBuilder(str(path))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures)
+        builder.save()
+
+
+@pytest.fixture(scope="session")
+def half_plus_two_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base path holding half-plus-two version 1."""
+    base = tmp_path_factory.mktemp("tf1_models") / "half-plus-two"
+    export_half_plus_two(base / "1")
+    return base
 
 
 def write_warmup(version_dir: Path, model: str, batches: list[np.ndarray], key: str) -> None:
