@@ -166,6 +166,10 @@ MODEL_OBJECT = NestedObject(
         ConfigKey("maxReplicas", "integer", REQUIRED, "Most serving pods (HPA).", minimum=1),
         ConfigKey("targetCpuUtilization", "integer", 70, "HPA target CPU utilization, percent.",
                   minimum=1, maximum=100),
+        ConfigKey("canaryWeight", "integer", 10,
+                  "Percent of the serving pods (at minReplicas) in the canary track while the "
+                  "canary label names another version than stable; 0: no canary track "
+                  "(docs/observability.md).", minimum=0, maximum=50),
         ConfigKey("cpuMillicores", "integer", REQUIRED, "CPU request of the TF Serving container.",
                   minimum=100),
         ConfigKey("modelMemoryMiB", "integer", REQUIRED,

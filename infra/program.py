@@ -180,6 +180,7 @@ def _serving_args(
         min_replicas=model.min_replicas,
         max_replicas=model.max_replicas,
         target_cpu_utilization=model.target_cpu_utilization,
+        canary_weight=model.canary_weight,
         allowed_namespaces=model.allowed_namespaces,
         sync_interval_seconds=settings.s3_poll_seconds,
         tfserving_image=settings.serving_image,

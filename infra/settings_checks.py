@@ -258,6 +258,7 @@ def _model(
     memory = _bounded(c, key, spec, m, "modelMemoryMiB")
     disk = _bounded(c, key, spec, m, "modelDiskMiB")
     target = _bounded(c, key, spec, m, "targetCpuUtilization")
+    canary_weight = _bounded(c, key, spec, m, "canaryWeight")
     keep = _field(spec, m["maxVersionsOnDisk"])
     if policy.kind == "all":
         keep = _bounded(c, key, spec, m, "maxVersionsOnDisk")
@@ -285,6 +286,7 @@ def _model(
         max_versions_on_disk=keep,
         allowed_namespaces=tuple(namespaces),
         batching=batching,
+        canary_weight=canary_weight,
     )
 
 

@@ -77,6 +77,8 @@ class ModelSettings:
     max_versions_on_disk: int | None
     allowed_namespaces: tuple[str, ...]
     batching: BatchingParameters
+    # Percent of serving pods in the canary track (infra.config_keys "canaryWeight").
+    canary_weight: int = 10
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,15 @@
   rendered by `contracts.tfconfig` (the project's only renderer);
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
   Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
-  NetworkPolicy admitting only the listed namespaces.
+  NetworkPolicy admitting only the listed namespaces;
+- when the ``canary`` label names another version than ``stable`` and ``canary_weight`` > 0, a
+  canary track: a second Deployment (``<model>-canary``, fixed size from the weight) behind the
+  same Service, with its own ConfigMap in which ``stable`` also names the canary version. Requests
+  for ``labels/stable`` (the clients' default) reaching a canary pod are answered by the canary
+  version: the canary gets its share of traffic without clients opting in. ``labels/canary`` and
+  explicit version numbers work on every pod of both tracks (canary pods load both versions).
+  Every pod carries ``track: stable|canary``; the scrape configuration copies it onto every
+  metric (docs/observability.md).
 
 pulumi-kubernetes waits for the Deployment to be rolled out and for the Service to have ready
 endpoints (10 minutes by default). Serving pods become ready only once a model version is in the
@@ -66,6 +74,9 @@ ROLLOUT_TIMEOUT = "30m"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 # amazon-eks-pod-identity-webhook: comma-separated names of containers to leave without the token.
 IRSA_SKIP_CONTAINERS_ANNOTATION = "eks.amazonaws.com/skip-containers"
+# Pod label naming the track; monitoring/scrape/eks.yml turns it into the `track` metric label.
+TRACK_LABEL = "track"
+STABLE, CANARY = "stable", "canary"
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,8 @@ class ModelServingArgs:
     termination_grace_seconds: int = 60
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
     service_account_name: str = "tfserving"
+    # Percent of the serving pods (at min_replicas) that run the canary track; 0: no track.
+    canary_weight: int = 0
 
     def __post_init__(self) -> None:
         problems = [
@@ -172,7 +185,12 @@ class ModelServingArgs:
             positive_problem("resources.cpu_limit_millicores", self.resources.cpu_limit_millicores),
             positive_problem("resources.sync_memory_mib", self.resources.sync_memory_mib, 64),
             positive_problem("resources.sync_cpu_millicores", self.resources.sync_cpu_millicores),
+            positive_problem("canary_weight", self.canary_weight, 0),
         ]
+        if isinstance(self.canary_weight, int) and self.canary_weight > 50:
+            problems.append(
+                f"canary_weight {self.canary_weight}: a canary takes at most half (0-50 percent)"
+            )
         problems += [
             dns_label_problem("allowed_namespaces entry", n) for n in self.allowed_namespaces
         ]
@@ -254,7 +272,39 @@ class ModelServingArgs:
             labels=dict(self.version_labels),
         )
 
-    def sizing(self) -> serving_pod.PodSizing:
+    @property
+    def canary_version(self) -> int | None:
+        """The version the canary track serves, or None when there is no canary track."""
+        stable, canary = self.version_labels.get(STABLE), self.version_labels.get(CANARY)
+        if self.canary_weight == 0 or canary is None or stable is None or canary == stable:
+            return None
+        return canary
+
+    @property
+    def canary_replicas(self) -> int:
+        """Canary pods so that they are about `canary_weight` percent of all pods at
+        min_replicas (at least one; none for a model kept at zero)."""
+        if self.min_replicas == 0:
+            return 0
+        share = self.min_replicas * self.canary_weight / (100 - self.canary_weight)
+        return max(1, round(share))
+
+    def canary_model_config(self) -> tfconfig.ModelConfig:
+        """The canary track's model: both versions loaded (explicit addressing works on every
+        pod) and ``stable`` naming the canary version, so default traffic reaching a canary pod
+        is served by it."""
+        canary = self.canary_version
+        if canary is None:
+            raise ValueError(f"{self.model_name} has no canary track")
+        both = tuple(sorted({self.version_labels[STABLE], canary}))
+        return tfconfig.ModelConfig(
+            name=self.model_name,
+            base_path=f"{serving_pod.MODELS_DIR}/{self.model_name}",
+            policy=tfconfig.VersionPolicy(kind="specific", versions=both),
+            labels={**self.version_labels, STABLE: canary},
+        )
+
+    def sizing(self, versions_on_disk: int | None = None) -> serving_pod.PodSizing:
         r = self.resources
         return serving_pod.PodSizing(
             model_memory_mib=r.model_memory_mib,
@@ -262,16 +312,17 @@ class ModelServingArgs:
             cpu_request_millicores=r.cpu_request_millicores,
             cpu_limit_millicores=r.cpu_limit_millicores,
             model_disk_mib=r.model_disk_mib,
-            versions_on_disk=self.versions_on_disk,
+            versions_on_disk=versions_on_disk or self.versions_on_disk,
             sync_memory_mib=r.sync_memory_mib,
             sync_cpu_millicores=r.sync_cpu_millicores,
         )
 
 
-def render_config_files(args: ModelServingArgs) -> dict[str, str]:
-    """The ConfigMap's files, all from `contracts.tfconfig`."""
+def render_config_files(args: ModelServingArgs, track: str = STABLE) -> dict[str, str]:
+    """The ConfigMap's files of one track, all from `contracts.tfconfig`."""
+    model = args.canary_model_config() if track == CANARY else args.model_config()
     return {
-        serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([args.model_config()]),
+        serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([model]),
         serving_pod.BATCHING_FILE: tfconfig.render_batching_parameters(args.batching),
         serving_pod.MONITORING_FILE: tfconfig.render_monitoring_config(),
     }
@@ -445,43 +496,54 @@ class ModelServing(pulumi.ComponentResource):
 
         node_selector, tolerations = scheduling(args.placement)
         source = pulumi.Output.concat("s3://", args.bucket_name, "/", args.model_prefix.strip("/"))
-        template = serving_pod.serving_pod_template(
-            serving_pod.PodSpecInputs(
-                model_name=args.model_name,
-                labels=labels,
-                annotations={
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(serving_pod.REST_PORT),
-                    "prometheus.io/path": tfconfig.DEFAULT_PROMETHEUS_PATH,
-                    "checksum/startup-config": startup_config_checksum(files),
-                    # The pod identity webhook injects the IRSA token and AWS_* variables into
-                    # every container unless told otherwise; TF Serving reads only local disk,
-                    # so only the sync sidecar gets the bucket-reading credentials.
-                    IRSA_SKIP_CONTAINERS_ANNOTATION: serving_pod.TFSERVING_CONTAINER,
-                },
-                service_account_name=account.metadata.apply(lambda m: m.name),
-                config_map_name=config.metadata.apply(lambda m: m.name),
-                tfserving_image=args.image,
-                sync_image=args.sync_image,
-                sync_source=source,
-                version_policy=str(args.version_policy),
-                sync_interval_seconds=args.sync_interval_seconds,
-                model_config_poll_seconds=args.model_config_poll_seconds,
-                file_system_poll_seconds=args.file_system_poll_seconds,
-                grpc_max_connection_age_seconds=args.grpc_max_connection_age_seconds,
-                sizing=args.sizing(),
-                tfserving_uid=TFSERVING_UID,
-                sync_uid=SYNC_UID,
-                shared_gid=SHARED_GID,
-                gpus_per_pod=args.placement.gpus_per_pod,
-                node_selector=node_selector,
-                tolerations=tolerations,
-                topology_spread=topology_spread(selector, args.zone_spread),
-                pre_stop_seconds=args.pre_stop_seconds,
-                termination_grace_seconds=args.termination_grace_seconds,
-                startup_timeout_seconds=args.startup_timeout_seconds,
+
+        def track_template(
+            track: str,
+            track_files: Mapping[str, str],
+            track_config: k8s.core.v1.ConfigMap,
+            policy: str,
+            versions_on_disk: int | None,
+            spread: Mapping[str, str],
+        ) -> Manifest:
+            return serving_pod.serving_pod_template(
+                serving_pod.PodSpecInputs(
+                    model_name=args.model_name,
+                    labels={**labels, TRACK_LABEL: track},
+                    annotations={
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(serving_pod.REST_PORT),
+                        "prometheus.io/path": tfconfig.DEFAULT_PROMETHEUS_PATH,
+                        "checksum/startup-config": startup_config_checksum(track_files),
+                        # The pod identity webhook injects the IRSA token and AWS_* variables
+                        # into every container unless told otherwise; TF Serving reads only local
+                        # disk, so only the sync sidecar gets the bucket-reading credentials.
+                        IRSA_SKIP_CONTAINERS_ANNOTATION: serving_pod.TFSERVING_CONTAINER,
+                    },
+                    service_account_name=account.metadata.apply(lambda m: m.name),
+                    config_map_name=track_config.metadata.apply(lambda m: m.name),
+                    tfserving_image=args.image,
+                    sync_image=args.sync_image,
+                    sync_source=source,
+                    version_policy=policy,
+                    sync_interval_seconds=args.sync_interval_seconds,
+                    model_config_poll_seconds=args.model_config_poll_seconds,
+                    file_system_poll_seconds=args.file_system_poll_seconds,
+                    grpc_max_connection_age_seconds=args.grpc_max_connection_age_seconds,
+                    sizing=args.sizing(versions_on_disk),
+                    tfserving_uid=TFSERVING_UID,
+                    sync_uid=SYNC_UID,
+                    shared_gid=SHARED_GID,
+                    gpus_per_pod=args.placement.gpus_per_pod,
+                    node_selector=node_selector,
+                    tolerations=tolerations,
+                    topology_spread=topology_spread(spread, args.zone_spread),
+                    pre_stop_seconds=args.pre_stop_seconds,
+                    termination_grace_seconds=args.termination_grace_seconds,
+                    startup_timeout_seconds=args.startup_timeout_seconds,
+                )
             )
-        )
+
+        template = track_template(STABLE, files, config, str(args.version_policy), None, selector)
         # A model idle at zero has no pod to wait for, and its Service no endpoint.
         awaited, await_annotations = rollout_await(args.await_rollout and args.min_replicas > 0)
         deployment = k8s.apps.v1.Deployment(
@@ -517,6 +579,39 @@ class ModelServing(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(child, awaited),
         )
+        canary = args.canary_version
+        if canary is not None:
+            # Its own selector (the stable Deployment's selector predates tracks and stays as it
+            # is, being immutable); the Service selects both tracks.
+            canary_selector = {**selector, TRACK_LABEL: CANARY}
+            canary_files = render_config_files(args, CANARY)
+            canary_config = k8s.core.v1.ConfigMap(
+                f"{name}-canary-config",
+                metadata=metadata(f"{args.model_name}-tfserving-canary", labels, namespace),
+                data=canary_files,
+                opts=child,
+            )
+            canary_policy = args.canary_model_config().policy
+            canary_template = track_template(
+                CANARY,
+                canary_files,
+                canary_config,
+                str(canary_policy),
+                len(canary_policy.versions),
+                canary_selector,
+            )
+            k8s.apps.v1.Deployment(
+                f"{name}-canary-deployment",
+                metadata=metadata(
+                    f"{args.model_name}-canary", {**labels, TRACK_LABEL: CANARY}, namespace
+                ),
+                spec={
+                    **self._deployment_spec(canary_selector, canary_template, args),
+                    # Fixed: the canary's share is its pod count against stable's.
+                    "replicas": args.canary_replicas,
+                },
+                opts=child,
+            )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
             metadata=metadata(args.model_name, labels, namespace),
