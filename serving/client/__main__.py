@@ -288,8 +288,10 @@ def _observe(
     try:
         statuses = client.status(args.model, version=args.version, label=args.label)
     except ConnectionFailed as exc:
+        # "refused": nothing listens there (yet); otherwise the server did not answer in time.
+        cause = "connection refused" if "refused" in str(exc).lower() else "no answer"
         return [], Observation(
-            f"connection refused or no answer ({exc})",
+            f"{cause} ({exc})",
             f"next: start the server or check the address ({where})",
         )
     except ServerError as exc:

@@ -59,8 +59,7 @@ def test_each_state_change_is_reported_once_then_available() -> None:
     )
     seen = [line.split("] ", 1)[1] for line in lines[1:]]
     assert seen == [
-        "connection refused or no answer (cannot reach http://h:1/v1/models/mnist: "
-        "[Errno 111] refused)",
+        "connection refused (cannot reach http://h:1/v1/models/mnist: [Errno 111] refused)",
         "the server is up but has not loaded model 'mnist' "
         "(Could not find any versions of model mnist)",
         "version 1 LOADING",
@@ -74,7 +73,7 @@ def test_each_state_change_is_reported_once_then_available() -> None:
     [
         (
             ConnectionFailed("cannot reach http://h:1/v1/models/mnist: [Errno 111] refused"),
-            "connection refused or no answer",
+            "connection refused (cannot reach http://h:1/v1/models/mnist",
             "next: start the server or check the address (REST http://h:1)",
         ),
         (
