@@ -336,7 +336,8 @@ def _compute_mode(c: _Checker, v: Mapping[str, Any], gpu_pools: list[NodePool]) 
     if v["computeMode"] != "nodeGroups":
         for pool in gpu_pools:
             for t in pool.instance_types:
-                if t.partition(".")[0] not in AUTO_MODE_GPU_FAMILIES:
+                known = instances.gpu_count(t) is not None  # else reported as unknown
+                if known and t.partition(".")[0] not in AUTO_MODE_GPU_FAMILIES:
                     c.fail(
                         f"gpuNodePools.{pool.name}.instanceTypes",
                         f"{t}: EKS Auto Mode does not launch this family; use one of "
@@ -347,7 +348,8 @@ def _compute_mode(c: _Checker, v: Mapping[str, Any], gpu_pools: list[NodePool]) 
     # Auto Mode launches nodes only for pending pods: a pool minimum would be silently ignored,
     # and the idle cost the settings suggest would be wrong. Warm capacity is minReplicas.
     for pool in gpu_pools:
-        if pool.min_size or pool.desired_size:
+        in_bounds = pool.min_size <= pool.desired_size <= pool.max_size  # else reported already
+        if in_bounds and (pool.min_size or pool.desired_size):
             c.fail(
                 f"gpuNodePools.{pool.name}.minSize",
                 f"minSize {pool.min_size} / desiredSize {pool.desired_size}: autoMode keeps no "
