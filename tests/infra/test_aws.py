@@ -387,9 +387,11 @@ def test_outputs(cap: StackCapture) -> None:
     assert out["kubeconfig"] == SECRET
     assert out["clusterName"] == f"tfserving-{cap.stack}"
     bucket = out["modelBucketName"]
-    assert out["modelUris"] == {"mnist": f"s3://{bucket}/models/mnist"}
-    assert out["restEndpoints"] == {"mnist": "http://mnist.mnist.svc.cluster.local:8501"}
-    assert out["grpcEndpoints"] == {"mnist": "mnist.mnist.svc.cluster.local:8500"}
+    # dev serves a second model (the diabetes recipe) beside mnist; prod serves mnist.
+    names = {"dev": ["diabetes", "mnist"]}.get(cap.stack, ["mnist"])
+    assert out["modelUris"] == {n: f"s3://{bucket}/models/{n}" for n in names}
+    assert out["restEndpoints"] == {n: f"http://{n}.{n}.svc.cluster.local:8501" for n in names}
+    assert out["grpcEndpoints"] == {n: f"{n}.{n}.svc.cluster.local:8500" for n in names}
     provider = one(cap, "pulumi:providers:kubernetes")
     assert provider["kubeconfig"] == SECRET
 

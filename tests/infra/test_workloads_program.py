@@ -36,6 +36,12 @@ def of_type(stack: StackCapture, type_: str) -> list[Any]:
     return [r for r in stack.resources if r.type == type_]
 
 
+def mnist_serving(stack: StackCapture) -> Any:
+    """The mnist model's component (dev also serves the diabetes recipe beside it)."""
+    (found,) = [r for r in of_type(stack, SERVING) if r.name == "model-mnist"]
+    return found
+
+
 def the(stack: StackCapture, type_: str) -> Any:
     (found,) = of_type(stack, type_)
     return found
@@ -259,13 +265,13 @@ def test_awaited_rollout_waits_long_enough_for_a_gpu_cold_start(tmp_path):
     # Opting in (awaitServingRollout true, once models are published) waits longer than the
     # provider's 10 minutes, and only the await changes, not the pods.
     awaited = _dev_with(tmp_path, "awaited", True, 1)
-    (serving,) = of_type(awaited, SERVING)
+    serving = mnist_serving(awaited)
     for kind in AWAITED:
         record = child(awaited, serving, kind)
         assert record.custom_timeouts == {"create": "30m", "update": "30m"}, kind
         assert "pulumi.com/skipAwait" not in (record.inputs["metadata"].get("annotations") or {})
     first_up = _dev_with(tmp_path, "first-up", False, 1)
-    (same,) = of_type(first_up, SERVING)
+    same = mnist_serving(first_up)
     assert (
         child(first_up, same, AWAITED[0]).inputs["spec"]
         == child(awaited, serving, AWAITED[0]).inputs["spec"]
@@ -276,7 +282,7 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
     # dev's mnist has minReplicas 0: the Deployment is created with 0 replicas, `up` leaves the
     # count to whoever scaled it since, and nothing waits for pods or endpoints that cannot come.
     dev = captures["dev"]
-    (serving,) = of_type(dev, SERVING)
+    serving = mnist_serving(dev)
     deployment = child(dev, serving, "kubernetes:apps/v1:Deployment")
     assert deployment.inputs["spec"]["replicas"] == 0
     # Written at creation only (the option is not part of the capture; the helper is).
@@ -309,9 +315,15 @@ def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(st
 
 def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
     # Settings -> captured limit: (versions the policy keeps loaded + 1) x modelMemoryMiB + the
-    # 1024 MiB runtime overhead. dev is latest:2 of 512 MiB, prod specific:1,2 of 1024 MiB.
-    expected = {"dev": "2560Mi", "prod": "4096Mi"}[stack.stack]
+    # 1024 MiB runtime overhead. dev is latest:2 of 512 MiB (mnist) and of 128 MiB (diabetes),
+    # prod specific:1,2 of 1024 MiB.
+    limits = {
+        ("dev", "mnist"): "2560Mi",
+        ("dev", "diabetes"): "1408Mi",
+        ("prod", "mnist"): "4096Mi",
+    }
     for serving in of_type(stack, SERVING):
+        expected = limits[stack.stack, serving.name.removeprefix("model-")]
         pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
         (tfs,) = pod["spec"]["containers"]
         assert tfs["resources"]["limits"]["memory"] == expected
