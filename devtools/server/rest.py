@@ -9,6 +9,12 @@ dependency, keep-alive connections, a thread per connection (requests from all o
 same batcher). An async framework would not make the model faster, and the threads spend their
 time in TensorFlow, which releases the GIL. Bodies larger than ``max_request_bytes`` are refused
 with 413 before they are read; at most ``num_threads`` requests are processed at once.
+
+Against hostile clients (docs/hostile-input.md): at most ``max_connections`` connections are
+open (503 beyond, answered by the accept loop); a request's line and headers must arrive within
+a total deadline (408); bodies take their size from a shared `ByteBudget` before they are read
+(429 when it is spent); and every error the HTTP layer itself produces (400/408/414/431/501/505)
+is ``{"error": ...}`` JSON like the API's own, never http.server's HTML page.
 """
 
 from __future__ import annotations

@@ -217,6 +217,18 @@ def test_bodies_in_flight_share_a_byte_budget(guarded_server):
     assert status == 200, reply
 
 
+def test_grpc_inputs_draw_on_the_same_budget(guarded_server):
+    budget = guarded_server._rest.budget
+    budget.take(1495, "held by the test")  # as if REST bodies of 1495 bytes were in flight
+    try:
+        error = grpc_predict(guarded_server, shape(2))  # 8 bytes once decoded
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max_inflight_request_bytes" in error.details()
+    finally:
+        budget.give(1495)
+    still_serves(guarded_server)
+
+
 # --- TF Serving's semantics: no shape check, TF1 graphs run in a Session ------------------------
 
 
