@@ -4,7 +4,7 @@ Writes into DIR (created if needed), the same bytes on every run:
 
     zero.png ... nine.png   one 28x28 8-bit grey PNG per digit (`client predict seven.png`)
     digits.npy              the same ten digits, uint8 [10, 28, 28], in order 0-9
-                            (`client predict digits.npy`; `devtools.bench --images`)
+                            (`client predict digits.npy`)
     request.json            a TF Serving REST predict body in row format, the same ten digits
                             (`curl -d @request.json .../v1/models/mnist:predict`)
     samples.json            which file holds which digit, to check a prediction against
