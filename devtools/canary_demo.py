@@ -5,13 +5,15 @@ What it does, all on 127.0.0.1:
 1. exports two tiny SavedModels with two versions each (``y = 0.5 x + b``, input ``x`` float):
    ``steady`` v2 is as healthy as v1; ``flaky`` v2 has a defect that fails a share of requests
    (a ``tf.debugging.assert_less`` on the input: TF Serving answers INVALID_ARGUMENT);
-2. starts two stand-in servers (``python -m devtools.server``), the stable track serving version 1
-   of both models and the canary track version 2 (``specific`` policies, as the two Deployments in
-   the cluster), with TF Serving's monitoring config enabled;
+2. starts two stand-in servers (``python -m devtools.server``) configured as the cluster's two
+   tracks (infra/components/model_serving.py): both load versions 1 and 2; on the stable track the
+   ``stable`` label names version 1, on the canary track it names version 2 (``canary`` names 2 on
+   both); TF Serving's monitoring config enabled;
 3. starts a real Prometheus (`devtools.local_prometheus`) scraping both with a ``track`` label and
    loading ``monitoring/rules/*.yml``;
-4. sends traffic for a few seconds, each request to the canary with the canary share's probability
-   (as a Service spreads requests over the pods of both tracks), inputs uniform in [0, 1);
+4. sends ``labels/stable`` predict requests (the clients' default) for a few seconds, each to the
+   canary track with the canary share's probability (as the Service spreads requests over the
+   pods of both tracks), inputs uniform in [0, 1);
 5. runs the SLO gate (`infra.canary`) for each model and prints its JSON: ``steady`` is promoted,
    ``flaky`` rolled back.
 
@@ -70,12 +72,14 @@ def export_models(root: Path, fail_share: float) -> None:
 
 
 def write_track_config(workdir: Path, models_root: Path, track: str, version: int) -> Path:
-    """This track's ``models.config`` (every model at `version`) and monitoring config."""
+    """This track's ``models.config`` (both versions, ``stable`` naming `version`) and
+    monitoring config."""
     configs = [
         tfconfig.ModelConfig(
             name=name,
             base_path=str(models_root / name),
-            policy=tfconfig.VersionPolicy(kind="specific", versions=(version,)),
+            policy=tfconfig.VersionPolicy.specific([STABLE_VERSION, CANARY_VERSION]),
+            labels={"stable": version, "canary": CANARY_VERSION},
         )
         for name in MODELS
     ]
@@ -109,6 +113,8 @@ def start_tracks(processes: Processes, workdir: Path, models_root: Path) -> list
                 f"--port_file={port_file}",
                 f"--model_config_file={config / 'models.config'}",
                 f"--monitoring_config_file={config / 'monitoring.config'}",
+                # As the cluster's pods: labels may name a version still loading (#1608).
+                "--allow_version_labels_for_unavailable_models",
             ],
         )
         started.append((track, service, port_file))
@@ -144,7 +150,7 @@ def send_traffic(
             while time.monotonic() < deadline:
                 model = MODELS[rng.randrange(len(MODELS))]
                 track = by_name["canary" if rng.random() < canary_share else "stable"]
-                url = f"http://127.0.0.1:{track.rest_port}/v1/models/{model}:predict"
+                url = f"http://127.0.0.1:{track.rest_port}/v1/models/{model}/labels/stable:predict"
                 reply = client.post(url, json={"instances": [rng.random()]})
                 with lock:
                     counts[(model, track.name, reply.status_code)] += 1
