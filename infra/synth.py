@@ -6,6 +6,7 @@
     DIR/manifests/<ns-or-_cluster>/<Kind>-<name>.yaml   every Kubernetes object
     DIR/tfserving/<model>/              models.config, batching and monitoring files, as declared
     DIR/policy-report.json              the policy pack's results, with counts by level
+    DIR/dashboards/tfserving.json       the Grafana dashboard (infra.dashboards)
     DIR/summary.md                      Markdown for a pull-request comment
     DIR/changes.json                    with --compare BASE_DIR: what changes against BASE_DIR
 
@@ -36,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra import dashboards
 from infra import manifests as k8s
 from infra.changes import compare
 from infra.synth_report import (
@@ -340,6 +342,7 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
         for name, text in model_files.items():
             (directory / name).write_text(text)
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
+    dashboards.write(tmp / "dashboards")
     (tmp / "summary.md").write_text(render_summary(result))
     if result.changes is not None:
         (tmp / "changes.json").write_text(_json(result.changes.as_dict()))

@@ -34,6 +34,7 @@ def test_writes_the_exact_layout(project, tmp_path: Path, capsys) -> None:
         "resources.json",
         "policy-report.json",
         "summary.md",
+        "dashboards/tfserving.json",
         "manifests/_cluster/Namespace-mnist.yaml",
         "manifests/mnist/ConfigMap-mnist-tfserving.yaml",
         "manifests/mnist/Deployment-tfserving.yaml",
