@@ -461,6 +461,16 @@ def commit_version(
             if old is not None and content_prefix(location, old) != prefix:
                 doomed += list(_list_keys(s3, bucket, content_prefix(location, old)))
             _delete_keys(s3, bucket, doomed)
+    with guarded("checking the commit"):
+        # Readers' view: the version is committed with these files. Fails only if something
+        # removed the upload between verification and commit (a cleanup by a publish that took
+        # it for stale: uploads longer than STALE_CONTENT_SECONDS).
+        seen = list_committed(s3, location, name).versions.get(version)
+    if seen is None or seen.prefix != prefix:
+        raise PublishError(
+            f"{where}: the manifest was written but readers do not see this version's files "
+            f"under {prefix}; publish it again with --force"
+        )
     return manifest
 
 

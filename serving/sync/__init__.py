@@ -7,7 +7,8 @@ filesystem, verifies every file's size and sha256 against the manifest, and rena
 ``DEST/NAME/<version>`` in one step. See `serving.sync.cli` for the command line.
 
 Modules: `agent` (the loop), `download` (stage/verify/install one version), `local` (the model
-directory and the ownership ledger), `backoff`, `status`, `health` (probe endpoints), `errors`.
+directory and the ownership ledger), `backoff`, `status`, `health` (probe endpoints and TF
+Serving's model status), `metrics` (Prometheus, ``tfserving_sync_*``), `errors`.
 Nothing here imports TensorFlow: the agent's image ships boto3, protobuf and the
 tensorflow-serving-api config protos only.
 """

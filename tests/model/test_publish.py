@@ -385,3 +385,19 @@ def test_export_given_as_the_current_directory(
     monkeypatch.chdir(export_copy)
     manifest = _publish(Path("."), bucket, s3)
     assert (manifest.model, manifest.version) == ("mnist", 1)
+
+
+def test_an_upload_removed_before_the_commit_is_not_reported_published(
+    export_copy: Path, moto_endpoint: str, bucket: str
+) -> None:
+    s3 = _client(moto_endpoint)
+
+    def remove_upload(model, params, **_):  # what a cleanup taking it for stale would do
+        if model.name == "PutObject" and params["Key"].endswith("/manifest.json"):
+            other = _client(moto_endpoint)
+            for key in _keys(other, bucket, f"{PREFIX}/mnist/.content/"):
+                other.delete_object(Bucket=bucket, Key=key)
+
+    s3.meta.events.register("before-parameter-build.s3", remove_upload)
+    with pytest.raises(PublishError, match="readers do not see this version's files"):
+        _publish(export_copy, bucket, s3)
