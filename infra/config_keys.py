@@ -284,6 +284,11 @@ KEYS: tuple[ConfigKey, ...] = (
               "TF Serving image for CPU models (pinned tag or digest)."),
     ConfigKey("servingGpuImage", "string", "tensorflow/serving:2.20.0-gpu",
               "TF Serving image for models on a GPU pool (pinned tag or digest)."),
+    ConfigKey("dockerHubCredentialArn", "string", "",
+              "Secrets Manager secret (name prefix ecr-pullthroughcache/, JSON username and "
+              "accessToken of a Docker Hub account) for the stack's ECR pull-through cache: "
+              "Docker Hub images are pulled through the stack's registry, authenticated, never "
+              "anonymously by each node. Required while any image is on Docker Hub."),
     ConfigKey("syncImage", "string", "",
               "Model-sync image reference; empty builds images/sync/Dockerfile and pushes it to "
               "the stack's ECR repository (referenced by digest)."),

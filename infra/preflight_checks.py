@@ -430,6 +430,51 @@ def check_log_group(ctx: Context) -> Check:
     return Check(name, PASS, f"{group} exists with retention {wanted}; up adopts it")
 
 
+def check_docker_hub_credential(ctx: Context) -> Check:
+    name = "docker-hub-credential"
+    arn = ctx.settings.docker_hub_credential_arn
+    if not arn:
+        return Check(name, SKIP, "no Docker Hub image (dockerHubCredentialArn empty)")
+    try:
+        ctx.clients("secretsmanager").describe_secret(SecretId=arn)
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name,
+            FAIL,
+            f"{arn} is not readable ({_error(exc)}): create it with your Docker Hub username "
+            "and access token (docs/deploy.md) before the pull-through cache rule needs it",
+        )
+    return Check(name, PASS, f"{arn} exists for the ECR pull-through cache")
+
+
+def stack_images(settings: Settings) -> dict[str, str]:
+    """Every image the stack runs that is not built and pushed by digest here."""
+    # Imported here: the components import pulumi, which the other checks do not need.
+    from infra.components.cluster_autoscaler import image_for
+    from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE
+
+    images = {"servingImage": settings.serving_image, "servingGpuImage": settings.serving_gpu_image}
+    if settings.sync_image:
+        images["syncImage"] = settings.sync_image
+    images["cluster-autoscaler"] = image_for(settings.kubernetes_version)
+    if settings.gpu_node_pools:
+        images["nvidia-device-plugin"] = DEVICE_PLUGIN_IMAGE
+    return images
+
+
+def check_image_digests(ctx: Context) -> Check:
+    name = "images-pinned-by-digest"
+    loose = [f"{k} {v}" for k, v in stack_images(ctx.settings).items() if "@sha256:" not in v]
+    if loose:
+        return Check(
+            name,
+            FAIL,
+            f"pinned by tag only (a tag can be moved): {'; '.join(loose)}; append the digest "
+            "from `docker buildx imagetools inspect IMAGE` (repo:tag@sha256:...)",
+        )
+    return Check(name, PASS, "every image is pinned by digest")
+
+
 CHECKS: tuple[Callable[[Context], Check], ...] = (
     check_caller,
     check_placeholders,
@@ -440,6 +485,8 @@ CHECKS: tuple[Callable[[Context], Check], ...] = (
     check_existing_network,
     check_api_reachable,
     check_log_group,
+    check_docker_hub_credential,
+    check_image_digests,
     check_state_backend,
     check_secrets_provider,
 )

@@ -48,10 +48,17 @@ from infra.components.model_serving import (
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
-from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
+from infra.components.registry import (
+    DockerHubCache,
+    DockerHubCacheArgs,
+    SyncImageRegistry,
+    SyncImageRegistryArgs,
+    cached_reference,
+)
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
 from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_settings
+from infra.settings_checks import is_docker_hub
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
 ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
@@ -143,6 +150,27 @@ def _pool_capacity(pool: NodePool) -> PoolCapacity:
     )
 
 
+def _serving_images(
+    settings: Settings, node_role_names: list[pulumi.Input[str]]
+) -> tuple[str, str]:
+    """The CPU and GPU TF Serving images as the pods pull them: a Docker Hub one through the
+    stack's authenticated ECR pull-through cache (settings require the credential for it)."""
+    images = (settings.serving_image, settings.serving_gpu_image)
+    if not settings.docker_hub_credential_arn:
+        return images
+    cache = DockerHubCache(
+        "docker-hub",
+        DockerHubCacheArgs(
+            account_id=aws.get_caller_identity().account_id,
+            region=settings.region,
+            credential_arn=settings.docker_hub_credential_arn,
+            node_role_names=node_role_names,
+        ),
+    )
+    cached = [cached_reference(i, cache.registry_host) if is_docker_hub(i) else i for i in images]
+    return cached[0], cached[1]
+
+
 def _serving_args(
     settings: Settings,
     model: ModelSettings,
@@ -151,6 +179,7 @@ def _serving_args(
     cluster: Cluster,
     sync_image: pulumi.Input[str],
     tags: dict[str, str],
+    serving_images: tuple[str, str],
 ) -> ModelServingArgs:
     return ModelServingArgs(
         model_name=model.name,
@@ -183,8 +212,8 @@ def _serving_args(
         canary_weight=model.canary_weight,
         allowed_namespaces=model.allowed_namespaces,
         sync_interval_seconds=settings.s3_poll_seconds,
-        tfserving_image=settings.serving_image,
-        tfserving_gpu_image=settings.serving_gpu_image,
+        tfserving_image=serving_images[0],
+        tfserving_gpu_image=serving_images[1],
         await_rollout=settings.await_serving_rollout,
         tags=tags,
     )
@@ -224,6 +253,7 @@ def build(settings: Settings) -> StackOutputs:
         ),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
+    node_roles: list[pulumi.Input[str]] = [auto_node_role.name] if auto_node_role else []
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -272,6 +302,7 @@ def build(settings: Settings) -> StackOutputs:
     groups: list[NodePoolGroup] = []
     if settings.node_groups:
         node_role = NodeRole("node", tags)
+        node_roles.append(node_role.name)
         # Nodes join only once the CNI is there and the role can be used.
         before_nodes: list[pulumi.Resource] = [*addons.values(), *node_role.attachments]
         pools = [settings.system_node_pool, *settings.gpu_node_pools]
@@ -297,6 +328,7 @@ def build(settings: Settings) -> StackOutputs:
             tags=tags,
         ),
     )
+    serving_images = _serving_images(settings, node_roles)
     registry = SyncImageRegistry(
         "model-sync",
         SyncImageRegistryArgs(
@@ -393,7 +425,9 @@ def build(settings: Settings) -> StackOutputs:
     served = {
         m.name: ModelServing(
             f"model-{m.name}",
-            _serving_args(settings, m, bucket, bucket_key, cluster, registry.image_ref, tags),
+            _serving_args(
+                settings, m, bucket, bucket_key, cluster, registry.image_ref, tags, serving_images
+            ),
             opts=on_cluster,
         )
         for m in settings.models

@@ -530,20 +530,6 @@ def _kubernetes_support(c: _Checker, v: Mapping[str, Any], today: date) -> list[
     return [why]
 
 
-def _images(c: _Checker, v: Mapping[str, Any]) -> None:
-    for key in ("servingImage", "servingGpuImage", "syncImage"):
-        image = v[key]
-        if key == "syncImage" and image == "":
-            continue
-        if (problem := _rule_message(rules.validate_image_reference, image)) is not None:
-            c.fail(key, problem)
-
-
-def _declared_range(c: _Checker, v: Mapping[str, Any], key_name: str) -> None:
-    c.declared_range(key_name, v[key_name], KEYS_BY_NAME[key_name])
-
-
-def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
 def _monitoring(c: _Checker, v: Mapping[str, Any]) -> None:
     """A DCGM image, when given, is pinned by digest; alert e-mails look like addresses."""
     image = v["dcgmExporterImage"]
@@ -557,6 +543,53 @@ def _monitoring(c: _Checker, v: Mapping[str, Any]) -> None:
             c.fail("alertEmails", f"{email!r} is not an e-mail address")
 
 
+_PULL_THROUGH_SECRET = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/[\w/+=.@-]+$"
+)
+
+
+def _images(c: _Checker, v: Mapping[str, Any]) -> None:
+    on_hub = []
+    for key in ("servingImage", "servingGpuImage", "syncImage"):
+        image = v[key]
+        if key == "syncImage" and image == "":
+            continue
+        if (problem := _rule_message(rules.validate_image_reference, image)) is not None:
+            c.fail(key, problem)
+        elif is_docker_hub(image):
+            on_hub.append(image)
+    secret = v["dockerHubCredentialArn"]
+    if on_hub and not secret:
+        # Every node pulling anonymously through one NAT address shares Docker Hub's anonymous
+        # limit (10 pulls per hour per IPv4): a cold scale-out or rollout can fail.
+        c.fail(
+            "dockerHubCredentialArn",
+            f"{', '.join(on_hub)} on Docker Hub: set it so nodes pull through the stack's ECR "
+            "pull-through cache, authenticated, instead of anonymously",
+        )
+    if secret and not _PULL_THROUGH_SECRET.match(secret):
+        c.fail(
+            "dockerHubCredentialArn",
+            f"{secret!r}: give a Secrets Manager secret ARN whose name starts with "
+            "ecr-pullthroughcache/ (ECR refuses other names)",
+        )
+
+
+def is_docker_hub(image: str) -> bool:
+    """Whether a reference resolves to Docker Hub (no registry host, or docker.io)."""
+    first, _, rest = image.partition("/")
+    if not rest:
+        return True  # "nginx:1.27" is library/nginx on Docker Hub
+    return first in ("docker.io", "index.docker.io", "registry-1.docker.io") or not (
+        "." in first or ":" in first or first == "localhost"
+    )
+
+
+def _declared_range(c: _Checker, v: Mapping[str, Any], key_name: str) -> None:
+    c.declared_range(key_name, v[key_name], KEYS_BY_NAME[key_name])
+
+
+def _rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
     """What a shared rule (contracts.rules) says is wrong with ``value``, or None."""
     try:
         check(value)
@@ -610,6 +643,7 @@ def parse_settings(
     _rollout_headroom(c, gpu_pools, models)
     _compute_mode(c, v, gpu_pools)
     _images(c, v)
+    _monitoring(c, v)
     for key_name in (
         "noncurrentVersionRetentionDays",
         "abortIncompleteUploadDays",
@@ -624,7 +658,6 @@ def parse_settings(
         )
     for tag_key, tag_value in v["tags"].items():
         if not isinstance(tag_value, str) or tag_key.lower().startswith("aws:"):
-    _monitoring(c, v)
             c.fail(f"tags.{tag_key}", "tag values are strings and keys may not start with aws:")
     if c.problems:
         raise InvalidSettingsError(stack, c.problems)
@@ -661,12 +694,13 @@ def parse_settings(
         serving_image=v["servingImage"],
         serving_gpu_image=v["servingGpuImage"],
         sync_image=v["syncImage"],
+        docker_hub_credential_arn=v["dockerHubCredentialArn"],
         models=tuple(models),
         await_serving_rollout=v["awaitServingRollout"],
         s3_poll_seconds=v["s3PollSeconds"],
         tags=MappingProxyType(dict(v["tags"])),
         warnings=tuple(warnings),
-    )
         managed_prometheus=v["managedPrometheus"],
         dcgm_exporter_image=v["dcgmExporterImage"],
         alert_emails=tuple(v["alertEmails"]),
+    )

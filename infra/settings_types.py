@@ -118,6 +118,7 @@ class Settings:
     serving_image: str
     serving_gpu_image: str
     sync_image: str
+    docker_hub_credential_arn: str
     models: tuple[ModelSettings, ...]
     await_serving_rollout: bool
     s3_poll_seconds: int

@@ -83,6 +83,7 @@ class NodeRole(pulumi.ComponentResource):
             for arn in NODE_ROLE_POLICIES
         ]
         self.arn = role.arn
+        self.name = role.name
         self.register_outputs({"arn": self.arn})
 
 

@@ -1,5 +1,8 @@
 """The ECR repository for the model-sync image, and the image itself.
 
+`DockerHubCache` (at the end) sends Docker Hub pulls through an authenticated ECR pull-through
+cache rule.
+
 `SyncImageRegistry` creates an ``aws.ecr.Repository`` (immutable tags, scan on push, AES256 at
 rest) with a lifecycle policy, then either
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
+from infra import iam
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:registry:SyncImageRegistry"
@@ -144,3 +148,63 @@ class SyncImageRegistry(pulumi.ComponentResource):
         self.repository_url = repo.repository_url
         self.image_ref = image_ref
         self.register_outputs({"repository_url": self.repository_url, "image_ref": image_ref})
+
+
+DOCKER_HUB_TYPE_TOKEN = "tfserving-eks:registry:DockerHubCache"
+DOCKER_HUB_UPSTREAM = "registry-1.docker.io"
+DOCKER_HUB_PREFIX = "docker-hub"
+
+
+def docker_hub_path(image: str) -> str:
+    """A Docker Hub reference as a repository path: ``nginx:1`` -> ``library/nginx:1``,
+    ``docker.io/tensorflow/serving:2.20.0`` -> ``tensorflow/serving:2.20.0``."""
+    for host in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        image = image.removeprefix(host)
+    return image if "/" in image.split("@", 1)[0].split(":", 1)[0] else f"library/{image}"
+
+
+def cached_reference(image: str, registry_host: str, prefix: str = DOCKER_HUB_PREFIX) -> str:
+    """The same image (tag and digest kept) pulled through the stack's cache rule."""
+    return f"{registry_host}/{prefix}/{docker_hub_path(image)}"
+
+
+@dataclass(frozen=True)
+class DockerHubCacheArgs:
+    account_id: str
+    region: str
+    credential_arn: str  # Secrets Manager secret ecr-pullthroughcache/... (username, accessToken)
+    node_role_names: Sequence[pulumi.Input[str]]
+
+
+class DockerHubCache(pulumi.ComponentResource):
+    """An ECR pull-through cache rule for Docker Hub, authenticated with the given secret, and
+    on each node role the right to fill it (the first pull imports the image). Nodes then pull
+    ``<account>.dkr.ecr.<region>.amazonaws.com/docker-hub/<repo>`` from ECR: one authenticated
+    Docker Hub pull per image, none per node. Output: ``registry_host``."""
+
+    def __init__(
+        self, name: str, args: DockerHubCacheArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(DOCKER_HUB_TYPE_TOKEN, name, None, opts)
+        here = pulumi.ResourceOptions(parent=self)
+        rule = aws.ecr.PullThroughCacheRule(
+            child(name, "rule"),
+            ecr_repository_prefix=DOCKER_HUB_PREFIX,
+            upstream_registry_url=DOCKER_HUB_UPSTREAM,
+            credential_arn=args.credential_arn,
+            opts=here,
+        )
+        repositories = (
+            f"arn:aws:ecr:{args.region}:{args.account_id}:repository/{DOCKER_HUB_PREFIX}/*"
+        )
+        self.policies = [
+            aws.iam.RolePolicy(
+                child(name, f"pull-{i}"),
+                role=role,
+                policy=iam.pull_through_cache_policy(repositories),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[rule]),
+            )
+            for i, role in enumerate(args.node_role_names)
+        ]
+        self.registry_host = f"{args.account_id}.dkr.ecr.{args.region}.amazonaws.com"
+        self.register_outputs({"registry_host": self.registry_host})

@@ -142,7 +142,7 @@ def test_cluster(cap: StackCapture) -> None:
     keys = {r.name: r.inputs for r in of(cap, "aws:kms/key:Key")}
     assert enc["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert all(k["enableKeyRotation"] is True for k in keys.values())
-    logs = one(cap, "aws:cloudwatch/logGroup:LogGroup")
+    logs = one(cap, "aws:cloudwatch/logGroup:LogGroup", "cluster-logs")
     assert logs["name"] == f"/aws/eks/tfserving-{cap.stack}/cluster"
     assert logs["retentionInDays"] == (14 if cap.stack == "dev" else 365)
     # Kept on destroy, so EKS's late log streams cannot re-create it without retention and the
@@ -168,12 +168,24 @@ def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCap
         }
 
 
+def _cluster_access(cap: StackCapture, type_: str) -> list[CapturedResource]:
+    """The cluster component's own access entries (other components add service ones)."""
+    return [
+        r
+        for r in of(cap, type_)
+        if (r.parent or "").endswith("tfserving-eks:cluster:Cluster::cluster")
+    ]
+
+
 def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
     oidc = one(cap, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     assert oidc["clientIdLists"] == ["sts.amazonaws.com"]
     assert oidc["url"].startswith("https://oidc.eks.eu-west-1.amazonaws.com/id/")
-    entries = [r.inputs for r in of(cap, "aws:eks/accessEntry:AccessEntry")]
-    links = [r.inputs for r in of(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
+    entries = [r.inputs for r in _cluster_access(cap, "aws:eks/accessEntry:AccessEntry")]
+    links = [
+        r.inputs
+        for r in _cluster_access(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    ]
     assert [e["principalArn"] for e in entries] == [
         f"arn:aws:iam::111122223333:role/tfserving-{cap.stack}-deployer",
         "arn:aws:iam::111122223333:role/platform-admin",
@@ -188,8 +200,8 @@ def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
 def test_kubernetes_provider_waits_for_every_access_association(cap: StackCapture) -> None:
     # Until the deployer's association exists every Kubernetes call of the first `up` gets 401.
     (provider,) = of(cap, "pulumi:providers:kubernetes")
-    links = of(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    entries = of(cap, "aws:eks/accessEntry:AccessEntry")
+    links = _cluster_access(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    entries = _cluster_access(cap, "aws:eks/accessEntry:AccessEntry")
     assert links and entries
     assert {r.urn for r in [*links, *entries]} <= set(provider.dependencies)
 

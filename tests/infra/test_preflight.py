@@ -24,8 +24,10 @@ from infra.preflight_checks import (
     check_addon_versions,
     check_api_reachable,
     check_caller,
+    check_docker_hub_credential,
     check_existing_network,
     check_gpu_quotas,
+    check_image_digests,
     check_instance_types,
     check_kubernetes_version,
     check_log_group,
@@ -40,6 +42,10 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 TODAY = date(2026, 11, 30)
 DEPLOYER = f"arn:aws:sts::{ACCOUNT}:assumed-role/tfserving-dev-deployer/ci-42"
+DOCKER_HUB_SECRET = (
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/docker-hub-dev"
+)
+DIGEST = "@sha256:" + "ab" * 32
 ADDONS = {
     "coredns": "v1.14.3-eksbuild.14",
     "kube-proxy": "v1.36.0-eksbuild.17",
@@ -51,6 +57,20 @@ ADDONS = {
 def _real_values(text: str) -> str:
     """The committed stack file with its documented placeholders replaced by real-looking ones."""
     return text.replace("111122223333", ACCOUNT).replace("203.0.113.0/24", "100.64.10.0/24")
+
+
+def _pin_images(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digest-pinned images everywhere (the values are test data, not real digests)."""
+    doc = yaml.safe_load(path.read_text())
+    doc["config"]["tfserving-eks:servingImage"] = f"tensorflow/serving:2.20.0{DIGEST}"
+    doc["config"]["tfserving-eks:servingGpuImage"] = f"tensorflow/serving:2.20.0-gpu{DIGEST}"
+    path.write_text(yaml.safe_dump(doc))
+    from infra.components import cluster_autoscaler, device_plugin
+
+    monkeypatch.setitem(cluster_autoscaler.IMAGE_TAGS, "1.36", f"v1.36.1{DIGEST}")
+    monkeypatch.setattr(
+        device_plugin, "DEVICE_PLUGIN_IMAGE", f"{device_plugin.DEVICE_PLUGIN_IMAGE}{DIGEST}"
+    )
 
 
 @pytest.fixture
@@ -184,7 +204,8 @@ def test_placeholders_are_named_by_key() -> None:
     assert result.detail == (
         "replace the example values in the stack file: tfserving-eks:adminPrincipalArns[0] (the "
         "example account 111122223333); tfserving-eks:deployerPrincipalArns[0] (the example "
-        "account 111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
+        "account 111122223333); tfserving-eks:dockerHubCredentialArn (the example account "
+        "111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
         "203.0.113.0/24 (TEST-NET))"
     )
 
@@ -424,11 +445,15 @@ def _dev_all_pass(stubs: Stubs) -> None:
     )
     _addon_versions(stubs, ADDONS)
     stubs.stub("logs").add_response("describe_log_groups", {"logGroups": []})
+    stubs.stub("secretsmanager").add_response(
+        "describe_secret", {"ARN": DOCKER_HUB_SECRET, "Name": "ecr-pullthroughcache/docker-hub-dev"}
+    )
 
 
 def test_all_pass_exits_0_with_one_line_per_check_and_json(
-    root: Path, tmp_path: Path, capsys
+    root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
+    _pin_images(root / "Pulumi.dev.yaml", monkeypatch)
     stubs = Stubs()
     _dev_all_pass(stubs)
     out = tmp_path / "out" / "preflight.json"
@@ -440,7 +465,7 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
     )
     stubs.verify()
     printed = capsys.readouterr().out.splitlines()
-    assert code == 0, printed
+    assert code == 0, "\n".join(printed)
     report = json.loads(out.read_text())
     assert report["ok"] is True and report["caller"] == DEPLOYER
     names = [c["name"] for c in report["checks"]]
@@ -454,6 +479,8 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
         "existing-vpc",
         "api-endpoint-reachable",
         "control-plane-log-group",
+        "docker-hub-credential",
+        "images-pinned-by-digest",
         "state-backend",
         "secrets-provider",
     ]
@@ -463,7 +490,8 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
     assert printed[-1] == "all checks passed"
 
 
-def test_one_failure_exits_1(root: Path, capsys) -> None:
+def test_one_failure_exits_1(root: Path, capsys, monkeypatch) -> None:
+    _pin_images(root / "Pulumi.dev.yaml", monkeypatch)
     stubs = Stubs()
     _dev_all_pass(stubs)
     stubs.stubbers["service-quotas"]._queue.clear()  # replace the quota answer with a small one
@@ -473,7 +501,7 @@ def test_one_failure_exits_1(root: Path, capsys) -> None:
     )
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 11 checks failed")
+    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 13 checks failed")
 
 
 def test_unknown_stack_exits_2(root: Path, capsys) -> None:
@@ -542,3 +570,29 @@ def test_aws_endpoint_url_is_honoured_against_a_moto_server(
     assert by_name["instance-types-offered"]["status"] == PASS, by_name["instance-types-offered"]
     assert code == 1
     capsys.readouterr()
+
+
+def test_images_pinned_by_tag_are_named(root: Path) -> None:
+    result = check_image_digests(_context(root))
+    assert (result.status, result.detail) == (
+        FAIL,
+        "pinned by tag only (a tag can be moved): servingImage tensorflow/serving:2.20.0; "
+        "servingGpuImage tensorflow/serving:2.20.0-gpu; cluster-autoscaler "
+        "registry.k8s.io/autoscaling/cluster-autoscaler:v1.36.1; nvidia-device-plugin "
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.3; append the digest from `docker buildx "
+        "imagetools inspect IMAGE` (repo:tag@sha256:...)",
+    )
+
+
+def test_docker_hub_credential_must_exist(root: Path) -> None:
+    stubs = Stubs()
+    stubs.stub("secretsmanager").add_client_error(
+        "describe_secret", "ResourceNotFoundException", "Secrets Manager can't find it"
+    )
+    result = check_docker_hub_credential(_context(root, clients=stubs))
+    assert (result.status, result.detail) == (
+        FAIL,
+        f"{DOCKER_HUB_SECRET} is not readable (ResourceNotFoundException: Secrets Manager can't "
+        "find it): create it with your Docker Hub username and access token (docs/deploy.md) "
+        "before the pull-through cache rule needs it",
+    )

@@ -93,6 +93,16 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"upgradeSupportType": "NONE"}, "upgradeSupportType", "use STANDARD or EXTENDED"),
         ({"kubernetesVersion": "1.32"}, "addonVersions.kube-proxy", "does not match"),
         (
+            {"dockerHubCredentialArn": ""},
+            "dockerHubCredentialArn",
+            "tensorflow/serving:2.20.0, tensorflow/serving:2.20.0-gpu on Docker Hub: set it",
+        ),
+        (
+            {"dockerHubCredentialArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub"},
+            "dockerHubCredentialArn",
+            "whose name starts with ecr-pullthroughcache/",
+        ),
+        (
             {
                 "endpointPublicAccess": False,
                 "publicAccessCidrs": [],
@@ -301,6 +311,9 @@ def test_declared_defaults_are_a_valid_stack() -> None:
     config[f"{PROJECT}:deployerPrincipalArns"] = ["arn:aws:iam::123456789012:role/deployer"]
     config[f"{PROJECT}:endpointPublicAccess"] = True
     config[f"{PROJECT}:publicAccessCidrs"] = ["192.168.0.0/24"]
+    config[f"{PROJECT}:dockerHubCredentialArn"] = (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub"
+    )
     assert settings_from_config("fresh", config).gpu_node_pools[0].max_size == 5
 
 
