@@ -486,3 +486,26 @@ def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(
         r for r in of(cap, "tfserving-eks:cluster:ClusterAddon") if r.name == "addon-vpc-cni"
     ]
     assert with_cni[0].urn in component.dependencies
+
+
+def test_tf_serving_is_pulled_through_the_authenticated_docker_hub_cache(cap: StackCapture) -> None:
+    # Never anonymously from Docker Hub by every node through one NAT address.
+    rule = one(cap, "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    assert rule["upstreamRegistryUrl"] == "registry-1.docker.io"
+    assert rule["ecrRepositoryPrefix"] == "docker-hub"
+    assert rule["credentialArn"].split(":secret:")[1].startswith("ecr-pullthroughcache/")
+    host = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+    images = {
+        c["image"]
+        for d in of(cap, "kubernetes:apps/v1:Deployment")
+        for c in d.inputs["spec"]["template"]["spec"]["containers"]
+        if "serving" in c["image"]
+    }
+    assert images and all(i.startswith(f"{host}/docker-hub/tensorflow/serving:") for i in images)
+    pulls = [json.loads(r.inputs["policy"]) for r in of(cap, "aws:iam/rolePolicy:RolePolicy")]
+    scoped = [p for p in pulls if p["Statement"][0].get("Sid") == "PullThroughCache"]
+    assert scoped and all(
+        p["Statement"][0]["Resource"]
+        == "arn:aws:ecr:eu-west-1:111122223333:repository/docker-hub/*"
+        for p in scoped
+    )

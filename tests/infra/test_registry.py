@@ -23,3 +23,16 @@ def test_permission_bits_change_the_tag(tmp_path: Path) -> None:
     c = content_tag(_tree(tmp_path / "c", 0o644), ["images/sync"])
     assert a != b
     assert a == c and a.startswith("sync-") and len(a) == len("sync-") + 12
+
+
+def test_docker_hub_references_map_into_the_cache() -> None:
+    from infra.components.registry import cached_reference
+
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert cached_reference("tensorflow/serving:2.20.0", host) == (
+        f"{host}/docker-hub/tensorflow/serving:2.20.0"
+    )
+    assert cached_reference("docker.io/library/nginx:1.27@sha256:" + "a" * 64, host) == (
+        f"{host}/docker-hub/library/nginx:1.27@sha256:" + "a" * 64
+    )
+    assert cached_reference("nginx:1.27", host) == f"{host}/docker-hub/library/nginx:1.27"
