@@ -75,7 +75,7 @@ def test_configuration_md_documents_every_key_and_nested_field() -> None:
     assert _rows(markdown, "## `models.<name>`")["minReplicas"][:3] == [
         "integer",
         "required",
-        "at least 1",
+        "at least 0",
     ]
 
 

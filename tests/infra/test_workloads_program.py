@@ -283,7 +283,7 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
     # count to whoever scaled it since, and nothing waits for pods or endpoints that cannot come.
     dev = captures["dev"]
     serving = mnist_serving(dev)
-    deployment = child(dev, serving, "kubernetes:apps/v1:Deployment")
+    (deployment,) = [r for r in children(dev, serving) if r.name == f"{serving.name}-deployment"]
     assert deployment.inputs["spec"]["replicas"] == 0
     # Written at creation only (the option is not part of the capture; the helper is).
     assert idle_at_zero(0).ignore_changes == ["spec.replicas"]
@@ -295,8 +295,9 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
         assert record.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
         assert record.custom_timeouts == {}
     prod = captures["prod"]  # minReplicas 3: the HPA owns the count, no replicas declared
-    (serving,) = of_type(prod, SERVING)
-    assert "replicas" not in child(prod, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
+    serving = mnist_serving(prod)
+    (stable,) = [r for r in children(prod, serving) if r.name == f"{serving.name}-deployment"]
+    assert "replicas" not in stable.inputs["spec"]
 
 
 def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(stack):

@@ -135,15 +135,16 @@ def test_new_model_and_removed_model(base, head) -> None:
 
 
 def test_node_pool_change_replaces_the_node_group(base, head) -> None:
+    # prod: the stack on node groups (dev runs EKS Auto Mode, where a pool is a NodePool).
     def edit(config: dict[str, Any]) -> None:
-        config[POOLS]["gpu"]["instanceTypes"] = ["g5.xlarge"]
-        config[POOLS]["gpu"]["maxSize"] = 4
+        config[POOLS]["gpu"]["instanceTypes"] = ["g6.xlarge"]
+        config[POOLS]["gpu"]["maxSize"] = 14
 
-    changes = compare(base["dev"], head("dev", _edited("dev", edit)))
+    changes = compare(base["prod"], head("prod", _edited("prod", edit)))
     groups = [c for c in changes.changes if c.type == "aws:eks/nodeGroup:NodeGroup"]
     assert len(groups) == 1
     group = groups[0]
-    assert group.id.startswith("urn:pulumi:dev::")
+    assert group.id.startswith("urn:pulumi:prod::")
     assert set(group.fields) == {
         "instanceTypes[0]",
         "instanceTypes[1]",

@@ -164,7 +164,7 @@ def test_invalid_stack_config_exits_2_with_the_settings_message(
     (root / "policies").mkdir(parents=True)
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    config["config"]["tfserving-eks:models"]["mnist"]["minReplicas"] = 0
+    config["config"]["tfserving-eks:models"]["mnist"]["minReplicas"] = -1
     config["config"]["tfserving-eks:replicaCount"] = 3
     (root / "Pulumi.broken.yaml").write_text(yaml.safe_dump(config))
     (root / "policies" / "config.broken.json").write_text("{}")
