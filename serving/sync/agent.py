@@ -132,7 +132,11 @@ class Agent:
             return
         for name in self.config.models:
             model_dir = ModelDir.open(self.config.dest, name)
-            removed = model_dir.clean_debris()
+            try:
+                removed = model_dir.clean_debris()
+            except OSError as exc:  # e.g. ENOSPC rewriting the ledger: not a reason to exit
+                self._cycle_failed(exc)
+                removed = []
             if removed:
                 _log.info("%s: removed stale staging debris %s", name, removed)
             self.dirs[name] = model_dir

@@ -360,3 +360,22 @@ def test_the_agent_process_stays_small_and_serves_metrics_amid_hostile_manifests
         agent.send_signal(signal.SIGTERM)
         _out, err = agent.communicate(timeout=20)
     assert agent.returncode == 0, err[-2000:]
+
+
+def test_a_full_disk_at_start_up_is_survived(
+    moto_endpoint: str, s3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.sync import local
+
+    publish(s3, bucket, NAME, 1, small_model(1))
+    dest = tmp_path / "models"
+    assert make_agent(moto_endpoint, bucket, dest).run_once() == 0
+    (dest / NAME / "1").rename(dest / NAME / ".incoming-1-0123456789abcdef")  # debris
+
+    def enospc(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(local, "write_atomic", enospc)
+    agent = make_agent(moto_endpoint, bucket, dest)
+    assert agent.run_once() == 1  # nothing in place and no room for it: reported, not raised
+    assert failures(agent, "disk_full") >= 1
