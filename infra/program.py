@@ -66,9 +66,10 @@ ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
 # by default; every model declares one, so enforcement is not optional. (The schema types the
 # value as a string.)
 ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
-# With only Auto Mode nodes, the VPC CNI, kube-proxy and cluster DNS run inside every node (EKS
-# user guide, "Automate cluster infrastructure with EKS Auto Mode"; the vpc-cni and kube-proxy
-# add-ons list EC2 as their only compute type); metrics-server is still needed for the HPAs.
+# With only Auto Mode nodes, Auto Mode runs pod networking itself and replaces CoreDNS and
+# kube-proxy "with service functionality" (EKS user guide, "Update the Kubernetes Version of an EKS
+# Auto Mode cluster"; the vpc-cni and kube-proxy add-ons list EC2 as their only compute type).
+# metrics-server is still needed for the HPAs.
 AUTO_MODE_ADDONS = frozenset({"metrics-server"})
 
 
