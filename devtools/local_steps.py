@@ -23,6 +23,9 @@ from serving.client import ClientError, RestClient
 from serving.sync.local import write_atomic
 
 MODEL = "mnist"
+# The second model, served beside MNIST from the same models.config with its own sync agent and
+# versions: the tabular `diabetes` recipe (named float inputs, trains in seconds).
+SECOND_MODEL = "diabetes"
 STACK = "dev"
 BUCKET = "local-models"
 STORE_URI = f"s3://{BUCKET}/models"  # the same layout as the stack's bucket (docs/contracts.md)
@@ -36,9 +39,10 @@ def grpc_client(target: str, timeout: float) -> Any:
     """A `GrpcClient`, imported on first use: it imports TensorFlow (seconds, and on a CPU-only
     machine a GPU probe whose noise `model.tf_runtime` drops), so `--help` stays instant."""
     from model.tf_runtime import tensorflow
+
+    tensorflow()  # first: the log level must be set before TensorFlow is imported
     from serving.client.grpc_client import GrpcClient
 
-    tensorflow()
     return GrpcClient(target, timeout=timeout)
 
 
@@ -68,7 +72,9 @@ def latency_summary(latencies_ms: np.ndarray) -> str:
 class Export:
     version: int
     path: Path
-    test_accuracy: float
+    test_accuracy: (
+        float  # the recipe's gate metric: accuracy (mnist), mean absolute error (diabetes)
+    )
     reused: bool
 
 
@@ -86,6 +92,8 @@ class Serving:
     model_dir: Path
     server_log: Path
     sync_log: Path
+    # The other models in models.config (kept when MODEL's labels are moved).
+    other_configs: tuple[tfconfig.ModelConfig, ...] = ()
 
 
 # --- 2. train -------------------------------------------------------------------------------
@@ -144,13 +152,45 @@ def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:
     return first, second
 
 
+def train_second(procs: Processes, options: Options) -> Export:
+    """The diabetes recipe's version (reused when its inputs are unchanged)."""
+    from model.diabetes import DiabetesArgs, find_reusable_export, inputs_fingerprint
+
+    step = "2/8 train"
+    args = DiabetesArgs(out=options.workdir / "exports", name=SECOND_MODEL)
+    fingerprint = inputs_fingerprint(args)
+    found = find_reusable_export(args.out, SECOND_MODEL, fingerprint)
+    reused = found is not None
+    if found is None:
+        say(step, f"training the {SECOND_MODEL} recipe ({args.hyperparameters.epochs} epochs)")
+        command = ["-m", "model", "train", "--recipe", SECOND_MODEL, "--out", str(args.out)]
+        procs.run(step, f"train-{SECOND_MODEL}", command, echo=True, timeout_s=600)
+        found = find_reusable_export(args.out, SECOND_MODEL, fingerprint)
+        if found is None:
+            raise StepFailed(step, f"the {SECOND_MODEL} export is not where expected")
+    metrics = json.loads((found.parent / "reports" / found.name / "metrics.json").read_text())
+    how = "reused (inputs unchanged)" if reused else "trained"
+    say(
+        step,
+        f"{SECOND_MODEL} version {found.name}: {how}, test MAE {metrics['test']['mae']:.2f} "
+        f"(predicting the mean: {metrics['test']['baseline_mae']:.2f}) ({found})",
+    )
+    return Export(int(found.name), found, float(metrics["test"]["mae"]), reused)
+
+
 # --- 3. store ---------------------------------------------------------------------------------
 
 
 def _publish(procs: Processes, step: str, store: Store, export: Export) -> None:
     command = ["-m", "model", "publish", "--export", str(export.path), "--store", STORE_URI]
     command += ["--endpoint-url", store.endpoint]
-    procs.run(step, f"publish-{export.version}", command, timeout_s=300)
+    name = export.path.parent.name
+    procs.run(step, f"publish-{name}-{export.version}", command, timeout_s=300)
+
+
+def publish_second(procs: Processes, store: Store, export: Export) -> None:
+    _publish(procs, "3/8 store", store, export)
+    say("3/8 store", f"published {SECOND_MODEL} version {export.version} to {STORE_URI}/")
 
 
 def start_store(procs: Processes, options: Options, exports: tuple[Export, Export]) -> Store:
@@ -184,19 +224,37 @@ def start_store(procs: Processes, options: Options, exports: tuple[Export, Expor
 # --- 4. serve ---------------------------------------------------------------------------------
 
 
-def dev_model_settings():
-    """The dev stack's settings of MODEL, validated exactly as `pulumi up` would."""
+def dev_model_settings(name: str = MODEL):
+    """The dev stack's settings of model `name`, validated exactly as `pulumi up` would."""
     from infra.capture import stack_config
     from infra.settings import settings_from_config
 
     settings = settings_from_config(STACK, stack_config(STACK))
     for model in settings.models:
-        if model.name == MODEL:
+        if model.name == name:
             return model
-    raise StepFailed("4/8 serve", f"the {STACK} stack serves no model named {MODEL!r}")
+    raise StepFailed("4/8 serve", f"the {STACK} stack serves no model named {name!r}")
 
 
-def start_serving(procs: Processes, options: Options, store: Store, first: int) -> Serving:
+def _start_sync(
+    procs: Processes, store: Store, name: str, models_dir: Path, serving_dir: Path
+) -> Any:
+    """One sync agent per model, as in the cluster (each pod's sidecar syncs its own model)."""
+    return procs.start(
+        "sync" if name == MODEL else f"sync-{name}",
+        [
+            "-m", "serving.sync", "--source", STORE_URI, "--dest", str(models_dir),
+            "--model", name, "--interval", "1", "--endpoint-url", store.endpoint,
+            "--model-config-file", str(serving_dir / "models.config"),
+            "--status-file", str(serving_dir / f"sync-status-{name}.json"),
+        ],
+    )  # fmt: skip
+
+
+def start_serving(
+    procs: Processes, options: Options, store: Store, first: int, second: int | None = None
+) -> Serving:
+    """MODEL (and SECOND_MODEL, when `second` is given) from one models.config."""
     step = "4/8 serve"
     model = dev_model_settings()
     serving_dir = options.workdir / "serving"
@@ -212,30 +270,36 @@ def start_serving(procs: Processes, options: Options, store: Store, first: int) 
         policy=model.version_policy,
         labels={"stable": first, "canary": first},
     )
+    others: tuple[tfconfig.ModelConfig, ...] = ()
+    if second is not None:
+        others = (
+            tfconfig.ModelConfig(
+                name=SECOND_MODEL,
+                base_path=str(models_dir / SECOND_MODEL),
+                policy=dev_model_settings(SECOND_MODEL).version_policy,
+            ),
+        )
     models_config = serving_dir / "models.config"
     # Written atomically: the server never reads a half-written models.config.
-    write_atomic(models_config, tfconfig.render_models_config([config]).encode())
+    write_atomic(models_config, tfconfig.render_models_config([config, *others]).encode())
     batching = serving_dir / "batching_parameters.txt"
     batching.write_text(tfconfig.render_batching_parameters(model.batching))
     monitoring = serving_dir / "monitoring.config"
     monitoring.write_text(tfconfig.render_monitoring_config())
 
-    sync = procs.start(
-        "sync",
-        [
-            "-m", "serving.sync", "--source", STORE_URI, "--dest", str(models_dir),
-            "--model", MODEL, "--interval", "1", "--endpoint-url", store.endpoint,
-            "--model-config-file", str(models_config),
-            "--status-file", str(serving_dir / "sync-status.json"),
-        ],
-    )  # fmt: skip
+    sync = _start_sync(procs, store, MODEL, models_dir, serving_dir)
+    syncs = [(MODEL, first, sync)]
+    if second is not None:
+        agent = _start_sync(procs, store, SECOND_MODEL, models_dir, serving_dir)
+        syncs.append((SECOND_MODEL, second, agent))
+    for name, version, agent in syncs:
 
-    def synced() -> bool:
-        sync.check_alive(step)
-        return (models_dir / MODEL / str(first)).is_dir()
+        def synced(name: str = name, version: int = version, agent: Any = agent) -> bool:
+            agent.check_alive(step)
+            return (models_dir / name / str(version)).is_dir()
 
-    wait_until(step, f"version {first} on local disk", synced, 120, sync.log)
-    say(step, f"sync agent placed version {first} in {models_dir / MODEL}")
+        wait_until(step, f"{name} version {version} on local disk", synced, 120, agent.log)
+        say(step, f"sync agent placed {name} version {version} in {models_dir / name}")
 
     port_file = serving_dir / "ports.json"
     port_file.unlink(missing_ok=True)
@@ -267,23 +331,32 @@ def start_serving(procs: Processes, options: Options, store: Store, first: int) 
         model_dir=models_dir / MODEL,
         server_log=server.log,
         sync_log=sync.log,
+        other_configs=others,
     )
     wait_available(step, serving, first)
     say(step, f"version {first} AVAILABLE (REST {serving.rest_url}, gRPC {serving.grpc_target})")
+    if second is not None:
+        wait_available(step, serving, second, model=SECOND_MODEL)
+        say(step, f"{SECOND_MODEL} version {second} AVAILABLE beside {MODEL}")
     return serving
 
 
-def wait_available(step: str, serving: Serving, version: int, timeout_s: float = 180) -> None:
+def wait_available(
+    step: str, serving: Serving, version: int, timeout_s: float = 180, model: str = MODEL
+) -> None:
     with RestClient(serving.rest_url, timeout=5) as client:
 
         def available() -> bool:
             try:
-                states = {s.version: s.state for s in client.status(MODEL)}
+                states = {s.version: s.state for s in client.status(model)}
             except ClientError:
                 return False
             return states.get(version) == "AVAILABLE"
 
-        wait_until(step, f"version {version} AVAILABLE", available, timeout_s, serving.server_log)
+        what = f"version {version} AVAILABLE"
+        if model != MODEL:
+            what = f"{model} {what}"
+        wait_until(step, what, available, timeout_s, serving.server_log)
 
 
 # --- 5. evaluate ------------------------------------------------------------------------------
@@ -331,6 +404,50 @@ def evaluate(serving: Serving, options: Options) -> None:
             f"{api}: {len(images)} held-out digits one per request, accuracy "
             f"{correct / len(images):.4f}, {latency_summary(np.asarray(latencies))}",
         )
+
+
+def evaluate_second(serving: Serving, export: Export) -> None:
+    """The diabetes model's held-out patients through the generic client, REST and gRPC."""
+    from model.diabetes import DiabetesArgs, as_inputs, load_diabetes, split
+    from serving.client import predict_with_signature
+
+    step = "5/8 predict"
+    x, y = load_diabetes()
+    x_test, y_test = split(x, y, DiabetesArgs(out=export.path))["test"]
+    clients = {
+        "REST": RestClient(serving.rest_url, timeout=10),
+        "gRPC": grpc_client(serving.grpc_target, timeout=10),
+    }
+    # With batching on, TF Serving refuses a request larger than max_batch_size: send batches.
+    batch = dev_model_settings(SECOND_MODEL).batching.max_batch_size
+    for api, client in clients.items():
+        began, predicted = time.perf_counter(), []
+        with client:
+            try:
+                for start in range(0, len(y_test), batch):
+                    # Named inputs, checked against the signature the server reports.
+                    rows = as_inputs(x_test[start : start + batch])
+                    outputs = predict_with_signature(client, SECOND_MODEL, rows)
+                    predicted.append(np.asarray(outputs["progression"]))
+            except ClientError as exc:
+                raise StepFailed(
+                    step, f"{api} {SECOND_MODEL} predict failed: {exc}", serving.server_log
+                ) from exc
+        elapsed = (time.perf_counter() - began) * 1000
+        mae = float(np.mean(np.abs(np.concatenate(predicted) - y_test)))
+        say(
+            step,
+            f"{api}: {SECOND_MODEL}, {len(y_test)} held-out patients in requests of up to "
+            f"{batch} ({elapsed:.0f} ms, metadata calls included), MAE {mae:.2f} (training "
+            f"report {export.test_accuracy:.2f})",
+        )
+        if abs(mae - export.test_accuracy) > 0.05:
+            raise StepFailed(
+                step,
+                f"{api}: the served {SECOND_MODEL} model's MAE {mae:.2f} differs from the "
+                f"trained one's {export.test_accuracy:.2f}",
+                serving.server_log,
+            )
 
 
 # --- 6. hot swap ------------------------------------------------------------------------------
@@ -409,7 +526,8 @@ def hot_swap(
             f"{available - published:.1f} s after publish returned (sync polls S3 every 1 s)",
         )
         moved = replace(serving.model_config, labels={"stable": old, "canary": new})
-        write_atomic(serving.models_config, tfconfig.render_models_config([moved]).encode())
+        configs = [moved, *serving.other_configs]  # the other models stay served as they were
+        write_atomic(serving.models_config, tfconfig.render_models_config(configs).encode())
         # gRPC answers name the version that served them (REST predict answers do not).
         with grpc_client(serving.grpc_target, timeout=5) as client:
 
