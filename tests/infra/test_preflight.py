@@ -596,3 +596,17 @@ def test_docker_hub_credential_must_exist(root: Path) -> None:
         "find it): create it with your Docker Hub username and access token (docs/deploy.md) "
         "before the pull-through cache rule needs it",
     )
+
+
+def test_deploy_workflow_runs_the_preflight_before_pulumi_up() -> None:
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/deploy.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        steps = job["steps"]
+        preflight_at = [i for i, s in enumerate(steps) if "infra.preflight" in s.get("run", "")]
+        up_at = [i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up"]
+        assert len(preflight_at) == 1 and len(up_at) == 1, name
+        assert preflight_at[0] < up_at[0], name
+        step = steps[preflight_at[0]]
+        assert '--stack "$STACK"' in step["run"] and 'exit "$status"' in step["run"]
+        assert step["env"]["PULUMI_BACKEND_URL"] == "${{ env.BACKEND }}"
+        assert step["if"] == steps[up_at[0]]["if"]
