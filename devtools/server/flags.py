@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from devtools.server.errors import ServerConfigError
+from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES
 
 EPHEMERAL_PORT = -1  # this stand-in's addition: bind any free port and report it via --port_file
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -56,7 +57,7 @@ class ServerOptions:
     allow_version_labels_for_unavailable_models: bool = False
     port_file: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    max_request_tensor_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     max_inflight_request_bytes: int = DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
     rest_api_max_connections: int = 256
     rest_api_header_timeout_in_ms: int = 10000

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from devtools.server.errors import ResourceExhausted
 
+DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class RequestLimits:

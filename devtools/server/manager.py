@@ -38,6 +38,7 @@ from devtools.server.errors import (
     ServingError,
     Unknown,
 )
+from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES
 from devtools.server.metrics import Metrics
 from devtools.server.servable import Servable, Signature
 from devtools.server.warmup import run_warmup
@@ -57,6 +58,7 @@ class ManagerOptions:
     warmup_iterations: int = 1
     allow_version_labels_for_unavailable_models: bool = False
     batch_timeout_seconds: float | None = None  # how long a request may wait in the batch queue
+    max_request_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES  # bounds warmup records too
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,9 @@ class ModelManager:
         start = time.monotonic()
         status = "OK"
         try:
-            run_warmup(servable, self.options.warmup_iterations)
+            run_warmup(
+                servable, self.options.warmup_iterations, self.options.max_request_tensor_bytes
+            )
         except ServingError as exc:
             status = exc.code_name
             raise

@@ -124,6 +124,7 @@ class ModelServer:
                     o.allow_version_labels_for_unavailable_models
                 ),
                 batch_timeout_seconds=o.rest_api_timeout_in_ms / 1000 or None,
+                max_request_tensor_bytes=o.max_request_tensor_bytes,
             ),
             self.metrics,
             self.batcher,

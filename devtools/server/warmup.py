@@ -3,7 +3,9 @@
 The file is a TFRecord of ``tensorflow.serving.PredictionLog`` protos, TF Serving's warmup format.
 Each record runs ``iterations`` times through the version being loaded (through the batcher too,
 when batching is on, as in TF Serving); any failure fails the load, so a version whose warmup
-breaks never serves. At most 1000 records, like TF Serving's ``WarmupConsts::kMaxNumRecords``.
+breaks never serves. At most 1000 records, like TF Serving's ``WarmupConsts::kMaxNumRecords``;
+each predict record's inputs are held to the same declared-size limit as a gRPC request, so a
+warmup file cannot expand a broadcast value past the server's memory either.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from devtools.server import inference
 from devtools.server.errors import DataLoss, InvalidArgument, Unimplemented
+from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES, RequestLimits
 from devtools.server.servable import Servable
-from devtools.server.tensors import tensor_proto_to_ndarray
+from devtools.server.tensors import check_request_inputs, tensor_proto_to_ndarray
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,9 @@ WARMUP_FILE = ("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000
 
 
-def run_warmup(servable: Servable, iterations: int = 1) -> int:
+def run_warmup(
+    servable: Servable, iterations: int = 1, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> int:
     """Replay every record `iterations` times; returns how many records were read."""
     path = servable.path.joinpath(*WARMUP_FILE)
     if not path.is_file():
@@ -45,7 +50,7 @@ def run_warmup(servable: Servable, iterations: int = 1) -> int:
                     f"Failed to parse warmup record: {raw[:64]!r} from {path}"
                 ) from None
             for _ in range(max(iterations, 1)):
-                _replay(servable, record)
+                _replay(servable, record, RequestLimits(max_tensor_bytes))
             count += 1
             if count > MAX_RECORDS:
                 raise InvalidArgument(
@@ -63,10 +68,13 @@ def run_warmup(servable: Servable, iterations: int = 1) -> int:
     return count
 
 
-def _replay(servable: Servable, record: prediction_log_pb2.PredictionLog) -> None:
+def _replay(
+    servable: Servable, record: prediction_log_pb2.PredictionLog, limits: RequestLimits
+) -> None:
     kind = record.WhichOneof("log_type")
     if kind == "predict_log":
         request = record.predict_log.request
+        check_request_inputs(request.inputs, limits)
         inputs = {k: tensor_proto_to_ndarray(v, k) for k, v in request.inputs.items()}
         servable.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
     elif kind == "classify_log":

@@ -209,16 +209,22 @@ def test_bodies_in_flight_share_a_byte_budget(guarded_server):
         slow.sendall(body[10:])
         status, _, reply = read_response(slow)
         assert status == 200, reply
-    deadline = time.monotonic() + 5  # released just after the reply is written
+    wait_until_budget_is_free(budget)
+    status, _, reply = raw_exchange(port, head + body)
+    assert status == 200, reply
+    wait_until_budget_is_free(budget)
+
+
+def wait_until_budget_is_free(budget) -> None:
+    deadline = time.monotonic() + 5  # a body's bytes are released just after its reply is sent
     while budget.used and time.monotonic() < deadline:
         time.sleep(0.02)
     assert budget.used == 0
-    status, _, reply = raw_exchange(port, head + body)
-    assert status == 200, reply
 
 
 def test_grpc_inputs_draw_on_the_same_budget(guarded_server):
     budget = guarded_server._rest.budget
+    wait_until_budget_is_free(budget)
     budget.take(1495, "held by the test")  # as if REST bodies of 1495 bytes were in flight
     try:
         error = grpc_predict(guarded_server, shape(2))  # 8 bytes once decoded
@@ -382,6 +388,36 @@ def test_truncated_variables_load_as_data_loss(toy_source: Path, tmp_path: Path)
         (status,) = manager.status("toy", None, None)
         assert (status.state, status.error_code) == ("END", "DATA_LOSS")
         assert re.search(r"variables are truncated or corrupt", status.error_message)
+    finally:
+        manager.stop()
+
+
+def test_a_broadcast_in_a_warmup_record_fails_the_load_not_the_server(
+    toy_source: Path, tmp_path: Path
+):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from contracts.tfconfig import ModelConfig
+    from devtools.server.errors import Unknown
+    from devtools.server.manager import ManagerOptions, ModelManager
+
+    base = tmp_path / "toy"
+    shutil.copytree(toy_source / "v1", base / "1")
+    log = prediction_log_pb2.PredictionLog()
+    request = log.predict_log.request
+    request.model_spec.name = "toy"
+    shape(1100000, 28, 28, 1)(request.inputs["x"])
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    target = base / "1" / "assets.extra" / "tf_serving_warmup_requests"
+    target.parent.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        writer.write(log.SerializeToString())
+    manager = ModelManager(ManagerOptions(file_system_poll_wait_seconds=0))
+    try:
+        with pytest.raises(Unknown, match="RESOURCE_EXHAUSTED"):
+            manager.start([ModelConfig(name="toy", base_path=str(base))])
+        (status,) = manager.status("toy", None, None)
+        assert (status.state, status.error_code) == ("END", "RESOURCE_EXHAUSTED")
     finally:
         manager.stop()
 
