@@ -236,3 +236,29 @@ def test_cli_row_json_over_grpc(tabular_server, tmp_path: Path) -> None:
     argv = ["predict", "--model", "tab", "--grpc", tabular_server.grpc_target, "--json"]
     assert main([*argv, "--inputs-json", str(request)], stdout=out) == 0
     assert json.loads(out.getvalue())["outputs"] == {"score": [0.0, 4.0]}
+
+
+@pytest.fixture(scope="module")
+def half_plus_two_server(tmp_path_factory: pytest.TempPathFactory):
+    """The local server over the TF1-graph equivalent of TF Serving's half_plus_two."""
+    from devtools.bench.processes import start_local_server
+    from tests.model.tf1_models import build_half_plus_two
+
+    workdir = tmp_path_factory.mktemp("hp2")
+    build_half_plus_two(workdir / "half-plus-two" / "1")
+    with start_local_server(
+        workdir / "half-plus-two", "half-plus-two", workdir, batching=None
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_half_plus_two_tf1_graph_serves(half_plus_two_server, protocol) -> None:
+    from serving.client import connect
+
+    server = half_plus_two_server
+    where = {"rest": server.rest_url} if protocol == "rest" else {"grpc": server.grpc_target}
+    with connect(timeout=30, **where) as client:
+        # serving_default's x has unknown rank: any shape goes, as in the original model.
+        outputs = predict_with_signature(client, "half-plus-two", {"x": [1, 2, 5]})
+        np.testing.assert_allclose(outputs["y"], [2.5, 3.0, 4.5])

@@ -14,8 +14,7 @@ from model.__main__ import main
 from model.errors import ExportError, SignatureContractError
 from model.publish import PublishArgs, publish
 from model.validate import validate_export
-
-from .conftest import build_half_plus_two
+from tests.model.tf1_models import build_half_plus_two
 
 PREFIX = "models"
 
