@@ -170,6 +170,7 @@ def run(
     traffic_seconds: float = 6.0,
     scrape_interval_s: float = 0.5,
     min_requests: int = 20,
+    picture: Path | None = None,
 ) -> tuple[dict[str, canary.Decision], Counter[tuple[str, str, int]]]:
     """The whole scenario; returns each model's decision and the traffic actually sent."""
     models_root = workdir / "models"
@@ -187,9 +188,14 @@ def run(
         ]
         with LocalPrometheus(workdir / "prometheus", targets, scrape_interval_s) as prom:
             prom.wait_for_samples('up{job="tfserving"} == 1', len(tracks), timeout_s=15)
+            started = time.time()
             counts = send_traffic(tracks, canary_share, traffic_seconds)
             # Two more scrapes so the last requests are in the TSDB before the gate asks.
             time.sleep(2.5 * scrape_interval_s)
+            if picture is not None:
+                from devtools.dashboard_picture import render
+
+                render(prom.url, started, time.time(), picture, step=scrape_interval_s)
             window = int(traffic_seconds + 10)
             fetch = canary.http_fetch(prom.url)
             limits = canary.Thresholds(min_requests=min_requests)
@@ -207,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fail-share", type=float, default=0.25, help="of flaky v2's requests")
     parser.add_argument("--seconds", type=float, default=6.0, help="of traffic (default 6)")
     parser.add_argument("--workdir", type=Path, help="keep models, configs, logs here")
+    parser.add_argument("--picture", type=Path, help="draw the dashboard with the demo's data")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     for flag, value in (("--canary-share", args.canary_share), ("--fail-share", args.fail_share)):
@@ -215,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="canary-demo-") as tmp:
         workdir = args.workdir or Path(tmp)
         try:
-            decisions, counts = run(workdir, args.canary_share, args.fail_share, args.seconds)
+            decisions, counts = run(
+                workdir, args.canary_share, args.fail_share, args.seconds, picture=args.picture
+            )
         except (StepFailed, PrometheusError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
