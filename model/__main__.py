@@ -67,11 +67,12 @@ def _positive_float(text: str) -> float:
 
 
 def _version(text: str) -> int:
-    if not text.isdigit() or text.startswith("0"):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer with no leading zeros (TF Serving's rule), got {text!r}"
-        )
-    return int(text)
+    from contracts.rules import RuleError, validate_version
+
+    try:
+        return validate_version(text)  # 1 ... 2^63-1, no sign or leading zeros (TF Serving's)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
