@@ -9,6 +9,7 @@ Counts are from the EC2 accelerated-computing instance specifications.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -111,3 +112,27 @@ def gpu_count(instance_type: str) -> int | None:
 
 def is_known_gpu_family(instance_type: str) -> bool:
     return instance_type.partition(".")[0] in GPUS_PER_INSTANCE
+
+
+# Instance sizes and their vCPUs: "large" 2, "xlarge" 4, "Nxlarge" 4N (EC2 instance type specs;
+# true of the x86_64 families used here). Bare-metal sizes differ per family.
+_SIZE = re.compile(r"^(?:(?P<n>\d+)?xlarge|large|medium|metal)$")
+_METAL_VCPUS = {"g4dn": 96}
+
+
+def vcpus(instance_type: str) -> int:
+    """vCPUs of an EC2 instance type from its size (``large`` 2, ``xlarge`` 4, ``Nxlarge`` 4N):
+    the rule holds for the x86_64 families the settings accept (EC2 instance type specs)."""
+    family, _, size = instance_type.partition(".")
+    match = _SIZE.match(size)
+    if match is None:
+        raise ValueError(f"{instance_type!r}: unknown instance size {size!r}")
+    if size.startswith("metal"):
+        if family not in _METAL_VCPUS:
+            raise ValueError(f"{instance_type!r}: vCPUs of this metal size are not known")
+        return _METAL_VCPUS[family]
+    if size == "medium":
+        return 2 if family.startswith("t") else 1  # t3.medium 2, m6g.medium 1
+    if size == "large":
+        return 2
+    return 4 * int(match["n"] or 1)

@@ -329,11 +329,37 @@ def _rollout_headroom(c: _Checker, pools: list[NodePool], models: list[ModelSett
 AUTO_MODE_GPU_FAMILIES = frozenset(instances.GPUS_PER_INSTANCE) - {"p3"}
 
 
-def _compute_mode(c: _Checker, v: Mapping[str, Any], gpu_pools: list[NodePool]) -> None:
+def _pool_key(pool: NodePool) -> str:
+    return "systemNodePool" if pool.name == SYSTEM_POOL else f"gpuNodePools.{pool.name}"
+
+
+def _compute_mode(
+    c: _Checker, v: Mapping[str, Any], system: NodePool, gpu_pools: list[NodePool]
+) -> None:
     c.one_of("computeMode", v["computeMode"], KEYS_BY_NAME["computeMode"])
     _declared_range(c, v, "nodeConsolidateAfterMinutes")
     _declared_range(c, v, "nodeExpireAfterHours")
     if v["computeMode"] != "nodeGroups":
+        # NodePool CPU limits come from vCPUs, and Auto Mode launches nothing with one vCPU or
+        # less (EKS user guide, "EKS Auto Mode supported instance reference").
+        for pool in (system, *gpu_pools):
+            for t in pool.instance_types:
+                if pool.is_gpu and instances.gpu_count(t) is None:
+                    continue  # reported as an unknown GPU type
+                try:
+                    enough = instances.vcpus(t) > 1
+                except ValueError as exc:
+                    c.fail(
+                        f"{_pool_key(pool)}.instanceTypes",
+                        f"{exc}; a NodePool's CPU limit needs its vCPUs (use medium, large, "
+                        "xlarge or Nxlarge)",
+                    )
+                    continue
+                if not enough:
+                    c.fail(
+                        f"{_pool_key(pool)}.instanceTypes",
+                        f"{t}: EKS Auto Mode launches only types with more than 1 vCPU",
+                    )
         for pool in gpu_pools:
             for t in pool.instance_types:
                 known = instances.gpu_count(t) is not None  # else reported as unknown
@@ -641,7 +667,7 @@ def parse_settings(
     if not models:
         c.fail("models", "list at least one model to serve")
     _rollout_headroom(c, gpu_pools, models)
-    _compute_mode(c, v, gpu_pools)
+    _compute_mode(c, v, system, gpu_pools)
     _images(c, v)
     _monitoring(c, v)
     for key_name in (

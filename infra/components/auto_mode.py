@@ -29,7 +29,6 @@ when a pod is pending and goes when it has been empty for ``consolidate_after_mi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.cluster import service_trust_policy
 from infra.components.k8s_common import Manifest, metadata
+from infra.instances import vcpus
 from infra.naming import GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, child
 
 ROLE_TYPE_TOKEN = "tfserving-eks:automode:AutoModeNodeRole"
@@ -63,9 +63,6 @@ CAPACITY_TYPES = {"ON_DEMAND": ("on-demand",), "SPOT": ("spot", "on-demand")}
 # node may wait for its pods before they are deleted regardless of their PDB.
 TERMINATION_GRACE_PERIOD = "24h"
 NODE_NAME_PREFIX = "tfserving"
-_SIZE = re.compile(r"^(?:(?P<n>\d+)?xlarge|large|medium|metal(?:-\d+xl)?)$")
-# Bare-metal sizes named "metal" in the families the project accepts (EC2 instance specs).
-_METAL_VCPUS = {"g4dn": 96}
 
 
 @dataclass(frozen=True)
@@ -83,24 +80,6 @@ class PoolCapacity:
     def node_pool_name(self) -> str:
         # Prefixed so a pool called "system" never collides with Auto Mode's built-in pools.
         return f"{NODE_NAME_PREFIX}-{self.name}"
-
-
-def vcpus(instance_type: str) -> int:
-    """vCPUs of an EC2 instance type from its size (``large`` 2, ``xlarge`` 4, ``Nxlarge`` 4N):
-    the rule holds for the x86_64 families the settings accept (EC2 instance type specs)."""
-    family, _, size = instance_type.partition(".")
-    match = _SIZE.match(size)
-    if match is None:
-        raise ValueError(f"{instance_type!r}: unknown instance size {size!r}")
-    if size.startswith("metal"):
-        if family not in _METAL_VCPUS:
-            raise ValueError(f"{instance_type!r}: vCPUs of this metal size are not known")
-        return _METAL_VCPUS[family]
-    if size == "medium":
-        return 1
-    if size == "large":
-        return 2
-    return 4 * int(match["n"] or 1)
 
 
 def node_pool_limits(pool: PoolCapacity) -> dict[str, str]:

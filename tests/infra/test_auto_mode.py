@@ -13,10 +13,11 @@ import pytest
 
 from infra import crd_schemas, manifests
 from infra.capture import REPO_ROOT, StackCapture, stack_config
-from infra.components.auto_mode import PoolCapacity, node_pool_limits, vcpus
+from infra.components.auto_mode import PoolCapacity, node_pool_limits
 from infra.components.cluster import AUTO_MODE_CLUSTER_ROLE_POLICIES
 from infra.config_keys import PROJECT
 from infra.idle_capacity import describe, idle_nodes
+from infra.instances import vcpus
 from infra.settings import InvalidSettingsError, settings_from_config
 from policies.runner import load_config, mandatory, run_pack
 
@@ -294,6 +295,14 @@ def test_auto_mode_settings_are_guarded() -> None:
     (problem,) = _problems(p3)
     assert problem[0] == "gpuNodePools.gpu.instanceTypes"
     assert problem[1].startswith("p3.2xlarge: EKS Auto Mode does not launch this family")
+    tiny = copy.deepcopy(base)
+    tiny[f"{PROJECT}:systemNodePool"]["instanceTypes"] = ["m6g.medium", "t3.small"]
+    assert _problems(tiny) == [
+        ("systemNodePool.instanceTypes", "m6g.medium: EKS Auto Mode launches only types with "
+         "more than 1 vCPU"),
+        ("systemNodePool.instanceTypes", "'t3.small': unknown instance size 'small'; a "
+         "NodePool's CPU limit needs its vCPUs (use medium, large, xlarge or Nxlarge)"),
+    ]  # fmt: skip
     for key, value in (("nodeExpireAfterHours", 600), ("nodeConsolidateAfterMinutes", -1)):
         ((found, _),) = _problems({**base, f"{PROJECT}:{key}": value})
         assert found == key
@@ -304,6 +313,7 @@ def test_vcpus_and_limits() -> None:
         2, 4, 48, 192,
     ]  # fmt: skip
     assert vcpus("g4dn.metal") == 96
+    assert (vcpus("t3.medium"), vcpus("m6g.medium")) == (2, 1)
     with pytest.raises(ValueError, match="unknown instance size 'huge'"):
         vcpus("g5.huge")
     pool = PoolCapacity("gpu", ("g5.xlarge", "g5.2xlarge"), "SPOT", 3, 1, 100)
