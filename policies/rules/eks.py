@@ -179,6 +179,38 @@ eks_supported_version = ResourceValidationPolicy(
 )
 
 
+def _access(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != CLUSTER:
+        return
+    access = get(args.props, "accessConfig", default={})
+    if judge(lambda: get(access, "authenticationMode")) not in ("API", None):
+        report(
+            "accessConfig.authenticationMode must be API: access is granted by EKS access "
+            "entries the program declares, not by the aws-auth ConfigMap."
+        )
+    # EKS defaults the creator's admin entry to true; only an explicit false turns it off.
+    if get(access, "bootstrapClusterCreatorAdminPermissions") is not False:
+        report(
+            "accessConfig.bootstrapClusterCreatorAdminPermissions must be false: the creator's "
+            "implicit admin cannot be changed later without replacing the cluster; give the "
+            "deploy role an explicit access entry instead."
+        )
+    if not get(get(args.props, "upgradePolicy", default={}), "supportType"):
+        report(
+            "upgradePolicy.supportType is not set: choose STANDARD (EKS upgrades at end of "
+            "standard support) or EXTENDED (extended support is billed) per stack."
+        )
+
+
+eks_explicit_access = ResourceValidationPolicy(
+    name="eks-explicit-access",
+    description="Cluster access comes only from explicit access entries (no implicit creator "
+    "admin), and the upgrade policy is chosen, not defaulted.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_access,
+)
+
+
 def _oidc(args: StackValidationArgs, report: ReportViolation) -> None:
     clusters = list(of_type(args.resources, CLUSTER))
     if not clusters:
@@ -210,5 +242,6 @@ POLICIES = [
     eks_secrets_encrypted,
     eks_control_plane_logging,
     eks_supported_version,
+    eks_explicit_access,
     eks_oidc_provider,
 ]

@@ -19,12 +19,15 @@ GOOD = {
     },
     "encryptionConfig": {"provider": {"keyArn": KEY_ARN}, "resources": ["secrets"]},
     "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+    "accessConfig": {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False},
+    "upgradePolicy": {"supportType": "STANDARD"},
 }
 EKS_POLICIES = [
     eks.eks_endpoint_not_public,
     eks.eks_secrets_encrypted,
     eks.eks_control_plane_logging,
     eks.eks_supported_version,
+    eks.eks_explicit_access,
 ]
 
 
@@ -149,3 +152,34 @@ def test_oidc_provider_must_exist_for_a_cluster() -> None:
                 "cluster: IRSA (pod IAM roles) needs one for the cluster's OIDC issuer.",
             )
         ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda i: i["accessConfig"].update(bootstrapClusterCreatorAdminPermissions=True),
+            "accessConfig.bootstrapClusterCreatorAdminPermissions must be false: the creator's "
+            "implicit admin cannot be changed later without replacing the cluster; give the "
+            "deploy role an explicit access entry instead.",
+        ),
+        (
+            lambda i: i.pop("accessConfig"),
+            "accessConfig.bootstrapClusterCreatorAdminPermissions must be false: the creator's "
+            "implicit admin cannot be changed later without replacing the cluster; give the "
+            "deploy role an explicit access entry instead.",
+        ),
+        (
+            lambda i: i["accessConfig"].update(authenticationMode="CONFIG_MAP"),
+            "accessConfig.authenticationMode must be API: access is granted by EKS access entries "
+            "the program declares, not by the aws-auth ConfigMap.",
+        ),
+        (
+            lambda i: i.pop("upgradePolicy"),
+            "upgradePolicy.supportType is not set: choose STANDARD (EKS upgrades at end of "
+            "standard support) or EXTENDED (extended support is billed) per stack.",
+        ),
+    ],
+)
+def test_explicit_access_violations(change, expected) -> None:
+    assert messages(eks.eks_explicit_access, CLUSTER, mutate(GOOD, change)) == [expected]
