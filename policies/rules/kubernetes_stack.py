@@ -67,6 +67,10 @@ def _autoscaler_for(resources: list[PolicyResource], deployment: PolicyResource)
 def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
     minimum = args.get_config().get("minReplicas", DEFAULT_MIN_REPLICAS)
     for deployment in serving_deployments(args.resources):
+        # A canary track is small on purpose (canaryWeight, docs/observability.md): the stable
+        # track beside it keeps the floor.
+        if get(pod_labels(deployment.resource_type, deployment.props), "track") == "canary":
+            continue
 
         def floor(d: PolicyResource = deployment) -> tuple[int, str]:
             if get(d.props, "spec", "replicas") == 0:

@@ -282,6 +282,18 @@ def test_min_replicas_reads_the_hpa_first() -> None:
     ]  # fmt: skip
 
 
+def test_a_canary_track_is_exempt_from_the_replica_floor() -> None:
+    canary = {**GOOD, "metadata": {**GOOD["metadata"], "name": "mnist-canary"}}
+    canary = copy.deepcopy(canary)
+    canary["spec"]["replicas"] = 1
+    canary["spec"]["template"]["metadata"]["labels"] = {**LABELS, "track": "canary"}
+    records = [*graph(), record(DEPLOYMENT, "mnist-canary", canary)]
+    assert run(k8s_stack.k8s_serving_min_replicas, records, {"minReplicas": 2}) == []
+    canary["spec"]["template"]["metadata"]["labels"]["track"] = "stable"
+    records = [*graph(), record(DEPLOYMENT, "mnist-canary", canary)]
+    assert len(run(k8s_stack.k8s_serving_min_replicas, records, {"minReplicas": 2})) == 1
+
+
 def test_pod_disruption_budget() -> None:
     missing = run(k8s_stack.k8s_serving_pdb, graph(pdb=None))
     assert [r.message for r in missing] == [
