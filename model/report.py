@@ -68,10 +68,13 @@ def curves_figure(
     history: Mapping[str, Sequence[float]],
     min_accuracy: float | None = None,
     test_accuracy: float | None = None,
+    refused: bool = False,
 ) -> Figure:
     """Loss and accuracy per epoch, training against validation; the accuracy panel also draws
     the gate (`min_accuracy`) and the test accuracy the gate judged, at the last epoch."""
     figure = Figure(figsize=(10, 4), layout="constrained")
+    if refused:
+        figure.suptitle("REFUSED by the accuracy gate: nothing was exported", color="tab:red")
     epochs = np.arange(1, len(history["loss"]) + 1)
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
         axes.plot(epochs, history[metric], marker="o", label="train")
@@ -107,9 +110,10 @@ def plot_curves(
     path: Path,
     min_accuracy: float | None = None,
     test_accuracy: float | None = None,
+    refused: bool = False,
 ) -> None:
     """Write `curves_figure` to `path` (PNG)."""
-    curves_figure(history, min_accuracy, test_accuracy).savefig(path, dpi=100)
+    curves_figure(history, min_accuracy, test_accuracy, refused).savefig(path, dpi=100)
 
 
 def plot_confusion(matrix: np.ndarray, accuracy: float, path: Path, suffix: str = "") -> None:
@@ -140,6 +144,7 @@ def write_report(directory: Path, metrics: Mapping[str, Any]) -> None:
         directory / CURVES_FILE,
         metrics.get("min_accuracy"),
         metrics["test"]["accuracy"],
+        bool(metrics.get("refused")),
     )
     plot_confusion(
         np.asarray(metrics["confusion_matrix"]),

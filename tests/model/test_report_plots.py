@@ -40,3 +40,8 @@ def test_the_accuracy_panel_draws_the_gate_and_the_gated_test_accuracy() -> None
 def test_without_a_gate_nothing_extra_is_drawn() -> None:
     accuracy = curves_figure(_history(2)).axes[1]
     assert accuracy.get_legend_handles_labels()[1] == ["train", "validation"]
+
+
+def test_a_refused_run_says_so_above_the_curves() -> None:
+    assert curves_figure(_history(1), 0.97, 0.5, refused=True).get_suptitle().startswith("REFUSED")
+    assert curves_figure(_history(1), 0.97, 0.99).get_suptitle() == ""
