@@ -64,6 +64,8 @@ class CapturedResource:
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     # URNs of the ``depends_on`` resources (an option too, not part of ``resources.json``).
     dependencies: tuple[str, ...] = ()
+    # The ``import_`` option: the id of an existing resource to adopt instead of creating.
+    import_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The plain record of docs/contracts.md (``resources.json`` entries)."""
@@ -232,6 +234,7 @@ class _Monitor(mocks.MockMonitor):
                     inputs=inputs,
                     custom_timeouts=json_format.MessageToDict(request.customTimeouts),
                     dependencies=tuple(request.dependencies),
+                    import_id=request.importId,
                 )
             )
         return response

@@ -522,6 +522,14 @@ def _access(c: _Checker, v: Mapping[str, Any]) -> None:
     listed = [*v["deployerPrincipalArns"], *v["adminPrincipalArns"]]
     for arn in sorted({a for a in listed if listed.count(a) > 1}):
         c.fail("adminPrincipalArns", f"{arn} is listed twice (EKS allows one access entry each)")
+    # Access entries are named after the role or user name (stable when others change).
+    names = [a.rsplit("/", 1)[-1] for a in set(listed)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        c.fail(
+            "adminPrincipalArns",
+            f"two principals are named {name!r} (other paths or accounts): give them "
+            "distinct names",
+        )
 
 
 def _reachability(c: _Checker, v: Mapping[str, Any]) -> None:

@@ -509,3 +509,30 @@ def test_tf_serving_is_pulled_through_the_authenticated_docker_hub_cache(cap: St
         == "arn:aws:ecr:eu-west-1:111122223333:repository/docker-hub/*"
         for p in scoped
     )
+
+
+def test_a_kept_log_group_is_adopted_not_created_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # destroy keeps /aws/eks/<name>/cluster (skipDestroy); the next `up` finds it and imports it
+    # instead of failing with ResourceAlreadyExists (terraform-aws-modules/terraform-aws-eks#2486).
+    from infra import capture
+
+    name = "/aws/eks/tfserving-dev/cluster"
+    asked: list[dict[str, Any]] = []
+    original = capture._Mocks.call
+
+    def call(self, args):  # type: ignore[no-untyped-def]
+        if args.token == "aws:cloudwatch/getLogGroups:getLogGroups":
+            asked.append(dict(args.args))
+            return {"logGroupNames": [name, f"{name}-other"], "id": "eu-west-1"}, []
+        return original(self, args)
+
+    monkeypatch.setattr(capture._Mocks, "call", call)
+    again = capture.capture_stack("dev")
+    (logs,) = [r for r in of(again, "aws:cloudwatch/logGroup:LogGroup") if r.name == "cluster-logs"]
+    assert logs.import_id == name
+    assert asked == [{"logGroupNamePrefix": name}]
+
+
+def test_a_new_stack_creates_its_log_group(cap: StackCapture) -> None:
+    (logs,) = [r for r in of(cap, "aws:cloudwatch/logGroup:LogGroup") if r.name == "cluster-logs"]
+    assert logs.import_id == ""

@@ -89,6 +89,11 @@ def test_stacks_differ_where_the_issue_says() -> None:
             "adminPrincipalArns",
             "is listed twice (EKS allows one access entry each)",
         ),
+        (
+            {"adminPrincipalArns": ["arn:aws:iam::123456789012:role/ops/tfserving-dev-deployer"]},
+            "adminPrincipalArns",
+            "two principals are named 'tfserving-dev-deployer'",
+        ),
         ({"clusterCreatorAdmin": True}, "clusterCreatorAdmin", "removed: the cluster creator"),
         ({"upgradeSupportType": "NONE"}, "upgradeSupportType", "use STANDARD or EXTENDED"),
         ({"kubernetesVersion": "1.32"}, "addonVersions.kube-proxy", "does not match"),
