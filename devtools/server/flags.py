@@ -26,8 +26,8 @@ from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES
 
 EPHEMERAL_PORT = -1  # this stand-in's addition: bind any free port and report it via --port_file
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-# A JSON body grows 6-16x while Python parses it (measured: docs/hostile-input.md), so 128 MiB of
-# bodies in flight stays near 1-2 GiB of heap: inside a 3 GiB serving container.
+# A JSON body costs about 10x its size while parsed, run and answered (measured:
+# docs/hostile-input.md), so 128 MiB of bodies in flight stays near 1.3-2 GB: inside 3 GiB.
 DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 128 * 1024 * 1024
 
 

@@ -402,16 +402,58 @@ def _nest(tokens: list[str], shape: Sequence[int]) -> str:
     )
 
 
+# Values are turned into text this many at a time: a per-value Python string costs ~60 bytes and
+# a per-value float ~32, so formatting a whole 8-million-value output at once peaked at 17x the
+# size of the JSON it produced. Chunks keep those temporaries to a few MB whatever the output.
+_CHUNK = 1 << 16
+
+
+def _row_strings(name: str, array: np.ndarray) -> list[str]:
+    """The JSON text of each ``array[i]`` (one string per row), formatted a chunk at a time."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        return []
+    inner = array.shape[1:]
+    step = math.prod(inner)
+    if step > _CHUNK:  # one row alone is large: stream it through `_json_text`
+        return [_json_text(name, row) for row in array]
+    rows_per_chunk = max(1, _CHUNK // max(step, 1))
+    out: list[str] = []
+    for start in range(0, array.shape[0], rows_per_chunk):
+        block = array[start : start + rows_per_chunk]
+        tokens = _tokens(name, block)
+        out.extend(_nest(tokens[i * step : (i + 1) * step], inner) for i in range(len(block)))
+    return out
+
+
+def _json_text(name: str, array: np.ndarray) -> str:
+    """`array` as nested JSON lists, formatted `_CHUNK` values at a time."""
+    if array.ndim == 0:
+        return _tokens(name, array)[0]
+    if array.size <= _CHUNK:
+        return _nest(_tokens(name, array), array.shape)
+    if array.ndim == 1:
+        pieces = (
+            ", ".join(_tokens(name, array[i : i + _CHUNK])) for i in range(0, len(array), _CHUNK)
+        )
+        return "[" + ", ".join(pieces) + "]"
+    step = math.prod(array.shape[1:])
+    rows_per_chunk = max(1, _CHUNK // max(step, 1))
+    pieces = (
+        ", ".join(_row_strings(name, array[i : i + rows_per_chunk]))
+        for i in range(0, array.shape[0], rows_per_chunk)
+    )
+    return "[" + ", ".join(pieces) + "]"
+
+
 def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: RequestFormat) -> bytes:
     """MakeJsonFromTensors: ``{"predictions": ...}`` for row requests, ``{"outputs": ...}`` else."""
     if not outputs:
         raise InvalidArgument("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
     if fmt is RequestFormat.COLUMNAR:
-        parts = {n: _nest(_tokens(n, outputs[n]), outputs[n].shape) for n in names}
         if len(names) == 1:
-            return ('{"outputs": ' + parts[names[0]] + "}").encode()
-        fields = ", ".join(json.dumps(n) + ": " + parts[n] for n in names)
+            return ('{"outputs": ' + _json_text(names[0], outputs[names[0]]) + "}").encode()
+        fields = ", ".join(json.dumps(n) + ": " + _json_text(n, outputs[n]) for n in names)
         return ('{"outputs": {' + fields + "}}").encode()
     batch = -1
     for name in names:
@@ -423,18 +465,15 @@ def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: RequestFormat)
                 f"Tensor name: {name} has inconsistent batch size: {shape[0]} expecting: {batch}"
             )
         batch = shape[0]
-    rows: dict[str, list[str]] = {}
-    for name in names:
-        array = outputs[name]
-        tokens = _tokens(name, array)
-        inner = array.shape[1:]
-        step = math.prod(inner)
-        rows[name] = [_nest(tokens[i * step : (i + 1) * step], inner) for i in range(batch)]
-    if len(names) == 1:
-        items = rows[names[0]]
-    else:
-        items = [
-            "{" + ", ".join(json.dumps(n) + ": " + rows[n][i] for n in names) + "}"
-            for i in range(batch)
-        ]
-    return ('{"predictions": [' + ", ".join(items) + "]}").encode()
+    if len(names) == 1:  # the list of rows is the tensor itself
+        return ('{"predictions": ' + _json_text(names[0], outputs[names[0]]) + "}").encode()
+    pieces = []
+    for start in range(0, batch, _CHUNK):  # a chunk of rows at a time, every output alongside
+        rows = {n: _row_strings(n, outputs[n][start : start + _CHUNK]) for n in names}
+        pieces.append(
+            ", ".join(
+                "{" + ", ".join(json.dumps(n) + ": " + rows[n][i] for n in names) + "}"
+                for i in range(len(rows[names[0]]))
+            )
+        )
+    return ('{"predictions": [' + ", ".join(pieces) + "]}").encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -217,3 +218,18 @@ def test_debug_string_is_truncated():
     text = debug_string({"instances": list(range(1000))})
     assert text.startswith('{\n    "instances": [0, 1, 2')
     assert 256 <= len(text) < 300
+
+
+@pytest.mark.parametrize("shape", [(70000,), (3, 70000), (70000, 2), (140000, 1, 1), (0, 5)])
+def test_large_outputs_are_written_a_chunk_at_a_time_with_the_same_json(shape):
+    values = (np.arange(math.prod(shape), dtype=np.float32) + 0.5).reshape(shape)
+    counts = np.arange(shape[0], dtype=np.int64)
+    expected = values.tolist()
+    row = json.loads(predict_response_json({"y": values}, RequestFormat.ROW))
+    columnar = json.loads(predict_response_json({"y": values}, RequestFormat.COLUMNAR))
+    assert row == {"predictions": expected}
+    assert columnar == {"outputs": expected}
+    both = json.loads(predict_response_json({"y": values, "n": counts}, RequestFormat.ROW))
+    assert both["predictions"] == [
+        {"n": n, "y": y} for n, y in zip(counts.tolist(), expected, strict=True)
+    ]
