@@ -4,10 +4,13 @@
 path uses, each as its own process, against an S3 endpoint on loopback (moto):
 
 1. environment (done by `scripts/local-run` before this module starts)
-2. `python -m model train` for version 1 and version 2 (reused when their inputs are unchanged)
-3. moto S3 server, bucket, `python -m model publish` of version 1
-4. `python -m serving.sync` + `python -m devtools.server` with the dev stack's models.config
-5. the held-out test digits through the client over REST and gRPC: accuracy and latency
+2. `python -m model train` for mnist versions 1 and 2, and `--recipe diabetes` for the second
+   model (each reused when its inputs are unchanged)
+3. moto S3 server, bucket, `python -m model publish` of mnist version 1 and of diabetes
+4. one `python -m serving.sync` per model + `python -m devtools.server` serving both from one
+   models.config (the dev stack's policies)
+5. the held-out test digits through the client over REST and gRPC: accuracy and latency; the
+   held-out diabetes patients through the generic client (signature from metadata): MAE
 6. version 2 published under steady load: hot swap, `canary` label moved, failed requests counted
 7. `python -m infra.synth --stack dev`: the plan and its policy results
 8. everything stopped; artefacts and logs listed
@@ -88,10 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     with Processes(logs) as procs:
         try:
             exports = step("2/8 train", steps.train_versions, procs, options)
+            tabular = step("2/8 train", steps.train_second, procs, options)
             store = step("3/8 store", steps.start_store, procs, options, exports)
+            step("3/8 store", steps.publish_second, procs, store, tabular)
             first = exports[0].version
-            serving = step("4/8 serve", steps.start_serving, procs, options, store, first)
+            serving = step(
+                "4/8 serve", steps.start_serving, procs, options, store, first, tabular.version
+            )
             step("5/8 predict", steps.evaluate, serving, options)
+            step("5/8 predict", steps.evaluate_second, serving, tabular)
             step("6/8 hot swap", steps.hot_swap, procs, serving, store, exports, options)
             synth_dir = step("7/8 synth", steps.synth, procs, options) if options.synth else None
         except StepFailed as failure:
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             log.write_text(traceback.format_exc())
             print(f"\nFAILED at step {current[0]}: {exc!r}\nread the log: {log}", file=sys.stderr)
             return 1
-        say("8/8 shutdown", "stopping sync agent, server and S3 endpoint")
+        say("8/8 shutdown", "stopping sync agents, server and S3 endpoint")
     leftovers = procs.leftover_ports()
     if leftovers:
         print(f"\nFAILED at step 8: ports still open after shutdown: {leftovers}", file=sys.stderr)
@@ -114,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         f"all processes stopped, no ports left open ({time.monotonic() - began:.0f} s)",
     )
     print(f"\nartefacts: {options.workdir}")
-    print(f"  trained exports and reports: {options.workdir / 'exports' / MODEL}")
-    print(f"  served model directory:      {options.workdir / 'serving' / 'models' / MODEL}")
+    for name in (MODEL, steps.SECOND_MODEL):
+        print(f"  {name} exports and reports: {options.workdir / 'exports' / name}")
+    print(f"  served model directories:    {options.workdir / 'serving' / 'models'}")
     if synth_dir is not None:
         print(f"  synth plan of the dev stack: {synth_dir}")
     print(f"  logs:                        {logs}")

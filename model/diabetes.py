@@ -101,6 +101,43 @@ class DiabetesResult:
     metrics: dict[str, Any]
 
 
+def inputs_fingerprint(args: DiabetesArgs) -> str:
+    """A stable hash of what decides the export (data, settings, code, TF), as `model.train`'s."""
+    import json
+
+    import tensorflow as tf
+
+    x, y = load_diabetes()
+    code = b"".join((Path(__file__).parent / m).read_bytes() for m in ("diabetes.py", "warmup.py"))
+    inputs = {
+        "data_sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(),
+        "name": args.name,
+        "seed": args.seed,
+        "limit": args.limit,
+        "hyperparameters": asdict(args.hyperparameters),
+        "code_sha256": hashlib.sha256(code).hexdigest(),
+        "tensorflow": tf.__version__,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def find_reusable_export(out: Path, name: str, fingerprint: str) -> Path | None:
+    """The newest complete export under `out/<name>/` trained from inputs with `fingerprint`."""
+    import json
+
+    from model.train import existing_versions
+
+    for version in reversed(existing_versions(out / name)):
+        try:
+            metrics = json.loads((report_dir(out, name, version) / METRICS_FILE).read_text())
+            if metrics.get("inputs_fingerprint") == fingerprint:
+                check_export(out / name / str(version))
+                return out / name / str(version)
+        except (OSError, ValueError, ExportError):
+            continue
+    return None
+
+
 def load_diabetes() -> tuple[np.ndarray, np.ndarray]:
     """The raw measurements float32 [442, 10] (columns `FEATURES`) and progression float32 [442]."""
     from sklearn.datasets import load_diabetes as sklearn_load
@@ -289,6 +326,7 @@ def train(args: DiabetesArgs) -> DiabetesResult:
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "git_commit": git_commit(),
+        "inputs_fingerprint": inputs_fingerprint(args),
     }
     partial = model_dir / f".partial-{version}-{uuid.uuid4().hex[:8]}"
     final_export, final_report = model_dir / str(version), report_dir(args.out, args.name, version)

@@ -27,6 +27,9 @@ def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Two whole runs (the second reuses both models' exports) on a shared 2-core machine: longer than
+# the suite's default 300 s budget per test, bounded by each run's own 600 s subprocess timeout.
+@pytest.mark.timeout(900)
 def test_runs_end_to_end_twice_with_a_hot_swap_and_no_failed_request(tmp_path: Path) -> None:
     first = _run(tmp_path, *QUICK, "--min-accuracy", "0")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -36,6 +39,14 @@ def test_runs_end_to_end_twice_with_a_hot_swap_and_no_failed_request(tmp_path: P
     assert "version 1 AVAILABLE" in out
     assert "[5/8 predict] REST: 90 held-out digits" in out
     assert "[5/8 predict] gRPC: 90 held-out digits" in out
+    # The second model, beside mnist: its own publish, sync agent and version, one models.config.
+    assert "diabetes version 1: trained" in out
+    assert "published diabetes version 1 to s3://local-models/models/" in out
+    assert "diabetes version 1 AVAILABLE beside mnist" in out
+    assert "[5/8 predict] REST: diabetes, 89 held-out patients" in out
+    assert "[5/8 predict] gRPC: diabetes, 89 held-out patients" in out
+    assert (tmp_path / "serving" / "models" / "diabetes" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "logs" / "sync-diabetes.log").is_file()
     assert "label canary -> version 2, stable stays on version 1" in out
     assert "gRPC version 2:" in out and " 0 failed" in out
     assert "all processes stopped, no ports left open" in out
@@ -46,6 +57,7 @@ def test_runs_end_to_end_twice_with_a_hot_swap_and_no_failed_request(tmp_path: P
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "version 1: reused (inputs unchanged)" in again.stdout
     assert "version 2: reused (inputs unchanged)" in again.stdout
+    assert "diabetes version 1: reused (inputs unchanged)" in again.stdout
 
 
 @pytest.mark.parametrize(
