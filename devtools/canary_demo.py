@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 
 from contracts import tfconfig
+from devtools import canary_store
 from devtools.local_prometheus import LocalPrometheus, PrometheusError, ScrapeTarget
 from devtools.processes import Processes, StepFailed, wait_until
 from infra import canary
@@ -96,11 +97,16 @@ class Track:
     rest_port: int
 
 
-def start_tracks(processes: Processes, workdir: Path, models_root: Path) -> list[Track]:
+TRACKS = (("stable", STABLE_VERSION), ("canary", CANARY_VERSION))
+
+
+def start_tracks(
+    processes: Processes, workdir: Path, models_roots: Mapping[str, Path]
+) -> list[Track]:
     """Both stand-in servers, started together (each imports TensorFlow), then waited for."""
     started = []
-    for track, version in (("stable", STABLE_VERSION), ("canary", CANARY_VERSION)):
-        config = write_track_config(workdir, models_root, track, version)
+    for track, version in TRACKS:
+        config = write_track_config(workdir, models_roots[track], track, version)
         port_file = config / "ports.json"
         service = processes.start(
             f"server-{track}",
@@ -171,12 +177,26 @@ def run(
     scrape_interval_s: float = 0.5,
     min_requests: int = 20,
     picture: Path | None = None,
+    sync: bool = False,
 ) -> tuple[dict[str, canary.Decision], Counter[tuple[str, str, int]]]:
-    """The whole scenario; returns each model's decision and the traffic actually sent."""
-    models_root = workdir / "models"
-    export_models(models_root, fail_share)
+    """The whole scenario; returns each model's decision and the traffic actually sent.
+
+    With `sync`, versions reach each track's server as in the cluster: published to a loopback
+    S3 store, brought in by the real sync agent, which Prometheus then scrapes too.
+    """
+    exports = workdir / "exports"
+    export_models(exports, fail_share)
     with Processes(workdir / "logs") as processes:
-        tracks = start_tracks(processes, workdir, models_root)
+        roots = {track: exports for track, _ in TRACKS}
+        if sync:
+            endpoint = canary_store.start_store(processes, exports, MODELS)
+            roots = {track: workdir / track / "models" for track, _ in TRACKS}
+            for track, version in TRACKS:
+                config = write_track_config(workdir, roots[track], track, version)
+                canary_store.sync_track(
+                    processes, endpoint, track, roots[track], config / "models.config", MODELS
+                )
+        tracks = start_tracks(processes, workdir, roots)
         targets = [
             ScrapeTarget(
                 "tfserving",
@@ -186,6 +206,20 @@ def run(
             )
             for t in tracks
         ]
+        if sync:
+            for t in tracks:
+                port = canary_store.start_sync_agent(
+                    processes,
+                    endpoint,
+                    t.name,
+                    roots[t.name],
+                    workdir / t.name / "models.config",
+                    MODELS,
+                    t.rest_port,
+                )
+                targets.append(
+                    ScrapeTarget("model-sync", f"127.0.0.1:{port}", "/metrics", {"track": t.name})
+                )
         with LocalPrometheus(workdir / "prometheus", targets, scrape_interval_s) as prom:
             prom.wait_for_samples('up{job="tfserving"} == 1', len(tracks), timeout_s=15)
             started = time.time()
@@ -196,6 +230,18 @@ def run(
                 from devtools.dashboard_picture import render
 
                 render(prom.url, started, time.time(), picture, step=scrape_interval_s)
+            if sync:
+                served = httpx.get(
+                    f"{prom.url}/api/v1/query",
+                    params={"query": "sum by (track, model) (tfserving_sync_versions_served)"},
+                    timeout=5,
+                ).json()["data"]["result"]
+                for series in sorted(served, key=lambda r: sorted(r["metric"].items())):
+                    labels = series["metric"]
+                    print(
+                        f"sync agent ({labels.get('track')} track): {labels.get('model')} has "
+                        f"{series['value'][1]} version(s) AVAILABLE"
+                    )
             window = int(traffic_seconds + 10)
             fetch = canary.http_fetch(prom.url)
             limits = canary.Thresholds(min_requests=min_requests)
@@ -214,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="of traffic (default 6)")
     parser.add_argument("--workdir", type=Path, help="keep models, configs, logs here")
     parser.add_argument("--picture", type=Path, help="draw the dashboard with the demo's data")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="serve the exports directly (no S3 store, no sync agents; faster)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     for flag, value in (("--canary-share", args.canary_share), ("--fail-share", args.fail_share)):
@@ -223,7 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         try:
             decisions, counts = run(
-                workdir, args.canary_share, args.fail_share, args.seconds, picture=args.picture
+                workdir,
+                args.canary_share,
+                args.fail_share,
+                args.seconds,
+                picture=args.picture,
+                sync=not args.no_sync,
             )
         except (StepFailed, PrometheusError) as exc:
             print(f"error: {exc}", file=sys.stderr)

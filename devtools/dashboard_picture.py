@@ -10,6 +10,7 @@ traffic; the picture in docs/observability.md was made that way.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import httpx
@@ -31,7 +32,8 @@ def _range(url: str, expr: str, start: float, end: float, step: float) -> list[d
 def _legend(template: str, labels: dict[str, str]) -> str:
     for key, value in labels.items():
         template = template.replace("{{" + key + "}}", value)
-    return template
+    # Labels a local target lacks (pod, namespace) are left out rather than shown raw.
+    return re.sub(r"\s*\{\{\w+\}\}", "", template).strip()
 
 
 def _draw(axis, panel: Panel, url: str, start: float, end: float, step: float) -> None:
@@ -53,8 +55,9 @@ def _draw(axis, panel: Panel, url: str, start: float, end: float, step: float) -
         axis.set_ylabel(unit, fontsize=8)
         axis.legend(fontsize=7, loc="upper left")
     else:
-        axis.text(0.5, 0.5, "no such series in this Prometheus\n(not scraped by the demo)", ha="center",
-                  va="center", fontsize=8, color="grey", transform=axis.transAxes)  # fmt: skip
+        note = "no such series in this Prometheus\n(not scraped by the demo)"
+        axis.text(0.5, 0.5, note, ha="center", va="center", fontsize=8, color="grey",
+                  transform=axis.transAxes)  # fmt: skip
         axis.set_xticks([])
         axis.set_yticks([])
     axis.tick_params(labelsize=7)

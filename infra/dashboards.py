@@ -59,13 +59,13 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "Versions AVAILABLE, per pod",
         "short",
-        (("tfserving_sync_versions_served", "{{model}} {{pod}}"),),
+        (("tfserving_sync_versions_served", "{{model}} {{track}} {{pod}}"),),
         "What TF Serving reports AVAILABLE, read by the model-sync sidecar.",
     ),
     Panel(
         "Seconds since the last successful store poll",
         "s",
-        (("tfserving_sync_seconds_since_last_successful_poll", "{{pod}}"),),
+        (("tfserving_sync_seconds_since_last_successful_poll", "{{track}} {{pod}}"),),
         "ModelSyncStale fires above 600 s.",
     ),
     Panel(

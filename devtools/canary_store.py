@@ -1,0 +1,117 @@
+"""The canary demo's model store and sync agents: the cluster's path, on loopback.
+
+`start_store` starts a loopback S3 endpoint (moto), creates a bucket and publishes every exported
+version with the project's own ``python -m model publish`` (in parallel: each imports
+TensorFlow). `sync_track` brings a track's versions to its own model directory with the real
+sync agent once (as the init container does), then `start_sync_agent` keeps one running beside the
+track's server with ``--metrics-port``, so Prometheus scrapes ``tfserving_sync_*`` as in the
+cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devtools.processes import (
+    LOCAL_AWS_ENV,
+    Processes,
+    StepFailed,
+    free_port,
+    port_open,
+    wait_until,
+)
+
+STEP = "canary demo store"
+BUCKET = "canary-demo"
+STORE_URI = f"s3://{BUCKET}/models"
+
+
+def start_store(processes: Processes, exports: Path, models: tuple[str, ...]) -> str:
+    """The S3 endpoint's URL, once every ``exports/<model>/<version>`` is published."""
+    import boto3
+
+    port = free_port()
+    moto = processes.start("s3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], [port])
+
+    def up() -> bool:
+        moto.check_alive(STEP)
+        return port_open(port)
+
+    wait_until(STEP, "the S3 endpoint", up, 60, moto.log)
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=BUCKET)
+    publishes = [
+        processes.start(
+            f"publish-{version.parent.name}-{version.name}",
+            [
+                "-m",
+                "model",
+                "publish",
+                "--export",
+                str(version),
+                "--store",
+                STORE_URI,
+                "--endpoint-url",
+                endpoint,
+            ],
+        )
+        for model in models
+        for version in sorted((exports / model).iterdir())
+        if version.name.isdigit()
+    ]
+    for service in publishes:
+        if service.process.wait(timeout=300) != 0:
+            raise StepFailed(STEP, f"{service.name} failed: see {service.log}", service.log)
+    return endpoint
+
+
+def _sync_args(endpoint: str, dest: Path, config: Path, models: tuple[str, ...]) -> list[str]:
+    args = ["-m", "serving.sync", "--source", STORE_URI, "--dest", str(dest)]
+    for model in models:
+        args += ["--model", model]
+    return [*args, "--endpoint-url", endpoint, "--model-config-file", str(config)]
+
+
+def sync_track(
+    processes: Processes,
+    endpoint: str,
+    track: str,
+    dest: Path,
+    config: Path,
+    models: tuple[str, ...],
+) -> None:
+    """One pass of the real agent: the track's versions, whole and verified, in `dest`."""
+    processes.run(
+        STEP, f"sync-{track}-once", [*_sync_args(endpoint, dest, config, models), "--once"],
+        timeout_s=120,
+    )  # fmt: skip
+
+
+def start_sync_agent(
+    processes: Processes,
+    endpoint: str,
+    track: str,
+    dest: Path,
+    config: Path,
+    models: tuple[str, ...],
+    rest_port: int,
+) -> int:
+    """The long-running agent beside the track's server; returns its metrics port."""
+    metrics_port = free_port()
+    args = _sync_args(endpoint, dest, config, models)
+    args += ["--interval", "2", "--metrics-port", str(metrics_port), "--health-port", "0"]
+    args += ["--health-host", "127.0.0.1", "--tfserving-url", f"http://127.0.0.1:{rest_port}"]
+    agent = processes.start(f"sync-{track}", args, [metrics_port])
+
+    def up() -> bool:
+        agent.check_alive(STEP)
+        return port_open(metrics_port)
+
+    wait_until(STEP, f"the {track} sync agent's metrics", up, 60, agent.log)
+    return metrics_port
