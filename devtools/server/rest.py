@@ -228,8 +228,9 @@ class _DeadlineReader(io.RawIOBase):
 
     A socket timeout bounds each recv, not their sum, so a client sending one header byte every
     few seconds (slowloris) would hold its thread forever. Each recv here waits at most for what
-    is left of the deadline, which starts at the first byte of a request and ends when its
-    headers are parsed; between requests and while a body arrives the idle timeout applies.
+    is left of the deadline, which starts when the connection is accepted (first request) or at
+    the first byte of a later request, and ends when the headers are parsed; between requests on
+    a keep-alive connection and while a body arrives, the idle timeout applies.
     """
 
     def __init__(self, sock: socket.socket, idle_seconds: float, header_seconds: float) -> None:
@@ -244,9 +245,14 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def expect_request(self) -> None:
-        """Between requests: wait up to the idle timeout, start the clock at the first byte."""
-        self._deadline, self._arm_on_data, self.expired = None, True, False
+    def expect_request(self, first: bool) -> None:
+        """Wait for the next request: the deadline runs from now on a new connection (so idle
+        sockets cannot hold the connection cap), from its first byte on a keep-alive one."""
+        self.expired = False
+        if first:
+            self._deadline, self._arm_on_data = time.monotonic() + self._header_seconds, False
+        else:
+            self._deadline, self._arm_on_data = None, True
 
     def headers_done(self) -> None:
         self._deadline, self._arm_on_data = None, False
@@ -361,6 +367,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             self.rfile.close()  # drop makefile's reference, or closing the socket leaks the fd
             self.rfile = io.BufferedReader(self._reader)
             self._held = 0
+            self._served_one = False
             server._connections.add(self.connection)
 
         def finish(self) -> None:
@@ -368,7 +375,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             super().finish()
 
         def handle_one_request(self) -> None:
-            self._reader.expect_request()
+            self._reader.expect_request(first=not self._served_one)
+            self._served_one = True
             # parse_request sets these; a read that times out before it leaves them unset
             self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
             super().handle_one_request()  # answers nothing when a read times out

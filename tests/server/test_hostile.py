@@ -142,7 +142,6 @@ def guarded_server(serve, toy_base: Path):
             "--model_name=toy",
             f"--model_base_path={toy_base}",
             "--rest_api_header_timeout_in_ms=600",
-            "--rest_api_max_connections=3",
             "--max_request_bytes=1000",
             "--max_request_tensor_bytes=1000",
             "--max_inflight_request_bytes=1500",
@@ -167,14 +166,37 @@ def test_headers_have_a_total_deadline(guarded_server):
 
 def test_idle_keep_alive_connection_is_not_cut_by_the_header_deadline(guarded_server):
     with socket.create_connection(("127.0.0.1", guarded_server.rest_port), timeout=10) as sock:
-        time.sleep(1.0)  # longer than the header deadline, but no request has started
-        sock.sendall(b"GET /v1/models/toy HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, _, body = read_response(sock)
-    assert status == 200, body
+        for _ in range(2):
+            sock.sendall(b"GET /v1/models/toy HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _, body = read_response(sock)
+            assert status == 200, body
+            time.sleep(1.0)  # idle longer than the header deadline between requests: allowed
 
 
-def test_connections_over_the_cap_get_503_json(guarded_server):
-    port = guarded_server.rest_port
+def test_a_new_connection_must_send_its_request_within_the_deadline(guarded_server):
+    # Idle new sockets would otherwise hold the connection cap for the 60 s idle timeout.
+    with socket.create_connection(("127.0.0.1", guarded_server.rest_port), timeout=10) as sock:
+        start = time.monotonic()
+        status, headers, body = read_response(sock)
+        assert time.monotonic() - start < 3.0
+    assert_json_error(status, headers, body, want_status=408)
+
+
+@pytest.fixture(scope="module")
+def capped_server(serve, toy_base: Path):
+    """Three connections at most; a header deadline long enough to hold them in the test."""
+    return serve(
+        [
+            "--model_name=toy",
+            f"--model_base_path={toy_base}",
+            "--rest_api_max_connections=3",
+            "--rest_api_header_timeout_in_ms=10000",
+        ]
+    )
+
+
+def test_connections_over_the_cap_get_503_json(capped_server):
+    port = capped_server.rest_port
     held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
     try:
         time.sleep(0.3)  # let the server accept all three
