@@ -16,11 +16,20 @@ import tensorflow as tf
 
 from model.data import IMAGE_SHAPE
 from model.errors import ExportError
+from model.validate import SERVE_TAG, SIGNATURE_KEY, WARMUP_RELPATH
 
-SIGNATURE_KEY = "serving_default"
+__all__ = [
+    "EXPECTED_SIGNATURE",
+    "INPUT_NAME",
+    "SERVE_TAG",
+    "SIGNATURE_KEY",
+    "WARMUP_RELPATH",
+    "check_export",
+    "export_savedmodel",
+    "read_signature",
+]
+
 INPUT_NAME = "images"
-SERVE_TAG = "serve"
-WARMUP_RELPATH = "assets.extra/tf_serving_warmup_requests"  # = model.validate's
 
 # What every export of this stage must declare; publish refuses anything else.
 EXPECTED_SIGNATURE: dict[str, Any] = {

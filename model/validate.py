@@ -24,6 +24,8 @@ SERVE_TAG = "serve"
 SIGNATURE_KEY = "serving_default"
 WARMUP_RELPATH = "assets.extra/tf_serving_warmup_requests"
 VARIABLES_PREFIX = "variables/variables"
+# TF Serving refuses warmup files with more records than this (kMaxNumRecordsInWarmupFile).
+MAX_RECORDS = 1000
 
 
 def read_signatures(directory: Path) -> dict[str, dict[str, Any]]:
@@ -131,10 +133,30 @@ def check_variables(directory: Path) -> None:
         ) from exc
 
 
+def read_warmup(path: Path) -> list[Any]:
+    """Parse a warmup file back into PredictionLog records (raises ExportError if unreadable)."""
+    if not path.is_file():
+        raise ExportError(f"warmup file {path} is missing")
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = []
+    try:
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            record = prediction_log_pb2.PredictionLog()
+            record.ParseFromString(raw)
+            records.append(record)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise ExportError(f"warmup file {path} is corrupt ({exc}); re-export the model") from exc
+    if not 0 < len(records) <= MAX_RECORDS:
+        raise ExportError(
+            f"warmup file {path} holds {len(records)} records; 1-{MAX_RECORDS} needed"
+        )
+    return records
+
+
 def check_warmup(directory: Path, signatures: Mapping[str, Mapping[str, Any]]) -> int:
     """Records in the warmup file (0 when absent); each must parse and fit the signatures."""
-    from model.warmup import read_warmup
-
     path = directory / WARMUP_RELPATH
     if not path.exists():
         return 0

@@ -20,11 +20,21 @@ from contracts.rules import WARMUP_MAX_BATCH
 from model.errors import ExportError
 from model.export import INPUT_NAME, SIGNATURE_KEY, WARMUP_RELPATH
 
+# Reading is publish's check too: it lives there (no import cycle), re-exported here.
+from model.validate import MAX_RECORDS, read_warmup
+
+__all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "MAX_RECORDS",
+    "build_named_records",
+    "build_records",
+    "read_warmup",
+    "write_warmup",
+]
+
 # Powers of two up to WARMUP_MAX_BATCH cover the batch sizes a typical `allowed_batch_sizes` list
 # pads to; a larger record would fail warmup wherever max_batch_size is smaller (see tfconfig).
 DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(WARMUP_MAX_BATCH.bit_length()))
-# TF Serving refuses warmup files with more records than this (kMaxNumRecordsInWarmupFile).
-MAX_RECORDS = 1000
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -99,22 +109,3 @@ def write_warmup(export_dir: Path, records: Sequence[prediction_log_pb2.Predicti
         for record in records:
             writer.write(record.SerializeToString())
     return path
-
-
-def read_warmup(path: Path) -> list[prediction_log_pb2.PredictionLog]:
-    """Parse a warmup file back into PredictionLog records (raises ExportError if unreadable)."""
-    if not path.is_file():
-        raise ExportError(f"warmup file {path} is missing")
-    records = []
-    try:
-        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            record = prediction_log_pb2.PredictionLog()
-            record.ParseFromString(raw)
-            records.append(record)
-    except (tf.errors.OpError, ValueError) as exc:
-        raise ExportError(f"warmup file {path} is corrupt ({exc}); re-export the model") from exc
-    if not 0 < len(records) <= MAX_RECORDS:
-        raise ExportError(
-            f"warmup file {path} holds {len(records)} records; 1-{MAX_RECORDS} needed"
-        )
-    return records
