@@ -257,6 +257,34 @@ def test_grpc_inputs_draw_on_the_same_budget(guarded_server):
     still_serves(guarded_server)
 
 
+def test_grpc_calls_over_the_cap_are_resource_exhausted(serve, toy_base: Path, tmp_path: Path):
+    batching = tmp_path / "batching.config"  # a 1.5 s batch timeout keeps the first call running
+    batching.write_text(
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1500000 }\n"
+        "max_enqueued_batches { value: 10 }\nnum_batch_threads { value: 1 }\n"
+    )
+    server = serve(
+        [
+            "--model_name=toy",
+            f"--model_base_path={toy_base}",
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+            "--grpc_max_concurrent_rpcs=1",
+        ]
+    )
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "toy"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        first = stub.Predict.future(request, timeout=30)
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert list(first.result().outputs["y"].float_val) == [2.5]
+
+
 # --- TF Serving's semantics: no shape check, TF1 graphs run in a Session ------------------------
 
 
