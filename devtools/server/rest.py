@@ -389,7 +389,9 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                         f"{limits.header_timeout_seconds:g} s (--rest_api_header_timeout_in_ms)",
                     )
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
             """Every error the HTTP layer itself produces (400/408/414/431/501...) as JSON.
 
             http.server writes an HTML page; TF Serving's clients parse ``{"error": ...}``.
