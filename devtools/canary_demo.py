@@ -2,9 +2,11 @@
 
 What it does, all on 127.0.0.1:
 
-1. exports two tiny SavedModels with two versions each (``y = 0.5 x + b``, input ``x`` float):
+1. exports three tiny SavedModels with two versions each (``y = 0.5 x + b``, input ``x`` float):
    ``steady`` v2 is as healthy as v1; ``flaky`` v2 has a defect that fails a share of requests
    (a ``tf.debugging.assert_less`` on the input: TF Serving answers INVALID_ARGUMENT);
+   ``sluggish`` v2 answers correctly but slows the same share down (a graph-level sleep of
+   `SLOW_MS` on those inputs: slow without taking CPU from the other models of the process);
 2. starts two stand-in servers (``python -m devtools.server``) configured as the cluster's two
    tracks (infra/components/model_serving.py): both load versions 1 and 2; on the stable track the
    ``stable`` label names version 1, on the canary track it names version 2 (``canary`` names 2 on
@@ -15,9 +17,9 @@ What it does, all on 127.0.0.1:
    canary track with the canary share's probability (as the Service spreads requests over the
    pods of both tracks), inputs uniform in [0, 1);
 5. runs the SLO gate (`infra.canary`) for each model and prints its JSON: ``steady`` is promoted,
-   ``flaky`` rolled back.
+   ``flaky`` (errors) and ``sluggish`` (p99 latency) rolled back.
 
-Exit 0 when both decisions are the expected ones, 1 otherwise (the figures say why), 2 when
+Exit 0 when every decision is the expected one, 1 otherwise (the figures say why), 2 when
 something could not start (the message names the log to read).
 """
 
@@ -44,32 +46,55 @@ from devtools.local_prometheus import LocalPrometheus, PrometheusError, ScrapeTa
 from devtools.processes import Processes, StepFailed, wait_until
 from infra import canary
 
-MODELS = ("steady", "flaky")
-EXPECTED = {"steady": "promote", "flaky": "rollback"}
+MODELS = ("steady", "flaky", "sluggish")
+EXPECTED = {"steady": "promote", "flaky": "rollback", "sluggish": "rollback"}
+# How long sluggish v2 holds a slowed request.
+SLOW_MS = 80
 STABLE_VERSION, CANARY_VERSION = 1, 2
 
 
-def export_model(path: Path, offset: float, fail_at: float | None) -> None:
-    """A ``half_plus``-style SavedModel; with `fail_at`, inputs >= it fail (the canary defect)."""
+def export_model(
+    path: Path, offset: float, fail_at: float | None = None, slow_at: float | None = None
+) -> None:
+    """A ``half_plus``-style SavedModel. The canary defects: with `fail_at`, inputs >= it fail;
+    with `slow_at`, requests with an input >= it wait `SLOW_MS` first."""
     import tensorflow as tf
+
+    # TensorFlow's own tf.data test transformation (a SleepDataset op): a sleep inside the graph.
+    from tensorflow.python.data.experimental.ops import testing
 
     class Model(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
         def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
             if fail_at is not None:
                 tf.debugging.assert_less(x, tf.constant(fail_at), message="canary defect")
-            return {"y": 0.5 * x + offset}
+            y = 0.5 * x + offset
+            if slow_at is not None:
+                wait_us = tf.where(
+                    tf.reduce_max(x) >= slow_at,
+                    tf.constant(SLOW_MS * 1000, tf.int64),
+                    tf.constant(0, tf.int64),
+                )
+                slept = tf.data.Dataset.from_tensors(0.0).apply(testing.sleep(wait_us))
+                # Adds 0, but makes the answer depend on the sleep so it is never pruned.
+                y = y + slept.reduce(tf.constant(0.0), lambda total, item: total + item)
+            return {"y": y}
 
     model = Model()
     tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
 
 
 def export_models(root: Path, fail_share: float) -> None:
-    """``root/<model>/<version>`` for both models and both versions."""
+    """``root/<model>/<version>`` for every model and both versions."""
     for name in MODELS:
-        export_model(root / name / str(STABLE_VERSION), 2.0, None)
-        defect = 1.0 - fail_share if name == "flaky" else None
-        export_model(root / name / str(CANARY_VERSION), 2.5, defect)
+        export_model(root / name / str(STABLE_VERSION), 2.0)
+        at = 1.0 - fail_share
+        export_model(
+            root / name / str(CANARY_VERSION),
+            2.5,
+            fail_at=at if name == "flaky" else None,
+            slow_at=at if name == "sluggish" else None,
+        )
 
 
 def write_track_config(workdir: Path, models_root: Path, track: str, version: int) -> Path:
@@ -256,7 +281,9 @@ def _summary(counts: Mapping[tuple[str, str, int], int]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.canary_demo", description=__doc__)
     parser.add_argument("--canary-share", type=float, default=0.3, help="0-1, default 0.3")
-    parser.add_argument("--fail-share", type=float, default=0.25, help="of flaky v2's requests")
+    parser.add_argument(
+        "--fail-share", type=float, default=0.25, help="of flaky and sluggish v2's requests"
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="of traffic (default 6)")
     parser.add_argument("--workdir", type=Path, help="keep models, configs, logs here")
     parser.add_argument("--picture", type=Path, help="draw the dashboard with the demo's data")

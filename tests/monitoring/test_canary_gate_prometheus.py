@@ -1,9 +1,10 @@
 """The SLO gate against a real Prometheus fed by real traffic (loopback only, a few seconds).
 
-`devtools.canary_demo.run` exports two tiny models, starts a stable and a canary stand-in server,
-a real Prometheus scraping both (with the project's rule files loaded) and sends traffic with a 30 %
-canary share: ``steady``'s healthy canary must be promoted, ``flaky``'s canary (a quarter of its
-requests fail) rolled back, and the gate's figures must match the traffic actually sent.
+`devtools.canary_demo.run` exports three tiny models, starts a stable and a canary stand-in
+server, a real Prometheus scraping both (with the project's rule files loaded) and sends traffic
+with a 30 % canary share: ``steady``'s healthy canary must be promoted, ``flaky``'s canary (a
+quarter of its requests fail) and ``sluggish``'s (a quarter of its requests wait 80 ms) rolled
+back, and the gate's figures must match the traffic actually sent.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def test_a_canary_failing_a_share_of_requests_is_rolled_back(outcome: tuple) -> 
     assert 0.15 < failed / sent < 0.35  # the defect's 25 %, give or take sampling
     measured = flaky.tracks["canary"]["error_ratio"]
     assert measured == pytest.approx(failed / sent, abs=0.05)
+
+
+def test_a_canary_slowing_a_share_of_requests_is_rolled_back(outcome: tuple) -> None:
+    decisions, _ = outcome
+    sluggish = decisions["sluggish"]
+    assert sluggish.decision == "rollback", sluggish.to_json()
+    assert [r.split(" exceeds")[0].split(" ")[:2] for r in sluggish.reasons] == [["canary", "p99"]]
+    assert sluggish.tracks["canary"]["p99_seconds"] >= 0.08  # the defect's sleep, at least
+    assert sluggish.tracks["canary"]["error_ratio"] == 0.0
 
 
 def test_figures_follow_the_traffic(outcome: tuple) -> None:
