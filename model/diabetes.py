@@ -280,7 +280,9 @@ def write_report(directory: Path, metrics: dict[str, Any]) -> None:
     axes.plot([low, high], [low, high], color="grey", linestyle="--", label="perfect")
     axes.set_xlabel("actual progression")
     axes.set_ylabel("predicted progression")
-    axes.set_title(f"test split: MAE {test['mae']:.1f}, R² {test['r2']:.2f}")
+    axes.set_title(
+        f"test split: MAE {test['mae']:.1f} (gate ≤ {metrics['max_mae']:g}), R² {test['r2']:.2f}"
+    )
     axes.legend()
     figure.savefig(directory / PREDICTIONS_FILE, dpi=100)
 
