@@ -113,3 +113,29 @@ def test_dtype_names_follow_numpy() -> None:
         "string",
         "resource",
     ]
+
+
+def test_manifests_written_before_signatures_existed_still_parse_and_hold_a_contract() -> None:
+    import json
+
+    from contracts.store import MANIFEST_FORMAT, VersionManifest
+
+    old = {
+        "format": MANIFEST_FORMAT,
+        "model": "mnist",
+        "version": 3,
+        "created": "2026-01-01T00:00:00+00:00",
+        "files": [{"path": "saved_model.pb", "size": 1, "sha256": "0" * 64}],
+        "signature": {"name": "serving_default", **CONTRACT["serving_default"]},
+        "metrics": {},
+    }
+    manifest = VersionManifest.from_json(json.dumps(old))
+    assert manifest.signatures == {} and manifest.signature_change is None
+    assert manifest.contract_signatures() == CONTRACT
+    # Written back, it is the same document: no new keys appear in old manifests.
+    assert json.loads(manifest.to_json()) == old
+    change = {"allowed": True, "against_version": 2, "differences": ["..."]}
+    new = VersionManifest.from_json(
+        json.dumps({**old, "signatures": CONTRACT, "signature_change": change})
+    )
+    assert new.contract_signatures() == CONTRACT and new.signature_change == change
