@@ -603,14 +603,18 @@ class ModelServing(pulumi.ComponentResource):
             k8s.apps.v1.Deployment(
                 f"{name}-canary-deployment",
                 metadata=metadata(
-                    f"{args.model_name}-canary", {**labels, TRACK_LABEL: CANARY}, namespace
+                    f"{args.model_name}-canary",
+                    {**labels, TRACK_LABEL: CANARY},
+                    namespace,
+                    await_annotations,
                 ),
                 spec={
                     **self._deployment_spec(canary_selector, canary_template, args),
                     # Fixed: the canary's share is its pod count against stable's.
                     "replicas": args.canary_replicas,
                 },
-                opts=child,
+                # Awaited exactly like the stable track (GPU cold start, or skipAwait).
+                opts=pulumi.ResourceOptions.merge(child, awaited),
             )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",

@@ -52,7 +52,11 @@ def children(stack: StackCapture, component: Any) -> list[Any]:
 
 
 def child(stack: StackCapture, component: Any, type_: str) -> Any:
-    (found,) = [r for r in children(stack, component) if r.type == type_]
+    """The component's one child of this type; a model's canary track (its own Deployment and
+    ConfigMap, tests/infra/test_monitoring_canary.py) is left out: this is the stable track."""
+    (found,) = [
+        r for r in children(stack, component) if r.type == type_ and "-canary-" not in r.name
+    ]
     return found
 
 
