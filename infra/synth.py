@@ -190,7 +190,9 @@ def tfserving_files(
     """The TF Serving files each model's ConfigMap declares, parsed back to catch bad text.
 
     Returns ``(files by model, summary entries, errors)``. A ConfigMap is a TF Serving config
-    when its ``data`` has a ``models.config`` key; every model it names gets all its files.
+    when its ``data`` has a ``models.config`` key; every model it names gets all its files. A
+    canary track's ConfigMap (label ``track: canary``, docs/observability.md) adds its files
+    under ``canary/`` of the same model.
     """
     from contracts import tfconfig
 
@@ -224,13 +226,20 @@ def tfserving_files(
                     parse(text)
                 except tfconfig.ConfigError as exc:
                     errors.append(f"{where}: {key}: {exc}")
+        labels = m.body.get("metadata", {}).get("labels") or {}
+        if labels.get("track") == "canary":
+            for model in models:
+                by_model.setdefault(model.name, {}).update(
+                    {f"canary/{key}": text for key, text in files.items()}
+                )
+            continue
         for model in models:
-            if model.name in by_model:
+            if model.name in by_model and MODELS_CONFIG_KEY in by_model[model.name]:
                 errors.append(
                     f"{where}: model {model.name!r} is also configured by {source[model.name]}"
                 )
                 continue
-            by_model[model.name] = files
+            by_model[model.name] = {**files, **by_model.get(model.name, {})}
             source[model.name] = where
             entries.append(TfServingFiles(model.name, m.urn, tuple(sorted(files))))
     return by_model, entries, errors
@@ -340,6 +349,7 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
         directory = tmp / "tfserving" / model
         directory.mkdir(parents=True, exist_ok=True)
         for name, text in model_files.items():
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
             (directory / name).write_text(text)
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
     dashboards.write(tmp / "dashboards")

@@ -587,7 +587,11 @@ class ModelServing(pulumi.ComponentResource):
             canary_files = render_config_files(args, CANARY)
             canary_config = k8s.core.v1.ConfigMap(
                 f"{name}-canary-config",
-                metadata=metadata(f"{args.model_name}-tfserving-canary", labels, namespace),
+                metadata=metadata(
+                    f"{args.model_name}-tfserving-canary",
+                    {**labels, TRACK_LABEL: CANARY},
+                    namespace,
+                ),
                 data=canary_files,
                 opts=child,
             )
