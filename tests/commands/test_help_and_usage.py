@@ -35,9 +35,9 @@ COMMANDS = {
     "scripts/bootstrap": ["bash", "scripts/bootstrap"],
     "scripts/lock": ["bash", "scripts/lock"],
     "scripts/local-run": ["bash", "scripts/local-run"],
+    # Hands its arguments to pytest, and turns pytest's usage error (exit 4) into usage + exit 2.
+    "scripts/test": ["bash", "scripts/test"],
 }
-# scripts/test hands its arguments to pytest (which refuses unknown options itself, exit 4).
-HELP_ONLY = {"scripts/test": ["bash", "scripts/test"]}
 UNKNOWN = "--no-such-option"
 
 
@@ -49,28 +49,29 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 # argparse treats -h as --help; the commands that parse their own arguments are asked both ways.
-OWN_PARSERS = {"devtools.server", "scripts/bootstrap", "scripts/lock", "scripts/local-run"}
+OWN_PARSERS = {
+    "devtools.server",
+    "scripts/bootstrap",
+    "scripts/lock",
+    "scripts/local-run",
+    "scripts/test",
+}
 
 
 def _flags(name: str) -> tuple[str, ...]:
-    return (
-        ("-h",) if name in HELP_ONLY else ("--help", "-h") if name in OWN_PARSERS else ("--help",)
-    )
+    return ("--help", "-h") if name in OWN_PARSERS else ("--help",)
 
 
 @pytest.fixture(scope="module")
 def answers() -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
     """Every command with its help flags and an unknown option, run four at a time."""
-    everything = {**COMMANDS, **HELP_ONLY}
-    runs = {
-        (name, flag): [*argv, flag] for name, argv in everything.items() for flag in _flags(name)
-    }
+    runs = {(name, flag): [*argv, flag] for name, argv in COMMANDS.items() for flag in _flags(name)}
     runs |= {(name, UNKNOWN): [*argv, UNKNOWN] for name, argv in COMMANDS.items()}
     with ThreadPoolExecutor(4) as pool:
         return dict(zip(runs, pool.map(_run, runs.values()), strict=True))
 
 
-@pytest.mark.parametrize("name", [*COMMANDS, *HELP_ONLY])
+@pytest.mark.parametrize("name", COMMANDS)
 def test_help_prints_usage_and_exits_0(name: str, answers) -> None:
     for flag in _flags(name):
         answer = answers[(name, flag)]
