@@ -1,19 +1,32 @@
 """Monitoring rules: the metrics workspace and the alert topic are encrypted with a customer key,
-only the workspace may publish alerts, and the managed scraper's Kubernetes role only reads."""
+only the workspace may publish alerts, the managed scraper's Kubernetes role only reads, and the
+scraper's network reach is exactly its metrics ports.
+
+The managed scraper has no pod: it connects from ENIs in its own subnets, whose CIDRs it carries
+in the tag ``tfserving-eks/scraper-cidrs`` (infra/components/monitoring.py). NetworkPolicies
+must admit those CIDRs on the serving pods' metrics ports, and nothing else from them; its
+security group may be admitted by other groups on the scrape ports only and admit nothing.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
-from ._helpers import get, is_list
+from ._helpers import as_list, deps, get, is_list, judge, of_type
+from ._k8s import NETWORK_POLICY
+from .kubernetes_stack import _covering, serving_deployments
 
 WORKSPACE = "aws:amp/workspace:Workspace"
 TOPIC = "aws:sns/topic:Topic"
@@ -22,6 +35,17 @@ CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
 SCRAPER_ROLE = "aps-collector-role"
 READ_VERBS = frozenset({"get", "list", "watch"})
 SCOPING_KEYS = ("aws:sourcearn", "aws:sourceaccount")
+SCRAPER = "aws:amp/scraper:Scraper"
+SCRAPER_CIDRS_TAG = "tfserving-eks/scraper-cidrs"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+# TF Serving's REST port (its Prometheus endpoint) and the model-sync sidecar's metrics port.
+SERVING_METRICS_PORTS = frozenset({8501, 8503})
+# Every port the scrape configuration reaches: the above, the DCGM exporter, kube-state-metrics,
+# and the API server (443) for pod discovery.
+SCRAPE_PORTS = SERVING_METRICS_PORTS | {9400, 8080, 443}
+# What a NetworkPolicy may admit from the scraper's subnets: metrics ports, never the API's.
+POD_METRICS_PORTS = SCRAPE_PORTS - {443}
 
 
 def _workspace_kms(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -109,9 +133,129 @@ amp_scraper_read_only = ResourceValidationPolicy(
     validate=_scraper_read_only,
 )
 
+
+def _networks(text: object) -> list[ipaddress.IPv4Network] | None:
+    try:
+        return [ipaddress.IPv4Network(c) for c in str(text).split()]
+    except ValueError:
+        return None
+
+
+def _rule_ports(rule: object) -> list[object]:
+    return [get(p, "port") for p in as_list(get(rule, "ports"))]
+
+
+def _scraper_ingress(policy: PolicyResource, cidrs, report: ReportViolation) -> set:
+    """Checks every ipBlock of the policy that reaches a scraper subnet; returns the (cidr, port)
+    pairs it admits for exactly the scraper's subnets."""
+    admitted = set()
+    for rule in as_list(get(policy.props, "spec", "ingress")):
+        ports = _rule_ports(rule)
+        for peer in as_list(get(rule, "from")):
+            block = get(peer, "ipBlock", "cidr")
+            if block is None:
+                continue
+            try:
+                net = ipaddress.IPv4Network(str(block), strict=False)
+            except ValueError:
+                continue
+            if not any(net.overlaps(c) for c in cidrs):
+                continue
+            if net not in cidrs:
+                report(
+                    f"NetworkPolicy {policy.name} admits ipBlock {block}, which overlaps the "
+                    "managed scraper's subnets without being one of them: admit exactly "
+                    f"{' '.join(map(str, cidrs))} (anything wider admits pods and nodes too).",
+                    policy.urn,
+                )
+            elif not ports or any(p not in POD_METRICS_PORTS for p in ports):
+                report(
+                    f"NetworkPolicy {policy.name} admits the managed scraper's subnet {block} on "
+                    f"{sorted(map(str, ports)) or 'every port'}: admit it on the metrics ports "
+                    f"only ({', '.join(map(str, sorted(SERVING_METRICS_PORTS)))} for TF Serving).",
+                    policy.urn,
+                )
+            else:
+                admitted |= {(net, p) for p in ports}
+    return admitted
+
+
+def _scraper_network_policies(
+    args: StackValidationArgs, scraper: PolicyResource, report: ReportViolation
+) -> None:
+    cidrs = _networks(get(scraper.props, "tags", SCRAPER_CIDRS_TAG, default=""))
+    if not cidrs:
+        report(
+            f"Scraper {scraper.name} must name its subnets' CIDRs in the tag {SCRAPER_CIDRS_TAG} "
+            "(space-separated): NetworkPolicies are checked against them.",
+            scraper.urn,
+        )
+        return
+    admitted = set()
+    for policy in of_type(args.resources, NETWORK_POLICY):
+        admitted |= judge(lambda p=policy: _scraper_ingress(p, cidrs, report)) or set()
+    for deployment in serving_deployments(args.resources):
+        policies = judge(lambda d=deployment: _covering(args.resources, d, NETWORK_POLICY))
+        if not policies:
+            continue  # k8s-serving-network-policy reports a workload without one
+        missing = sorted(
+            f"{c}:{p}" for c in cidrs for p in SERVING_METRICS_PORTS if (c, p) not in admitted
+        )
+        if missing:
+            report(
+                f"Deployment {deployment.name}: its NetworkPolicy does not admit the managed "
+                f"scraper's subnets on the metrics ports ({', '.join(missing)}); the scraper "
+                "connects from those subnets, not from a pod, and its scrapes would be dropped.",
+                deployment.urn,
+            )
+
+
+def _scraper_security_groups(
+    args: StackValidationArgs, scraper: PolicyResource, report: ReportViolation
+) -> None:
+    groups = [g for g in deps(scraper, "source") if g.resource_type == SECURITY_GROUP]
+    if not groups:
+        report(
+            f"Scraper {scraper.name} must use a security group of its own declared in this stack "
+            "(not the cluster's: that one admits all traffic between its members).",
+            scraper.urn,
+        )
+    urns = {g.urn for g in groups}
+    for group in groups:
+        if as_list(get(group.props, "ingress")):
+            report(f"The scraper's security group {group.name} must admit nothing.", group.urn)
+    for rule in of_type(args.resources, INGRESS_RULE):
+        if {d.urn for d in deps(rule, "securityGroupId")} & urns:
+            report(f"The scraper's security group must admit nothing ({rule.name}).", rule.urn)
+        if not {d.urn for d in deps(rule, "referencedSecurityGroupId")} & urns:
+            continue
+        low, high = get(rule.props, "fromPort"), get(rule.props, "toPort")
+        if low != high or low not in SCRAPE_PORTS or get(rule.props, "ipProtocol") != "tcp":
+            report(
+                f"{rule.name} admits the managed scraper on {get(rule.props, 'ipProtocol')} "
+                f"{low}-{high}: admit it on one scrape port per rule "
+                f"({', '.join(map(str, sorted(SCRAPE_PORTS)))}), TCP.",
+                rule.urn,
+            )
+
+
+def _scraper_reach(args: StackValidationArgs, report: ReportViolation) -> None:
+    for scraper in of_type(args.resources, SCRAPER):
+        judge(lambda s=scraper: _scraper_network_policies(args, s, report))
+        judge(lambda s=scraper: _scraper_security_groups(args, s, report))
+
+
+amp_scraper_reach = StackValidationPolicy(
+    name="amp-scraper-reach",
+    description="The managed scraper reaches the metrics ports of the cluster, and only those.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_scraper_reach,
+)
+
 POLICIES = [
     amp_workspace_encrypted,
     sns_topic_encrypted,
     sns_topic_scoped_publishers,
     amp_scraper_read_only,
+    amp_scraper_reach,
 ]
