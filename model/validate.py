@@ -86,7 +86,12 @@ def _has_variables(directory: Path) -> bool:
 
 def check_variables(directory: Path) -> None:
     """Raise ExportError unless every variable shard is present and every tensor reads whole."""
-    import tensorflow as tf
+    # Through model.tf_runtime, not a bare import: reading the checkpoint is this process's first
+    # device use when a caller only validates (the local run's reuse check), and the CPU-only
+    # cuInit noise must be dropped there too.
+    from model.tf_runtime import tensorflow
+
+    tf = tensorflow()
 
     variables = directory / "variables"
     index = variables / "variables.index"
@@ -137,7 +142,9 @@ def read_warmup(path: Path) -> list[Any]:
     """Parse a warmup file back into PredictionLog records (raises ExportError if unreadable)."""
     if not path.is_file():
         raise ExportError(f"warmup file {path} is missing")
-    import tensorflow as tf
+    from model.tf_runtime import tensorflow
+
+    tf = tensorflow()
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = []
