@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -300,7 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p99_slack_seconds=args.p99_slack_seconds,
         min_requests=args.min_requests,
     )
-    print(evaluate(fetch, args.model, args.window, limits).to_json())
+    decision = evaluate(fetch, args.model, args.window, limits).to_json()
+    try:
+        print(decision)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader closed the pipe early (`... | head`): not an error, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

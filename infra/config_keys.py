@@ -204,6 +204,10 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("existingPrivateSubnetIds", "array", [],
               "Private subnets (2+ AZs) for nodes and the control plane when existingVpcId is "
               "set.", items="string"),
+    ConfigKey("existingScraperSubnets", "object", {},
+              "With existingVpcId and managedPrometheus: the managed Prometheus scraper's own "
+              "subnets (2+ AZs, nothing else in them), as {subnet id: its CIDR}; the serving "
+              "NetworkPolicy admits these CIDRs on the metrics ports (docs/observability.md)."),
     # -- cluster
     ConfigKey("clusterName", "string", "",
               "EKS cluster name (a contract: IAM and autoscaler tags use it); empty means "

@@ -181,6 +181,7 @@ def _serving_args(
     sync_image: pulumi.Input[str],
     tags: dict[str, str],
     serving_images: tuple[str, str],
+    scraper_cidrs: tuple[str, ...] = (),
 ) -> ModelServingArgs:
     return ModelServingArgs(
         model_name=model.name,
@@ -212,6 +213,7 @@ def _serving_args(
         target_cpu_utilization=model.target_cpu_utilization,
         canary_weight=model.canary_weight,
         allowed_namespaces=model.allowed_namespaces,
+        scraper_cidrs=scraper_cidrs,
         sync_interval_seconds=settings.s3_poll_seconds,
         tfserving_image=serving_images[0],
         tfserving_gpu_image=serving_images[1],
@@ -251,6 +253,8 @@ def build(settings: Settings) -> StackOutputs:
             existing_private_subnet_ids=settings.existing_private_subnet_ids,
             tags=tags,
             region=settings.region,
+            scraper_subnets=settings.managed_prometheus,
+            existing_scraper_subnets=settings.existing_scraper_subnets,
         ),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
@@ -395,8 +399,10 @@ def build(settings: Settings) -> StackOutputs:
             "monitoring",
             MonitoringArgs(
                 cluster_name=cluster.name,
-                subnet_ids=network.private_subnet_ids,
-                security_group_id=cluster.cluster_security_group_id,
+                vpc_id=network.vpc_id,
+                scraper_subnet_ids=network.scraper_subnet_ids,
+                scraper_subnet_cidrs=network.scraper_subnet_cidrs,
+                cluster_security_group_id=cluster.cluster_security_group_id,
                 kms_deletion_window_days=settings.kms_deletion_window_days,
                 log_retention_days=settings.cluster_log_retention_days,
                 protect=settings.protect_data,
@@ -427,7 +433,15 @@ def build(settings: Settings) -> StackOutputs:
         m.name: ModelServing(
             f"model-{m.name}",
             _serving_args(
-                settings, m, bucket, bucket_key, cluster, registry.image_ref, tags, serving_images
+                settings,
+                m,
+                bucket,
+                bucket_key,
+                cluster,
+                registry.image_ref,
+                tags,
+                serving_images,
+                scraper_cidrs=network.scraper_subnet_cidrs,
             ),
             opts=on_cluster,
         )

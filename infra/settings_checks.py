@@ -435,10 +435,37 @@ def _network(c: _Checker, v: Mapping[str, Any]) -> None:
                 c.fail("existingPrivateSubnetIds", f"{s!r} is not a subnet id (subnet-...)")
     elif v["existingPrivateSubnetIds"]:
         c.fail("existingPrivateSubnetIds", "only used with existingVpcId; set both or neither")
+    _scraper_subnets(c, v)
     c.cidr("vpcCidr", v["vpcCidr"])
     if _is_net(v["vpcCidr"]) and ipaddress.IPv4Network(v["vpcCidr"]).prefixlen > 20:
         c.fail("vpcCidr", "use a /20 or larger block: each AZ gets a /22 or larger private subnet")
     _declared_range(c, v, "availabilityZoneCount")
+
+
+def _scraper_subnets(c: _Checker, v: Mapping[str, Any]) -> None:
+    """In an existing VPC the managed scraper needs subnets of its own: the serving
+    NetworkPolicy admits their CIDRs, so they must hold nothing else (docs/observability.md)."""
+    key, given = "existingScraperSubnets", v["existingScraperSubnets"]
+    if not (v["existingVpcId"] and v["managedPrometheus"]):
+        if given:
+            c.fail(key, "only used with existingVpcId and managedPrometheus: true")
+        return
+    if len(given) < 2:
+        c.fail(
+            key,
+            "give the managed Prometheus scraper 2+ subnets of its own (distinct AZs) as "
+            "{subnet id: CIDR}: one small subnet per AZ that holds no nodes or pods",
+        )
+    nets = []
+    for subnet, cidr in given.items():
+        if not _SUBNET_ID.match(str(subnet)):
+            c.fail(key, f"{subnet!r} is not a subnet id (subnet-...)")
+        try:
+            nets.append(ipaddress.IPv4Network(cidr))
+        except (TypeError, ValueError):
+            c.fail(f"{key}.{subnet}", f"{cidr!r} is not an IPv4 CIDR (the subnet's CIDR block)")
+    if any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :]):
+        c.fail(key, "the scraper subnets' CIDRs overlap: give each subnet's own CIDR block")
 
 
 def _is_net(value: str) -> bool:
@@ -703,6 +730,7 @@ def parse_settings(
         nat_gateway_per_az=v["natGatewayPerAz"],
         existing_vpc_id=v["existingVpcId"],
         existing_private_subnet_ids=tuple(v["existingPrivateSubnetIds"]),
+        existing_scraper_subnets=MappingProxyType(dict(v["existingScraperSubnets"])),
         cluster_name=cluster_name,
         kubernetes_version=v["kubernetesVersion"],
         endpoint_public_access=v["endpointPublicAccess"],

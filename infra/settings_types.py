@@ -92,6 +92,7 @@ class Settings:
     nat_gateway_per_az: bool
     existing_vpc_id: str
     existing_private_subnet_ids: tuple[str, ...]
+    existing_scraper_subnets: Mapping[str, str]
     cluster_name: str
     kubernetes_version: str
     endpoint_public_access: bool

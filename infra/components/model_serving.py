@@ -10,7 +10,8 @@
   rendered by `contracts.tfconfig` (the project's only renderer);
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
   Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
-  NetworkPolicy admitting only the listed namespaces;
+  NetworkPolicy admitting only the listed namespaces on the serving ports, and the managed
+  Prometheus scraper's subnets on the metrics ports;
 - when the ``canary`` label names another version than ``stable`` and ``canary_weight`` > 0, a
   canary track: a second Deployment (``<model>-canary``, fixed size from the weight) behind the
   same Service, with its own ConfigMap in which ``stable`` also names the canary version. Requests
@@ -32,6 +33,7 @@ Args are plain values and Outputs; the component never reads config.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -154,6 +156,8 @@ class ModelServingArgs:
     service_account_name: str = "tfserving"
     # Percent of the serving pods (at min_replicas) that run the canary track; 0: no track.
     canary_weight: int = 0
+    # CIDRs of the managed Prometheus scraper's own subnets: admitted on the metrics ports only.
+    scraper_cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = [
@@ -194,6 +198,7 @@ class ModelServingArgs:
         problems += [
             dns_label_problem("allowed_namespaces entry", n) for n in self.allowed_namespaces
         ]
+        problems += [p for p in map(_cidr_problem, self.scraper_cidrs) if p]
         if self.max_replicas < self.min_replicas:
             problems.append(
                 f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
@@ -389,16 +394,38 @@ def topology_spread(selector: Mapping[str, str], zone_spread: str) -> list[Manif
     ]
 
 
+def _cidr_problem(cidr: str) -> str | None:
+    try:
+        ipaddress.IPv4Network(cidr)
+    except ValueError:
+        return f"scraper_cidrs entry {cidr!r} is not an IPv4 network (a.b.c.d/n, no host bits)"
+    return None
+
+
 def network_policy_spec(
-    selector: Mapping[str, str], namespace: str, allowed_namespaces: tuple[str, ...]
+    selector: Mapping[str, str],
+    namespace: str,
+    allowed_namespaces: tuple[str, ...],
+    scraper_cidrs: tuple[str, ...] = (),
 ) -> Manifest:
-    """Ingress to the serving ports only from the listed namespaces and this one.
+    """Ingress to the serving ports only from the listed namespaces and this one; to the metrics
+    ports only from the managed Prometheus scraper's subnets.
 
     Namespaces are matched on ``kubernetes.io/metadata.name``, which the API server sets on every
-    namespace and nobody can forge. Egress is left open: the sidecar must reach S3 and STS, whose
-    addresses are not stable enough to list.
+    namespace and nobody can forge. The scraper has no pod: it connects from ENIs in subnets of
+    its own (infra/components/network.py), so it is admitted by address (``ipBlock``), on TF
+    Serving's REST port (its Prometheus endpoint shares it) and the sidecar's metrics port.
+    Nothing else has an address there. Egress is left open: the sidecar must reach S3 and STS,
+    whose addresses are not stable enough to list.
     """
     sources = sorted({namespace, *allowed_namespaces})
+    scraper_rule = {
+        "from": [{"ipBlock": {"cidr": cidr}} for cidr in scraper_cidrs],
+        "ports": [
+            {"protocol": "TCP", "port": serving_pod.REST_PORT},
+            {"protocol": "TCP", "port": serving_pod.SYNC_METRICS_PORT},
+        ],
+    }
     return {
         "podSelector": {"matchLabels": dict(selector)},
         "policyTypes": ["Ingress"],
@@ -421,7 +448,8 @@ def network_policy_spec(
                     {"protocol": "TCP", "port": serving_pod.GRPC_PORT},
                     {"protocol": "TCP", "port": serving_pod.REST_PORT},
                 ],
-            }
+            },
+            *([scraper_rule] if scraper_cidrs else []),
         ],
     }
 
@@ -671,7 +699,9 @@ class ModelServing(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=metadata(f"{args.model_name}-ingress", labels, namespace),
-            spec=network_policy_spec(selector, args.namespace, args.allowed_namespaces),
+            spec=network_policy_spec(
+                selector, args.namespace, args.allowed_namespaces, args.scraper_cidrs
+            ),
             opts=child,
         )
 

@@ -10,8 +10,14 @@
 - one rule group namespace per file of ``monitoring/rules/`` (the files promtool tests);
 - an SNS topic (SSE-KMS) whose policy lets only this workspace publish, and the workspace's alert
   manager definition routing every alert to it;
-- the managed collector (``aws.amp.Scraper``): it runs in the cluster's subnets with the cluster's
-  security group and scrapes with ``monitoring/scrape/eks.yml``;
+- the managed collector (``aws.amp.Scraper``), scraping with ``monitoring/scrape/eks.yml``. It
+  has no pod: it connects from network interfaces it places in the subnets and security groups
+  it is given (AMP user guide, "Ingest metrics with AWS managed collectors": one ENI per subnet).
+  It gets subnets of its own (infra/components/network.py: nothing else lives in them, so the
+  serving NetworkPolicy can admit their CIDRs on the metrics ports) and a security group of its
+  own, with no ingress and egress only to the cluster security group on `SCRAPE_PORTS`; the
+  cluster security group (on the control plane's ENIs and every node, so on every pod's address
+  with the VPC CNI) admits the scraper's group on those ports and nothing else;
 - the collector's Kubernetes identity: an EKS access entry mapping its service-linked role to the
   user ``aps-collector-user``, bound to a ClusterRole that may only get/list/watch pods (all the
   scrape configuration discovers). AMP user guide, "Set up managed collectors for Amazon EKS".
@@ -31,6 +37,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.components import serving_pod
+from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
 from infra.components.k8s_common import WorkloadArgsError, metadata, recommended_labels
 from infra.naming import child, merge_tags
 
@@ -39,6 +47,20 @@ MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
 SCRAPER_USER = "aps-collector-user"
 SCRAPER_CLUSTER_ROLE = "aps-collector-role"
 APS_PRINCIPAL = "aps.amazonaws.com"
+# kube-state-metrics' metrics port (its upstream manifests and chart: 8080, named http).
+KUBE_STATE_METRICS_PORT = 8080
+# What the scraper's group may reach in the cluster's group, port by port (why in the value).
+# 443: pod discovery watches the API server; with a private endpoint its ENIs (which carry the
+# cluster security group) are the only way in.
+SCRAPE_PORTS: dict[int, str] = {
+    serving_pod.REST_PORT: "TF Serving's Prometheus endpoint (REST port)",
+    serving_pod.SYNC_METRICS_PORT: "model-sync sidecar metrics",
+    DCGM_METRICS_PORT: "DCGM exporter metrics",
+    KUBE_STATE_METRICS_PORT: "kube-state-metrics",
+    443: "Kubernetes API (pod discovery)",
+}
+# Tag on the scraper naming its subnets' CIDRs: the policy pack checks NetworkPolicies against it.
+SCRAPER_CIDRS_TAG = "tfserving-eks/scraper-cidrs"
 
 
 def rule_files(directory: Path = MONITORING_DIR / "rules") -> dict[str, str]:
@@ -153,8 +175,11 @@ class MonitoringArgs:
     """Inputs of `Monitoring`."""
 
     cluster_name: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[str]]
-    security_group_id: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    # The scraper's own subnets (2+ AZs, nothing else in them) and their CIDRs.
+    scraper_subnet_ids: pulumi.Input[Sequence[str]]
+    scraper_subnet_cidrs: tuple[str, ...]
+    cluster_security_group_id: pulumi.Input[str]
     kms_deletion_window_days: int
     log_retention_days: int
     protect: bool
@@ -165,6 +190,10 @@ class MonitoringArgs:
 
     def __post_init__(self) -> None:
         problems = []
+        if len(self.scraper_subnet_cidrs) < 2:
+            problems.append(
+                "scraper_subnet_cidrs needs 2+ entries: the scraper's subnets span 2+ AZs"
+            )
         if not self.rules:
             problems.append("rules is empty: give at least one rule file")
         if "scrape_configs" not in (yaml.safe_load(self.scrape_configuration) or {}):
@@ -266,20 +295,21 @@ class Monitoring(pulumi.ComponentResource):
         cluster_arn = pulumi.Output.all(partition, region, account, args.cluster_name).apply(
             lambda a: f"arn:{a[0]}:eks:{a[1]}:{a[2]}:cluster/{a[3]}"
         )
+        scraper_sg = self._scraper_security_group(name, args, tags)
         scraper = aws.amp.Scraper(
             child(name, "scraper"),
             alias=pulumi.Output.concat(args.cluster_name, "-scraper"),
             source={
                 "eks": {
                     "cluster_arn": cluster_arn,
-                    "subnet_ids": args.subnet_ids,
-                    "security_group_ids": [args.security_group_id],
+                    "subnet_ids": args.scraper_subnet_ids,
+                    "security_group_ids": [scraper_sg.id],
                 }
             },
             destination={"amp": {"workspace_arn": workspace.arn}},
             scrape_configuration=args.scrape_configuration,
-            tags=tags,
-            opts=here,
+            tags={**tags, SCRAPER_CIDRS_TAG: " ".join(args.scraper_subnet_cidrs)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._scraper_rules),
         )
         aws.eks.AccessEntry(
             child(name, "scraper-access"),
@@ -321,3 +351,45 @@ class Monitoring(pulumi.ComponentResource):
                 "alert_topic_arn": self.alert_topic_arn,
             }
         )
+
+    def _scraper_security_group(
+        self, name: str, args: MonitoringArgs, tags: Mapping[str, str]
+    ) -> aws.ec2.SecurityGroup:
+        """The scraper's own group: no ingress; egress to the cluster group on `SCRAPE_PORTS`,
+        which admits it on exactly those ports. (A new group's default allow-all egress rule is
+        removed by the provider, so these rules are all it has.)"""
+        here = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            child(name, "scraper-sg"),
+            vpc_id=args.vpc_id,
+            description="Managed Prometheus scraper ENIs: metrics ports of the cluster only",
+            tags={**tags, "Name": child(name, "scraper-sg")},
+            opts=here,
+        )
+        self._scraper_rules: list[pulumi.Resource] = []
+        for port, why in SCRAPE_PORTS.items():
+            self._scraper_rules += [
+                aws.vpc.SecurityGroupEgressRule(
+                    child(name, f"scraper-to-cluster-{port}"),
+                    security_group_id=group.id,
+                    referenced_security_group_id=args.cluster_security_group_id,
+                    description=why,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    tags=tags,
+                    opts=here,
+                ),
+                aws.vpc.SecurityGroupIngressRule(
+                    child(name, f"cluster-from-scraper-{port}"),
+                    security_group_id=args.cluster_security_group_id,
+                    referenced_security_group_id=group.id,
+                    description=f"{why}, from the managed Prometheus scraper",
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    tags=tags,
+                    opts=here,
+                ),
+            ]
+        return group

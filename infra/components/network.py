@@ -9,14 +9,22 @@ private route tables keeps model downloads and ECR image layers (served from S3)
 gateways: gateway endpoints cost nothing, NAT bills per GB (VPC user guide, "Gateway endpoints
 for Amazon S3").
 
-With ``existing_vpc_id`` set, nothing is created and the given private subnets are passed through.
+With ``scraper_subnets``, one small subnet per AZ is cut from a reserved slice of the VPC (the
+last sixteenth, which `subnet_plan` leaves free) for the managed Prometheus scraper's network
+interfaces and nothing else: no node, pod or load balancer lands there (nodes and the control
+plane get the private subnets; the VPC CNI gives pods addresses of their node's subnet), and their
+route table has only the VPC's local route. That is what lets the serving NetworkPolicy admit the
+scraper by address (docs/observability.md).
+
+With ``existing_vpc_id`` set, nothing is created: the given private subnets, and the given
+scraper subnets with their CIDRs, are passed through.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -35,6 +43,9 @@ class NetworkArgs:
     existing_private_subnet_ids: Sequence[str]
     tags: Mapping[str, str]
     region: str = ""  # names the S3 endpoint service (com.amazonaws.<region>.s3)
+    scraper_subnets: bool = False  # subnets for the managed Prometheus scraper (see module doc)
+    # With existing_vpc_id: the scraper's subnets, {subnet id: its CIDR}.
+    existing_scraper_subnets: Mapping[str, str] = field(default_factory=dict)
 
 
 def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -50,12 +61,25 @@ def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
+def scraper_subnet_plan(cidr: str, zones: int) -> list[str]:
+    """The scraper's subnet CIDRs: the VPC's last sixteenth (unused by `subnet_plan`) cut in four,
+    one per AZ. A /16 gives /24s, the smallest VPC the settings allow (/20) gives /26s; the
+    scraper needs one address per subnet."""
+    quarters = list(ipaddress.IPv4Network(cidr).subnets(prefixlen_diff=2))
+    reserved = list(quarters[3].subnets(prefixlen_diff=2))[3]
+    return [str(s) for s in list(reserved.subnets(prefixlen_diff=2))[:zones]]
+
+
 class Network(pulumi.ComponentResource):
-    """Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``."""
+    """Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``,
+    ``scraper_subnet_ids``; ``scraper_subnet_cidrs`` is a plain tuple (known before deploy, so
+    NetworkPolicies can name it)."""
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
+    scraper_subnet_ids: pulumi.Output[list[str]]
+    scraper_subnet_cidrs: tuple[str, ...]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -67,6 +91,9 @@ class Network(pulumi.ComponentResource):
                 list(args.existing_private_subnet_ids)
             )
             self.public_subnet_ids = pulumi.Output.from_input([])
+            scraper = dict(args.existing_scraper_subnets) if args.scraper_subnets else {}
+            self.scraper_subnet_ids = pulumi.Output.from_input(list(scraper))
+            self.scraper_subnet_cidrs = tuple(scraper.values())
         else:
             self._create(name, args)
         self.register_outputs(
@@ -74,6 +101,7 @@ class Network(pulumi.ComponentResource):
                 "vpc_id": self.vpc_id,
                 "private_subnet_ids": self.private_subnet_ids,
                 "public_subnet_ids": self.public_subnet_ids,
+                "scraper_subnet_ids": self.scraper_subnet_ids,
             }
         )
 
@@ -181,5 +209,39 @@ class Network(pulumi.ComponentResource):
             opts=here,
         )
         self.vpc_id = vpc.id
+        self.scraper_subnet_cidrs = ()
+        self.scraper_subnet_ids = pulumi.Output.from_input([])
+        if args.scraper_subnets:
+            self._scraper_subnets(name, args, vpc, zones, tags)
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+
+    def _scraper_subnets(self, name: str, args: NetworkArgs, vpc, zones, tags) -> None:
+        here = pulumi.ResourceOptions(parent=self)
+        cidrs = scraper_subnet_plan(args.cidr, len(zones))
+        # Only the VPC's local route: the scraper reaches pods in the VPC, and AMP delivers what
+        # it scrapes over its own network (no NAT, no internet egress from these subnets).
+        table = aws.ec2.RouteTable(
+            child(name, "scraper-rt"), vpc_id=vpc.id, tags=tags("scraper-rt"), opts=here
+        )
+        subnets = []
+        for zone, cidr in zip(zones, cidrs, strict=True):
+            subnet = aws.ec2.Subnet(
+                child(name, f"scraper-{zone}"),
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                # No kubernetes.io/role/* tag: no load balancer may be placed here.
+                tags=tags(f"scraper-{zone}", {"tfserving-eks/purpose": "prometheus-scraper"}),
+                opts=here,
+            )
+            aws.ec2.RouteTableAssociation(
+                child(name, f"scraper-{zone}-rta"),
+                subnet_id=subnet.id,
+                route_table_id=table.id,
+                opts=here,
+            )
+            subnets.append(subnet)
+        self.scraper_subnet_ids = pulumi.Output.all(*[s.id for s in subnets])
+        self.scraper_subnet_cidrs = tuple(cidrs)

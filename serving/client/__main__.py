@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -133,6 +134,24 @@ def main(
     stderr: TextIO | None = None,
 ) -> int:
     """Run the CLI; returns the exit code. `client_factory` lets tests inject a transport."""
+    try:
+        code = _main(argv, client_factory=client_factory, stdout=stdout, stderr=stderr)
+        (stdout or sys.stdout).flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader closed the pipe early (`... metadata | head`): it wanted no more, which is
+        # not an error. Point stdout at /dev/null so the interpreter's final flush is silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(
+    argv: Sequence[str] | None,
+    *,
+    client_factory: ClientFactory,
+    stdout: TextIO | None,
+    stderr: TextIO | None,
+) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -152,7 +152,12 @@ def test_cluster(cap: StackCapture) -> None:
 
 def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCapture) -> None:
     (cluster,) = of(cap, "aws:eks/cluster:Cluster")
-    rules = of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    # Rules by address (the managed scraper is admitted by its security group: test_monitoring_*).
+    rules = [
+        r
+        for r in of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if "referencedSecurityGroupId" not in r.inputs
+    ]
     expected = {"dev": [], "prod": ["10.20.0.0/16"]}[cap.stack]
     assert [r.inputs["cidrIpv4"] for r in rules] == expected
     # The group EKS created for the cluster (vpcConfig.clusterSecurityGroupId): the capture's
@@ -429,6 +434,11 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
     subnets = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
     stack["config"]["tfserving-eks:existingVpcId"] = "vpc-0a1b2c3d4e5f60718"
     stack["config"]["tfserving-eks:existingPrivateSubnetIds"] = subnets
+    scraper = {
+        "subnet-0a1b2c3d4e5f6071a": "10.9.0.0/28",
+        "subnet-0a1b2c3d4e5f6071b": "10.9.0.16/28",
+    }
+    stack["config"]["tfserving-eks:existingScraperSubnets"] = scraper
     (tmp_path / "Pulumi.shared.yaml").write_text(yaml.safe_dump(stack))
     cap = capture_stack("shared", tmp_path)
     types = {r.type for r in cap.resources}
@@ -436,6 +446,8 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
     assert one(cap, "aws:eks/cluster:Cluster")["vpcConfig"]["subnetIds"] == subnets
     assert all(ng.inputs["subnetIds"] == subnets for ng in of(cap, "aws:eks/nodeGroup:NodeGroup"))
     assert node_subnets(cap) == set(subnets)
+    (collector,) = of(cap, "aws:amp/scraper:Scraper")
+    assert collector.inputs["source"]["eks"]["subnetIds"] == list(scraper)
 
 
 def test_unknown_stack_is_a_clear_error() -> None:

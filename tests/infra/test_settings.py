@@ -98,15 +98,16 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"upgradeSupportType": "NONE"}, "upgradeSupportType", "use STANDARD or EXTENDED"),
         ({"kubernetesVersion": "1.32"}, "addonVersions.kube-proxy", "does not match"),
         (
-            {"dockerHubCredentialArn": ""},
+            {"dockerHubCredentialArn": "docker-hub"},
             "dockerHubCredentialArn",
-            "tensorflow/serving:2.20.0, tensorflow/serving:2.20.0-gpu on Docker Hub: set it",
+            "give the ARN of a Secrets Manager secret",
         ),
         (
-            {"dockerHubCredentialArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub"},
-            "dockerHubCredentialArn",
-            "whose name starts with ecr-pullthroughcache/",
+            {"syncImage": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sync:1.0"},
+            "syncImage",
+            "is not pinned by digest",
         ),
+        ({"dcgmExporterImage": "nvcr.io/nvidia/k8s/dcgm-exporter"}, "dcgmExporterImage", "no tag"),
         (
             {
                 "endpointPublicAccess": False,
@@ -125,6 +126,10 @@ def test_stacks_differ_where_the_issue_says() -> None:
                     "subnet-0123456789abcdef0",
                     "subnet-0123456789abcdef1",
                 ],
+                "existingScraperSubnets": {
+                    "subnet-0123456789abcdef2": "10.0.255.0/28",
+                    "subnet-0123456789abcdef3": "10.0.255.16/28",
+                },
                 "apiAccessCidrs": [],
             },
             "apiAccessCidrs",
