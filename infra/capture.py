@@ -162,6 +162,7 @@ class _Mocks(mocks.Mocks):
             rid = f"{name}-{ident[:8]}"
             state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
         elif t == "aws:ecr/repository:Repository":
+            rid = state.get("name") or rid  # a pinned name (the image mirror's) is the name
             state.update(
                 name=rid,
                 registryId=ACCOUNT,
@@ -209,6 +210,10 @@ class _Mocks(mocks.Mocks):
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             endpoint = f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com"
             return {"userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": endpoint}, []
+        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            # The image mirror's Docker Hub login: JSON username and accessToken.
+            secret = json.dumps({"username": "mock-user", "accessToken": "mock-docker-hub-token"})
+            return {"arn": args.args.get("secretId", ""), "secretString": secret, "id": "mock"}, []
         return {}, []
 
 

@@ -18,6 +18,11 @@ from typing import Any, Literal
 from contracts.tfconfig import WARMUP_MAX_BATCH
 from infra import instances
 
+# NVIDIA's release as its own DaemonSet example runs it (NVIDIA/dcgm-exporter,
+# deployment/examples/dcgm-exporter.yaml: exporter 4.8.4 on DCGM 4.6.1). The stack's mirror pins
+# its digest at deploy time (infra/components/image_mirror.py).
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"
+
 PROJECT = "tfserving-eks"
 
 ConfigType = Literal["string", "integer", "boolean", "array", "object"]
@@ -285,17 +290,20 @@ KEYS: tuple[ConfigKey, ...] = (
               "Days the bucket's access logs are kept.", minimum=1),
     # -- images and models
     ConfigKey("servingImage", "string", "tensorflow/serving:2.20.0",
-              "TF Serving image for CPU models (pinned tag or digest)."),
+              "TF Serving image for CPU models (pinned tag or digest); copied into the stack's "
+              "ECR at deploy time, pods pull the copy by digest."),
     ConfigKey("servingGpuImage", "string", "tensorflow/serving:2.20.0-gpu",
-              "TF Serving image for models on a GPU pool (pinned tag or digest)."),
+              "TF Serving image for models on a GPU pool (pinned tag or digest); copied into the "
+              "stack's ECR at deploy time, pods pull the copy by digest."),
     ConfigKey("dockerHubCredentialArn", "string", "",
-              "Secrets Manager secret (name prefix ecr-pullthroughcache/, JSON username and "
-              "accessToken of a Docker Hub account) for the stack's ECR pull-through cache: "
-              "Docker Hub images are pulled through the stack's registry, authenticated, never "
-              "anonymously by each node. Required while any image is on Docker Hub."),
+              "Secrets Manager secret (JSON username and accessToken of a Docker Hub account) "
+              "the deploy runner logs in with when it copies Docker Hub images into the stack's "
+              "ECR (once per change of the reference); empty pulls them anonymously. Nodes "
+              "never pull from Docker Hub."),
     ConfigKey("syncImage", "string", "",
-              "Model-sync image reference; empty builds images/sync/Dockerfile and pushes it to "
-              "the stack's ECR repository (referenced by digest)."),
+              "Model-sync image reference, pinned by @sha256 digest; empty builds "
+              "images/sync/Dockerfile and pushes it to the stack's ECR repository (referenced "
+              "by digest)."),
     ConfigKey("models", "object",
               {"mnist": {"versionPolicy": "latest:2", "labels": {}, "nodePool": "gpu",
                          "gpus": 1, "minReplicas": 2, "maxReplicas": 4,
@@ -312,9 +320,10 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("managedPrometheus", "boolean", True,
               "Amazon Managed Service for Prometheus workspace, managed scraper, alert rules "
               "from monitoring/rules/ and an SNS alert topic."),
-    ConfigKey("dcgmExporterImage", "string", "",
-              "nvcr.io/nvidia/k8s/dcgm-exporter pinned by @sha256 digest, run on the GPU pools "
-              "(GPU alerts need it); none is shipped: empty leaves it out with a warning."),
+    ConfigKey("dcgmExporterImage", "string", DCGM_EXPORTER_IMAGE,
+              "DCGM exporter image (pinned tag or digest) run on the GPU pools; copied into the "
+              "stack's ECR at deploy time, pods pull the copy by digest. The GPU alerts need it; "
+              "empty leaves it out with a warning."),
     ConfigKey("alertEmails", "array", [],
               "E-mail addresses subscribed to the alert topic (each must confirm).",
               items="string"),

@@ -34,9 +34,10 @@ from infra.components.cluster import (
     ClusterArgs,
     log_group_name,
 )
-from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs, image_for
 from infra.components.dcgm_exporter import DcgmExporter, DcgmExporterArgs
-from infra.components.device_plugin import DevicePluginArgs, NvidiaDevicePlugin
+from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE, DevicePluginArgs, NvidiaDevicePlugin
+from infra.components.image_mirror import ImageMirror, ImageMirrorArgs
 from infra.components.k8s_common import recommended_labels
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import (
@@ -48,17 +49,10 @@ from infra.components.model_serving import (
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
-from infra.components.registry import (
-    DockerHubCache,
-    DockerHubCacheArgs,
-    SyncImageRegistry,
-    SyncImageRegistryArgs,
-    cached_reference,
-)
+from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
 from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_settings
-from infra.settings_checks import is_docker_hub
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
 ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
@@ -151,25 +145,22 @@ def _pool_capacity(pool: NodePool) -> PoolCapacity:
     )
 
 
-def _serving_images(
-    settings: Settings, node_role_names: list[pulumi.Input[str]]
-) -> tuple[str, str]:
-    """The CPU and GPU TF Serving images as the pods pull them: a Docker Hub one through the
-    stack's authenticated ECR pull-through cache (settings require the credential for it)."""
-    images = (settings.serving_image, settings.serving_gpu_image)
-    if not settings.docker_hub_credential_arn:
-        return images
-    cache = DockerHubCache(
-        "docker-hub",
-        DockerHubCacheArgs(
-            account_id=aws.get_caller_identity().account_id,
-            region=settings.region,
-            credential_arn=settings.docker_hub_credential_arn,
-            node_role_names=node_role_names,
+def mirrored_images(settings: Settings) -> dict[str, str]:
+    """Every third-party image the stack runs, by role -> its upstream reference: what
+    `ImageMirror` copies into the stack's ECR so that pods pull it by digest from there."""
+    models = settings.models
+    images = {
+        "serving": settings.serving_image if any(m.gpus == 0 for m in models) else "",
+        "serving-gpu": settings.serving_gpu_image if any(m.gpus > 0 for m in models) else "",
+        "cluster-autoscaler": (
+            image_for(settings.kubernetes_version) if settings.compute_mode == "nodeGroups" else ""
         ),
-    )
-    cached = [cached_reference(i, cache.registry_host) if is_docker_hub(i) else i for i in images]
-    return cached[0], cached[1]
+        "nvidia-device-plugin": (
+            DEVICE_PLUGIN_IMAGE if settings.node_groups and settings.gpu_node_pools else ""
+        ),
+        "dcgm-exporter": settings.dcgm_exporter_image if settings.gpu_node_pools else "",
+    }
+    return {role: image for role, image in images.items() if image}
 
 
 def _serving_args(
@@ -182,6 +173,7 @@ def _serving_args(
     tags: dict[str, str],
     serving_images: tuple[str, str],
     scraper_cidrs: tuple[str, ...] = (),
+    pull_images: dict[str, pulumi.Output[str]] | None = None,
 ) -> ModelServingArgs:
     return ModelServingArgs(
         model_name=model.name,
@@ -217,6 +209,7 @@ def _serving_args(
         sync_interval_seconds=settings.s3_poll_seconds,
         tfserving_image=serving_images[0],
         tfserving_gpu_image=serving_images[1],
+        pull_images=pull_images or {},
         await_rollout=settings.await_serving_rollout,
         tags=tags,
     )
@@ -258,7 +251,6 @@ def build(settings: Settings) -> StackOutputs:
         ),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
-    node_roles: list[pulumi.Input[str]] = [auto_node_role.name] if auto_node_role else []
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -307,7 +299,6 @@ def build(settings: Settings) -> StackOutputs:
     groups: list[NodePoolGroup] = []
     if settings.node_groups:
         node_role = NodeRole("node", tags)
-        node_roles.append(node_role.name)
         # Nodes join only once the CNI is there and the role can be used.
         before_nodes: list[pulumi.Resource] = [*addons.values(), *node_role.attachments]
         pools = [settings.system_node_pool, *settings.gpu_node_pools]
@@ -333,7 +324,21 @@ def build(settings: Settings) -> StackOutputs:
             tags=tags,
         ),
     )
-    serving_images = _serving_images(settings, node_roles)
+    serving_images = (settings.serving_image, settings.serving_gpu_image)
+    upstream = mirrored_images(settings)
+    mirror = ImageMirror(
+        "image-mirror",
+        ImageMirrorArgs(
+            images=upstream,
+            repository_prefix=f"{settings.cluster_name.lower()}/mirror",
+            force_delete=settings.bucket_force_destroy,
+            tags=tags,
+            docker_hub_credential_arn=settings.docker_hub_credential_arn,
+        ),
+    )
+    # Pods pull every third-party image from the mirror, by digest.
+    pulled = mirror.refs
+    serving_pulls = {upstream[r]: pulled[r] for r in ("serving", "serving-gpu") if r in pulled}
     registry = SyncImageRegistry(
         "model-sync",
         SyncImageRegistryArgs(
@@ -380,6 +385,7 @@ def build(settings: Settings) -> StackOutputs:
                 oidc_issuer=cluster.oidc_issuer,
                 node_pool=SYSTEM_POOL,
                 pool_label_key=POOL_LABEL_KEY,
+                pull_image=pulled["cluster-autoscaler"],
                 tags=tags,
             ),
             opts=on_cluster,
@@ -389,6 +395,7 @@ def build(settings: Settings) -> StackOutputs:
             "nvidia-device-plugin",
             DevicePluginArgs(
                 gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
+                pull_image=pulled["nvidia-device-plugin"],
                 pool_label_key=POOL_LABEL_KEY,
                 taint_key=GPU_TAINT_KEY,
             ),
@@ -412,11 +419,11 @@ def build(settings: Settings) -> StackOutputs:
             opts=on_cluster,
         )
     if settings.managed_prometheus and settings.gpu_node_pools and not settings.dcgm_exporter_image:
-        # No digest ships with the project (none could be verified): the user must pick one.
+        # Turned off in stack config (the default runs NVIDIA's image, mirrored by digest).
         pulumi.log.warn(
             "dcgmExporterImage is empty: no GPU metrics, so GPUMemorySaturated and "
-            "GPUUtilisationSaturated never fire; set it to nvcr.io/nvidia/k8s/dcgm-exporter"
-            "@sha256:<digest> (docs/observability.md)"
+            "GPUUtilisationSaturated never fire; remove the setting to run the default "
+            "exporter (docs/observability.md)"
         )
     if settings.dcgm_exporter_image and settings.gpu_node_pools:
         DcgmExporter(
@@ -424,6 +431,7 @@ def build(settings: Settings) -> StackOutputs:
             DcgmExporterArgs(
                 gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
                 image=settings.dcgm_exporter_image,
+                pull_image=pulled["dcgm-exporter"],
                 pool_label_key=POOL_LABEL_KEY,
                 taint_key=GPU_TAINT_KEY,
             ),
@@ -442,6 +450,7 @@ def build(settings: Settings) -> StackOutputs:
                 tags,
                 serving_images,
                 scraper_cidrs=network.scraper_subnet_cidrs,
+                pull_images=serving_pulls,
             ),
             opts=on_cluster,
         )

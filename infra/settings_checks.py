@@ -592,58 +592,38 @@ def _kubernetes_support(c: _Checker, v: Mapping[str, Any], today: date) -> list[
 
 
 def _monitoring(c: _Checker, v: Mapping[str, Any]) -> None:
-    """A DCGM image, when given, is pinned by digest; alert e-mails look like addresses."""
+    """The DCGM image, unless turned off (empty), is pinned (the mirror fixes its digest);
+    alert e-mails look like addresses."""
     image = v["dcgmExporterImage"]
-    if image:
-        try:
-            rules.validate_image_reference(image, require_digest=True)
-        except rules.RuleError as exc:
-            c.fail("dcgmExporterImage", str(exc))
+    if image and (problem := _rule_message(rules.validate_image_reference, image)) is not None:
+        c.fail("dcgmExporterImage", problem)
     for email in v["alertEmails"]:
         if not isinstance(email, str) or "@" not in email.strip("@"):
             c.fail("alertEmails", f"{email!r} is not an e-mail address")
 
 
-_PULL_THROUGH_SECRET = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/[\w/+=.@-]+$"
-)
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 
 
 def _images(c: _Checker, v: Mapping[str, Any]) -> None:
-    on_hub = []
-    for key in ("servingImage", "servingGpuImage", "syncImage"):
-        image = v[key]
-        if key == "syncImage" and image == "":
-            continue
-        if (problem := _rule_message(rules.validate_image_reference, image)) is not None:
+    """Third-party images are pinned (the stack's mirror copies them and fixes each digest); a
+    given syncImage is not mirrored, so it must carry its digest itself."""
+    for key in ("servingImage", "servingGpuImage"):
+        if (problem := _rule_message(rules.validate_image_reference, v[key])) is not None:
             c.fail(key, problem)
-        elif is_docker_hub(image):
-            on_hub.append(image)
+    sync = v["syncImage"]
+    if sync != "":
+        try:
+            rules.validate_image_reference(sync, require_digest=True)
+        except rules.RuleError as exc:
+            c.fail("syncImage", f"{exc}; or leave it empty to build the image here")
     secret = v["dockerHubCredentialArn"]
-    if on_hub and not secret:
-        # Every node pulling anonymously through one NAT address shares Docker Hub's anonymous
-        # limit (10 pulls per hour per IPv4): a cold scale-out or rollout can fail.
+    if secret and not _SECRET_ARN.match(secret):
         c.fail(
             "dockerHubCredentialArn",
-            f"{', '.join(on_hub)} on Docker Hub: set it so nodes pull through the stack's ECR "
-            "pull-through cache, authenticated, instead of anonymously",
+            f"{secret!r}: give the ARN of a Secrets Manager secret (JSON username and "
+            "accessToken of a Docker Hub account), or leave it empty",
         )
-    if secret and not _PULL_THROUGH_SECRET.match(secret):
-        c.fail(
-            "dockerHubCredentialArn",
-            f"{secret!r}: give a Secrets Manager secret ARN whose name starts with "
-            "ecr-pullthroughcache/ (ECR refuses other names)",
-        )
-
-
-def is_docker_hub(image: str) -> bool:
-    """Whether a reference resolves to Docker Hub (no registry host, or docker.io)."""
-    first, _, rest = image.partition("/")
-    if not rest:
-        return True  # "nginx:1.27" is library/nginx on Docker Hub
-    return first in ("docker.io", "index.docker.io", "registry-1.docker.io") or not (
-        "." in first or ":" in first or first == "localhost"
-    )
 
 
 def _declared_range(c: _Checker, v: Mapping[str, Any], key_name: str) -> None:

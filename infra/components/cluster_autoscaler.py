@@ -84,6 +84,8 @@ class ClusterAutoscalerArgs:
     oidc_issuer: pulumi.Input[str]
     node_pool: str = "system"
     image: str | None = None
+    # What the pod pulls: the stack's copy of the image by digest (default the image itself).
+    pull_image: pulumi.Input[str] | None = None
     expander: str = "least-waste"
     scale_down_unneeded_time: str = "10m"
     scale_down_delay_after_add: str = "10m"
@@ -243,7 +245,7 @@ def autoscaler_pod_template(
             "containers": [
                 {
                     "name": APP_NAME,
-                    "image": args.resolved_image,
+                    "image": args.resolved_image if args.pull_image is None else args.pull_image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": autoscaler_command(cluster_name, args),
                     "env": [{"name": "AWS_REGION", "value": args.region}],

@@ -1,8 +1,9 @@
 """NVIDIA's DCGM exporter on GPU nodes only: per-GPU utilisation and memory for Prometheus.
 
 `DcgmExporter` creates a ServiceAccount and a DaemonSet in ``kube-system`` running
-``nvcr.io/nvidia/k8s/dcgm-exporter`` pinned by digest (the caller must give the digest: none is
-shipped, because none could be checked against NVIDIA's registry from here). Like the device
+``nvcr.io/nvidia/k8s/dcgm-exporter`` (`DEFAULT_IMAGE`, a release of NVIDIA's own DaemonSet
+example); the pod pulls ``pull_image``, the stack's digest-pinned copy of it
+(`infra.components.image_mirror`). Like the device
 plugin it is placed by node affinity on the GPU pools and tolerates the GPU taint. It serves
 ``DCGM_FI_DEV_*`` series on container port ``metrics`` (9400), which the managed scraper's
 ``dcgm-exporter`` job keeps (monitoring/scrape/eks.yml); the ``GPUMemorySaturated`` and
@@ -22,45 +23,46 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from contracts import rules
 from infra.components.k8s_common import (
     Manifest,
     WorkloadArgsError,
     dns_label_problem,
     label_value_problem,
     metadata,
+    pinned_image_problem,
     recommended_labels,
     resources,
     selector_labels,
 )
+from infra.config_keys import DCGM_EXPORTER_IMAGE
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:monitoring:DcgmExporter"
 APP_NAME = "dcgm-exporter"
 IMAGE_REPOSITORY = "nvcr.io/nvidia/k8s/dcgm-exporter"
+DEFAULT_IMAGE = DCGM_EXPORTER_IMAGE  # the stack default, with its source
 METRICS_PORT = 9400
 POD_RESOURCES = "/var/lib/kubelet/pod-resources"
 
 
 @dataclass(frozen=True)
 class DcgmExporterArgs:
-    """Inputs of `DcgmExporter`: the GPU pools and the image, pinned by digest."""
+    """Inputs of `DcgmExporter`: the GPU pools and the image. ``image`` is the upstream reference
+    (pinned by tag or digest; it names the version label); ``pull_image`` what the pod pulls, the
+    stack's copy by digest (default ``image``)."""
 
     gpu_pools: tuple[str, ...]
-    image: str
+    image: str = DEFAULT_IMAGE
+    pull_image: pulumi.Input[str] | None = None
     namespace: str = "kube-system"
     pool_label_key: str = POOL_LABEL_KEY
     taint_key: str = GPU_TAINT_KEY
 
     def __post_init__(self) -> None:
-        problems = [dns_label_problem("namespace", self.namespace)]
-        try:
-            rules.validate_image_reference(self.image, require_digest=True)
-        except rules.RuleError as exc:
-            problems.append(
-                f"image: {exc} (the DCGM exporter is {IMAGE_REPOSITORY}; none is pinned here "
-                "because no digest could be checked against NVIDIA's registry)"
-            )
+        problems = [
+            dns_label_problem("namespace", self.namespace),
+            pinned_image_problem("image", self.image),
+        ]
         if not self.gpu_pools:
             problems.append("gpu_pools is empty: the exporter must name the pools it runs on")
         problems += [label_value_problem("gpu_pools entry", p) for p in self.gpu_pools]
@@ -101,7 +103,7 @@ def dcgm_pod_template(args: DcgmExporterArgs, labels: dict[str, str]) -> Manifes
             "containers": [
                 {
                     "name": APP_NAME,
-                    "image": args.image,
+                    "image": args.image if args.pull_image is None else args.pull_image,
                     "imagePullPolicy": "IfNotPresent",
                     "env": [
                         {"name": "DCGM_EXPORTER_LISTEN", "value": f":{METRICS_PORT}"},

@@ -38,10 +38,13 @@ KUBELET_DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins"
 
 @dataclass(frozen=True)
 class DevicePluginArgs:
-    """Inputs of `NvidiaDevicePlugin`: the GPU pools it runs on and the pinned image."""
+    """Inputs of `NvidiaDevicePlugin`: the GPU pools it runs on and the pinned image. ``image``
+    is the upstream reference (it names the version label); ``pull_image`` what the pod pulls,
+    the stack's copy by digest (default ``image``)."""
 
     gpu_pools: tuple[str, ...]
     image: str = DEVICE_PLUGIN_IMAGE
+    pull_image: pulumi.Input[str] | None = None
     namespace: str = "kube-system"
     pool_label_key: str = POOL_LABEL_KEY
     taint_key: str = GPU_TAINT_KEY
@@ -116,7 +119,7 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
             "containers": [
                 {
                     "name": APP_NAME,
-                    "image": args.image,
+                    "image": args.image if args.pull_image is None else args.pull_image,
                     "imagePullPolicy": "IfNotPresent",
                     # Crash loudly on a GPU node whose driver is missing instead of advertising
                     # zero GPUs and leaving serving pods Pending with no hint why.

@@ -1,15 +1,15 @@
-"""The ECR repository for the model-sync image, and the image itself.
+"""The ECR repository for the model-sync image, and the image itself; the ECR helpers the image
+mirror (`infra.components.image_mirror`) shares.
 
-`DockerHubCache` (at the end) sends Docker Hub pulls through an authenticated ECR pull-through
-cache rule.
-
-`SyncImageRegistry` creates an ``aws.ecr.Repository`` (immutable tags, scan on push, AES256 at
-rest) with a lifecycle policy, then either
+`image_repository` creates an ``aws.ecr.Repository`` (immutable tags, scan on push, AES256 at
+rest) with a lifecycle policy; `ecr_login` is the push credential for one. `SyncImageRegistry`
+creates one such repository, then either
 
 - builds ``images/sync/Dockerfile`` (context: the repository root) with
   ``pulumi_docker_build.Image``, pushes it under a content-derived tag and exposes
   ``repo@sha256:<digest>``; or
-- when ``image`` is given (stack config ``syncImage``), builds nothing and passes it through.
+- when ``image`` is given (stack config ``syncImage``, pinned by digest), builds nothing and passes
+  it through.
 
 Tags are immutable, so a rebuild must not reuse one: the tag is a hash of the files the image is
 built from, which also means an unchanged tree never triggers a rebuild. The hash covers each
@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,6 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from infra import iam
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:registry:SyncImageRegistry"
@@ -92,6 +91,50 @@ def lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
     )
 
 
+def image_repository(
+    name: str,
+    force_delete: bool,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+    repository_name: str | None = None,
+    keep: int = KEEP_IMAGES,
+) -> aws.ecr.Repository:
+    """An ECR repository (immutable tags, scan on push, AES256 at rest) keeping the newest `keep`
+    images. Auto-named unless `repository_name` is given (where the name is a contract)."""
+    here = pulumi.ResourceOptions(parent=parent)
+    repo = aws.ecr.Repository(
+        child(name, "repo"),
+        name=repository_name,
+        image_tag_mutability="IMMUTABLE",
+        image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+            scan_on_push=True
+        ),
+        encryption_configurations=[
+            aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+        ],
+        force_delete=force_delete,
+        tags=merge_tags({"Name": repository_name or child(name, "repo")}, tags),
+        opts=here,
+    )
+    aws.ecr.LifecyclePolicy(
+        child(name, "lifecycle"), repository=repo.name, policy=lifecycle_policy(keep), opts=here
+    )
+    return repo
+
+
+def ecr_login(repo: aws.ecr.Repository, parent: pulumi.Resource) -> docker_build.RegistryArgs:
+    """The deploy runner's push credential for `repo`'s registry (a 12-hour ECR token)."""
+    token = aws.ecr.get_authorization_token_output(
+        registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=parent)
+    )
+    return docker_build.RegistryArgs(
+        address=repo.repository_url.apply(lambda url: url.split("/", 1)[0]),
+        username=token.user_name,
+        # Secret on our side too, whatever the provider marks.
+        password=pulumi.Output.secret(token.password),
+    )
+
+
 class SyncImageRegistry(pulumi.ComponentResource):
     """Outputs: ``repository_url``, ``image_ref`` (by digest when built here)."""
 
@@ -100,28 +143,10 @@ class SyncImageRegistry(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
-        repo = aws.ecr.Repository(
-            child(name, "repo"),
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
-                scan_on_push=True
-            ),
-            encryption_configurations=[
-                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
-            ],
-            force_delete=args.force_delete,
-            tags=merge_tags({"Name": child(name, "repo")}, args.tags),
-            opts=here,
-        )
-        aws.ecr.LifecyclePolicy(
-            child(name, "lifecycle"), repository=repo.name, policy=lifecycle_policy(), opts=here
-        )
+        repo = image_repository(name, args.force_delete, args.tags, self)
         if args.image:
             image_ref: pulumi.Output[str] = pulumi.Output.from_input(args.image)
         else:
-            token = aws.ecr.get_authorization_token_output(
-                registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
-            )
             tag = content_tag(args.repo_root)
             image = docker_build.Image(
                 child(name, "image"),
@@ -132,14 +157,7 @@ class SyncImageRegistry(pulumi.ComponentResource):
                 platforms=[docker_build.Platform.LINUX_AMD64],
                 push=True,
                 tags=[repo.repository_url.apply(lambda url: f"{url}:{tag}")],
-                registries=[
-                    docker_build.RegistryArgs(
-                        address=repo.repository_url.apply(lambda url: url.split("/", 1)[0]),
-                        username=token.user_name,
-                        # Secret on our side too, whatever the provider marks.
-                        password=pulumi.Output.secret(token.password),
-                    )
-                ],
+                registries=[ecr_login(repo, self)],
                 opts=here,
             )
             image_ref = pulumi.Output.all(repo.repository_url, image.digest).apply(
@@ -148,63 +166,3 @@ class SyncImageRegistry(pulumi.ComponentResource):
         self.repository_url = repo.repository_url
         self.image_ref = image_ref
         self.register_outputs({"repository_url": self.repository_url, "image_ref": image_ref})
-
-
-DOCKER_HUB_TYPE_TOKEN = "tfserving-eks:registry:DockerHubCache"
-DOCKER_HUB_UPSTREAM = "registry-1.docker.io"
-DOCKER_HUB_PREFIX = "docker-hub"
-
-
-def docker_hub_path(image: str) -> str:
-    """A Docker Hub reference as a repository path: ``nginx:1`` -> ``library/nginx:1``,
-    ``docker.io/tensorflow/serving:2.20.0`` -> ``tensorflow/serving:2.20.0``."""
-    for host in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
-        image = image.removeprefix(host)
-    return image if "/" in image.split("@", 1)[0].split(":", 1)[0] else f"library/{image}"
-
-
-def cached_reference(image: str, registry_host: str, prefix: str = DOCKER_HUB_PREFIX) -> str:
-    """The same image (tag and digest kept) pulled through the stack's cache rule."""
-    return f"{registry_host}/{prefix}/{docker_hub_path(image)}"
-
-
-@dataclass(frozen=True)
-class DockerHubCacheArgs:
-    account_id: str
-    region: str
-    credential_arn: str  # Secrets Manager secret ecr-pullthroughcache/... (username, accessToken)
-    node_role_names: Sequence[pulumi.Input[str]]
-
-
-class DockerHubCache(pulumi.ComponentResource):
-    """An ECR pull-through cache rule for Docker Hub, authenticated with the given secret, and
-    on each node role the right to fill it (the first pull imports the image). Nodes then pull
-    ``<account>.dkr.ecr.<region>.amazonaws.com/docker-hub/<repo>`` from ECR: one authenticated
-    Docker Hub pull per image, none per node. Output: ``registry_host``."""
-
-    def __init__(
-        self, name: str, args: DockerHubCacheArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__(DOCKER_HUB_TYPE_TOKEN, name, None, opts)
-        here = pulumi.ResourceOptions(parent=self)
-        rule = aws.ecr.PullThroughCacheRule(
-            child(name, "rule"),
-            ecr_repository_prefix=DOCKER_HUB_PREFIX,
-            upstream_registry_url=DOCKER_HUB_UPSTREAM,
-            credential_arn=args.credential_arn,
-            opts=here,
-        )
-        repositories = (
-            f"arn:aws:ecr:{args.region}:{args.account_id}:repository/{DOCKER_HUB_PREFIX}/*"
-        )
-        self.policies = [
-            aws.iam.RolePolicy(
-                child(name, f"pull-{i}"),
-                role=role,
-                policy=iam.pull_through_cache_policy(repositories),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[rule]),
-            )
-            for i, role in enumerate(args.node_role_names)
-        ]
-        self.registry_host = f"{args.account_id}.dkr.ecr.{args.region}.amazonaws.com"
-        self.register_outputs({"registry_host": self.registry_host})

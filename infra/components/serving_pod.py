@@ -107,7 +107,7 @@ class PodSpecInputs:
     annotations: Mapping[str, str]
     service_account_name: pulumi.Input[str]
     config_map_name: pulumi.Input[str]
-    tfserving_image: str
+    tfserving_image: pulumi.Input[str]
     sync_image: pulumi.Input[str]
     sync_source: pulumi.Input[str]
     version_policy: str

@@ -386,10 +386,11 @@ def test_protect_follows_settings(cap: StackCapture) -> None:
 
 
 def test_ecr_and_sync_image(cap: StackCapture) -> None:
-    repo = one(cap, "aws:ecr/repository:Repository")
-    assert repo["imageTagMutability"] == "IMMUTABLE"
-    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-    image = one(cap, "docker-build:index:Image")
+    for repo in of(cap, "aws:ecr/repository:Repository"):
+        assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
+        assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+    image = one(cap, "docker-build:index:Image", "model-sync-image")
     assert image["dockerfile"]["location"].endswith("images/sync/Dockerfile")
     assert image["push"] is True and image["platforms"] == ["linux/amd64"]
     [tag] = image["tags"]
@@ -500,27 +501,38 @@ def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(
     assert with_cni[0].urn in component.dependencies
 
 
-def test_tf_serving_is_pulled_through_the_authenticated_docker_hub_cache(cap: StackCapture) -> None:
-    # Never anonymously from Docker Hub by every node through one NAT address.
-    rule = one(cap, "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
-    assert rule["upstreamRegistryUrl"] == "registry-1.docker.io"
-    assert rule["ecrRepositoryPrefix"] == "docker-hub"
-    assert rule["credentialArn"].split(":secret:")[1].startswith("ecr-pullthroughcache/")
+def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapture) -> None:
+    # Nodes never pull from Docker Hub (or any upstream): the runner copies each image once into
+    # the stack's ECR, and pods name the copy's digest, which the build outputs.
     host = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
-    images = {
-        c["image"]
-        for d in of(cap, "kubernetes:apps/v1:Deployment")
-        for c in d.inputs["spec"]["template"]["spec"]["containers"]
-        if "serving" in c["image"]
+    builds = {
+        r.name.removeprefix("image-mirror-"): r.inputs
+        for r in of(cap, "docker-build:index:Image")
+        if r.name.startswith("image-mirror-")
     }
-    assert images and all(i.startswith(f"{host}/docker-hub/tensorflow/serving:") for i in images)
-    pulls = [json.loads(r.inputs["policy"]) for r in of(cap, "aws:iam/rolePolicy:RolePolicy")]
-    scoped = [p for p in pulls if p["Statement"][0].get("Sid") == "PullThroughCache"]
-    assert scoped and all(
-        p["Statement"][0]["Resource"]
-        == "arn:aws:ecr:eu-west-1:111122223333:repository/docker-hub/*"
-        for p in scoped
+    expected = {"dev": {"serving", "serving-gpu", "dcgm-exporter"}}.get(
+        cap.stack, {"serving-gpu", "dcgm-exporter", "cluster-autoscaler", "nvidia-device-plugin"}
     )
+    assert set(builds) == expected
+    for role, build in builds.items():
+        assert build["dockerfile"]["inline"].startswith("FROM ")
+        assert build["context"]["location"] == "images/mirror" and build["push"] is True
+        [tag] = build["tags"]
+        assert tag.startswith(f"{host}/tfserving-{cap.stack}/mirror/"), role
+        hub = "docker.io" in [r["address"] for r in build["registries"]]
+        assert hub is role.startswith("serving"), role  # the Docker Hub login, only for Hub
+    pods = [
+        c["image"]
+        for kind in ("Deployment", "DaemonSet")
+        for d in of(cap, f"kubernetes:apps/v1:{kind}")
+        for c in d.inputs["spec"]["template"]["spec"]["containers"]
+    ]
+    assert pods and all(i.startswith(f"{host}/") and "@sha256:" in i for i in pods)
+    serving = [i for i in pods if "/tensorflow/serving:" in i]
+    assert serving and all(
+        i.startswith(f"{host}/tfserving-{cap.stack}/mirror/tensorflow/serving:") for i in serving
+    )
+    assert not of(cap, "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
 
 
 def test_a_kept_log_group_is_adopted_not_created_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,11 +113,16 @@ def test_scrape_jobs_find_the_serving_pods_ports() -> None:
     assert serving_pod.REST_PORT == 8501
 
 
-def test_dcgm_exporter_is_pinned_by_digest_and_runs_on_gpu_pools_only() -> None:
-    with pytest.raises(WorkloadArgsError, match="not pinned by digest"):
-        DcgmExporterArgs(gpu_pools=("gpu",), image="nvcr.io/nvidia/k8s/dcgm-exporter:4.5.2")
-    args = DcgmExporterArgs(gpu_pools=("gpu",), image=f"nvcr.io/nvidia/k8s/dcgm-exporter@{DIGEST}")
+def test_dcgm_exporter_pulls_the_mirrored_digest_and_runs_on_gpu_pools_only() -> None:
+    with pytest.raises(WorkloadArgsError, match="has no tag"):
+        DcgmExporterArgs(gpu_pools=("gpu",), image="nvcr.io/nvidia/k8s/dcgm-exporter")
+    mirrored = (
+        f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dev/mirror/nvidia/k8s/dcgm-exporter@{DIGEST}"
+    )
+    args = DcgmExporterArgs(gpu_pools=("gpu",), pull_image=mirrored)
+    assert args.image.startswith("nvcr.io/nvidia/k8s/dcgm-exporter:")  # NVIDIA's release
     spec = dcgm_pod_template(args, {})["spec"]
+    assert spec["containers"][0]["image"] == mirrored
     terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["gpu"]
     assert spec["tolerations"] == [

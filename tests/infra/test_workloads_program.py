@@ -119,7 +119,8 @@ def test_serving_pods_land_on_existing_pools_and_tolerate_their_taints(stack):
         gpus = [c["resources"]["limits"].get("nvidia.com/gpu") for c in pod["containers"]]
         if pool in gpu_pools(stack):
             assert gpus == ["1"]
-            assert pod["containers"][0]["image"].endswith("-gpu")
+            # The stack's copy of the GPU build (tag <upstream tag>-<hash>), by digest.
+            assert ":2.20.0-gpu-" in pod["containers"][0]["image"].split("@")[0]
         else:
             assert gpus == [None]
 
@@ -197,13 +198,18 @@ def test_every_container_runs_hardened(stack):
                 assert context["capabilities"] == {"drop": ["ALL"]}
                 assert context["seccompProfile"] == {"type": "RuntimeDefault"}
                 assert isinstance(context["runAsUser"], int)
-                # Only the device plugin runs as root (it must write the kubelet's socket dir).
-                if c["name"] != "nvidia-device-plugin":
+                # Only the device plugin (it must write the kubelet's socket dir) and the DCGM
+                # exporter (it reads the kubelet's pod-resources socket) run as root.
+                if c["name"] not in ("nvidia-device-plugin", "dcgm-exporter"):
                     assert context["runAsNonRoot"] is True and context["runAsUser"] > 0
 
 
 def test_device_plugin_targets_exactly_the_gpu_pools(stack):
-    plugin = the(stack, "kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
+    (plugin,) = [
+        r.inputs["spec"]["template"]["spec"]
+        for r in of_type(stack, "kubernetes:apps/v1:DaemonSet")
+        if r.name == "nvidia-device-plugin-daemonset"
+    ]
     affinity = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     (term,) = affinity["nodeSelectorTerms"]
     expression, not_auto = term["matchExpressions"]
@@ -222,7 +228,10 @@ def test_autoscaler_matches_the_cluster_and_its_node_group_tags(stack):
     component = the(stack, cluster_autoscaler.TYPE_TOKEN)
     deployment = child(stack, component, "kubernetes:apps/v1:Deployment")
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == cluster_autoscaler.image_for(version)
+    # The stack's copy of the release matching the cluster, by digest.
+    upstream_tag = cluster_autoscaler.image_for(version).rpartition(":")[2]
+    mirrored, _, digest = container["image"].partition("@sha256:")
+    assert f"/mirror/autoscaling/cluster-autoscaler:{upstream_tag}-" in mirrored and digest
     discovery = f"k8s.io/cluster-autoscaler/{cluster_name}"
     assert (
         f"--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,{discovery}"
