@@ -172,3 +172,16 @@ def test_the_scraper_group_admits_nothing() -> None:
     assert messages([*stack(), inbound]) == [
         "The scraper's security group must admit nothing (into-scraper)."
     ]
+
+
+def test_captured_stacks_pass_and_a_weakened_copy_is_caught() -> None:
+    from infra.capture import capture
+
+    for stack in ("dev", "prod"):
+        records = [r.as_dict() for r in capture(stack)]
+        assert messages(records) == []
+        for r in records:
+            if r["type"] == NP:  # drop the scraper rule
+                r["inputs"]["spec"]["ingress"] = r["inputs"]["spec"]["ingress"][:1]
+        found = messages(records)
+        assert found and all("does not admit the managed scraper's subnets" in m for m in found)
