@@ -434,7 +434,11 @@ def check_docker_hub_credential(ctx: Context) -> Check:
     name = "docker-hub-credential"
     arn = ctx.settings.docker_hub_credential_arn
     if not arn:
-        return Check(name, SKIP, "no Docker Hub image (dockerHubCredentialArn empty)")
+        return Check(
+            name,
+            SKIP,
+            "dockerHubCredentialArn empty: the mirror pulls Docker Hub images anonymously",
+        )
     try:
         ctx.clients("secretsmanager").describe_secret(SecretId=arn)
     except (ClientError, BotoCoreError) as exc:
@@ -442,37 +446,42 @@ def check_docker_hub_credential(ctx: Context) -> Check:
             name,
             FAIL,
             f"{arn} is not readable ({_error(exc)}): create it with your Docker Hub username "
-            "and access token (docs/deploy.md) before the pull-through cache rule needs it",
+            "and access token (docs/deploy.md): the image mirror logs in with it",
         )
-    return Check(name, PASS, f"{arn} exists for the ECR pull-through cache")
+    return Check(name, PASS, f"{arn} exists for the image mirror's Docker Hub login")
 
 
 def stack_images(settings: Settings) -> dict[str, str]:
-    """Every image the stack runs that is not built and pushed by digest here."""
-    # Imported here: the components import pulumi, which the other checks do not need.
-    from infra.components.cluster_autoscaler import image_for
-    from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE
+    """Every image the stack's pods run and how each is pinned: third-party ones are copied into
+    the stack's ECR and pulled by the copy's digest (infra.components.image_mirror); the sync
+    image is built here and pulled by digest, or given (settings require its digest)."""
+    # Imported here: the program imports pulumi, which the other checks do not need.
+    from infra.program import mirrored_images
 
-    images = {"servingImage": settings.serving_image, "servingGpuImage": settings.serving_gpu_image}
-    if settings.sync_image:
-        images["syncImage"] = settings.sync_image
-    images["cluster-autoscaler"] = image_for(settings.kubernetes_version)
-    if settings.gpu_node_pools:
-        images["nvidia-device-plugin"] = DEVICE_PLUGIN_IMAGE
+    images = {
+        role: f"{ref} (mirrored, pulled by digest)"
+        for role, ref in mirrored_images(settings).items()
+    }
+    images["syncImage"] = settings.sync_image or "built here (pulled by digest)"
     return images
 
 
 def check_image_digests(ctx: Context) -> Check:
     name = "images-pinned-by-digest"
-    loose = [f"{k} {v}" for k, v in stack_images(ctx.settings).items() if "@sha256:" not in v]
+    images = stack_images(ctx.settings)
+    loose = [f"{k} {v}" for k, v in images.items() if "@sha256:" not in v and "digest)" not in v]
     if loose:
         return Check(
             name,
             FAIL,
-            f"pinned by tag only (a tag can be moved): {'; '.join(loose)}; append the digest "
-            "from `docker buildx imagetools inspect IMAGE` (repo:tag@sha256:...)",
+            f"pinned by tag only and not mirrored (a tag can be moved): {'; '.join(loose)}; "
+            "append the digest from `docker buildx imagetools inspect IMAGE`",
         )
-    return Check(name, PASS, "every image is pinned by digest")
+    return Check(
+        name,
+        PASS,
+        f"every image is pulled by digest: {'; '.join(f'{k} {v}' for k, v in images.items())}",
+    )
 
 
 CHECKS: tuple[Callable[[Context], Check], ...] = (

@@ -3,6 +3,7 @@ server on 127.0.0.1 (AWS_ENDPOINT_URL is honoured). Every failure message is ass
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from datetime import date
@@ -572,16 +573,15 @@ def test_aws_endpoint_url_is_honoured_against_a_moto_server(
     capsys.readouterr()
 
 
-def test_images_pinned_by_tag_are_named(root: Path) -> None:
-    result = check_image_digests(_context(root))
-    assert (result.status, result.detail) == (
-        FAIL,
-        "pinned by tag only (a tag can be moved): servingImage tensorflow/serving:2.20.0; "
-        "servingGpuImage tensorflow/serving:2.20.0-gpu; cluster-autoscaler "
-        "registry.k8s.io/autoscaling/cluster-autoscaler:v1.36.1; nvidia-device-plugin "
-        "nvcr.io/nvidia/k8s-device-plugin:v0.17.3; append the digest from `docker buildx "
-        "imagetools inspect IMAGE` (repo:tag@sha256:...)",
-    )
+def test_mirrored_images_pass_and_a_tagged_sync_image_is_named(root: Path) -> None:
+    ctx = _context(root)
+    result = check_image_digests(ctx)
+    assert result.status == PASS
+    assert "serving tensorflow/serving:2.20.0 (mirrored, pulled by digest)" in result.detail
+    assert "syncImage built here (pulled by digest)" in result.detail
+    loose = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, sync_image="r/s:1"))
+    result = check_image_digests(loose)
+    assert result.status == FAIL and "syncImage r/s:1" in result.detail
 
 
 def test_docker_hub_credential_must_exist(root: Path) -> None:
@@ -593,8 +593,8 @@ def test_docker_hub_credential_must_exist(root: Path) -> None:
     assert (result.status, result.detail) == (
         FAIL,
         f"{DOCKER_HUB_SECRET} is not readable (ResourceNotFoundException: Secrets Manager can't "
-        "find it): create it with your Docker Hub username and access token (docs/deploy.md) "
-        "before the pull-through cache rule needs it",
+        "find it): create it with your Docker Hub username and access token (docs/deploy.md): "
+        "the image mirror logs in with it",
     )
 
 
