@@ -20,6 +20,11 @@ COMMANDS = {
     "model samples": [*PYTHON, "model", "samples"],
     "infra.synth": [*PYTHON, "infra.synth"],
     "infra.model_labels": [*PYTHON, "infra.model_labels"],
+    "infra.config_docs": [*PYTHON, "infra.config_docs"],
+    "infra.preflight": [*PYTHON, "infra.preflight"],
+    "infra.canary decide": [*PYTHON, "infra.canary", "decide"],
+    "infra.dashboards": [*PYTHON, "infra.dashboards"],
+    "devtools.canary_demo": [*PYTHON, "devtools.canary_demo"],
     "serving.client": [*PYTHON, "serving.client"],
     "serving.client status": [*PYTHON, "serving.client", "status"],
     "serving.sync": [*PYTHON, "serving.sync"],
@@ -35,6 +40,8 @@ COMMANDS = {
     "scripts/bootstrap": ["bash", "scripts/bootstrap"],
     "scripts/lock": ["bash", "scripts/lock"],
     "scripts/local-run": ["bash", "scripts/local-run"],
+    # Installs Debian's prometheus when missing: --help must not.
+    "scripts/prometheus": ["bash", "scripts/prometheus"],
     # Hands its arguments to pytest, and turns pytest's usage error (exit 4) into usage + exit 2.
     "scripts/test": ["bash", "scripts/test"],
 }
@@ -54,6 +61,7 @@ OWN_PARSERS = {
     "scripts/bootstrap",
     "scripts/lock",
     "scripts/local-run",
+    "scripts/prometheus",
     "scripts/test",
 }
 
@@ -94,4 +102,5 @@ def test_help_does_no_work(answers) -> None:
     for name in ("scripts/bootstrap", "scripts/lock", "scripts/local-run"):
         assert "==>" not in answers[(name, "--help")].stderr
     assert "ruff" not in answers[("scripts/test", "-h")].stderr
+    assert "installing" not in answers[("scripts/prometheus", "--help")].stderr
     assert "==>" not in answers[("scripts/bootstrap", UNKNOWN)].stderr
