@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
@@ -156,6 +156,9 @@ class ModelServingArgs:
     service_account_name: str = "tfserving"
     # Percent of the serving pods (at min_replicas) that run the canary track; 0: no track.
     canary_weight: int = 0
+    # Upstream reference -> what the pods pull instead: the stack's copy by digest
+    # (infra.components.image_mirror). An image not listed is pulled as given.
+    pull_images: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # CIDRs of the managed Prometheus scraper's own subnets: admitted on the metrics ports only.
     scraper_cidrs: tuple[str, ...] = ()
 
@@ -549,7 +552,7 @@ class ModelServing(pulumi.ComponentResource):
                     },
                     service_account_name=account.metadata.apply(lambda m: m.name),
                     config_map_name=track_config.metadata.apply(lambda m: m.name),
-                    tfserving_image=args.image,
+                    tfserving_image=args.pull_images.get(args.image, args.image),
                     sync_image=args.sync_image,
                     sync_source=source,
                     version_policy=policy,
