@@ -58,7 +58,11 @@ def export_model(
 ) -> None:
     """A ``half_plus``-style SavedModel. The canary defects: with `fail_at`, inputs >= it fail;
     with `slow_at`, requests with an input >= it wait `SLOW_MS` first."""
-    import tensorflow as tf
+    # Through model.tf_runtime: this is the demo's first device use, and the CPU-only cuInit
+    # line must be dropped here as in every other command (contracts/tf_quiet.py).
+    from model.tf_runtime import tensorflow
+
+    tf = tensorflow()
 
     # TensorFlow's own tf.data test transformation (a SleepDataset op): a sleep inside the graph.
     from tensorflow.python.data.experimental.ops import testing
