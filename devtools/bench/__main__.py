@@ -93,17 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_versions(export: Path) -> str:
+    """Why `--export` holds no version directory, and what to pass instead."""
+    if not export.is_dir():
+        return (
+            f"--export {export} is not a directory; give a model directory DIR/<name> as written "
+            "by `python -m model train --out DIR` (e.g. artifacts/models/mnist)"
+        )
+    if export.name.isdigit() and (export / "saved_model.pb").is_file():
+        # `model publish --export` takes the version directory; the bench takes its parent.
+        return (
+            f"--export {export} is a version directory; give the model directory above it "
+            f"(--export {export.parent}): the bench serves its newest version"
+        )
+    return (
+        f"no version directory (1, 2, ...) under {export}; train one first, e.g. "
+        f"`python -m model train --out {export.parent}`"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tf_quiet.configure()  # before TensorFlow is imported; TFSE_VERBOSE=1 shows its full log
     export: Path = args.export
     versions = sorted(int(p.name) for p in export.glob("*") if p.name.isdigit() and p.is_dir())
     if not versions:
-        print(
-            f"error: no version directory under {export}; train one first, e.g. "
-            f"`python -m model train --out {export.parent}`",
-            file=sys.stderr,
-        )
+        print(f"error: {_no_versions(export)}", file=sys.stderr)
         return 2
     model, version = export.name, versions[-1]
     batching = BatchingParameters(

@@ -197,7 +197,10 @@ def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> 
 
 def test_benchmark_without_an_export_exits_2(tmp_path: Path, capsys) -> None:
     assert bench_main(["--export", str(tmp_path / "mnist")]) == 2
-    assert "no version directory under" in capsys.readouterr().err
+    assert "--export" in (err := capsys.readouterr().err) and "is not a directory" in err
+    (tmp_path / "mnist").mkdir()
+    assert bench_main(["--export", str(tmp_path / "mnist")]) == 2
+    assert "no version directory (1, 2, ...) under" in capsys.readouterr().err
 
 
 @pytest.mark.slow
