@@ -210,25 +210,3 @@ def cluster_autoscaler_policy(cluster_name: pulumi.Input[str]) -> pulumi.Output[
 def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """JSON of :func:`tls_only_bucket_policy_document`."""
     return _json_output(tls_only_bucket_policy_document, bucket_arn)
-
-
-def pull_through_cache_policy_document(repositories_arn: str) -> PolicyDocument:
-    """What a node needs to pull an image through an ECR pull-through cache the first time:
-    import the upstream image and create its cached repository, only under the cache's prefix
-    (Amazon ECR user guide, "IAM permissions required to sync an upstream registry")."""
-    return {
-        "Version": IAM_VERSION,
-        "Statement": [
-            {
-                "Sid": "PullThroughCache",
-                "Effect": "Allow",
-                "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
-                "Resource": repositories_arn,
-            }
-        ],
-    }
-
-
-def pull_through_cache_policy(repositories_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """JSON of :func:`pull_through_cache_policy_document`."""
-    return _json_output(pull_through_cache_policy_document, repositories_arn)

@@ -31,7 +31,7 @@ HPA = (
     "kubernetes:autoscaling/v1:HorizontalPodAutoscaler",
 )
 GPU_RESOURCE = "nvidia.com/gpu"
-# Repositories that are TF Serving, wherever they are mirrored (Docker Hub, ECR pull-through).
+# Repositories that are TF Serving, wherever they are mirrored (Docker Hub, the stack's ECR copy).
 SERVING_REPOSITORY_SUFFIX = "tensorflow/serving"
 
 

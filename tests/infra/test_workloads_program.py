@@ -323,7 +323,10 @@ def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(st
         pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
         port = int(pod["metadata"]["annotations"]["prometheus.io/port"])
         policy = child(stack, serving, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
-        (rule,) = policy.inputs["spec"]["ingress"]
+        # One rule admits namespaces; the managed scraper's CIDRs get a rule of their own.
+        (rule,) = [
+            r for r in policy.inputs["spec"]["ingress"] if "namespaceSelector" in r["from"][0]
+        ]
         (source,) = rule["from"]
         (expression,) = source["namespaceSelector"]["matchExpressions"]
         assert "monitoring" in expression["values"]
