@@ -18,7 +18,7 @@ is opaque to mocks and policies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -40,7 +40,6 @@ from infra.components.k8s_common import (
     resources,
     selector_labels,
 )
-from infra.naming import POOL_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:cluster:ClusterAutoscaler"
 APP_NAME = "cluster-autoscaler"
@@ -82,18 +81,18 @@ class ClusterAutoscalerArgs:
     region: str
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
-    node_pool: str = "system"
+    node_pool: str
+    pool_label_key: str
+    # What the pod pulls: the stack's copy of the image by digest (None: the image itself).
+    pull_image: pulumi.Input[str] | None
+    tags: dict[str, str]
     image: str | None = None
-    # What the pod pulls: the stack's copy of the image by digest (default the image itself).
-    pull_image: pulumi.Input[str] | None = None
     expander: str = "least-waste"
     scale_down_unneeded_time: str = "10m"
     scale_down_delay_after_add: str = "10m"
     # GPU nodes take minutes to join (driver init): give them longer than the default 15m.
     max_node_provision_time: str = "20m"
     namespace: str = "kube-system"
-    pool_label_key: str = POOL_LABEL_KEY
-    tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems: list[str | None] = [

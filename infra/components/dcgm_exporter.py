@@ -1,8 +1,8 @@
 """NVIDIA's DCGM exporter on GPU nodes only: per-GPU utilisation and memory for Prometheus.
 
 `DcgmExporter` creates a ServiceAccount and a DaemonSet in ``kube-system`` running
-``nvcr.io/nvidia/k8s/dcgm-exporter`` (`DEFAULT_IMAGE`, a release of NVIDIA's own DaemonSet
-example); the pod pulls ``pull_image``, the stack's digest-pinned copy of it
+``nvcr.io/nvidia/k8s/dcgm-exporter`` (the stack's ``dcgmExporterImage``, by default a release of
+NVIDIA's own DaemonSet example); the pod pulls ``pull_image``, the stack's digest-pinned copy of it
 (`infra.components.image_mirror`). Like the device
 plugin it is placed by node affinity on the GPU pools and tolerates the GPU taint. It serves
 ``DCGM_FI_DEV_*`` series on container port ``metrics`` (9400), which the managed scraper's
@@ -34,13 +34,10 @@ from infra.components.k8s_common import (
     resources,
     selector_labels,
 )
-from infra.config_keys import DCGM_EXPORTER_IMAGE
-from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:monitoring:DcgmExporter"
 APP_NAME = "dcgm-exporter"
 IMAGE_REPOSITORY = "nvcr.io/nvidia/k8s/dcgm-exporter"
-DEFAULT_IMAGE = DCGM_EXPORTER_IMAGE  # the stack default, with its source
 METRICS_PORT = 9400
 POD_RESOURCES = "/var/lib/kubelet/pod-resources"
 
@@ -52,11 +49,11 @@ class DcgmExporterArgs:
     stack's copy by digest (default ``image``)."""
 
     gpu_pools: tuple[str, ...]
-    image: str = DEFAULT_IMAGE
-    pull_image: pulumi.Input[str] | None = None
+    image: str
+    pull_image: pulumi.Input[str] | None
+    pool_label_key: str
+    taint_key: str
     namespace: str = "kube-system"
-    pool_label_key: str = POOL_LABEL_KEY
-    taint_key: str = GPU_TAINT_KEY
 
     def __post_init__(self) -> None:
         problems = [

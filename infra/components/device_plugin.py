@@ -28,7 +28,6 @@ from infra.components.k8s_common import (
     resources,
     selector_labels,
 )
-from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:cluster:NvidiaDevicePlugin"
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.3"
@@ -43,11 +42,11 @@ class DevicePluginArgs:
     the stack's copy by digest (default ``image``)."""
 
     gpu_pools: tuple[str, ...]
+    pull_image: pulumi.Input[str] | None
+    pool_label_key: str
+    taint_key: str
     image: str = DEVICE_PLUGIN_IMAGE
-    pull_image: pulumi.Input[str] | None = None
     namespace: str = "kube-system"
-    pool_label_key: str = POOL_LABEL_KEY
-    taint_key: str = GPU_TAINT_KEY
 
     def __post_init__(self) -> None:
         problems = [

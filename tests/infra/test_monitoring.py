@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -11,6 +12,8 @@ from infra.capture import StackCapture
 from infra.components import monitoring, serving_pod
 from infra.components.dcgm_exporter import DcgmExporterArgs, dcgm_pod_template
 from infra.components.k8s_common import WorkloadArgsError
+from infra.config_keys import DCGM_EXPORTER_IMAGE
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 from tests.infra.conftest import STACKS
 
 DIGEST = "sha256:" + "ab" * 32
@@ -113,13 +116,25 @@ def test_scrape_jobs_find_the_serving_pods_ports() -> None:
     assert serving_pod.REST_PORT == 8501
 
 
+def dcgm_args(**overrides: Any) -> DcgmExporterArgs:
+    values: dict[str, Any] = dict(
+        gpu_pools=("gpu",),
+        image=DCGM_EXPORTER_IMAGE,
+        pull_image=None,
+        pool_label_key=POOL_LABEL_KEY,
+        taint_key=GPU_TAINT_KEY,
+    )
+    values.update(overrides)
+    return DcgmExporterArgs(**values)
+
+
 def test_dcgm_exporter_pulls_the_mirrored_digest_and_runs_on_gpu_pools_only() -> None:
     with pytest.raises(WorkloadArgsError, match="has no tag"):
-        DcgmExporterArgs(gpu_pools=("gpu",), image="nvcr.io/nvidia/k8s/dcgm-exporter")
+        dcgm_args(image="nvcr.io/nvidia/k8s/dcgm-exporter")
     mirrored = (
         f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dev/mirror/nvidia/k8s/dcgm-exporter@{DIGEST}"
     )
-    args = DcgmExporterArgs(gpu_pools=("gpu",), pull_image=mirrored)
+    args = dcgm_args(pull_image=mirrored)
     assert args.image.startswith("nvcr.io/nvidia/k8s/dcgm-exporter:")  # NVIDIA's release
     spec = dcgm_pod_template(args, {})["spec"]
     assert spec["containers"][0]["image"] == mirrored

@@ -13,7 +13,7 @@ from infra.components import cluster_autoscaler as ca
 from infra.components import device_plugin as dp
 from infra.components.k8s_common import WorkloadArgsError
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
-from infra.naming import POOL_LABEL_KEY
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 from tests.infra.conftest_workloads import (
     CLUSTER_NAME,
     OIDC_HOST,
@@ -34,16 +34,31 @@ def autoscaler_args(**overrides: Any) -> ca.ClusterAutoscalerArgs:
         region=REGION,
         oidc_provider_arn=OIDC_PROVIDER_ARN,
         oidc_issuer=OIDC_ISSUER,
+        node_pool="system",
+        pool_label_key=POOL_LABEL_KEY,
+        pull_image=None,
+        tags={},
     )
     values.update(overrides)
     return ca.ClusterAutoscalerArgs(**values)
+
+
+def plugin_args(**overrides: Any) -> dp.DevicePluginArgs:
+    values: dict[str, Any] = dict(
+        gpu_pools=("gpu", "gpu-spot"),
+        pull_image=None,
+        pool_label_key=POOL_LABEL_KEY,
+        taint_key=GPU_TAINT_KEY,
+    )
+    values.update(overrides)
+    return dp.DevicePluginArgs(**values)
 
 
 @pytest.fixture(scope="module")
 def records() -> list[Declared]:
     def build() -> pulumi.Output[Any]:
         autoscaler = ca.ClusterAutoscaler("autoscaler", autoscaler_args())
-        plugin = dp.NvidiaDevicePlugin("device-plugin", dp.DevicePluginArgs(("gpu", "gpu-spot")))
+        plugin = dp.NvidiaDevicePlugin("device-plugin", plugin_args())
         return pulumi.Output.all(autoscaler.role_arn, plugin.daemonset_name)
 
     return declare(build)
@@ -229,7 +244,7 @@ def test_device_plugin_is_root_only_for_the_socket_and_otherwise_locked_down(rec
 
 def test_device_plugin_needs_pools_and_a_pinned_image():
     with pytest.raises(WorkloadArgsError) as caught:
-        dp.DevicePluginArgs(gpu_pools=(), image="nvcr.io/nvidia/k8s-device-plugin:latest")
+        plugin_args(gpu_pools=(), image="nvcr.io/nvidia/k8s-device-plugin:latest")
     assert len(caught.value.problems) == 2
     assert "gpu_pools is empty" in str(caught.value)
     assert "moving 'latest' tag" in str(caught.value)
