@@ -79,9 +79,9 @@ class ClusterArgs:
     deletion_protection: bool
     tags: Mapping[str, str]
     # Set when the log group exists already (kept by an earlier destroy): adopt, do not create.
-    existing_log_group: str | None = None
+    existing_log_group: str | None
     # EKS Auto Mode's node role; set turns Auto Mode on (compute, block storage, load balancing).
-    auto_mode_node_role_arn: pulumi.Input[str] | None = None
+    auto_mode_node_role_arn: pulumi.Input[str] | None
 
 
 def log_group_name(cluster_name: str) -> str:
@@ -321,7 +321,7 @@ class ClusterAddonArgs:
     configuration_values: Mapping[str, Any]
     tags: Mapping[str, str]
     # The IRSA role the add-on's service account uses (vpc-cni: the CNI policy, off the nodes).
-    service_account_role_arn: pulumi.Input[str] | None = None
+    service_account_role_arn: pulumi.Input[str] | None
 
 
 class ClusterAddon(pulumi.ComponentResource):

@@ -34,7 +34,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -110,8 +110,8 @@ class ImageMirrorArgs:
     images: Mapping[str, str]
     repository_prefix: str
     force_delete: bool
-    tags: Mapping[str, str] = field(default_factory=dict)
-    docker_hub_credential_arn: str = ""
+    tags: Mapping[str, str]
+    docker_hub_credential_arn: str
     context_dir: str = CONTEXT_DIR
 
     def __post_init__(self) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
@@ -145,6 +145,13 @@ class ModelServingArgs:
     # stack whose bucket has no model version yet (the pods cannot become ready).
     await_rollout: bool
     tags: Mapping[str, str]
+    # Percent of the serving pods (at min_replicas) that run the canary track; 0: no track.
+    canary_weight: int
+    # Upstream reference -> what the pods pull instead: the stack's copy by digest
+    # (infra.components.image_mirror). An image not listed is pulled as given.
+    pull_images: Mapping[str, pulumi.Input[str]]
+    # CIDRs of the managed Prometheus scraper's own subnets: admitted on the metrics ports only.
+    scraper_cidrs: tuple[str, ...]
     # Below: TF Serving and pod timings the stack does not expose as settings.
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
@@ -154,13 +161,6 @@ class ModelServingArgs:
     termination_grace_seconds: int = 60
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
     service_account_name: str = "tfserving"
-    # Percent of the serving pods (at min_replicas) that run the canary track; 0: no track.
-    canary_weight: int = 0
-    # Upstream reference -> what the pods pull instead: the stack's copy by digest
-    # (infra.components.image_mirror). An image not listed is pulled as given.
-    pull_images: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # CIDRs of the managed Prometheus scraper's own subnets: admitted on the metrics ports only.
-    scraper_cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = [

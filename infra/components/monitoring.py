@@ -183,10 +183,10 @@ class MonitoringArgs:
     kms_deletion_window_days: int
     log_retention_days: int
     protect: bool
+    alert_emails: tuple[str, ...]
+    tags: Mapping[str, str]
     rules: Mapping[str, str] = field(default_factory=rule_files)
     scrape_configuration: str = field(default_factory=scrape_configuration)
-    alert_emails: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -42,10 +42,10 @@ class NetworkArgs:
     existing_vpc_id: str
     existing_private_subnet_ids: Sequence[str]
     tags: Mapping[str, str]
-    region: str = ""  # names the S3 endpoint service (com.amazonaws.<region>.s3)
-    scraper_subnets: bool = False  # subnets for the managed Prometheus scraper (see module doc)
+    region: str  # names the S3 endpoint service (com.amazonaws.<region>.s3)
+    scraper_subnets: bool  # subnets for the managed Prometheus scraper (see module doc)
     # With existing_vpc_id: the scraper's subnets, {subnet id: its CIDR}.
-    existing_scraper_subnets: Mapping[str, str] = field(default_factory=dict)
+    existing_scraper_subnets: Mapping[str, str]
 
 
 def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:

@@ -78,6 +78,8 @@ def test_mirror_args_report_every_problem() -> None:
             images={"Serving": "tensorflow/serving", "dcgm": "nvcr.io/nvidia/x:1"},
             repository_prefix="Bad--prefix",
             force_delete=False,
+            tags={},
+            docker_hub_credential_arn="",
         )
     message = str(err.value)
     assert "role 'Serving' must be lowercase words joined by '-'" in message

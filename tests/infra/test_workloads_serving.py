@@ -106,6 +106,9 @@ def gpu_args(**overrides: Any) -> ModelServingArgs:
         tfserving_gpu_image="tensorflow/serving:2.20.0-gpu",
         await_rollout=True,
         tags={},
+        canary_weight=0,
+        pull_images={},
+        scraper_cidrs=(),
         pre_stop_seconds=15,
         termination_grace_seconds=60,
     )
