@@ -20,10 +20,10 @@ SOURCE = Path(program.__file__).read_text()
 def keyword_sets_by_args_class() -> dict[str, list[set[str]]]:
     calls: dict[str, list[set[str]]] = {}
     for node in ast.walk(ast.parse(SOURCE)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id.endswith("Args"):
-                keywords = {k.arg for k in node.keywords if k.arg is not None}
-                calls.setdefault(node.func.id, []).append(keywords)
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if is_call and node.func.id.endswith("Args"):
+            keywords = {k.arg for k in node.keywords if k.arg is not None}
+            calls.setdefault(node.func.id, []).append(keywords)
     return calls
 
 
