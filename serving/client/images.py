@@ -78,18 +78,38 @@ def load_image_file(path: str | Path) -> np.ndarray:
     return grey[:, :, np.newaxis]
 
 
+def read_npy(path: Path, what: str) -> object:
+    """`np.load` of a user's file, every failure an `InvalidInput` naming `what` (the file, or
+    the flag that gave it). Never unpickles: an array file from elsewhere must not run code."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{what}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(f"{what}: is a directory, not an .npy array") from exc
+    except EOFError as exc:  # an empty file
+        raise InvalidInput(f"{what}: empty file, not an .npy array") from exc
+    except zipfile.BadZipFile as exc:  # starts like an .npz, is not one
+        raise InvalidInput(
+            f"{what}: a damaged .npz archive ({exc}); write one array with np.save"
+        ) from exc
+    except ValueError as exc:
+        if "pickled" in str(exc):
+            # NumPy falls back to pickle for anything that is not .npy/.npz; its message then
+            # suggests allow_pickle=True, which this client never does.
+            raise InvalidInput(
+                f"{what}: not in NumPy's .npy format (pickled or other data is never loaded); "
+                "write the array with np.save"
+            ) from exc
+        raise InvalidInput(f"{what}: not a readable .npy array ({exc})") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{what}: cannot read ({exc.strerror or exc})") from exc
+
+
 def load_npy_file(path: str | Path) -> np.ndarray:
     """An ``.npy`` of raw 0-255 grey digits, [28,28], [28,28,1], [N,28,28] or [N,28,28,1]."""
     path = Path(path)
-    try:
-        # allow_pickle=False: an .npy from elsewhere must never run code when loaded.
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a directory, not an .npy array") from exc
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InvalidInput(f"{path}: not a readable .npy array ({exc})") from exc
+    array = read_npy(path, str(path))
     if not isinstance(array, np.ndarray):
         raise InvalidInput(f"{path}: holds several arrays (.npz); save one array with np.save")
     if array.dtype.kind not in "uif":

@@ -25,6 +25,7 @@ import numpy as np
 from contracts.signatures import dtype_name
 from serving.client.base import DEFAULT_SIGNATURE
 from serving.client.errors import InvalidInput, UnexpectedResponse
+from serving.client.images import read_npy
 
 __all__ = [
     "load_json_inputs",
@@ -148,10 +149,12 @@ def load_npy_inputs(pairs: Sequence[str]) -> dict[str, np.ndarray]:
             raise InvalidInput(f"--input {pair!r}: use NAME=FILE.npy")
         if name in inputs:
             raise InvalidInput(f"--input {name!r} given twice")
-        try:
-            inputs[name] = np.load(Path(path), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"--input {name}={path}: not a readable .npy array ({exc})") from exc
+        array = read_npy(Path(path), f"--input {name}={path}")
+        if not isinstance(array, np.ndarray):
+            raise InvalidInput(
+                f"--input {name}={path}: holds several arrays (.npz); save one array with np.save"
+            )
+        inputs[name] = array
     return inputs
 
 

@@ -126,7 +126,7 @@ def test_pickled_npy_is_never_unpickled(tmp_path: Path) -> None:
         load_images([path])
     junk = tmp_path / "junk.npy"
     junk.write_bytes(pickle.dumps([1, 2, 3]))
-    with pytest.raises(InvalidInput, match=r"junk\.npy: not a readable \.npy array"):
+    with pytest.raises(InvalidInput, match=r"junk\.npy: not in NumPy's \.npy format \(pickled"):
         load_images([junk])
 
 
