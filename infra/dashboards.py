@@ -156,7 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.dashboards", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory to write into")
     args = parser.parse_args(argv)
-    print(write(args.out))
+    try:
+        print(write(args.out))
+    except OSError as exc:  # --out is a file, read-only, on a full disk: name it, no traceback
+        print(f"error: cannot write the dashboard into --out {args.out}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
