@@ -26,9 +26,8 @@ from pulumi_policy import (
 from ._helpers import as_list, get, judge, of_type
 from ._k8s import GPU_RESOURCE, PDB, pod_labels, pod_spec, selector_matches
 from .kubernetes_stack import serving_deployments
-from .nodes import NODE_GROUP, is_gpu_instance_type
+from .nodes import NODE_GROUP, NODE_POOL, is_gpu_instance_type
 
-NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 GPU_SELECTING_LABELS = (

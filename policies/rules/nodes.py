@@ -18,6 +18,9 @@ from ._helpers import as_list, deps, get, judge, of_type, truthy
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+# EKS Auto Mode / Karpenter capacity (policies/rules/nodepools.py has the NodePool rules).
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 SUBNET = "aws:ec2/subnet:Subnet"
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -186,6 +189,16 @@ def _gpu_types(args: ResourceValidationArgs, report: ReportViolation) -> None:
         types = [str(t) for t in as_list(get(args.props, "instanceTypes"))]
     elif args.resource_type == LAUNCH_TEMPLATE:
         types = [str(t) for t in as_list(get(args.props, "instanceType"))]
+    elif args.resource_type == NODE_POOL:
+        types = _node_pool_instance_types(args.props)
+        if types is None and _taints_gpu(args.props):
+            report(
+                "this GPU NodePool does not name its instance types: add a requirement "
+                f"{INSTANCE_TYPE_LABEL} In [...] so the stack's allowedInstanceTypes "
+                f"({', '.join(allowed)}) hold"
+            )
+            return
+        types = types or []
     else:
         return
     for instance_type in types:
@@ -196,9 +209,27 @@ def _gpu_types(args: ResourceValidationArgs, report: ReportViolation) -> None:
             )
 
 
+def _node_pool_instance_types(props: object) -> list[str] | None:
+    """The instance types a NodePool's `In` requirement allows, or None when it names none."""
+    requirements = as_list(get(props, "spec", "template", "spec", "requirements"))
+    named = [
+        r for r in requirements
+        if get(r, "key") == INSTANCE_TYPE_LABEL and get(r, "operator") == "In"
+    ]  # fmt: skip
+    if not named:
+        return None
+    return [str(v) for r in named for v in as_list(get(r, "values"))]
+
+
+def _taints_gpu(props: object) -> bool:
+    taints = as_list(get(props, "spec", "template", "spec", "taints"))
+    return any(get(t, "key") == "nvidia.com/gpu" for t in taints)
+
+
 nodes_gpu_instance_types = ResourceValidationPolicy(
     name="nodes-gpu-instance-types",
-    description="GPU nodes use only the instance types this stack allows.",
+    description="GPU nodes (node groups and Auto Mode NodePools) use only the instance types "
+    "this stack allows.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_gpu_types,
     config_schema=PolicyConfigSchema(

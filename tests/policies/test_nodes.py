@@ -178,6 +178,43 @@ def test_gpu_instance_types_from_allow_list() -> None:
     assert messages(nodes.nodes_gpu_instance_types, NG, GOOD_CPU_NG, settings) == []
 
 
+GPU_NODE_POOL = {
+    "spec": {
+        "template": {
+            "spec": {
+                "requirements": [
+                    {
+                        "key": "node.kubernetes.io/instance-type",
+                        "operator": "In",
+                        "values": ["g5.xlarge", "g6.xlarge"],
+                    },
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]},
+                ],
+                "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}],
+            }
+        }
+    }
+}
+
+
+def test_gpu_instance_types_of_an_auto_mode_node_pool() -> None:
+    settings = {"allowedInstanceTypes": ["g5.xlarge"]}
+    assert messages(nodes.nodes_gpu_instance_types, nodes.NODE_POOL, GPU_NODE_POOL, settings) == [
+        "GPU instance type g6.xlarge is not in this stack's allowedInstanceTypes (g5.xlarge)."
+    ]
+    by_family = mutate(
+        GPU_NODE_POOL,
+        lambda i: i["spec"]["template"]["spec"]["requirements"].pop(0),
+    )
+    assert messages(nodes.nodes_gpu_instance_types, nodes.NODE_POOL, by_family, settings) == [
+        "this GPU NodePool does not name its instance types: add a requirement "
+        "node.kubernetes.io/instance-type In [...] so the stack's allowedInstanceTypes "
+        "(g5.xlarge) hold"
+    ]
+    allowed = {"allowedInstanceTypes": ["g5.xlarge", "g6.xlarge"]}
+    assert messages(nodes.nodes_gpu_instance_types, nodes.NODE_POOL, GPU_NODE_POOL, allowed) == []
+
+
 def test_node_group_size_cap() -> None:
     big = mutate(GOOD_GPU_NG, lambda i: i["scalingConfig"].update(maxSize=12))
     assert messages(nodes.nodes_max_size, NG, big, {"maxNodes": 12}) == []
