@@ -270,6 +270,7 @@ def build(settings: Settings) -> StackOutputs:
             deletion_protection=settings.protect_data,
             tags=tags,
             auto_mode_node_role_arn=auto_node_role.arn if auto_node_role else None,
+            auto_mode_node_role_ready=tuple(auto_node_role.attachments) if auto_node_role else (),
         ),
     )
     addons: dict[str, ClusterAddon] = {}

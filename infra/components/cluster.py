@@ -82,6 +82,9 @@ class ClusterArgs:
     existing_log_group: str | None
     # EKS Auto Mode's node role; set turns Auto Mode on (compute, block storage, load balancing).
     auto_mode_node_role_arn: pulumi.Input[str] | None
+    # The role's policy attachments: Auto Mode starts nodes as soon as the cluster exists, and
+    # without the policies they can neither join nor pull images, so the cluster waits for them.
+    auto_mode_node_role_ready: tuple[pulumi.Resource, ...]
 
 
 def log_group_name(cluster_name: str) -> str:
@@ -241,7 +244,7 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[log_group, *attachments],
+                depends_on=[log_group, *attachments, *args.auto_mode_node_role_ready],
                 # Fixed at creation: a change would replace the cluster (see module doc).
                 ignore_changes=[
                     "accessConfig.bootstrapClusterCreatorAdminPermissions",

@@ -335,3 +335,16 @@ def test_cost_page_shows_what_each_stack_runs_idle_in_both_modes() -> None:
     # dev idles with no GPU node at all: that is what minReplicas 0 buys.
     dev = idle_nodes(settings_from_config("dev", stack_config("dev")))
     assert [n.count for n in dev if n.pool == "gpu"] == [0]
+
+
+def test_the_cluster_waits_for_the_auto_mode_node_roles_policies(auto) -> None:
+    # Auto Mode starts nodes as soon as the cluster exists; without the policies they cannot join.
+    cap, _ = auto
+    (cluster,) = of(cap, CLUSTER)
+    attachments = {
+        a.urn
+        for a in of(cap, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.name.startswith("auto-node-")
+    }
+    assert len(attachments) == 2
+    assert attachments <= set(cluster.dependencies)
