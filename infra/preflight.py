@@ -68,6 +68,8 @@ def load_context(
     try:
         config = stack_config(stack, root)
         stack_file = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()) or {}
+        policy_file = root / "policies" / f"config.{stack}.json"
+        policy_config = json.loads(policy_file.read_text()) if policy_file.is_file() else {}
         settings = settings_from_config(stack, config)
     except (CaptureError, InvalidSettingsError) as exc:
         raise CannotRun(str(exc)) from exc
@@ -88,6 +90,7 @@ def load_context(
         secrets_provider=str(stack_file.get("secretsprovider") or ""),
         today=today,
         caller_arn=caller,
+        policy_config=policy_config,
     )
 
 

@@ -67,6 +67,9 @@ class Context:
     # The local address this machine would use to reach ``host`` (no packet is sent).
     source_address: Callable[[str], str] = field(default=lambda host: _source_address(host))
     caller_arn: str = ""
+    # The stack's policy pack settings (policies/config.<stack>.json), which repeat some stack
+    # values (dev's allowed API ranges): a placeholder there refuses the real value at preview.
+    policy_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _source_address(host: str) -> str:
@@ -142,16 +145,26 @@ def _placeholder_in(text: str) -> str | None:
 
 def check_placeholders(ctx: Context) -> Check:
     name = "no-placeholders"
-    found = [
-        f"{key} ({what})"
-        for key, text in _strings(dict(ctx.config), "")
-        if (what := _placeholder_in(text)) is not None
-    ]
-    if not found:
+
+    def found_in(values: Mapping[str, Any]) -> list[str]:
+        return sorted(
+            f"{key} ({what})"
+            for key, text in _strings(dict(values), "")
+            if (what := _placeholder_in(text)) is not None
+        )
+
+    in_stack, in_policy = found_in(ctx.config), found_in(ctx.policy_config)
+    if not in_stack and not in_policy:
         return Check(name, PASS, "no example account or TEST-NET range in the stack config")
-    return Check(
-        name, FAIL, f"replace the example values in the stack file: {'; '.join(sorted(found))}"
-    )
+    parts = []
+    if in_stack:
+        parts.append(f"replace the example values in the stack file: {'; '.join(in_stack)}")
+    if in_policy:
+        parts.append(
+            "replace the example values in the policy pack's settings "
+            f"(policies/config.<stack>.json): {'; '.join(in_policy)}"
+        )
+    return Check(name, FAIL, ", and ".join(parts))
 
 
 def _zones(ctx: Context) -> list[str]:

@@ -211,6 +211,17 @@ def test_placeholders_are_named_by_key() -> None:
     )
 
 
+def test_placeholders_in_the_policy_settings_are_named_too(root: Path) -> None:
+    policy_config = json.loads((REPO_ROOT / "policies" / "config.dev.json").read_text())
+    result = check_placeholders(_context(root, policy_config=policy_config))
+    assert result.status == FAIL
+    assert result.detail == (
+        "replace the example values in the policy pack's settings (policies/config.<stack>.json): "
+        "eks-endpoint-not-public.allowedCidrs[0] (the documentation range 203.0.113.0/24 "
+        "(TEST-NET))"
+    )
+
+
 def test_no_placeholders_passes(root: Path) -> None:
     assert check_placeholders(_context(root)).status == PASS
 
