@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.rules import RuleError, validate_model_name
 from contracts.store import StoreLocation, StoreURIError
 from contracts.tfconfig import ConfigError, VersionPolicy
 
@@ -42,6 +43,15 @@ def _policy(text: str) -> VersionPolicy:
     try:
         return VersionPolicy.parse(text)
     except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _model_name(text: str) -> str:
+    # The names the store, the stack and TF Serving share (contracts.rules): a name no publish
+    # can write is a typo, refused here (exit 2) rather than polled for ever.
+    try:
+        return validate_model_name(text)
+    except RuleError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
@@ -67,7 +77,12 @@ def sync_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", required=True, help="model store, s3://BUCKET/PREFIX")
     parser.add_argument("--dest", required=True, type=Path, help="local models directory")
     parser.add_argument(
-        "--model", required=True, action="append", dest="models", help="model name (repeatable)"
+        "--model",
+        required=True,
+        action="append",
+        dest="models",
+        type=_model_name,
+        help="model name (repeatable)",
     )
     parser.add_argument(
         "--policy",
