@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from contracts.store import StoreURIError, validate_model_name, validate_version
 from model.errors import AccuracyGateError, DataError, ExportError, TrainError
 from model.report import METRICS_FILE, metrics_json, report_dir
+from model.run_checks import run_problems
 
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 OUTPUT = "progression"
@@ -72,21 +72,12 @@ class DiabetesArgs:
     hyperparameters: DiabetesHyperParameters = field(default_factory=DiabetesHyperParameters)
 
     def validate(self) -> None:
-        problems = []
-        try:
-            validate_model_name(self.name)
-            if self.version is not None:
-                validate_version(self.version)
-        except StoreURIError as exc:
-            problems.append(str(exc))
-        if self.hyperparameters.epochs < 1 or self.hyperparameters.batch_size < 1:
-            problems.append("--epochs and --batch-size must be at least 1")
+        hp = self.hyperparameters
+        problems = run_problems(self.name, self.version, self.seed, hp.epochs, hp.batch_size)
         if not self.max_mae > 0:
             problems.append(f"--max-mae must be a positive number, got {self.max_mae}")
         if self.limit is not None and not 50 <= self.limit <= 442:
             problems.append(f"--limit {self.limit} is out of range: the data has 50-442 patients")
-        if not 0 <= self.seed < 2**32:
-            problems.append(f"--seed must be within [0, 2**32), got {self.seed}")
         if problems:
             raise TrainError("; ".join(problems))
 

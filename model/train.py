@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts.store import StoreURIError, parse_version_dir, validate_model_name, validate_version
+from contracts.store import parse_version_dir
 from model.data import Dataset, Split, load_mnist, split_dataset
 from model.errors import AccuracyGateError, ExportError, TrainError
 from model.network import Augmentation
@@ -37,6 +37,7 @@ from model.report import (
     report_dir,
     write_report,
 )
+from model.run_checks import run_problems
 from model.tf_runtime import tensorflow
 
 # The modules whose code decides what an export contains; their source is part of the inputs
@@ -71,21 +72,9 @@ class TrainArgs:
 
     def validate(self) -> None:
         hp = self.hyperparameters
-        problems = []
-        try:
-            validate_model_name(self.name)
-            if self.version is not None:
-                validate_version(self.version)
-        except StoreURIError as exc:
-            problems.append(str(exc))
-        if hp.epochs < 1:
-            problems.append(f"--epochs must be at least 1, got {hp.epochs}")
-        if hp.batch_size < 1:
-            problems.append(f"--batch-size must be at least 1, got {hp.batch_size}")
+        problems = run_problems(self.name, self.version, self.seed, hp.epochs, hp.batch_size)
         if not 0 <= self.min_accuracy <= 1:
             problems.append(f"--min-accuracy must be within [0, 1], got {self.min_accuracy}")
-        if not 0 <= self.seed < 2**32:
-            problems.append(f"--seed must be within [0, 2**32), got {self.seed}")
         if problems:
             raise TrainError("; ".join(problems))
 
