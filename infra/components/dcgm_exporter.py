@@ -27,11 +27,13 @@ from infra.components.k8s_common import (
     Manifest,
     WorkloadArgsError,
     dns_label_problem,
+    gpu_node_agent_spec,
     label_value_problem,
     metadata,
     pinned_image_problem,
     recommended_labels,
     resources,
+    root_agent_security_context,
     selector_labels,
 )
 
@@ -70,33 +72,10 @@ class DcgmExporterArgs:
 
 def dcgm_pod_template(args: DcgmExporterArgs, labels: dict[str, str]) -> Manifest:
     """Pod template of the DaemonSet."""
-    root = {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0}
     return {
         "metadata": {"labels": labels},
         "spec": {
-            "serviceAccountName": APP_NAME,
-            # Talks to the GPUs and the kubelet's socket, never to the API server.
-            "automountServiceAccountToken": False,
-            "priorityClassName": "system-node-critical",
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": args.pool_label_key,
-                                        "operator": "In",
-                                        "values": sorted(args.gpu_pools),
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
-            "tolerations": [{"key": args.taint_key, "operator": "Exists", "effect": "NoSchedule"}],
-            "securityContext": {**root, "seccompProfile": {"type": "RuntimeDefault"}},
+            **gpu_node_agent_spec(APP_NAME, args.pool_label_key, args.gpu_pools, args.taint_key),
             "containers": [
                 {
                     "name": APP_NAME,
@@ -127,14 +106,7 @@ def dcgm_pod_template(args: DcgmExporterArgs, labels: dict[str, str]) -> Manifes
                         "periodSeconds": 30,
                     },
                     "resources": resources("100m", "256Mi", "500m", "512Mi"),
-                    "securityContext": {
-                        **root,
-                        "privileged": False,
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": root_agent_security_context(),
                     "volumeMounts": [
                         {"name": "pod-resources", "mountPath": POD_RESOURCES, "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},

@@ -21,11 +21,13 @@ from infra.components.k8s_common import (
     Manifest,
     WorkloadArgsError,
     dns_label_problem,
+    gpu_node_agent_spec,
     label_value_problem,
     metadata,
     pinned_image_problem,
     recommended_labels,
     resources,
+    root_agent_security_context,
     selector_labels,
 )
 
@@ -72,49 +74,26 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
     return {
         "metadata": {"labels": labels},
         "spec": {
-            "serviceAccountName": APP_NAME,
-            # The plugin talks to the kubelet over its socket, never to the API server.
-            "automountServiceAccountToken": False,
-            "priorityClassName": "system-node-critical",
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": args.pool_label_key,
-                                        "operator": "In",
-                                        "values": sorted(args.gpu_pools),
-                                    },
-                                    # EKS Auto Mode nodes carry the pool label too while a stack
-                                    # migrates, and run their own plugin (EKS user guide, "Deploy
-                                    # an accelerated workload"): never a second one there.
-                                    {
-                                        "key": "eks.amazonaws.com/compute-type",
-                                        "operator": "NotIn",
-                                        "values": ["auto"],
-                                    },
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
-            "tolerations": [
-                {"key": args.taint_key, "operator": "Exists", "effect": "NoSchedule"},
-                {"key": "CriticalAddonsOnly", "operator": "Exists"},
-            ],
             # Root is required, and only root: the plugin creates its gRPC socket in the
             # kubelet's root-owned device-plugins directory (a hostPath; fsGroup does not apply
-            # to hostPath volumes). Everything else is locked down: no privilege, no escalation,
-            # no capabilities, read-only root filesystem, RuntimeDefault seccomp.
-            "securityContext": {
-                "runAsNonRoot": False,
-                "runAsUser": 0,
-                "runAsGroup": 0,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            # to hostPath volumes).
+            **gpu_node_agent_spec(
+                APP_NAME,
+                args.pool_label_key,
+                args.gpu_pools,
+                args.taint_key,
+                # EKS Auto Mode nodes carry the pool label too while a stack migrates, and run
+                # their own plugin (EKS user guide, "Deploy an accelerated workload"): never a
+                # second one there.
+                extra_match_expressions=[
+                    {
+                        "key": "eks.amazonaws.com/compute-type",
+                        "operator": "NotIn",
+                        "values": ["auto"],
+                    }
+                ],
+                extra_tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+            ),
             "containers": [
                 {
                     "name": APP_NAME,
@@ -124,16 +103,7 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
                     # zero GPUs and leaving serving pods Pending with no hint why.
                     "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
                     "resources": resources("50m", "64Mi", "200m", "256Mi"),
-                    "securityContext": {
-                        "runAsNonRoot": False,
-                        "runAsUser": 0,
-                        "runAsGroup": 0,
-                        "privileged": False,
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": root_agent_security_context(),
                     "volumeMounts": [
                         {"name": "device-plugins", "mountPath": KUBELET_DEVICE_PLUGINS}
                     ],

@@ -169,3 +169,65 @@ def metadata(
     if annotations:
         meta["annotations"] = dict(annotations)
     return meta
+
+
+# Root, and nothing more: what a node agent needs to reach a root-owned kubelet socket (a hostPath,
+# where fsGroup does not apply).
+_ROOT = {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0}
+
+
+def gpu_node_agent_spec(
+    service_account: str,
+    pool_label_key: str,
+    gpu_pools: Iterable[str],
+    taint_key: str,
+    *,
+    extra_match_expressions: Iterable[Manifest] = (),
+    extra_tolerations: Iterable[Manifest] = (),
+) -> Manifest:
+    """The pod spec every DaemonSet on the GPU nodes shares (the NVIDIA device plugin, the DCGM
+    exporter): on the GPU pools only (node affinity on the pool label), tolerating the GPU taint,
+    node-critical, no API token, root only for the kubelet's socket, RuntimeDefault seccomp.
+    The caller adds its containers and volumes."""
+    return {
+        "serviceAccountName": service_account,
+        # Node agents talk to the kubelet's sockets and the GPUs, never to the API server.
+        "automountServiceAccountToken": False,
+        "priorityClassName": "system-node-critical",
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": pool_label_key,
+                                    "operator": "In",
+                                    "values": sorted(gpu_pools),
+                                },
+                                *extra_match_expressions,
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "tolerations": [
+            {"key": taint_key, "operator": "Exists", "effect": "NoSchedule"},
+            *extra_tolerations,
+        ],
+        "securityContext": {**_ROOT, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+def root_agent_security_context() -> Manifest:
+    """A node agent's container: root (see `gpu_node_agent_spec`), and everything else locked
+    down: no privilege, no escalation, no capabilities, read-only root filesystem."""
+    return {
+        **_ROOT,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
