@@ -18,9 +18,11 @@
   own, with no ingress and egress only to the cluster security group on `SCRAPE_PORTS`; the
   cluster security group (on the control plane's ENIs and every node, so on every pod's address
   with the VPC CNI) admits the scraper's group on those ports and nothing else;
-- the collector's Kubernetes identity: an EKS access entry mapping its service-linked role to the
-  user ``aps-collector-user``, bound to a ClusterRole that may only get/list/watch pods (all the
-  scrape configuration discovers). AMP user guide, "Set up managed collectors for Amazon EKS".
+- no Kubernetes identity for the collector: on a cluster whose authentication mode is ``API`` (the
+  only mode infra/components/cluster.py sets), AMP creates the access entry of the scraper's
+  service-linked role itself, with its own access policy, when the scraper is created (AMP user
+  guide, "Configure Amazon EKS for scraper access with access entries"). Declaring that entry as
+  well fails the first ``up``: EKS takes one access entry per principal (ResourceInUseException).
 
 Args are plain values and Outputs; the component never reads config.
 """
@@ -34,18 +36,15 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_kubernetes as k8s
 import yaml
 
 from infra.components import serving_pod
 from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
-from infra.components.k8s_common import WorkloadArgsError, metadata, recommended_labels
+from infra.components.k8s_common import WorkloadArgsError
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:monitoring:Monitoring"
 MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
-SCRAPER_USER = "aps-collector-user"
-SCRAPER_CLUSTER_ROLE = "aps-collector-role"
 APS_PRINCIPAL = "aps.amazonaws.com"
 # kube-state-metrics' metrics port (its upstream manifests and chart: 8080, named http).
 KUBE_STATE_METRICS_PORT = 8080
@@ -154,20 +153,6 @@ def topic_policy_document(topic_arn: str, workspace_arn: str, account_id: str) -
             },
         ],
     }
-
-
-def scraper_principal_arn(role_arn: str) -> str:
-    """The collector's role ARN as access entries and aws-auth take it: without the
-    service-linked role's path (``role/aws-service-role/scraper.aps.amazonaws.com/NAME`` ->
-    ``role/NAME``), as the AMP user guide's set-up does."""
-    prefix, _, rest = role_arn.partition(":role/")
-    return f"{prefix}:role/{rest.rsplit('/', 1)[-1]}"
-
-
-def collector_cluster_role_rules() -> list[dict]:
-    """Least privilege for the scrape configuration: pod discovery only (no nodes, no proxy,
-    no /metrics of the API server, which monitoring/scrape/eks.yml does not scrape)."""
-    return [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 
 
 @dataclass(frozen=True)
@@ -296,7 +281,7 @@ class Monitoring(pulumi.ComponentResource):
             lambda a: f"arn:{a[0]}:eks:{a[1]}:{a[2]}:cluster/{a[3]}"
         )
         scraper_sg = self._scraper_security_group(name, args, tags)
-        scraper = aws.amp.Scraper(
+        aws.amp.Scraper(
             child(name, "scraper"),
             alias=pulumi.Output.concat(args.cluster_name, "-scraper"),
             source={
@@ -310,35 +295,6 @@ class Monitoring(pulumi.ComponentResource):
             scrape_configuration=args.scrape_configuration,
             tags={**tags, SCRAPER_CIDRS_TAG: " ".join(args.scraper_subnet_cidrs)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=self._scraper_rules),
-        )
-        aws.eks.AccessEntry(
-            child(name, "scraper-access"),
-            cluster_name=args.cluster_name,
-            principal_arn=scraper.role_arn.apply(scraper_principal_arn),
-            type="STANDARD",
-            user_name=SCRAPER_USER,
-            tags=tags,
-            opts=here,
-        )
-        labels = recommended_labels("aps-collector", "managed-prometheus", "v1", "monitoring")
-        role = k8s.rbac.v1.ClusterRole(
-            child(name, "scraper-role"),
-            metadata=metadata(SCRAPER_CLUSTER_ROLE, labels),
-            rules=collector_cluster_role_rules(),
-            opts=here,
-        )
-        k8s.rbac.v1.ClusterRoleBinding(
-            child(name, "scraper-binding"),
-            metadata=metadata(SCRAPER_CLUSTER_ROLE, labels),
-            role_ref={
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role.metadata.apply(lambda m: m.name),
-            },
-            subjects=[
-                {"kind": "User", "name": SCRAPER_USER, "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-            opts=here,
         )
 
         self.workspace_arn = workspace.arn
