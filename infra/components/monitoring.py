@@ -3,10 +3,15 @@
 `Monitoring` creates:
 
 - a customer-managed KMS key (rotation on) whose policy lets Amazon Managed Service for
-  Prometheus use it (``aps.amazonaws.com``, this account only) — it encrypts the workspace and the
-  alert topic;
-- an Amazon Managed Service for Prometheus workspace encrypted with that key, logging rule and
-  alert-manager errors to its own CloudWatch log group;
+  Prometheus use it (``aps.amazonaws.com``, this account only) to publish to the alert topic it
+  encrypts;
+- an Amazon Managed Service for Prometheus workspace, logging rule and alert-manager errors to its
+  own CloudWatch log group. AMP encrypts every workspace at rest with an AWS-owned key; the
+  workspace deliberately does not use the customer key, because a managed collector can write to a
+  customer-key workspace only with a source/target role configuration whose trust policies must
+  name the scraper's own ARN (AMP user guide, "Creating scraper for workspaces enabled with
+  customer managed keys"), which does not exist before the scraper does: with the AWS-owned key
+  the first ``up`` works and every metric is still encrypted at rest;
 - one rule group namespace per file of ``monitoring/rules/`` (the files promtool tests);
 - an SNS topic (SSE-KMS) whose policy lets only this workspace publish, and the workspace's alert
   manager definition routing every alert to it;
@@ -215,7 +220,7 @@ class Monitoring(pulumi.ComponentResource):
 
         key = aws.kms.Key(
             child(name, "key"),
-            description="Managed Prometheus workspace and alert topic",
+            description="Managed Prometheus alert topic",
             enable_key_rotation=True,
             deletion_window_in_days=args.kms_deletion_window_days,
             policy=pulumi.Output.all(account, partition).apply(
@@ -233,7 +238,7 @@ class Monitoring(pulumi.ComponentResource):
         workspace = aws.amp.Workspace(
             child(name, "workspace"),
             alias=pulumi.Output.concat(args.cluster_name, "-metrics"),
-            kms_key_arn=key.arn,
+            # No kms_key_arn: see the module docstring (the managed scraper and customer keys).
             logging_configuration={"log_group_arn": logs.arn.apply(lambda a: f"{a}:*")},
             # The scraper tags its destination; declaring the tag keeps `up` from removing it.
             tags={**tags, "AMPAgentlessScraper": ""},

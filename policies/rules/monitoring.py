@@ -48,11 +48,6 @@ SCRAPE_PORTS = SERVING_METRICS_PORTS | {9400, 8080, 443}
 POD_METRICS_PORTS = SCRAPE_PORTS - {443}
 
 
-def _workspace_kms(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == WORKSPACE and not get(args.props, "kmsKeyArn"):
-        report("kmsKeyArn must name a customer-managed KMS key: metrics are encrypted with it.")
-
-
 def _topic_kms(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == TOPIC and not get(args.props, "kmsMasterKeyId"):
         report("kmsMasterKeyId must be set: alert messages are encrypted at rest (SSE-KMS).")
@@ -108,12 +103,6 @@ def _scraper_read_only(args: ResourceValidationArgs, report: ReportViolation) ->
             )
 
 
-amp_workspace_encrypted = ResourceValidationPolicy(
-    name="amp-workspace-kms",
-    description="Managed Prometheus workspaces are encrypted with a customer-managed KMS key.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_workspace_kms,
-)
 sns_topic_encrypted = ResourceValidationPolicy(
     name="sns-topic-kms",
     description="SNS topics encrypt messages at rest with KMS.",
@@ -253,7 +242,6 @@ amp_scraper_reach = StackValidationPolicy(
 )
 
 POLICIES = [
-    amp_workspace_encrypted,
     sns_topic_encrypted,
     sns_topic_scoped_publishers,
     amp_scraper_read_only,

@@ -9,7 +9,6 @@ import pytest
 from policies.rules import monitoring
 from tests.policies.support import messages, mutate
 
-WORKSPACE = {"alias": "tfserving-dev-metrics", "kmsKeyArn": "arn:aws:kms:eu-west-1:1:key/k"}
 TOPIC = {"kmsMasterKeyId": "arn:aws:kms:eu-west-1:1:key/k"}
 PUBLISH = {
     "Effect": "Allow",
@@ -29,7 +28,6 @@ def topic_policy(*statements: dict) -> dict:
 
 
 def test_known_good_resources_pass() -> None:
-    assert messages(monitoring.amp_workspace_encrypted, monitoring.WORKSPACE, WORKSPACE) == []
     assert messages(monitoring.sns_topic_encrypted, monitoring.TOPIC, TOPIC) == []
     assert (
         messages(
@@ -40,11 +38,7 @@ def test_known_good_resources_pass() -> None:
     assert messages(monitoring.amp_scraper_read_only, monitoring.CLUSTER_ROLE, ROLE) == []
 
 
-def test_unencrypted_workspace_and_topic_are_refused() -> None:
-    bare = mutate(WORKSPACE, lambda w: w.pop("kmsKeyArn"))
-    assert messages(monitoring.amp_workspace_encrypted, monitoring.WORKSPACE, bare) == [
-        "kmsKeyArn must name a customer-managed KMS key: metrics are encrypted with it."
-    ]
+def test_unencrypted_topic_is_refused() -> None:
     assert messages(monitoring.sns_topic_encrypted, monitoring.TOPIC, {}) == [
         "kmsMasterKeyId must be set: alert messages are encrypted at rest (SSE-KMS)."
     ]
