@@ -1,9 +1,9 @@
 """What synth reports: the policy report (JSON) and the Markdown summary posted on pull requests.
 
 Pure functions over a :class:`SynthResult`; nothing here reads or writes files. The summary starts
-with a hidden marker (:func:`comment_marker`) that the pull-request workflow uses to find and
-update its one comment per stack. It carries no timestamps, so an unchanged plan gives an
-unchanged comment.
+with a hidden per-stack marker (:func:`comment_marker`) that names whose plan follows; the
+pull-request workflow puts every stack's summary into one comment, found again on each push by
+its own marker. It carries no timestamps, so an unchanged plan gives an unchanged comment.
 """
 
 from __future__ import annotations

@@ -152,8 +152,11 @@ def test_pull_request_covers_every_stack(
 ) -> None:
     pr = workflows["pull-request.yml"]
     assert "pull_request" in pr["on"]
-    for job_id in ("synth", "comment", "preview"):
+    for job_id in ("synth", "preview"):
         assert matrix_stacks(jobs(pr)[job_id]) == stacks, f"{job_id} matrix != stack files"
+    # The one comment covers every stack the synth job runs.
+    (script,) = steps_using(jobs(pr)["comment"], "actions/github-script")
+    assert sorted(script["env"]["STACKS"].split()) == sorted(stacks)
 
 
 def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, Any]]) -> None:
@@ -167,8 +170,9 @@ def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, A
     assert same_repo in pr["preview"]["if"]
     assert pr["comment"]["needs"] == "synth"
     script = steps_using(pr["comment"], "actions/github-script")[0]["with"]["script"]
-    assert "<!-- synth:${stack} -->" in script
+    assert '"<!-- synth-plan -->"' in script
     assert "updateComment" in script and "createComment" in script
+    assert "strategy" not in pr["comment"]  # one comment for every stack, not one per stack
 
     preview = pr["preview"]
     (pulumi,) = steps_using(preview, "pulumi/actions")
