@@ -40,8 +40,8 @@ from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE, DevicePluginArgs
 from infra.components.image_mirror import ImageMirror, ImageMirrorArgs
 from infra.components.k8s_common import recommended_labels
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
-from infra.components.model_serving import (
-    ModelServing,
+from infra.components.model_serving import ModelServing
+from infra.components.model_serving_args import (
     ModelServingArgs,
     NodePlacement,
     ServingResources,

@@ -21,11 +21,13 @@ from infra.components.k8s_common import WorkloadArgsError
 from infra.components.model_serving import (
     TYPE_TOKEN,
     ModelServing,
+    render_config_files,
+    startup_config_checksum,
+)
+from infra.components.model_serving_args import (
     ModelServingArgs,
     NodePlacement,
     ServingResources,
-    render_config_files,
-    startup_config_checksum,
 )
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
