@@ -186,7 +186,8 @@ def _main(
                     statuses = client.status(args.model, **spec)
                 else:
                     statuses, last = _wait_available(client, args, where, err)
-                _print_status(out, args, statuses)
+                if statuses:  # a wait that never reached the model has no table to show
+                    _print_status(out, args, statuses)
                 if args.wait_available is not None and not _any_available(statuses):
                     print(
                         f"error: no AVAILABLE version of {args.model!r} at {where} after "

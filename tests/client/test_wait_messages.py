@@ -103,3 +103,14 @@ def test_giving_up_names_the_cause_and_the_next_step(answer, cause: str, next_st
     assert cause in last[0]
     assert last[1].startswith(next_step)
     assert err.count(cause) == 2  # once when first seen, once in the verdict: not every poll
+
+
+def test_a_wait_that_never_reached_the_model_prints_no_empty_table() -> None:
+    refused = ConnectionFailed("cannot reach http://h:1/v1/models/mnist: [Errno 111] refused")
+    code, out, _ = run([refused])
+    assert code == 4
+    assert out == ""
+    # A version that was seen is still shown, with its state, when the wait gives up.
+    code, out, _ = run([[VersionStatus(2, "LOADING", "OK", "")]])
+    assert code == 4
+    assert out.splitlines()[1].split()[:2] == ["2", "LOADING"]
