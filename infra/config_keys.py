@@ -168,6 +168,11 @@ MODEL_OBJECT = NestedObject(
                   "Fewest serving pods (2+ for zero-downtime version swaps); 0 scales the model "
                   "to zero when idle: no pod, and no GPU node, until someone scales it up "
                   "(docs/gpu-capacity.md).", minimum=0),
+        ConfigKey("wakeOnRequest", "boolean", False,
+                  "Only with minReplicas 0: the first REST request wakes the model (KEDA HTTP "
+                  "add-on, installed once per stack; clients call the interceptor proxy, which "
+                  "holds the request while a pod starts). gRPC still needs a warm pod "
+                  "(docs/gpu-capacity.md)."),
         ConfigKey("maxReplicas", "integer", REQUIRED, "Most serving pods (HPA).", minimum=1),
         ConfigKey("targetCpuUtilization", "integer", 70, "HPA target CPU utilization, percent.",
                   minimum=1, maximum=100),

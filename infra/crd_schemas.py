@@ -1,5 +1,6 @@
 """Strict offline schemas for the custom resources the program declares (EKS Auto Mode's
-NodeClass, Karpenter's NodePool), read from the CRDs kept in ``infra/crds/``.
+NodeClass, Karpenter's NodePool, the KEDA HTTP add-on's HTTPScaledObject), read from the CRDs
+kept in ``infra/crds/``.
 
 ``kubernetes-validate`` bundles only the built-in API, so without this a NodePool would go
 unchecked until the API server sees it. Each CRD's ``openAPIV3Schema`` is turned into a JSON
@@ -34,6 +35,15 @@ _METADATA = {
         "name": {"type": "string", "maxLength": 253, "pattern": _NAME},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+# A namespaced object's metadata also names its namespace.
+_NAMESPACED_METADATA = {
+    **_METADATA,
+    "properties": {
+        **_METADATA["properties"],
+        "namespace": {"type": "string", "maxLength": 63, "pattern": _NAME},
     },
 }
 
@@ -81,7 +91,10 @@ def _read(path: Path) -> list[CrdVersion]:
         for version in spec["versions"]:
             schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
             strict = _strict(schema)
-            strict.setdefault("properties", {})["metadata"] = _METADATA
+            namespaced = spec.get("scope") != "Cluster"
+            strict.setdefault("properties", {})["metadata"] = (
+                _NAMESPACED_METADATA if namespaced else _METADATA
+            )
             strict["properties"].pop("status", None)  # written by the controller, never by us
             strict["required"] = sorted({*strict.get("required", []), "apiVersion", "kind"})
             found.append(

@@ -39,6 +39,16 @@ from infra.components.dcgm_exporter import DcgmExporter, DcgmExporterArgs
 from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE, DevicePluginArgs, NvidiaDevicePlugin
 from infra.components.image_mirror import ImageMirror, ImageMirrorArgs
 from infra.components.k8s_common import recommended_labels
+from infra.components.keda import (
+    ADDON_IMAGES,
+    ADDON_SHARED_TAG,
+    KEDA_IMAGES,
+    PROXY_HOST,
+    PROXY_PORT,
+    KedaHttpAddon,
+    KedaHttpAddonArgs,
+)
+from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import ModelServing
 from infra.components.model_serving_args import (
@@ -160,6 +170,9 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
         ),
         "dcgm-exporter": settings.dcgm_exporter_image if settings.gpu_node_pools else "",
     }
+    if any(m.wake_on_request for m in models):
+        images.update(KEDA_IMAGES)
+        images.update(ADDON_IMAGES)
     return {role: image for role, image in images.items() if image}
 
 
@@ -174,6 +187,7 @@ def _serving_args(
     serving_images: tuple[str, str],
     scraper_cidrs: tuple[str, ...] = (),
     pull_images: dict[str, pulumi.Output[str]] | None = None,
+    interceptor: KedaHttpAddon | None = None,
 ) -> ModelServingArgs:
     return ModelServingArgs(
         model_name=model.name,
@@ -212,6 +226,15 @@ def _serving_args(
         pull_images=pull_images or {},
         await_rollout=settings.await_serving_rollout,
         tags=tags,
+        wake_on_request=model.wake_on_request,
+        **(
+            {
+                "interceptor_namespace": KEDA_NAMESPACE,
+                "interceptor_endpoint": f"http://{PROXY_HOST}:{PROXY_PORT}",
+            }
+            if interceptor is not None
+            else {}
+        ),
     )
 
 
@@ -335,6 +358,7 @@ def build(settings: Settings) -> StackOutputs:
             force_delete=settings.bucket_force_destroy,
             tags=tags,
             docker_hub_credential_arn=settings.docker_hub_credential_arn,
+            tag_overrides={role: ADDON_SHARED_TAG for role in ADDON_IMAGES if role in upstream},
         ),
     )
     # Pods pull every third-party image from the mirror, by digest.
@@ -438,6 +462,19 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
+    # Once per stack, only when a model is woken by its first request (docs/gpu-capacity.md).
+    interceptor = None
+    if any(m.wake_on_request for m in settings.models):
+        interceptor = KedaHttpAddon(
+            "keda",
+            KedaHttpAddonArgs(
+                pull_images={r: pulled[r] for r in (*KEDA_IMAGES, *ADDON_IMAGES)},
+                node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
+            ),
+            opts=on_cluster,
+        )
+    # An HTTPScaledObject needs the add-on's CRD: models woken on request wait for the add-on.
+    after_keda = pulumi.ResourceOptions(depends_on=[interceptor] if interceptor else [])
     served = {
         m.name: ModelServing(
             f"model-{m.name}",
@@ -452,8 +489,11 @@ def build(settings: Settings) -> StackOutputs:
                 serving_images,
                 scraper_cidrs=network.scraper_subnet_cidrs,
                 pull_images=serving_pulls,
+                interceptor=interceptor,
             ),
-            opts=on_cluster,
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, after_keda if m.wake_on_request else pulumi.ResourceOptions()
+            ),
         )
         for m in settings.models
     }

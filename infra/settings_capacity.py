@@ -159,6 +159,16 @@ def check_model(
         c.fail(f"{key}.allowedNamespaces", "give a list of namespace names (DNS labels)")
         namespaces = []
     batching = _batching(c, f"{key}.batching", field_value(spec, m["batching"]))
+    wake = field_value(spec, m["wakeOnRequest"])
+    if not isinstance(wake, bool):
+        c.fail(f"{key}.wakeOnRequest", "give true or false")
+        wake = False
+    elif wake and low != 0:
+        c.fail(
+            f"{key}.wakeOnRequest",
+            f"only for a model idle at zero: minReplicas is {low}, set it to 0 or drop "
+            "wakeOnRequest (a warm model needs no wake-up)",
+        )
     return ModelSettings(
         name=name,
         version_policy=policy,
@@ -175,6 +185,7 @@ def check_model(
         allowed_namespaces=tuple(namespaces),
         batching=batching,
         canary_weight=canary_weight,
+        wake_on_request=wake,
     )
 
 

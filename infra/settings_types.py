@@ -79,6 +79,8 @@ class ModelSettings:
     batching: BatchingParameters
     # Percent of serving pods in the canary track (infra.config_keys "canaryWeight").
     canary_weight: int = 10
+    # The first REST request scales the model up from zero (infra.components.keda).
+    wake_on_request: bool = False
 
 
 @dataclass(frozen=True)

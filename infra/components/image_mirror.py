@@ -112,6 +112,9 @@ class ImageMirrorArgs:
     force_delete: bool
     tags: Mapping[str, str]
     docker_hub_credential_arn: str
+    # role -> the copy's tag instead of `mirror_tag`, for charts that give several images one
+    # tag (infra.components.keda); the tag must change whenever the reference does.
+    tag_overrides: Mapping[str, str]
     context_dir: str = CONTEXT_DIR
 
     def __post_init__(self) -> None:
@@ -123,6 +126,11 @@ class ImageMirrorArgs:
                 rules.validate_image_reference(image)
             except rules.RuleError as exc:
                 problems.append(f"images: {exc}")
+        problems += [
+            f"tag_overrides: {role!r} is not one of the images' roles"
+            for role in self.tag_overrides
+            if role not in self.images
+        ]
         for image in self.images.values():
             name = repository_name(self.repository_prefix, image)
             if not _ECR_NAME.match(name) or not 2 <= len(name) <= 256:
@@ -175,7 +183,7 @@ class ImageMirror(pulumi.ComponentResource):
                 )
                 repos[path] = (repo, ecr_login(repo, self))
             repo, login = repos[path]
-            tag = mirror_tag(image)
+            tag = args.tag_overrides.get(role) or mirror_tag(image)
             built = docker_build.Image(
                 child(name, role),
                 context=docker_build.BuildContextArgs(location=args.context_dir),

@@ -75,6 +75,8 @@ SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 IRSA_SKIP_CONTAINERS_ANNOTATION = "eks.amazonaws.com/skip-containers"
 # Pod label naming the track; monitoring/scrape/eks.yml turns it into the `track` metric label.
 TRACK_LABEL = "track"
+# The KEDA HTTP add-on's resource (schema: infra/crds/http.keda.sh_httpscaledobjects.yaml).
+HTTP_SCALED_OBJECT_API = ("http.keda.sh/v1alpha1", "HTTPScaledObject")
 
 
 def render_config_files(args: ModelServingArgs, track: str = STABLE) -> dict[str, str]:
@@ -153,6 +155,7 @@ def network_policy_spec(
     namespace: str,
     allowed_namespaces: tuple[str, ...],
     scraper_cidrs: tuple[str, ...] = (),
+    interceptor_namespace: str | None = None,
 ) -> Manifest:
     """Ingress to the serving ports only from the listed namespaces and this one; to the metrics
     ports only from the managed Prometheus scraper's subnets.
@@ -162,7 +165,9 @@ def network_policy_spec(
     its own (infra/components/network.py), so it is admitted by address (``ipBlock``), on TF
     Serving's REST port (its Prometheus endpoint shares it) and the sidecar's metrics port.
     Nothing else has an address there. Egress is left open: the sidecar must reach S3 and STS,
-    whose addresses are not stable enough to list.
+    whose addresses are not stable enough to list. With ``interceptor_namespace`` (a model woken
+    on request) the KEDA HTTP add-on's interceptor is admitted on the REST port only: it proxies
+    HTTP and nothing else.
     """
     sources = sorted({namespace, *allowed_namespaces})
     scraper_rule = {
@@ -196,7 +201,44 @@ def network_policy_spec(
                 ],
             },
             *([scraper_rule] if scraper_cidrs else []),
+            *([interceptor_rule(interceptor_namespace)] if interceptor_namespace else []),
         ],
+    }
+
+
+def interceptor_rule(namespace: str) -> Manifest:
+    """The KEDA HTTP interceptor's namespace, on TF Serving's REST port only."""
+    return {
+        "from": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": namespace},
+                }
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": serving_pod.REST_PORT}],
+    }
+
+
+def http_scaled_object_spec(
+    args: ModelServingArgs, target: pulumi.Input[str], service: pulumi.Input[str]
+) -> Manifest:
+    """The KEDA HTTP add-on's HTTPScaledObject (``http.keda.sh/v1alpha1``) of a model woken on
+    request: the interceptor routes ``/v1/models/<name>...`` (TF Serving's REST paths; any Host
+    header) to the model's Service on the REST port, and KEDA scales the Deployment between 0 and
+    maxReplicas on the requests in flight, back to 0 after ``scaledown_period_seconds`` idle."""
+    return {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": target,
+            "service": service,
+            "port": serving_pod.REST_PORT,
+        },
+        "pathPrefixes": [f"/v1/models/{args.model_name}"],
+        "replicas": {"min": 0, "max": args.max_replicas},
+        "scaledownPeriod": args.scaledown_period_seconds,
+        "timeouts": {"conditionWait": args.cold_start_wait},
     }
 
 
@@ -394,6 +436,54 @@ class ModelServing(pulumi.ComponentResource):
                 # Awaited exactly like the stable track (GPU cold start, or skipAwait).
                 opts=pulumi.ResourceOptions.merge(child, awaited),
             )
+        if args.wake_on_request:
+            # KEDA makes the HPA of its own; a second one on the same Deployment would fight it.
+            k8s.apiextensions.CustomResource(
+                f"{name}-http-scaler",
+                api_version=HTTP_SCALED_OBJECT_API[0],
+                kind=HTTP_SCALED_OBJECT_API[1],
+                metadata=metadata(args.model_name, labels, namespace),
+                spec=http_scaled_object_spec(
+                    args,
+                    deployment.metadata.apply(lambda m: m.name),
+                    service.metadata.apply(lambda m: m.name),
+                ),
+                opts=child,
+            )
+        else:
+            self._autoscaler(name, args, labels, namespace, deployment, child)
+        self._guards(name, args, labels, namespace, selector, child)
+
+        service_name = service.metadata.apply(lambda m: m.name)
+        host = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
+        self.namespace = namespace
+        self.service_name = service_name
+        self.rest_endpoint = (
+            pulumi.Output.from_input(args.interceptor_endpoint)
+            if args.wake_on_request
+            else pulumi.Output.concat("http://", host, f":{serving_pod.REST_PORT}")
+        )
+        self.grpc_endpoint = pulumi.Output.concat(host, f":{serving_pod.GRPC_PORT}")
+        self.role_arn = role.arn
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "service_name": self.service_name,
+                "rest_endpoint": self.rest_endpoint,
+                "grpc_endpoint": self.grpc_endpoint,
+                "role_arn": self.role_arn,
+            }
+        )
+
+    @staticmethod
+    def _autoscaler(
+        name: str,
+        args: ModelServingArgs,
+        labels: Mapping[str, str],
+        namespace: pulumi.Input[str],
+        deployment: k8s.apps.v1.Deployment,
+        child: pulumi.ResourceOptions,
+    ) -> None:
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
             metadata=metadata(args.model_name, labels, namespace),
@@ -429,6 +519,17 @@ class ModelServing(pulumi.ComponentResource):
             },
             opts=child,
         )
+
+    @staticmethod
+    def _guards(
+        name: str,
+        args: ModelServingArgs,
+        labels: Mapping[str, str],
+        namespace: pulumi.Input[str],
+        selector: Mapping[str, str],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """The PodDisruptionBudget and the NetworkPolicy."""
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-disruption-budget",
             metadata=metadata(args.model_name, labels, namespace),
@@ -446,26 +547,13 @@ class ModelServing(pulumi.ComponentResource):
             f"{name}-network-policy",
             metadata=metadata(f"{args.model_name}-ingress", labels, namespace),
             spec=network_policy_spec(
-                selector, args.namespace, args.allowed_namespaces, args.scraper_cidrs
+                selector,
+                args.namespace,
+                args.allowed_namespaces,
+                args.scraper_cidrs,
+                args.interceptor_namespace if args.wake_on_request else None,
             ),
             opts=child,
-        )
-
-        service_name = service.metadata.apply(lambda m: m.name)
-        host = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
-        self.namespace = namespace
-        self.service_name = service_name
-        self.rest_endpoint = pulumi.Output.concat("http://", host, f":{serving_pod.REST_PORT}")
-        self.grpc_endpoint = pulumi.Output.concat(host, f":{serving_pod.GRPC_PORT}")
-        self.role_arn = role.arn
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "service_name": self.service_name,
-                "rest_endpoint": self.rest_endpoint,
-                "grpc_endpoint": self.grpc_endpoint,
-                "role_arn": self.role_arn,
-            }
         )
 
     @staticmethod

@@ -104,6 +104,10 @@ class ModelServingArgs:
     pull_images: Mapping[str, pulumi.Input[str]]
     # CIDRs of the managed Prometheus scraper's own subnets: admitted on the metrics ports only.
     scraper_cidrs: tuple[str, ...]
+    # Scale up from zero on the first REST request (infra.components.keda): an HTTPScaledObject
+    # instead of the HPA, the interceptor's namespace admitted on the REST port, and the REST
+    # endpoint is the interceptor's proxy (`interceptor_endpoint`).
+    wake_on_request: bool
     # Below: TF Serving and pod timings the stack does not expose as settings.
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
@@ -113,6 +117,13 @@ class ModelServingArgs:
     termination_grace_seconds: int = 60
     zone_spread: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
     service_account_name: str = "tfserving"
+    # The interceptor's namespace and proxy URL, for a model woken on request.
+    interceptor_namespace: str = "keda"
+    interceptor_endpoint: str = ""
+    # Idle time after the last request before KEDA scales the model back to zero.
+    scaledown_period_seconds: int = 900
+    # How long the interceptor holds a request while the first pod starts.
+    cold_start_wait: str = "15m"
 
     def __post_init__(self) -> None:
         problems = [
@@ -145,7 +156,17 @@ class ModelServingArgs:
             positive_problem("resources.sync_memory_mib", self.resources.sync_memory_mib, 64),
             positive_problem("resources.sync_cpu_millicores", self.resources.sync_cpu_millicores),
             positive_problem("canary_weight", self.canary_weight, 0),
+            positive_problem("scaledown_period_seconds", self.scaledown_period_seconds),
         ]
+        if self.wake_on_request:
+            if self.min_replicas != 0:
+                problems.append(f"wake_on_request needs min_replicas 0 (it is {self.min_replicas})")
+            problems.append(dns_label_problem("interceptor_namespace", self.interceptor_namespace))
+            if not self.interceptor_endpoint.startswith("http://"):
+                problems.append(
+                    f"interceptor_endpoint {self.interceptor_endpoint!r}: give the interceptor "
+                    "proxy's http:// URL"
+                )
         if isinstance(self.canary_weight, int) and self.canary_weight > 50:
             problems.append(
                 f"canary_weight {self.canary_weight}: a canary takes at most half (0-50 percent)"

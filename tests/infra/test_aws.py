@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.capture import SECRET, CapturedResource, StackCapture, _token, capture_stack
+from infra.components.keda import ADDON_IMAGES, ADDON_SHARED_TAG, KEDA_IMAGES
 from infra.outputs import OUTPUTS
 
 STACKS = ("dev", "prod")
@@ -408,7 +409,10 @@ def test_outputs(cap: StackCapture) -> None:
     # dev serves a second model (the diabetes recipe) beside mnist; prod serves mnist.
     names = {"dev": ["diabetes", "mnist"]}.get(cap.stack, ["mnist"])
     assert out["modelUris"] == {n: f"s3://{bucket}/models/{n}" for n in names}
-    assert out["restEndpoints"] == {n: f"http://{n}.{n}.svc.cluster.local:8501" for n in names}
+    rest = {n: f"http://{n}.{n}.svc.cluster.local:8501" for n in names}
+    if cap.stack == "dev":  # mnist is woken by its first request, through the interceptor
+        rest["mnist"] = "http://keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local:8080"
+    assert out["restEndpoints"] == rest
     assert out["grpcEndpoints"] == {n: f"{n}.{n}.svc.cluster.local:8500" for n in names}
     provider = one(cap, "pulumi:providers:kubernetes")
     assert provider["kubeconfig"] == SECRET
@@ -510,7 +514,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         for r in of(cap, "docker-build:index:Image")
         if r.name.startswith("image-mirror-")
     }
-    expected = {"dev": {"serving", "serving-gpu", "dcgm-exporter"}}.get(
+    keda = {*KEDA_IMAGES, *ADDON_IMAGES}  # dev's mnist is woken on request
+    expected = {"dev": {"serving", "serving-gpu", "dcgm-exporter", *keda}}.get(
         cap.stack, {"serving-gpu", "dcgm-exporter", "cluster-autoscaler", "nvidia-device-plugin"}
     )
     assert set(builds) == expected
@@ -533,6 +538,19 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         i.startswith(f"{host}/tfserving-{cap.stack}/mirror/tensorflow/serving:") for i in serving
     )
     assert not of(cap, "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+    # The Helm charts get the copies: KEDA's by digest (one tag per image), the add-on's three by
+    # their one shared, immutable tag (its chart has a single tag value).
+    for release in of(cap, "kubernetes:helm.sh/v3:Release"):
+        values = json.dumps(release.inputs["values"])
+        assert "ghcr.io" not in values and host in values
+        assert f"tfserving-{cap.stack}/mirror/kedacore/" in values
+        if release.inputs["chart"] == "keda":
+            assert values.count("@sha256:") == 3
+        else:
+            assert release.inputs["values"]["images"]["tag"] == ADDON_SHARED_TAG
+            assert {builds[r]["tags"][0].rpartition(":")[2] for r in ADDON_IMAGES} == {
+                ADDON_SHARED_TAG
+            }
 
 
 def test_a_kept_log_group_is_adopted_not_created_again(monkeypatch: pytest.MonkeyPatch) -> None:

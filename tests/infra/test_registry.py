@@ -80,8 +80,10 @@ def test_mirror_args_report_every_problem() -> None:
             force_delete=False,
             tags={},
             docker_hub_credential_arn="",
+            tag_overrides={"keda": "1.0-x"},
         )
     message = str(err.value)
+    assert "tag_overrides: 'keda' is not one of the images' roles" in message
     assert "role 'Serving' must be lowercase words joined by '-'" in message
     assert "image 'tensorflow/serving' has no tag" in message
     assert "'Bad--prefix/nvidia/x' is not a valid ECR repository name" in message

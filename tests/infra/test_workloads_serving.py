@@ -111,6 +111,7 @@ def gpu_args(**overrides: Any) -> ModelServingArgs:
         canary_weight=0,
         pull_images={},
         scraper_cidrs=(),
+        wake_on_request=False,
         pre_stop_seconds=15,
         termination_grace_seconds=60,
     )

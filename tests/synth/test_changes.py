@@ -93,6 +93,7 @@ def test_batching_and_replica_changes(base, head) -> None:
         mnist = config[MODELS]["mnist"]
         mnist["batching"]["maxBatchSize"] = 32
         mnist["minReplicas"] = 2
+        mnist.pop("wakeOnRequest", None)  # a warm model is not woken on request
 
     changes = _by_id(compare(base["dev"], head("dev", _edited("dev", edit))))
 
@@ -108,10 +109,10 @@ def test_batching_and_replica_changes(base, head) -> None:
         "spec.replicas",
     ]
     assert "batching or monitoring config changed" in deployment.impact
-    # Replicas: the HPA's bounds, in place, no restart.
+    # Woken on request at 0, kept warm from 2: KEDA's HTTPScaledObject gives way to an HPA.
     hpa = changes["HorizontalPodAutoscaler/mnist/mnist"]
-    assert (hpa.action, hpa.effect, hpa.fields) == ("update", "in-place", ["spec.minReplicas"])
-    assert "do not restart" in hpa.impact
+    assert hpa.action == "create"
+    assert changes["HTTPScaledObject/mnist/mnist"].action == "delete"
 
 
 def test_new_model_and_removed_model(base, head) -> None:
