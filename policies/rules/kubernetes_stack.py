@@ -281,8 +281,50 @@ k8s_network_policies_enforced = StackValidationPolicy(
     validate=_network_policies_enforced,
 )
 
+HTTP_SCALED_OBJECT = "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject"
+
+
+def _woken_on_request(args: StackValidationArgs, report: ReportViolation) -> None:
+    deployments = [r for r in args.resources if r.resource_type == DEPLOYMENT]
+    for scaler in (r for r in args.resources if r.resource_type == HTTP_SCALED_OBJECT):
+        spec = get(scaler.props, "spec", default={})
+        minimum = get(spec, "replicas", "min", default=0)
+        if minimum != 0:
+            report(
+                f"HTTPScaledObject {scaler.name} keeps {minimum} replica(s): a model woken on "
+                "request scales from replicas.min 0 (a warm model needs an HPA instead).",
+                scaler.urn,
+            )
+        target = get(spec, "scaleTargetRef", "name")
+        namespace = namespace_of(scaler.props)
+        for deployment in deployments:
+            if namespace_of(deployment.props) != namespace or (
+                name_of(deployment.props) != target
+                and not any(d.urn == deployment.urn for d in deps(scaler, "spec"))
+            ):
+                continue
+            hpa = judge(lambda d=deployment: _autoscaler_for(args.resources, d))
+            if hpa is not None:
+                report(
+                    f"Deployment {deployment.name} is scaled by HTTPScaledObject {scaler.name} "
+                    f"and by HPA {hpa.name}: KEDA makes an HPA of its own, and two autoscalers "
+                    "on one Deployment fight; remove the HPA.",
+                    hpa.urn,
+                )
+
+
+k8s_woken_on_request = StackValidationPolicy(
+    name="k8s-wake-on-request",
+    description="A model woken on request (HTTPScaledObject) scales from zero and has no HPA "
+    "of the program's beside KEDA's.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_woken_on_request,
+)
+
+
 POLICIES = [
     k8s_serving_min_replicas,
+    k8s_woken_on_request,
     k8s_serving_pdb,
     k8s_serving_network_policy,
     k8s_network_policies_enforced,
