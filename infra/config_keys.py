@@ -166,8 +166,8 @@ MODEL_OBJECT = NestedObject(
                   "system pool.", minimum=0),
         ConfigKey("minReplicas", "integer", REQUIRED,
                   "Fewest serving pods (2+ for zero-downtime version swaps); 0 scales the model "
-                  "to zero when idle: no pod, and no GPU node, until someone scales it up "
-                  "(docs/gpu-capacity.md).", minimum=0),
+                  "to zero when idle: no pod, and no GPU node, until someone scales it up or, with "
+                  "wakeOnRequest, a REST request arrives (docs/gpu-capacity.md).", minimum=0),
         ConfigKey("wakeOnRequest", "boolean", False,
                   "Only with minReplicas 0: the first REST request wakes the model (KEDA HTTP "
                   "add-on, installed once per stack; clients call the interceptor proxy, which "
