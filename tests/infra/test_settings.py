@@ -213,6 +213,8 @@ def _prod_model(**changes: Any) -> dict[str, Any]:
         ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
         ({"maxVersionsOnDisk": 3}, "models.mnist.maxVersionsOnDisk", "only for the 'all' policy"),
         ({"allowedNamespaces": ["Bad_NS"]}, "models.mnist.allowedNamespaces", "DNS labels"),
+        ({"wakeOnRequest": True}, "models.mnist.wakeOnRequest", "minReplicas is 3, set it to 0"),
+        ({"wakeOnRequest": "yes"}, "models.mnist.wakeOnRequest", "give true or false"),
         (
             {
                 "batching": {
