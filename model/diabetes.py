@@ -113,20 +113,10 @@ def inputs_fingerprint(args: DiabetesArgs) -> str:
 
 
 def find_reusable_export(out: Path, name: str, fingerprint: str) -> Path | None:
-    """The newest complete export under `out/<name>/` trained from inputs with `fingerprint`."""
-    import json
+    """`model.train.find_reusable_export` with this recipe's export check."""
+    from model import train
 
-    from model.train import existing_versions
-
-    for version in reversed(existing_versions(out / name)):
-        try:
-            metrics = json.loads((report_dir(out, name, version) / METRICS_FILE).read_text())
-            if metrics.get("inputs_fingerprint") == fingerprint:
-                check_export(out / name / str(version))
-                return out / name / str(version)
-        except (OSError, ValueError, ExportError):
-            continue
-    return None
+    return train.find_reusable_export(out, name, fingerprint, check=check_export)
 
 
 def load_diabetes() -> tuple[np.ndarray, np.ndarray]:

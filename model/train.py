@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,9 +135,19 @@ def existing_versions(model_dir: Path) -> list[int]:
     )
 
 
-def find_reusable_export(out: Path, name: str, fingerprint: str) -> Path | None:
-    """The newest complete export under `out/<name>/` trained from inputs with `fingerprint`."""
-    from model.export import check_export
+def find_reusable_export(
+    out: Path,
+    name: str,
+    fingerprint: str,
+    check: Callable[[Path], object] | None = None,
+) -> Path | None:
+    """The newest complete export under `out/<name>/` trained from inputs with `fingerprint`.
+
+    ``check`` is the recipe's export check (default: the MNIST recipe's `check_export`); an export
+    it refuses is not reused.
+    """
+    if check is None:
+        from model.export import check_export as check
 
     model_dir = out / name
     for version in reversed(existing_versions(model_dir)):
@@ -148,7 +159,7 @@ def find_reusable_export(out: Path, name: str, fingerprint: str) -> Path | None:
         if metrics.get("inputs_fingerprint") != fingerprint:
             continue
         try:
-            check_export(model_dir / str(version))
+            check(model_dir / str(version))
         except ExportError:
             continue
         return model_dir / str(version)

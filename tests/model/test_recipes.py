@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from model.__main__ import main
-from model.diabetes import EXPECTED_SIGNATURE, FEATURES, DiabetesArgs, train
+from model.diabetes import (
+    EXPECTED_SIGNATURE,
+    FEATURES,
+    DiabetesArgs,
+    find_reusable_export,
+    inputs_fingerprint,
+    train,
+)
 from model.errors import AccuracyGateError
 from model.validate import validate_export
 
@@ -40,6 +47,16 @@ def test_diabetes_exports_named_inputs_and_passes_its_gate(diabetes_run) -> None
     test = diabetes_run.metrics["test"]
     assert test["mae"] <= 50.0 < test["baseline_mae"]  # better than predicting the mean
     assert diabetes_run.export_dir.name == "1"
+
+
+def test_a_diabetes_export_is_reused_only_for_the_same_inputs(diabetes_run) -> None:
+    out = diabetes_run.export_dir.parents[1]
+    args = DiabetesArgs(out=out)
+    assert find_reusable_export(out, "diabetes", inputs_fingerprint(args)) == (
+        diabetes_run.export_dir
+    )
+    other = DiabetesArgs(out=out, seed=7)
+    assert find_reusable_export(out, "diabetes", inputs_fingerprint(other)) is None
 
 
 def test_diabetes_serves_raw_measurements(diabetes_run) -> None:
