@@ -17,6 +17,7 @@ __all__ = [
     "WARMUP_MAX_BATCH",
     "RuleError",
     "is_model_name",
+    "is_short_dns_label",
     "parse_version_dir",
     "validate_image_reference",
     "validate_model_name",
@@ -31,8 +32,9 @@ INT64_MAX = 2**63 - 1
 # namespace, Service and label value, and part of AWS resource names. The strictest of those is a
 # Kubernetes DNS-1123 label (lowercase letters, digits, '-'; no '_' or '.') with room left for the
 # suffixes the stack adds ("-serving", "-sync", ...) inside AWS's 64-character IAM role names.
+# The stack's node pool and namespace names end up in the same places and follow the same rule.
 MODEL_NAME_MAX = 40
-_MODEL_NAME = re.compile(rf"^[a-z0-9](?:[a-z0-9-]{{0,{MODEL_NAME_MAX - 2}}}[a-z0-9])?$")
+_SHORT_DNS_LABEL = re.compile(rf"^[a-z0-9](?:[a-z0-9-]{{0,{MODEL_NAME_MAX - 2}}}[a-z0-9])?$")
 
 # Decimal, no sign, no leading zeros: the only spelling that names one version unambiguously.
 _VERSION_TEXT = re.compile(r"^[1-9][0-9]{0,18}$")
@@ -55,8 +57,13 @@ class RuleError(ValueError):
     """A value breaks one of the shared rules; the message says which and how to fix it."""
 
 
+def is_short_dns_label(name: object) -> bool:
+    """A DNS-1123 label of at most `MODEL_NAME_MAX` characters (model, pool, namespace names)."""
+    return isinstance(name, str) and bool(_SHORT_DNS_LABEL.match(name))
+
+
 def is_model_name(name: object) -> bool:
-    return isinstance(name, str) and bool(_MODEL_NAME.match(name))
+    return is_short_dns_label(name)
 
 
 def validate_model_name(name: object) -> str:

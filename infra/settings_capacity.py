@@ -28,7 +28,6 @@ from infra.settings_checker import (
 )
 from infra.settings_types import SYSTEM_POOL, ModelSettings, NodePool
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # DNS-1123 label, short enough for AWS
 # The system pool is not configurable in these two: on-demand capacity, the standard AL2023 AMI.
 _SYSTEM_POOL_CAPACITY = "ON_DEMAND"
 _SYSTEM_POOL_AMI = instances.CPU_AMI_TYPES[0]
@@ -72,7 +71,7 @@ def check_gpu_pool(c: Checker, name: str, spec: Any) -> NodePool | None:
     if not isinstance(spec, dict):
         c.fail(key, "each pool is an object of instanceTypes, capacityType, minSize, ...")
         return None
-    if not NAME.match(name) or name == SYSTEM_POOL:
+    if not rules.is_short_dns_label(name) or name == SYSTEM_POOL:
         c.fail(key, "pool names are lowercase DNS labels (max 40 chars) and not 'system'")
     c.unknown_fields(key, spec, GPU_POOL_OBJECT.names)
     types = _instance_types(c, f"{key}.instanceTypes", spec.get("instanceTypes"))
@@ -153,9 +152,7 @@ def check_model(
     elif keep is not None:
         c.fail(f"{key}.maxVersionsOnDisk", f"only for the 'all' policy; {policy} already bounds it")
     namespaces = field_value(spec, m["allowedNamespaces"])
-    if not isinstance(namespaces, list) or not all(
-        isinstance(n, str) and NAME.match(n) for n in namespaces
-    ):
+    if not isinstance(namespaces, list) or not all(rules.is_short_dns_label(n) for n in namespaces):
         c.fail(f"{key}.allowedNamespaces", "give a list of namespace names (DNS labels)")
         namespaces = []
     batching = _batching(c, f"{key}.batching", field_value(spec, m["batching"]))
