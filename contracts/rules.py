@@ -10,6 +10,8 @@ value, what is wrong and what to do; callers wrap it in their own error type whe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "INT64_MAX",
@@ -19,6 +21,7 @@ __all__ = [
     "is_model_name",
     "is_short_dns_label",
     "parse_version_dir",
+    "problem",
     "validate_image_reference",
     "validate_model_name",
     "validate_version",
@@ -124,3 +127,13 @@ def validate_image_reference(image: object, *, require_digest: bool = False) -> 
             f"image {image!r} uses a moving 'latest' tag: pin a version tag or an @sha256 digest"
         )
     return str(image)
+
+
+def problem(check: Callable[[Any], object], value: object) -> str | None:
+    """What one of this module's validators says is wrong with ``value``, or None: for callers
+    that collect every problem before reporting instead of stopping at the first."""
+    try:
+        check(value)
+    except RuleError as exc:
+        return str(exc)
+    return None

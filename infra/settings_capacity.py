@@ -23,7 +23,6 @@ from infra.settings_checker import (
     bounded,
     declared_key_range,
     field_value,
-    rule_message,
     scaling,
 )
 from infra.settings_types import SYSTEM_POOL, ModelSettings, NodePool
@@ -106,7 +105,7 @@ def check_model(
         c.fail(key, "each model is an object of versionPolicy, labels, nodePool, ...")
         return None
     if not rules.is_model_name(name):
-        c.fail(key, str(rule_message(rules.validate_model_name, name)))
+        c.fail(key, str(rules.problem(rules.validate_model_name, name)))
     m = MODEL_OBJECT
     c.unknown_fields(key, spec, m.names)
     policy = VersionPolicy.latest()

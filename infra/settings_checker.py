@@ -10,7 +10,6 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from contracts import rules
 from infra.config_keys import KEYS_BY_NAME, ConfigKey, NestedObject
 from infra.settings_types import Problem
 
@@ -104,15 +103,6 @@ def scaling(
             f"{desired_field} {desired} must lie between {min_field} {low} and {max_field} {high}",
         )
     return low, high, desired
-
-
-def rule_message(check: Callable[[Any], Any], value: Any) -> str | None:
-    """What a shared rule (contracts.rules) says is wrong with ``value``, or None."""
-    try:
-        check(value)
-    except rules.RuleError as exc:
-        return str(exc)
-    return None
 
 
 def declared_key_range(c: Checker, v: Mapping[str, Any], key_name: str) -> None:

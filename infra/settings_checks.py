@@ -30,7 +30,7 @@ from infra.settings_capacity import (
     check_rollout_headroom,
     check_system_pool,
 )
-from infra.settings_checker import Checker, declared_key_range, rule_message, type_ok
+from infra.settings_checker import Checker, declared_key_range, type_ok
 from infra.settings_types import (
     SYSTEM_POOL,
     InvalidSettingsError,
@@ -220,7 +220,7 @@ def _monitoring(c: Checker, v: Mapping[str, Any]) -> None:
     """The DCGM image, unless turned off (empty), is pinned (the mirror fixes its digest);
     alert e-mails look like addresses."""
     image = v["dcgmExporterImage"]
-    if image and (problem := rule_message(rules.validate_image_reference, image)) is not None:
+    if image and (problem := rules.problem(rules.validate_image_reference, image)) is not None:
         c.fail("dcgmExporterImage", problem)
     for email in v["alertEmails"]:
         if not isinstance(email, str) or "@" not in email.strip("@"):
@@ -234,7 +234,7 @@ def _images(c: Checker, v: Mapping[str, Any]) -> None:
     """Third-party images are pinned (the stack's mirror copies them and fixes each digest); a
     given syncImage is not mirrored, so it must carry its digest itself."""
     for key in ("servingImage", "servingGpuImage"):
-        if (problem := rule_message(rules.validate_image_reference, v[key])) is not None:
+        if (problem := rules.problem(rules.validate_image_reference, v[key])) is not None:
             c.fail(key, problem)
     sync = v["syncImage"]
     if sync != "":

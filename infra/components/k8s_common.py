@@ -70,12 +70,9 @@ def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
 
 
 def _rule_problem(what: str, check: Callable[[object], object], value: object) -> str | None:
-    """What a shared rule (contracts.rules) says is wrong with `value`, or None."""
-    try:
-        check(value)
-    except rules.RuleError as exc:
-        return f"{what}: {exc}"
-    return None
+    """What a shared rule (contracts.rules) says is wrong with `value`, named as `what`."""
+    found = rules.problem(check, value)
+    return None if found is None else f"{what}: {found}"
 
 
 def pinned_image_problem(what: str, image: object) -> str | None:
