@@ -409,7 +409,7 @@ def evaluate(serving: Serving, options: Options) -> None:
 def evaluate_second(serving: Serving, export: Export) -> None:
     """The diabetes model's held-out patients through the generic client, REST and gRPC."""
     from model.diabetes import DiabetesArgs, as_inputs, load_diabetes, split
-    from serving.client import predict_with_signature
+    from serving.client import fetch_predict_signature, predict_with_signature
 
     step = "5/8 predict"
     x, y = load_diabetes()
@@ -424,10 +424,13 @@ def evaluate_second(serving: Serving, export: Export) -> None:
         began, predicted = time.perf_counter(), []
         with client:
             try:
+                # Named inputs, checked against the signature the server reports (asked once).
+                signature = fetch_predict_signature(client, SECOND_MODEL)
                 for start in range(0, len(y_test), batch):
-                    # Named inputs, checked against the signature the server reports.
                     rows = as_inputs(x_test[start : start + batch])
-                    outputs = predict_with_signature(client, SECOND_MODEL, rows)
+                    outputs = predict_with_signature(
+                        client, SECOND_MODEL, rows, signature=signature
+                    )
                     predicted.append(np.asarray(outputs["progression"]))
             except ClientError as exc:
                 raise StepFailed(

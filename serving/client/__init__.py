@@ -35,7 +35,7 @@ from serving.client.errors import (
 )
 from serving.client.images import LoadedImages, load_images
 from serving.client.rest import RestClient
-from serving.client.signature import predict_with_signature
+from serving.client.signature import fetch_predict_signature, predict_with_signature
 
 if TYPE_CHECKING:
     from serving.client.grpc_client import GrpcClient
@@ -54,6 +54,7 @@ __all__ = [
     "UnexpectedResponse",
     "VersionStatus",
     "connect",
+    "fetch_predict_signature",
     "load_images",
     "predict_with_signature",
 ]

@@ -208,6 +208,25 @@ def prepare_inputs(inputs: Mapping[str, Any], signature: Mapping[str, Any]) -> d
     return {name: _convert(name, inputs[name], wanted[name]) for name in sorted(wanted)}
 
 
+def fetch_predict_signature(
+    client: Any,
+    model: str,
+    *,
+    signature_name: str = DEFAULT_SIGNATURE,
+    version: int | None = None,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """The named predict signature of a served model, from its metadata."""
+    metadata = client.metadata(model, version=version, label=label)
+    signature = signature_from_metadata(metadata, signature_name)
+    if signature["method"] and signature["method"] != "tensorflow/serving/predict":
+        raise InvalidInput(
+            f"signature {signature_name!r} is a {signature['method'].rsplit('/', 1)[-1]} "
+            "signature (tf.Example in); this client sends predict requests only"
+        )
+    return signature
+
+
 def predict_with_signature(
     client: Any,
     model: str,
@@ -216,14 +235,16 @@ def predict_with_signature(
     signature_name: str = DEFAULT_SIGNATURE,
     version: int | None = None,
     label: str | None = None,
+    signature: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fetch the signature, check and convert `inputs`, predict; returns the named outputs."""
-    metadata = client.metadata(model, version=version, label=label)
-    signature = signature_from_metadata(metadata, signature_name)
-    if signature["method"] and signature["method"] != "tensorflow/serving/predict":
-        raise InvalidInput(
-            f"signature {signature_name!r} is a {signature['method'].rsplit('/', 1)[-1]} "
-            "signature (tf.Example in); this client sends predict requests only"
+    """Check and convert `inputs` against the signature, predict; returns the named outputs.
+
+    The signature is fetched from the server's metadata unless given (`fetch_predict_signature`
+    once, then many batches without a metadata request each).
+    """
+    if signature is None:
+        signature = fetch_predict_signature(
+            client, model, signature_name=signature_name, version=version, label=label
         )
     prepared = prepare_inputs(inputs, signature)
     return client.predict_raw(

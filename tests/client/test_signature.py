@@ -13,6 +13,7 @@ import pytest
 from serving.client import InvalidInput, RestClient
 from serving.client.__main__ import main
 from serving.client.signature import (
+    fetch_predict_signature,
     load_json_inputs,
     load_npy_inputs,
     predict_with_signature,
@@ -150,6 +151,19 @@ def test_predict_with_signature_sends_converted_columnar_inputs(fake_server) -> 
         }
         with pytest.raises(InvalidInput, match="classify signature"):
             predict_with_signature(client, "tab", {"inputs": [b""]}, signature_name="classify")
+
+
+def test_a_fetched_signature_serves_many_batches_with_one_metadata_request(fake_server) -> None:
+    _fake_rest(fake_server)
+    with RestClient("http://server", transport=fake_server.transport) as client:
+        signature = fetch_predict_signature(client, "tab")
+        for age in (1, 2, 3):
+            inputs = {"age": [age], "code": ["z"], "count": np.array([[1, 2]], np.int32)}
+            outputs = predict_with_signature(client, "tab", inputs, signature=signature)
+            assert outputs["score"].tolist() == [2.0 * age]
+    asked = [f"{r.method} {r.url.path}" for r in fake_server.requests]
+    assert asked.count("GET /v1/models/tab/metadata") == 1
+    assert asked.count("POST /v1/models/tab:predict") == 3
 
 
 def test_cli_predicts_from_json_and_npy(fake_server, tmp_path: Path) -> None:
