@@ -87,13 +87,6 @@ def s3_via_service(kms_key_arn: str) -> str:
     return f"s3.{region}.{suffix}"
 
 
-def vpc_cni_trust_policy_document(oidc_provider_arn: str, oidc_issuer_host: str) -> PolicyDocument:
-    """IRSA trust for the VPC CNI's ``kube-system/aws-node`` service account."""
-    return irsa_trust_policy_document(
-        oidc_provider_arn, oidc_issuer_host, "kube-system", "aws-node"
-    )
-
-
 def model_reader_policy_document(
     bucket_arn: str, kms_key_arn: str, model_prefix: str
 ) -> PolicyDocument:

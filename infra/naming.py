@@ -22,6 +22,9 @@ GPU_TAINT_EFFECT = "NoSchedule"  # Kubernetes spelling; the EKS API spells it NO
 # autoscaler keeps adding nodes for the still-pending pods.
 GPU_ACCELERATOR_LABEL_KEY = "k8s.amazonaws.com/accelerator"
 GPU_ACCELERATOR_LABEL_VALUE = "nvidia"
+# The node label Auto Mode puts on its own nodes (EKS user guide, "Auto Mode supported labels").
+COMPUTE_TYPE_LABEL_KEY = "eks.amazonaws.com/compute-type"
+AUTO_COMPUTE_TYPE = "auto"
 
 
 def child(name: str, role: str) -> str:

@@ -54,9 +54,6 @@ NODE_POOL_API = ("karpenter.sh/v1", "NodePool")
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 ARCH_LABEL = "kubernetes.io/arch"
-# The node label Auto Mode puts on its own nodes (EKS user guide, "Auto Mode supported labels").
-COMPUTE_TYPE_LABEL = "eks.amazonaws.com/compute-type"
-AUTO_COMPUTE_TYPE = "auto"
 # EC2/EKS spelling -> Karpenter spelling.
 CAPACITY_TYPES = {"ON_DEMAND": ("on-demand",), "SPOT": ("spot", "on-demand")}
 # Auto Mode's default, set explicitly so the policy pack and readers see it: how long a draining

@@ -39,7 +39,6 @@ from infra.components.k8s_common import (
 
 TYPE_TOKEN = "tfserving-eks:monitoring:DcgmExporter"
 APP_NAME = "dcgm-exporter"
-IMAGE_REPOSITORY = "nvcr.io/nvidia/k8s/dcgm-exporter"
 METRICS_PORT = 9400
 POD_RESOURCES = "/var/lib/kubelet/pod-resources"
 

@@ -30,6 +30,7 @@ from infra.components.k8s_common import (
     root_agent_security_context,
     selector_labels,
 )
+from infra.naming import AUTO_COMPUTE_TYPE, COMPUTE_TYPE_LABEL_KEY
 
 TYPE_TOKEN = "tfserving-eks:cluster:NvidiaDevicePlugin"
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.3"
@@ -87,9 +88,9 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
                 # second one there.
                 extra_match_expressions=[
                     {
-                        "key": "eks.amazonaws.com/compute-type",
+                        "key": COMPUTE_TYPE_LABEL_KEY,
                         "operator": "NotIn",
-                        "values": ["auto"],
+                        "values": [AUTO_COMPUTE_TYPE],
                     }
                 ],
                 extra_tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists"}],

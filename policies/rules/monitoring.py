@@ -28,7 +28,6 @@ from ._helpers import as_list, deps, get, is_list, judge, of_type
 from ._k8s import NETWORK_POLICY
 from .kubernetes_stack import _covering, serving_deployments
 
-WORKSPACE = "aws:amp/workspace:Workspace"
 TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
