@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from devtools.processes import (
-    LOCAL_AWS_ENV,
     Processes,
     StepFailed,
     free_port,
     port_open,
+    start_local_s3,
     wait_until,
 )
 
@@ -28,24 +28,7 @@ STORE_URI = f"s3://{BUCKET}/models"
 
 def start_store(processes: Processes, exports: Path, models: tuple[str, ...]) -> str:
     """The S3 endpoint's URL, once every ``exports/<model>/<version>`` is published."""
-    import boto3
-
-    port = free_port()
-    moto = processes.start("s3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], [port])
-
-    def up() -> bool:
-        moto.check_alive(STEP)
-        return port_open(port)
-
-    wait_until(STEP, "the S3 endpoint", up, 60, moto.log)
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
-        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    ).create_bucket(Bucket=BUCKET)
+    endpoint = start_local_s3(processes, STEP, BUCKET)
     publishes = [
         processes.start(
             f"publish-{version.parent.name}-{version.name}",

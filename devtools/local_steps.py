@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from contracts import tfconfig
-from devtools.processes import Processes, StepFailed, port_open, wait_until
+from devtools.processes import Processes, StepFailed, start_local_s3, wait_until
 from serving.client import ClientError, RestClient
 from serving.sync.local import write_atomic
 
@@ -194,27 +194,8 @@ def publish_second(procs: Processes, store: Store, export: Export) -> None:
 
 
 def start_store(procs: Processes, options: Options, exports: tuple[Export, Export]) -> Store:
-    import boto3
-
-    from devtools.processes import LOCAL_AWS_ENV, free_port
-
     step = "3/8 store"
-    port = free_port()
-    moto = procs.start("s3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], [port])
-    store = Store(f"http://127.0.0.1:{port}")
-
-    def up() -> bool:
-        moto.check_alive(step)
-        return port_open(port)
-
-    wait_until(step, "the S3 endpoint", up, 60, moto.log)
-    boto3.client(
-        "s3",
-        endpoint_url=store.endpoint,
-        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
-        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    ).create_bucket(Bucket=BUCKET)
+    store = Store(start_local_s3(procs, step, BUCKET))
     say(step, f"S3 endpoint {store.endpoint}, bucket {BUCKET}")
     _publish(procs, step, store, exports[0])
     say(step, f"published version {exports[0].version} to {STORE_URI}/{MODEL}/")

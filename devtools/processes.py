@@ -187,3 +187,26 @@ def stop(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def start_local_s3(procs: Processes, step: str, bucket: str) -> str:
+    """A loopback S3 endpoint (moto's server) with an empty `bucket`; returns its URL."""
+    import boto3
+
+    port = free_port()
+    moto = procs.start("s3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], [port])
+
+    def up() -> bool:
+        moto.check_alive(step)
+        return port_open(port)
+
+    wait_until(step, "the S3 endpoint", up, 60, moto.log)
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=bucket)
+    return endpoint
