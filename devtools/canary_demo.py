@@ -16,7 +16,7 @@ What it does, all on 127.0.0.1:
 4. sends ``labels/stable`` predict requests (the clients' default) for a few seconds, each to the
    canary track with the canary share's probability (as the Service spreads requests over the
    pods of both tracks), inputs uniform in [0, 1);
-5. runs the SLO gate (`infra.canary`) for each model and prints its JSON: ``steady`` is promoted,
+5. runs the SLO gate (`ops.canary`) for each model and prints its JSON: ``steady`` is promoted,
    ``flaky`` (errors) and ``sluggish`` (p99 latency) rolled back.
 
 Exit 0 when every decision is the expected one, 1 otherwise (the figures say why), 2 when
@@ -44,7 +44,7 @@ from contracts import tfconfig
 from devtools import canary_store
 from devtools.local_prometheus import LocalPrometheus, PrometheusError, ScrapeTarget
 from devtools.processes import Processes, StepFailed, wait_until
-from infra import canary
+from ops import canary
 
 MODELS = ("steady", "flaky", "sluggish")
 EXPECTED = {"steady": "promote", "flaky": "rollback", "sluggish": "rollback"}

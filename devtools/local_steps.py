@@ -90,7 +90,7 @@ class Serving:
     models_config: Path
     model_config: tfconfig.ModelConfig
     model_dir: Path
-    server_log: Path
+    stand_in_log: Path
     sync_log: Path
     # The other models in models.config (kept when MODEL's labels are moved).
     other_configs: tuple[tfconfig.ModelConfig, ...] = ()
@@ -310,7 +310,7 @@ def start_serving(
         models_config=models_config,
         model_config=config,
         model_dir=models_dir / MODEL,
-        server_log=server.log,
+        stand_in_log=server.log,
         sync_log=sync.log,
         other_configs=others,
     )
@@ -337,7 +337,7 @@ def wait_available(
         what = f"version {version} AVAILABLE"
         if model != MODEL:
             what = f"{model} {what}"
-        wait_until(step, what, available, timeout_s, serving.server_log)
+        wait_until(step, what, available, timeout_s, serving.stand_in_log)
 
 
 # --- 5. evaluate ------------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def evaluate(serving: Serving, options: Options) -> None:
                     prediction = client.predict(MODEL, image[np.newaxis], label="stable")
                 except ClientError as exc:
                     raise StepFailed(
-                        step, f"{api} predict failed: {exc}", serving.server_log
+                        step, f"{api} predict failed: {exc}", serving.stand_in_log
                     ) from exc
                 latencies.append((time.perf_counter() - began) * 1000)
                 correct += int(prediction.classes[0] == label)
@@ -415,7 +415,7 @@ def evaluate_second(serving: Serving, export: Export) -> None:
                     predicted.append(np.asarray(outputs["progression"]))
             except ClientError as exc:
                 raise StepFailed(
-                    step, f"{api} {SECOND_MODEL} predict failed: {exc}", serving.server_log
+                    step, f"{api} {SECOND_MODEL} predict failed: {exc}", serving.stand_in_log
                 ) from exc
         elapsed = (time.perf_counter() - began) * 1000
         mae = float(np.mean(np.abs(np.concatenate(predicted) - y_test)))
@@ -430,7 +430,7 @@ def evaluate_second(serving: Serving, export: Export) -> None:
                 step,
                 f"{api}: the served {SECOND_MODEL} model's MAE {mae:.2f} differs from the "
                 f"trained one's {export.test_accuracy:.2f}",
-                serving.server_log,
+                serving.stand_in_log,
             )
 
 
@@ -521,7 +521,7 @@ def hot_swap(
                 except ClientError:
                     return False
 
-            wait_until(step, "the canary label to move", canary_moved, 60, serving.server_log)
+            wait_until(step, "the canary label to move", canary_moved, 60, serving.stand_in_log)
         say(step, f"label canary -> version {new}, stable stays on version {old}")
         time.sleep(options.load_seconds)
     finally:
@@ -538,7 +538,7 @@ def hot_swap(
         raise StepFailed(
             step,
             f"{load.failures} requests failed during the swap: {load.failure_examples}",
-            serving.server_log,
+            serving.stand_in_log,
         )
     with RestClient(serving.rest_url, timeout=5) as client:
         states = ", ".join(f"{s.version}: {s.state}" for s in client.status(MODEL))

@@ -79,7 +79,7 @@ def test_client_status_into_a_closed_pipe_exits_0_without_a_traceback(rest_url: 
 
 def test_canary_decision_into_a_closed_pipe_exits_0_without_a_traceback() -> None:
     # Nothing listens on port 9: the gate decides `hold` and prints its JSON document.
-    argv = ["infra.canary", "decide", "--prometheus-url", "http://127.0.0.1:9", "--model", "mnist"]
+    argv = ["ops.canary", "decide", "--prometheus-url", "http://127.0.0.1:9", "--model", "mnist"]
     answer = _run_into_closed_pipe(argv)
     assert "Traceback" not in answer.stderr and "BrokenPipeError" not in answer.stderr, (
         answer.stderr

@@ -281,12 +281,12 @@ def test_model_pipeline_trains_gates_publishes_and_proposes_the_label(
         assert command in text
     assert "--min-accuracy" in text
     assert 'store="s3://$bucket/models"' in text and '--store "$STORE"' in text
-    assert "python -m infra.model_labels" in text
+    assert "python -m ops.model_labels" in text
     create_pr = "peter-evans/create-pull-request"
     # Before the label PR, the publish job (it holds the credentials) checks the version is
     # committed in the stack's store, and fails when it cannot check.
     publish = jobs(model)["publish"]
-    (check,) = [s for s in publish["steps"] if "infra.model_labels" in s.get("run", "")]
+    (check,) = [s for s in publish["steps"] if "ops.model_labels" in s.get("run", "")]
     assert '--store "$STORE" --require-store-check --dry-run' in check["run"]
     names = [s.get("name", s.get("uses", "")) for s in publish["steps"]]
     assert names.index("python -m model publish") < names.index("label check against the store")
@@ -301,11 +301,11 @@ def test_canary_gate_runs_on_a_schedule_and_proposes_the_move(
     canary = workflows["canary.yml"]
     assert canary["on"]["schedule"] and "workflow_dispatch" in canary["on"]
     text = (ROOT / ".github/workflows/canary.yml").read_text()
-    assert '"-m", "infra.canary", "decide", "--prometheus-url"' in text
+    assert '"-m", "ops.canary", "decide", "--prometheus-url"' in text
     decide, propose = jobs(canary)["decide"], jobs(canary)["propose"]
     # The gate holds the query role; the pull request job holds write access and no role.
     assert steps_using(decide, OIDC_ACTION) and not steps_using(propose, OIDC_ACTION)
-    (move,) = [s for s in propose["steps"] if "infra.model_labels" in s.get("run", "")]
+    (move,) = [s for s in propose["steps"] if "ops.model_labels" in s.get("run", "")]
     assert '--label "$LABEL" --version "$VERSION"' in move["run"]
     (create,) = steps_using(propose, "peter-evans/create-pull-request")
     assert create["with"]["add-paths"] == "Pulumi.${{ env.STACK }}.yaml"

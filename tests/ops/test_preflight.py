@@ -15,9 +15,9 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from infra import preflight
+from ops import preflight
 from infra.capture import REPO_ROOT, stack_config
-from infra.preflight_checks import (
+from ops.preflight_checks import (
     FAIL,
     PASS,
     SKIP,
@@ -613,7 +613,7 @@ def test_deploy_workflow_runs_the_preflight_before_pulumi_up() -> None:
     workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/deploy.yml").read_text())
     for name, job in workflow["jobs"].items():
         steps = job["steps"]
-        preflight_at = [i for i, s in enumerate(steps) if "infra.preflight" in s.get("run", "")]
+        preflight_at = [i for i, s in enumerate(steps) if "ops.preflight" in s.get("run", "")]
         up_at = [i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up"]
         assert len(preflight_at) == 1 and len(up_at) == 1, name
         assert preflight_at[0] < up_at[0], name

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m infra.preflight --stack dev [--json build/preflight-dev.json]
+    python -m ops.preflight --stack dev [--json build/preflight-dev.json]
 
 Uses the caller's AWS credentials the way every boto3 client does (environment, profile, OIDC
 role) and honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``; the region is the stack's
@@ -10,7 +10,7 @@ role) and honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``; the reg
 secrets provider from the stack file's ``secretsprovider``. Prints one line per check (status,
 name, what to do) and exits 0 when every check passes or is skipped, 1 when one fails, 2 when it
 cannot run (unknown stack, invalid config, no credentials). The checks are in
-:mod:`infra.preflight_checks`.
+:mod:`ops.preflight_checks`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.capture import REPO_ROOT, CaptureError, stack_config
-from infra.preflight_checks import CHECKS, FAIL, Check, ClientFactory, Context
+from ops.preflight_checks import CHECKS, FAIL, Check, ClientFactory, Context
 from infra.settings import settings_from_config
 from infra.settings_types import InvalidSettingsError
 
@@ -106,7 +106,7 @@ def main(
     today: date | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.preflight", description=__doc__.split("\n")[0]
+        prog="python -m ops.preflight", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from infra import canary
-from infra.canary import Thresholds, TrackFigures
+from ops import canary
+from ops.canary import Thresholds, TrackFigures
 
 LIMITS = Thresholds()
 

@@ -1,4 +1,4 @@
-"""The read-only checks of ``python -m infra.preflight``: one function per blocker a first
+"""The read-only checks of ``python -m ops.preflight``: one function per blocker a first
 ``pulumi up`` would otherwise hit half-way.
 
 Every check takes a :class:`Context` (the stack's validated settings, its raw config, and a

@@ -1,6 +1,6 @@
 """Move a model's TF Serving version label (``stable``, ``canary``, ...) in a stack file.
 
-``python -m infra.model_labels --stack STACK --model NAME --label LABEL (--version N | --remove)``
+``python -m ops.model_labels --stack STACK --model NAME --label LABEL (--version N | --remove)``
 rewrites ``tfserving-eks:models.<NAME>.labels.<LABEL>`` in ``Pulumi.<STACK>.yaml`` and nothing
 else: comments, key order and layout stay as they were (ruamel.yaml round trip), so the pull
 request that carries the change shows a one-line diff. Label moves are how versions are promoted
@@ -169,7 +169,7 @@ def replace_keeping_mode(path: Path, text: str) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.model_labels",
+        prog="python -m ops.model_labels",
         description="Point a model's version label at a version in Pulumi.<stack>.yaml "
         "(promote, canary, roll back). The stack config is validated before it is written.",
     )

@@ -1,4 +1,4 @@
-"""python -m infra.model_labels: label moves are one-line, validated config changes."""
+"""python -m ops.model_labels: label moves are one-line, validated config changes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import model_labels
+from ops import model_labels
 from infra.settings import InvalidSettingsError
 
 ROOT = Path(__file__).resolve().parents[2]

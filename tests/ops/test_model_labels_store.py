@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from contracts.store import FileEntry, StoreLocation, VersionManifest
-from infra import model_labels
+from ops import model_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 

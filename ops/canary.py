@@ -1,6 +1,6 @@
 """The canary SLO gate: compare a model's canary track with its stable track in Prometheus.
 
-``python -m infra.canary decide --prometheus-url URL --model NAME [--window S]`` asks any
+``python -m ops.canary decide --prometheus-url URL --model NAME [--window S]`` asks any
 Prometheus HTTP API (``/api/v1/query``) for each track's requests, errors and latency over the
 window, and prints one JSON object: the decision (``promote``, ``hold`` or ``rollback``), the
 figures per track, and the reasons. It exits 0 whatever it decides (so a workflow reads the JSON);
@@ -265,7 +265,7 @@ def _model(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.canary", description="Canary SLO gate (prints JSON, exits 0)."
+        prog="python -m ops.canary", description="Canary SLO gate (prints JSON, exits 0)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("decide", help="promote, hold or rollback a model's canary")

@@ -1,1 +1,0 @@
-"""Former name of `devtools.bench` (see __main__.py)."""

@@ -1,1 +1,0 @@
-"""Former name of `devtools.server` (see __main__.py)."""
