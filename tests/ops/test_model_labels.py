@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import model_labels
 from infra.settings import InvalidSettingsError
+from ops import model_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,12 +1,17 @@
 """The read-only preflight, against botocore's Stubber (exact requests and answers) and a moto
-server on 127.0.0.1 (AWS_ENDPOINT_URL is honoured). Every failure message is asserted."""
+server on 127.0.0.1 (AWS_ENDPOINT_URL is honoured). Every failure message is asserted.
+
+The stacks' figures (region, versions, pools, zones, network ids) are read from the committed
+stack files, so a legitimate config change keeps these green; what AWS answers is test data.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import socket
-from datetime import date
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +20,11 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from ops import preflight
+from infra import instances
 from infra.capture import REPO_ROOT, stack_config
+from infra.settings import settings_from_config
+from infra.settings_types import Settings
+from ops import preflight
 from ops.preflight_checks import (
     FAIL,
     PASS,
@@ -37,27 +45,30 @@ from ops.preflight_checks import (
     check_state_backend,
     role_arn_of,
 )
-from infra.settings import settings_from_config
 
 ACCOUNT = "123456789012"
-REGION = "eu-west-1"
-TODAY = date(2026, 11, 30)
-DEPLOYER = f"arn:aws:sts::{ACCOUNT}:assumed-role/tfserving-dev-deployer/ci-42"
-DOCKER_HUB_SECRET = (
-    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/docker-hub-dev"
-)
 DIGEST = "@sha256:" + "ab" * 32
-ADDONS = {
-    "coredns": "v1.14.3-eksbuild.14",
-    "kube-proxy": "v1.36.0-eksbuild.17",
-    "metrics-server": "v0.8.1-eksbuild.6",
-    "vpc-cni": "v1.22.4-eksbuild.3",
-}
 
 
 def _real_values(text: str) -> str:
     """The committed stack file with its documented placeholders replaced by real-looking ones."""
     return text.replace("111122223333", ACCOUNT).replace("203.0.113.0/24", "100.64.10.0/24")
+
+
+def _committed(stack: str) -> Settings:
+    return settings_from_config(stack, stack_config(stack, REPO_ROOT))
+
+
+DEV, PROD = _committed("dev"), _committed("prod")
+REGION = DEV.region
+K8S = DEV.kubernetes_version
+K8S_SUPPORT = instances.EKS_VERSIONS[K8S]
+# A day well inside the version's standard support: no warning from the calendar.
+TODAY = K8S_SUPPORT.end_of_standard - timedelta(days=instances.STANDARD_SUPPORT_WARNING_DAYS + 30)
+DEPLOYER_ROLE = DEV.deployer_principal_arns[0].rsplit("/", 1)[-1]
+DEPLOYER = f"arn:aws:sts::{ACCOUNT}:assumed-role/{DEPLOYER_ROLE}/ci-42"
+DOCKER_HUB_SECRET = _real_values(DEV.docker_hub_credential_arn)
+ADDONS = dict(DEV.addon_versions)
 
 
 def _pin_images(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +79,7 @@ def _pin_images(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path.write_text(yaml.safe_dump(doc))
     from infra.components import cluster_autoscaler, device_plugin
 
-    monkeypatch.setitem(cluster_autoscaler.IMAGE_TAGS, "1.36", f"v1.36.1{DIGEST}")
+    monkeypatch.setitem(cluster_autoscaler.IMAGE_TAGS, K8S, f"v{K8S}.1{DIGEST}")
     monkeypatch.setattr(
         device_plugin, "DEVICE_PLUGIN_IMAGE", f"{device_plugin.DEVICE_PLUGIN_IMAGE}{DIGEST}"
     )
@@ -119,9 +130,10 @@ class Stubs:
             stubber.assert_no_pending_responses()
 
 
-def _zones(
-    stubs: Stubs, names: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
-) -> None:
+ALL_ZONES = tuple(f"{REGION}{letter}" for letter in "abcdef")  # what the region answers
+
+
+def _zones(stubs: Stubs, names: tuple[str, ...] = ALL_ZONES) -> None:
     stubs.stub("ec2").add_response(
         "describe_availability_zones",
         {"AvailabilityZones": [{"ZoneName": n, "State": "available"} for n in names]},
@@ -140,8 +152,10 @@ def _offerings(stubs: Stubs, pairs: list[tuple[str, str]]) -> None:
     )
 
 
-DEV_TYPES = ("g4dn.xlarge", "g5.xlarge", "t3.large")
-DEV_ZONES = ("eu-west-1a", "eu-west-1b")
+DEV_TYPES = tuple(
+    sorted({t for p in (DEV.system_node_pool, *DEV.gpu_node_pools) for t in p.instance_types})
+)
+DEV_ZONES = ALL_ZONES[: DEV.availability_zone_count]
 
 
 def _all_offered(types=DEV_TYPES, zones=DEV_ZONES) -> list[tuple[str, str]]:
@@ -159,6 +173,38 @@ def _vcpus(stubs: Stubs, types: dict[str, int]) -> None:
     )
 
 
+VCPUS = 4  # what the stubbed DescribeInstanceTypes answers for every GPU type
+# The quota of each (capacity type, family): AWS's codes, the rule under test.
+QUOTAS = {
+    ("ON_DEMAND", "g"): ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    ("SPOT", "g"): ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+}
+
+
+def _gpu_vcpus(stubs: Stubs, settings: Settings) -> None:
+    types = {t for p in settings.gpu_node_pools for t in p.instance_types}
+    _vcpus(stubs, dict.fromkeys(sorted(types), VCPUS))
+
+
+def _needs(settings: Settings) -> dict[tuple[str, str], int]:
+    """vCPUs each quota must cover: every GPU pool at maxSize, VCPUS per node."""
+    needs: dict[tuple[str, str], int] = {}
+    for pool in settings.gpu_node_pools:
+        key = (pool.capacity_type, pool.instance_types[0][0])
+        needs[key] = needs.get(key, 0) + pool.max_size * VCPUS
+    return dict(sorted(needs.items()))
+
+
+def _quotas(stubs: Stubs, settings: Settings, spare: int) -> list[str]:
+    """Answer each quota the stack needs with its need plus ``spare``; the expected texts."""
+    texts = []
+    for key, need in _needs(settings).items():
+        code, label = QUOTAS[key]
+        _quota(stubs, code, float(need + spare))
+        texts.append(f"{label} ({code}) {need + spare} vCPUs for {need}")
+    return texts
+
+
 def _quota(stubs: Stubs, code: str, value: float) -> None:
     stubs.stub("service-quotas").add_response(
         "get_service_quota",
@@ -172,7 +218,7 @@ def _addon_versions(stubs: Stubs, offered: dict[str, str]) -> None:
         stubs.stub("eks").add_response(
             "describe_addon_versions",
             {"addons": [{"addonName": addon, "addonVersions": [{"addonVersion": offered[addon]}]}]},
-            {"addonName": addon, "kubernetesVersion": "1.36"},
+            {"addonName": addon, "kubernetesVersion": K8S},
         )
 
 
@@ -227,63 +273,58 @@ def test_no_placeholders_passes(root: Path) -> None:
 
 
 def test_instance_type_missing_in_one_zone(root: Path) -> None:
+    gone = (DEV.gpu_node_pools[0].instance_types[-1], DEV_ZONES[-1])
     stubs = Stubs()
     _zones(stubs)
-    _offerings(stubs, [p for p in _all_offered() if p != ("g5.xlarge", "eu-west-1b")])
+    _offerings(stubs, [p for p in _all_offered() if p != gone])
     result = check_instance_types(_context(root, clients=stubs))
     stubs.verify()
     assert (result.status, result.detail) == (
         FAIL,
-        "not offered in eu-west-1: g5.xlarge in eu-west-1b; pick types offered in every zone "
+        f"not offered in {REGION}: {gone[0]} in {gone[1]}; pick types offered in every zone "
         "(aws ec2 describe-instance-type-offerings --location-type availability-zone)",
     )
 
 
 def test_instance_types_offered_in_the_first_zones(root: Path) -> None:
     stubs = Stubs()
-    _zones(stubs, ("eu-west-1c", "eu-west-1a", "eu-west-1b"))
+    _zones(stubs, tuple(reversed(ALL_ZONES)))
     _offerings(stubs, _all_offered())
     result = check_instance_types(_context(root, clients=stubs))
     assert result.status == PASS
-    assert result.detail == "g4dn.xlarge, g5.xlarge, t3.large offered in eu-west-1a, eu-west-1b"
+    assert result.detail == f"{', '.join(DEV_TYPES)} offered in {', '.join(DEV_ZONES)}"
 
 
-def test_spot_gpu_quota_must_cover_the_pool_at_max_size(root: Path) -> None:
-    # dev: one SPOT pool of g4dn.xlarge/g5.xlarge (4 vCPUs each) at maxSize 3 = 12 vCPUs.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gpu_quota_must_cover_the_pools_at_max_size(root: Path, stack: str) -> None:
+    # Each quota (by capacity type and family) against the sum of its pools at maxSize.
+    settings = {"dev": DEV, "prod": PROD}[stack]
     stubs = Stubs()
-    _vcpus(stubs, {"g4dn.xlarge": 4, "g5.xlarge": 4})
-    _quota(stubs, "L-3819A6DF", 8.0)
-    result = check_gpu_quotas(_context(root, clients=stubs))
+    _gpu_vcpus(stubs, settings)
+    short = _quotas(stubs, settings, spare=-VCPUS)  # one node short
+    result = check_gpu_quotas(_context(root, stack, clients=stubs))
     stubs.verify()
     assert (result.status, result.detail) == (
         FAIL,
-        "too small: All G and VT Spot Instance Requests (L-3819A6DF) 8 vCPUs for 12 (GPU pools "
-        "at maxSize); request an increase in Service Quotas (aws service-quotas "
-        "request-service-quota-increase) or lower maxSize",
+        f"too small: {'; '.join(short)} (GPU pools at maxSize); request an increase in Service "
+        "Quotas (aws service-quotas request-service-quota-increase) or lower maxSize",
     )
-
-
-def test_on_demand_gpu_quota_for_prod(root: Path) -> None:
-    # prod: ON_DEMAND g5/g6.xlarge at maxSize 13 = 52 vCPUs.
-    stubs = Stubs()
-    _vcpus(stubs, {"g5.xlarge": 4, "g6.xlarge": 4})
-    _quota(stubs, "L-DB2E81BA", 64.0)
-    result = check_gpu_quotas(_context(root, "prod", clients=stubs))
-    assert (result.status, result.detail) == (
-        PASS,
-        "Running On-Demand G and VT instances (L-DB2E81BA) 64 vCPUs for 52",
-    )
+    _gpu_vcpus(stubs, settings)
+    covered = _quotas(stubs, settings, spare=12)
+    result = check_gpu_quotas(_context(root, stack, clients=stubs))
+    stubs.verify()
+    assert (result.status, result.detail) == (PASS, "; ".join(covered))
 
 
 def test_kubernetes_version_not_offered(root: Path) -> None:
     stubs = Stubs()
     stubs.stub("eks").add_response(
-        "describe_cluster_versions", {"clusterVersions": []}, {"clusterVersions": ["1.36"]}
+        "describe_cluster_versions", {"clusterVersions": []}, {"clusterVersions": [K8S]}
     )
     result = check_kubernetes_version(_context(root, clients=stubs))
     assert (result.status, result.detail) == (
         FAIL,
-        "EKS does not offer Kubernetes 1.36 here; pick another kubernetesVersion",
+        f"EKS does not offer Kubernetes {K8S} here; pick another kubernetesVersion",
     )
 
 
@@ -291,27 +332,29 @@ def test_kubernetes_version_offered_warns_near_end_of_standard_support(root: Pat
     stubs = Stubs()
     stubs.stub("eks").add_response(
         "describe_cluster_versions",
-        {"clusterVersions": [{"clusterVersion": "1.36", "versionStatus": "STANDARD_SUPPORT"}]},
+        {"clusterVersions": [{"clusterVersion": K8S, "versionStatus": "STANDARD_SUPPORT"}]},
     )
     ctx = _context(root, clients=stubs)
-    ctx.today = date(2027, 7, 1)
+    ctx.today = K8S_SUPPORT.end_of_standard - timedelta(days=32)
     result = check_kubernetes_version(ctx)
     assert (result.status, result.detail) == (
         PASS,
-        "EKS offers 1.36 (STANDARD_SUPPORT); Kubernetes 1.36 leaves EKS standard support on "
-        "2027-08-02 (32 days): plan the upgrade",
+        f"EKS offers {K8S} (STANDARD_SUPPORT); Kubernetes {K8S} leaves EKS standard support on "
+        f"{K8S_SUPPORT.end_of_standard} (32 days): plan the upgrade",
     )
 
 
 def test_addon_version_not_offered_for_the_kubernetes_version(root: Path) -> None:
+    addon, pinned = sorted(ADDONS.items())[-1]
+    other = f"{pinned}-not-the-pin"
     stubs = Stubs()
-    _addon_versions(stubs, {**ADDONS, "kube-proxy": "v1.36.1-eksbuild.2"})
+    _addon_versions(stubs, {**ADDONS, addon: other})
     result = check_addon_versions(_context(root, clients=stubs))
     stubs.verify()
     assert (result.status, result.detail) == (
         FAIL,
-        "not offered for Kubernetes 1.36: kube-proxy v1.36.0-eksbuild.17 (offered e.g. "
-        "v1.36.1-eksbuild.2); re-pin addonVersions",
+        f"not offered for Kubernetes {K8S}: {addon} {pinned} (offered e.g. {other}); "
+        "re-pin addonVersions",
     )
 
 
@@ -363,34 +406,39 @@ def test_secrets_provider(root: Path) -> None:
 
 def test_log_group_left_by_eks_must_be_fixed_before_adoption(root: Path) -> None:
     stubs = Stubs()
-    group = "/aws/eks/tfserving-dev/cluster"
+    group, days = f"/aws/eks/{DEV.cluster_name}/cluster", DEV.cluster_log_retention_days
     stubs.stub("logs").add_response("describe_log_groups", {"logGroups": [{"logGroupName": group}]})
     result = check_log_group(_context(root, clients=stubs))
     assert (result.status, result.detail) == (
         FAIL,
         f"{group} exists with retention never expire (not ours: EKS re-created it): up adopts it "
         f"only as configured; run aws logs put-retention-policy --log-group-name {group} "
-        "--retention-in-days 14",
+        f"--retention-in-days {days}",
     )
     stubs.stub("logs").add_response(
-        "describe_log_groups", {"logGroups": [{"logGroupName": group, "retentionInDays": 14}]}
+        "describe_log_groups", {"logGroups": [{"logGroupName": group, "retentionInDays": days}]}
     )
     assert check_log_group(_context(root, clients=stubs)).detail == (
-        f"{group} exists with retention 14; up adopts it"
+        f"{group} exists with retention {days}; up adopts it"
     )
+
+
+PROD_VPC = PROD.existing_vpc_id
+# The VPC's CIDR as EC2 answers it: the range prod admits to its private endpoint.
+PROD_VPC_CIDR = ipaddress.ip_network(PROD.api_access_cidrs[0])
 
 
 def _prod_network(stubs: Stubs, endpoints: list[dict[str, Any]]) -> None:
     ec2 = stubs.stub("ec2")
     ec2.add_response(
-        "describe_vpcs", {"Vpcs": [{"VpcId": "vpc-0c0ffee0c0ffee001", "CidrBlock": "10.20.0.0/16"}]}
+        "describe_vpcs", {"Vpcs": [{"VpcId": PROD_VPC, "CidrBlock": str(PROD_VPC_CIDR)}]}
     )
     ec2.add_response(
         "describe_subnets",
         {
             "Subnets": [
-                {"SubnetId": s, "VpcId": "vpc-0c0ffee0c0ffee001", "AvailabilityZone": z}
-                for s, z in (("subnet-0c0ffee0c0ffee0a1", "eu-west-1a"),)
+                {"SubnetId": s, "VpcId": PROD_VPC, "AvailabilityZone": z}
+                for s, z in zip(PROD.existing_private_subnet_ids, ALL_ZONES, strict=False)
             ]
         },
     )
@@ -403,7 +451,7 @@ def test_existing_vpc_needs_an_s3_gateway_endpoint(root: Path) -> None:
     result = check_existing_network(_context(root, "prod", clients=stubs))
     assert (result.status, result.detail) == (
         FAIL,
-        "vpc-0c0ffee0c0ffee001 has no S3 gateway endpoint: model downloads and image layers would "
+        f"{PROD_VPC} has no S3 gateway endpoint: model downloads and image layers would "
         "go through NAT; ask the network owner to add one on the private route tables",
     )
     stubs.stub("ec2").add_client_error("describe_vpcs", "InvalidVpcID.NotFound", "no such vpc")
@@ -417,26 +465,31 @@ def test_existing_vpc_needs_an_s3_gateway_endpoint(root: Path) -> None:
 
 def test_private_endpoint_needs_this_machine_in_api_access_cidrs(root: Path) -> None:
     stubs = Stubs()
-    vpc = {"Vpcs": [{"VpcId": "vpc-0c0ffee0c0ffee001", "CidrBlock": "10.20.0.0/16"}]}
+    vpc = {"Vpcs": [{"VpcId": PROD_VPC, "CidrBlock": str(PROD_VPC_CIDR)}]}
     stubs.stub("ec2").add_response("describe_vpcs", vpc)
     asked: list[str] = []
+    laptop_address = "192.0.2.20"  # TEST-NET-1: in no range a stack admits
 
     def laptop(host: str) -> str:
         asked.append(host)
-        return "192.168.1.20"
+        return laptop_address
 
     result = check_api_reachable(_context(root, "prod", clients=stubs, source_address=laptop))
-    assert asked == ["10.20.0.2"]  # the VPC's resolver address, inside it
+    assert asked == [str(PROD_VPC_CIDR[2])]  # the VPC's resolver address, inside it
     assert (result.status, result.detail) == (
         FAIL,
-        "the endpoint is private and this machine (192.168.1.20) is not in apiAccessCidrs "
-        "(10.20.0.0/16): run from the runner inside vpc-0c0ffee0c0ffee001",
+        f"the endpoint is private and this machine ({laptop_address}) is not in apiAccessCidrs "
+        f"({', '.join(PROD.api_access_cidrs)}): run from the runner inside {PROD_VPC}",
     )
     stubs.stub("ec2").add_response("describe_vpcs", vpc)
+    runner_address = str(PROD_VPC_CIDR[775])
     runner = check_api_reachable(
-        _context(root, "prod", clients=stubs, source_address=lambda host: "10.20.3.7")
+        _context(root, "prod", clients=stubs, source_address=lambda host: runner_address)
     )
-    assert (runner.status, runner.detail) == (PASS, "10.20.3.7 is in 10.20.0.0/16 (apiAccessCidrs)")
+    assert (runner.status, runner.detail) == (
+        PASS,
+        f"{runner_address} is in {PROD.api_access_cidrs[0]} (apiAccessCidrs)",
+    )
     assert check_api_reachable(_context(root)).status == SKIP
 
 
@@ -449,16 +502,17 @@ def _dev_all_pass(stubs: Stubs) -> None:
     )
     _zones(stubs)
     _offerings(stubs, _all_offered())
-    _vcpus(stubs, {"g4dn.xlarge": 4, "g5.xlarge": 4})
-    _quota(stubs, "L-3819A6DF", 16.0)
+    _gpu_vcpus(stubs, DEV)
+    _quotas(stubs, DEV, spare=0)
     stubs.stub("eks").add_response(
         "describe_cluster_versions",
-        {"clusterVersions": [{"clusterVersion": "1.36", "versionStatus": "STANDARD_SUPPORT"}]},
+        {"clusterVersions": [{"clusterVersion": K8S, "versionStatus": "STANDARD_SUPPORT"}]},
     )
     _addon_versions(stubs, ADDONS)
     stubs.stub("logs").add_response("describe_log_groups", {"logGroups": []})
+    secret_name = DOCKER_HUB_SECRET.split(":secret:", 1)[1]
     stubs.stub("secretsmanager").add_response(
-        "describe_secret", {"ARN": DOCKER_HUB_SECRET, "Name": "ecr-pullthroughcache/docker-hub-dev"}
+        "describe_secret", {"ARN": DOCKER_HUB_SECRET, "Name": secret_name}
     )
 
 
@@ -506,8 +560,8 @@ def test_one_failure_exits_1(root: Path, capsys, monkeypatch) -> None:
     _pin_images(root / "Pulumi.dev.yaml", monkeypatch)
     stubs = Stubs()
     _dev_all_pass(stubs)
-    stubs.stubbers["service-quotas"]._queue.clear()  # replace the quota answer with a small one
-    _quota(stubs, "L-3819A6DF", 0.0)
+    stubs.stubbers["service-quotas"]._queue.clear()  # replace the quota answers with small ones
+    _quotas(stubs, DEV, spare=-VCPUS)
     code = preflight.main(
         ["--stack", "dev", "--backend", ""], clients_for=lambda r: stubs, root=root, today=TODAY
     )
@@ -588,7 +642,7 @@ def test_mirrored_images_pass_and_a_tagged_sync_image_is_named(root: Path) -> No
     ctx = _context(root)
     result = check_image_digests(ctx)
     assert result.status == PASS
-    assert "serving tensorflow/serving:2.20.0 (mirrored, pulled by digest)" in result.detail
+    assert f"serving {DEV.serving_image} (mirrored, pulled by digest)" in result.detail
     assert "syncImage built here (pulled by digest)" in result.detail
     loose = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, sync_image="r/s:1"))
     result = check_image_digests(loose)

@@ -21,9 +21,9 @@ import yaml
 from infra import synth
 from infra.capture import capture_stack
 from infra.changes import Change, ChangeSet, compare, diff_values
-from ops.model_labels import move_label
 from infra.synth import findings_from, load_policy_config, mask_sensitive, run_policies
 from infra.synth_report import render_changes
+from ops.model_labels import move_label
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = "tfserving-eks:models"
