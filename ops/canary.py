@@ -36,6 +36,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from cli.args import positive_float, positive_int
 from contracts import rules
 
 TRACKS = ("stable", "canary")
@@ -244,19 +245,6 @@ def evaluate(fetch: Fetch, model: str, window_s: int, limits: Thresholds) -> Dec
 # --- command line -----------------------------------------------------------------------------
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-        return value
-
-    return parse
-
-
 def _model(text: str) -> str:
     if not rules.is_model_name(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid model name")
@@ -272,19 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prometheus-url", required=True, help="Prometheus (or AMP workspace) URL")
     run.add_argument("--model", required=True, type=_model, help="model name (model_name label)")
     run.add_argument(
-        "--window", type=_positive(int), default=DEFAULT_WINDOW_S, help="seconds to look back"
+        "--window", type=positive_int, default=DEFAULT_WINDOW_S, help="seconds to look back"
     )
     defaults = Thresholds()
-    run.add_argument("--min-requests", type=_positive(int), default=defaults.min_requests)
+    run.add_argument("--min-requests", type=positive_int, default=defaults.min_requests)
     run.add_argument(
         "--max-error-ratio-increase",
-        type=_positive(float),
+        type=positive_float,
         default=defaults.max_error_ratio_increase,
     )
-    run.add_argument("--max-p99-ratio", type=_positive(float), default=defaults.max_p99_ratio)
-    run.add_argument(
-        "--p99-slack-seconds", type=_positive(float), default=defaults.p99_slack_seconds
-    )
+    run.add_argument("--max-p99-ratio", type=positive_float, default=defaults.max_p99_ratio)
+    run.add_argument("--p99-slack-seconds", type=positive_float, default=defaults.p99_slack_seconds)
     return parser
 
 

@@ -30,9 +30,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cli.args import positive_float, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "mnist"
@@ -105,27 +106,14 @@ def wait_for(path: Path, timeout: float) -> float:
     raise TimeoutError(f"{path} did not appear within {timeout}s")
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench_sync.py", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--versions", type=_positive(int), default=8, help="(%(default)s)")
-    parser.add_argument("--size-mb", type=_positive(float), default=5.0, help="(%(default)s)")
+    parser.add_argument("--versions", type=positive_int, default=8, help="(%(default)s)")
+    parser.add_argument("--size-mb", type=positive_float, default=5.0, help="(%(default)s)")
     parser.add_argument(
-        "--interval", type=_positive(float), default=1.0, help="agent's S3 poll, s (%(default)s)"
+        "--interval", type=positive_float, default=1.0, help="agent's S3 poll, s (%(default)s)"
     )
     parser.add_argument(
         "--verbose", action="store_true", help="also show the S3 server's access log"

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from cli.args import positive_float, positive_int
 from contracts import tf_quiet
 from serving.client import connect
 from serving.client.base import DEFAULT_SIGNATURE, Prediction, VersionStatus
@@ -45,26 +46,6 @@ EXIT_OK, EXIT_SERVER, EXIT_USAGE, EXIT_CONNECTION, EXIT_NOT_AVAILABLE = 0, 1, 2,
 ClientFactory = Callable[..., Any]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default="mnist", help="model name (default: mnist)")
@@ -72,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--rest", metavar="URL", help="REST base URL, e.g. http://localhost:8501")
     where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC address, e.g. localhost:8500")
     which = common.add_mutually_exclusive_group()
-    which.add_argument("--version", type=_positive_int, help="a model version number")
+    which.add_argument("--version", type=positive_int, help="a model version number")
     which.add_argument("--label", help="a version label, e.g. stable or canary")
     common.add_argument(
-        "--timeout", type=_positive_float, default=10.0, help="seconds per call (default: 10)"
+        "--timeout", type=positive_float, default=10.0, help="seconds per call (default: 10)"
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument(
@@ -113,12 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--signature-name", default=DEFAULT_SIGNATURE)
     predict.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per request (default: 64)"
+        "--batch-size", type=positive_int, default=64, help="images per request (default: 64)"
     )
     status = commands.add_parser("status", parents=[common], help="state of each model version")
     status.add_argument(
         "--wait-available",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="poll until a version (the one asked for, if any) is AVAILABLE; exit 4 if not",
     )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cli.args import positive_float, positive_int
 from contracts.rules import RuleError, validate_model_name
 from contracts.store import StoreLocation, StoreURIError
 from contracts.tfconfig import ConfigError, VersionPolicy
@@ -55,19 +56,6 @@ def _model_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
-
-
 def sync_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.sync",
@@ -91,7 +79,7 @@ def sync_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--interval",
-        type=_positive(float),
+        type=positive_float,
         default=30.0,
         help="seconds between S3 listings (default 30; listings cost money)",
     )
@@ -105,13 +93,13 @@ def sync_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", type=Path, help="write status JSON here (atomically)")
     parser.add_argument(
         "--max-backoff",
-        type=_positive(float),
+        type=positive_float,
         default=300.0,
         help="upper bound of the retry backoff in seconds (default 300)",
     )
     parser.add_argument(
         "--max-attempts",
-        type=_positive(int),
+        type=positive_int,
         default=5,
         help="--once only: rounds of listing/fetching before giving up (default 5)",
     )
@@ -146,7 +134,7 @@ def probe_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tfserving-url", help="TF Serving REST base URL")
     parser.add_argument("--model", action="append", dest="models", default=[])
     parser.add_argument("--status-file", type=Path)
-    parser.add_argument("--timeout", type=_positive(float), default=2.0)
+    parser.add_argument("--timeout", type=positive_float, default=2.0)
     return parser
 
 

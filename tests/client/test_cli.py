@@ -37,10 +37,16 @@ def run(argv: list[str], server: Any = None) -> tuple[int, str, str]:
         (["predict", "x.png"], "one of the arguments --rest --grpc is required"),
         (["predict", "--rest", "u", "--grpc", "h:1", "x.png"], "not allowed with argument"),
         (["predict", "--rest", "u", "--version", "1", "--label", "s", "x"], "not allowed with"),
-        (["predict", "--rest", "u", "--version", "0", "x.png"], "must be a positive integer"),
-        (["predict", "--rest", "u", "--version", "v1", "x.png"], "'v1' is not an integer"),
+        (
+            ["predict", "--rest", "u", "--version", "0", "x.png"],
+            "expected an integer >= 1, got '0'",
+        ),
+        (
+            ["predict", "--rest", "u", "--version", "v1", "x.png"],
+            "expected an integer >= 1, got 'v1'",
+        ),
         (["predict", "--rest", "u"], "the following arguments are required: FILE"),
-        (["status", "--rest", "u", "--timeout", "0"], "must be a positive number"),
+        (["status", "--rest", "u", "--timeout", "0"], "expected a number > 0, got '0'"),
         (["explain", "--rest", "u"], "invalid choice: 'explain'"),
     ],
 )

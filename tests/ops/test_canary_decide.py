@@ -119,7 +119,7 @@ def test_other_urls_are_not_signed(monkeypatch: pytest.MonkeyPatch) -> None:
     ("args", "message"),
     [
         (["--model", "Not_A_Model"], "is not a valid model name"),
-        (["--model", "mnist", "--window", "0"], "must be above 0"),
+        (["--model", "mnist", "--window", "0"], "--window: expected an integer >= 1, got '0'"),
     ],
 )
 def test_bad_arguments_exit_2(

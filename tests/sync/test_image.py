@@ -78,7 +78,7 @@ def test_dockerfile_is_pinned_non_root_and_installs_without_deps() -> None:
 # Modules the image provides: the standard library, the pinned distributions and the copied code.
 ALLOWED = sorted(
     {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3", "google"}
-    | {"prometheus_client", "tensorflow_serving", "contracts", "serving"}
+    | {"prometheus_client", "tensorflow_serving", "contracts", "cli", "serving"}
 )
 
 PROBE = r"""
@@ -104,7 +104,7 @@ code = main(["--source", "s3://bucket/models", "--dest", sys.argv[2], "--model",
              "--model-config-file", "/does/not/exist", "--once"])
 files = sorted(
     m.__file__ for m in list(sys.modules.values())
-    if getattr(m, "__file__", None) and m.__name__.split(".")[0] in ("contracts", "serving")
+    if getattr(m, "__file__", None) and m.__name__.split(".")[0] in ("contracts", "cli", "serving")
 )
 print(json.dumps({"code": code, "files": files, "tf": "tensorflow" in sys.modules}))
 """
@@ -126,9 +126,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return unpacked
 
 
-def test_wheel_holds_only_the_contracts_and_the_agent(wheel: Path) -> None:
+def test_wheel_holds_only_the_contracts_the_argument_types_and_the_agent(wheel: Path) -> None:
     top = {p.relative_to(wheel).parts[0] for p in wheel.rglob("*.py")}
-    assert top == {"contracts", "serving"}
+    assert top == {"contracts", "cli", "serving"}
     served = {
         p.relative_to(wheel / "serving").as_posix() for p in (wheel / "serving").rglob("*.py")
     }
