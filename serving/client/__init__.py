@@ -12,8 +12,8 @@ with GrpcClient("localhost:8500", timeout=5) as client:
 Both clients implement `ModelClient`: ``predict`` (the MNIST signature), ``predict_raw``,
 ``status``, ``metadata``. Any other model: ``predict_with_signature(client, "diabetes", inputs)``
 fetches the signature from the server, converts and checks the inputs, then predicts.
-Errors derive from `ClientError` (see serving/client/errors.py). `GrpcClient` is imported on first
-use, because the TF Serving protos it needs import TensorFlow (seconds); `RestClient` does not.
+Errors derive from `ClientError` (see serving/client/errors.py). Neither client imports
+TensorFlow; `GrpcClient` is imported on first use, so REST-only callers never load grpcio.
 """
 
 from __future__ import annotations

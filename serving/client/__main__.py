@@ -29,7 +29,6 @@ from typing import Any, TextIO
 import numpy as np
 
 from cli.args import positive_float, positive_int
-from contracts import tf_quiet
 from serving.client import connect
 from serving.client.base import DEFAULT_SIGNATURE, Prediction, VersionStatus
 from serving.client.errors import (
@@ -62,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--verbose",
         action="store_true",
-        help="with --grpc: show TensorFlow's full log, GPU probe included (TFSE_VERBOSE=1)",
+        help="accepted for older scripts; the client loads no TensorFlow, so has no log to add",
     )
 
     parser = argparse.ArgumentParser(
@@ -139,9 +138,6 @@ def _main(
     if args.command == "predict":
         _check_predict_sources(parser, args)
     where = f"REST {args.rest}" if args.rest else f"gRPC {args.grpc}"
-    tf_quiet.configure(verbose=args.verbose)
-    if args.grpc and client_factory is connect:
-        _quiet_tensorflow()  # the gRPC client builds tensors with TensorFlow
     generic = args.command == "predict" and bool(args.inputs_json or args.input)
     try:
         batch = load_images(args.files) if args.command == "predict" and not generic else None
@@ -265,12 +261,6 @@ def _text(value: Any) -> Any:
 
 def _any_available(statuses: Sequence[VersionStatus]) -> bool:
     return any(s.state == "AVAILABLE" for s in statuses)
-
-
-def _quiet_tensorflow() -> None:
-    import tensorflow as tf
-
-    tf_quiet.probe_devices(lambda: tf.config.list_physical_devices("GPU"))
 
 
 @dataclass(frozen=True)

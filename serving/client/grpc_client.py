@@ -1,10 +1,11 @@
 """gRPC client for TF Serving's ``PredictionService`` and ``ModelService``.
 
-Creates `GrpcClient` over the official stubs of ``tensorflow-serving-api``
-(``prediction_service_pb2_grpc``, ``model_service_pb2_grpc``): Predict, GetModelMetadata and
-GetModelStatus, with the model spec (name + version or version label + signature) TF Serving
-expects. Tensors are converted with TensorFlow's own ``make_tensor_proto``/``make_ndarray``
-(importing the stubs imports TensorFlow anyway, because the protos live in it).
+Creates `GrpcClient`: Predict, GetModelMetadata and GetModelStatus, with the model spec (name +
+version or version label + signature) TF Serving expects. The methods are called by their gRPC
+paths (``/tensorflow.serving.PredictionService/Predict``, as ``prediction_service_pb2_grpc``
+names them) with messages built from TF Serving's own protos by `serving.client.protos`, and
+tensors converted with NumPy by `serving.client.tensors`: protobuf, grpcio and NumPy only, never
+TensorFlow (whose import alone takes seconds).
 
 One channel per client, shared by every thread that uses it (gRPC multiplexes concurrent calls
 over its HTTP/2 connection); pass ``channel=`` to reuse or configure your own.
@@ -12,21 +13,12 @@ over its HTTP/2 connection); pass ``channel=`` to reuse or configure your own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from serving.client.base import (
     DEFAULT_SIGNATURE,
@@ -38,6 +30,8 @@ from serving.client.base import (
     prediction_from_outputs,
 )
 from serving.client.errors import ConnectionFailed, InvalidInput, ServerError, UnexpectedResponse
+from serving.client.protos import message_class
+from serving.client.tensors import TensorError, to_ndarray, to_tensor_proto
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcClient"]
 
@@ -82,8 +76,14 @@ class GrpcClient:
                 ("grpc.max_receive_message_length", max_message_bytes),
             ],
         )
-        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._methods = {
+            name: self._channel.unary_unary(
+                f"/tensorflow.serving.{service}/{name}",
+                request_serializer=_message(f"{name}Request").SerializeToString,
+                response_deserializer=_message(f"{name}Response").FromString,
+            )
+            for service, name in _METHODS
+        }
 
     def __enter__(self) -> GrpcClient:
         return self
@@ -130,20 +130,19 @@ class GrpcClient:
         self, model: str, *, version: int | None = None, label: str | None = None
     ) -> list[VersionStatus]:
         """``ModelService.GetModelStatus``: the state of each version (or of the one asked for)."""
-        request = get_model_status_pb2.GetModelStatusRequest(
+        request = _message("GetModelStatusRequest")(
             model_spec=_model_spec(model, version, label, "")
         )
-        response = self._call(self._models.GetModelStatus, request)
-        state_names = get_model_status_pb2.ModelVersionStatus.State
+        response = self._call("GetModelStatus", request)
         result = []
         for entry in response.model_version_status:
-            code_enum = entry.status.DESCRIPTOR.fields_by_name["error_code"].enum_type
-            code = code_enum.values_by_number.get(entry.status.error_code)
+            state = _enum_name(entry, "state")
+            code = _enum_name(entry.status, "error_code")
             result.append(
                 VersionStatus(
                     version=entry.version,
-                    state=state_names.Name(entry.state),
-                    error_code=code.name if code else str(entry.status.error_code),
+                    state=state or str(entry.state),
+                    error_code=code or str(entry.status.error_code),
                     error_message=entry.status.error_message,
                 )
             )
@@ -153,11 +152,11 @@ class GrpcClient:
         self, model: str, *, version: int | None = None, label: str | None = None
     ) -> dict[str, Any]:
         """``GetModelMetadata`` for ``signature_def``, as the REST API's JSON shape."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
+        request = _message("GetModelMetadataRequest")(
             model_spec=_model_spec(model, version, label, ""), metadata_field=["signature_def"]
         )
-        response = self._call(self._predict.GetModelMetadata, request)
-        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response = self._call("GetModelMetadata", request)
+        signatures = _message("SignatureDefMap")()
         if "signature_def" not in response.metadata or not response.metadata[
             "signature_def"
         ].Unpack(signatures):
@@ -177,24 +176,49 @@ class GrpcClient:
         label: str | None,
         signature_name: str,
     ) -> tuple[dict[str, np.ndarray], int | None]:
-        request = predict_pb2.PredictRequest(
+        request = _message("PredictRequest")(
             model_spec=_model_spec(model, version, label, signature_name)
         )
         for name, value in inputs.items():
             try:
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-            except (TypeError, ValueError) as exc:
+                request.inputs[name].CopyFrom(to_tensor_proto(value))
+            except TensorError as exc:
                 raise InvalidInput(f"input {name!r} cannot be made a tensor: {exc}") from exc
-        response = self._call(self._predict.Predict, request)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        response = self._call("Predict", request)
+        try:
+            outputs = {name: to_ndarray(proto) for name, proto in response.outputs.items()}
+        except TensorError as exc:
+            raise UnexpectedResponse(
+                f"Predict answered a tensor the client cannot read: {exc}"
+            ) from exc
         served = response.model_spec.version.value if response.HasField("model_spec") else None
         return outputs, served or None
 
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+    def _call(self, method: str, request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout)
+            return self._methods[method](request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _translate(exc, self.target, self.timeout) from exc
+
+
+# (service, method) of the calls the client makes; request and response messages are named
+# <method>Request and <method>Response in package tensorflow.serving (TF Serving's protos).
+_METHODS = (
+    ("PredictionService", "Predict"),
+    ("PredictionService", "GetModelMetadata"),
+    ("ModelService", "GetModelStatus"),
+)
+
+
+def _message(name: str) -> Any:
+    return message_class(f"tensorflow.serving.{name}")
+
+
+def _enum_name(message: Any, field: str) -> str | None:
+    """The name of an enum field's value (None for a number the proto does not define)."""
+    enum = message.DESCRIPTOR.fields_by_name[field].enum_type
+    value = enum.values_by_number.get(getattr(message, field))
+    return value.name if value else None
 
 
 def _to_dict(message: Any) -> dict[str, Any]:
@@ -203,11 +227,9 @@ def _to_dict(message: Any) -> dict[str, Any]:
     )
 
 
-def _model_spec(
-    model: str, version: int | None, label: str | None, signature_name: str
-) -> model_pb2.ModelSpec:
+def _model_spec(model: str, version: int | None, label: str | None, signature_name: str) -> Any:
     check_model_spec(model, version, label)
-    spec = model_pb2.ModelSpec(name=model, signature_name=signature_name)
+    spec = _message("ModelSpec")(name=model, signature_name=signature_name)
     if version is not None:
         spec.version.value = version
     elif label is not None:

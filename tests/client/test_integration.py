@@ -7,6 +7,8 @@ with TF Serving's codes.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,8 +80,7 @@ def test_unknown_model_and_version_are_not_found(clients, batch, protocol, statu
 
 
 def test_cli_predicts_a_png_over_both_protocols(local_server, tmp_path, tiny_model_outputs) -> None:
-    # In-process (the entry point itself runs as a subprocess in test_cli.py): same code, no
-    # second TensorFlow import.
+    # In-process (the entry point itself runs as a subprocess in test_cli.py and below).
     server, name = local_server
     digit = (np.arange(784).reshape(28, 28) % 256).astype(np.uint8)
     Image.fromarray(digit).save(tmp_path / "digit.png")
@@ -96,3 +97,28 @@ def test_cli_predicts_a_png_over_both_protocols(local_server, tmp_path, tiny_mod
         row = lines[2].split()
         assert row[0] == str(tmp_path / "digit.png")
         assert int(row[1]) == expected
+
+
+def test_the_grpc_cli_never_imports_tensorflow(local_server, tmp_path) -> None:
+    # As the user runs it, in a fresh process; -X importtime names every module imported.
+    server, name = local_server
+    digit = (np.arange(784).reshape(28, 28) % 256).astype(np.uint8)
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    np.save(tmp_path / "batch.npy", np.zeros((2, 28, 28, 1), np.float32))
+    where = ["--model", name, "--grpc", server.grpc_target]
+    for argv in (
+        ["predict", *where, str(tmp_path / "digit.png")],
+        ["predict", *where, "--input", f"images={tmp_path / 'batch.npy'}", "--json"],
+        ["status", *where],
+        ["metadata", *where],
+    ):
+        run = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "serving.client", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        imported = [line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()]
+        assert "serving.client.grpc_client" in imported
+        assert [m for m in imported if m.split(".")[0] == "tensorflow"] == [], argv

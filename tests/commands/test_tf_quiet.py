@@ -1,8 +1,8 @@
 """TensorFlow's GPU-probe noise stays off CPU-only machines; real errors and --verbose do not.
 
-The real thing runs in fresh processes (the probe happens once per process): the gRPC client
-command (which imports TensorFlow and probes), then in the same process a real ERROR from
-TensorFlow's C++ runtime; and the client command with --verbose.
+The real thing runs in fresh processes (the probe happens once per process): the local server
+(which imports TensorFlow and probes) stopping on a bad models.config, then in the same process a
+real ERROR from TensorFlow's C++ runtime; and the same server run with TFSE_VERBOSE=1.
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ from contracts import tf_quiet
 ROOT = Path(__file__).resolve().parents[2]
 CPU_ONLY = not tf_quiet.has_gpu_device()
 NOISE = "failed call to cuInit"
-CLIENT = [sys.executable, "-m", "serving.client"]
-CLIENT_ARGS = ["status", "--grpc", "127.0.0.1:9", "--timeout", "0.2", "--wait-available", "0.3"]
-# `python -m serving.client ...` in-process, then a real C++ ERROR from TensorFlow after the probe
-# (PrintV2 to the ERROR log).
-CLIENT_THEN_REAL_ERROR = f"""
+SERVER = [sys.executable, "-m", "devtools.server"]
+# `python -m devtools.server ...` in-process (it probes the devices, then refuses a model without
+# a platform: exit 1), then a real C++ ERROR from TensorFlow (PrintV2 to the ERROR log).
+SERVER_THEN_REAL_ERROR = """
 import sys
+from devtools.server.__main__ import main
+print("server exit", main(sys.argv[1:]), file=sys.stderr)
 import tensorflow as tf
-from serving.client.__main__ import main
-print("client exit", main({CLIENT_ARGS!r}), file=sys.stderr)
 tf.raw_ops.PrintV2(input="a real TensorFlow error", output_stream="log(error)")
 """
 
@@ -44,10 +43,13 @@ def _run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[str, subprocess.CompletedProcess[str]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    config = tmp_path_factory.mktemp("tf_quiet") / "models.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "/m" } }')
+    args = [f"--model_config_file={config}", "--port=0", "--rest_api_port=-1"]
     jobs = {
-        "client, real error": ([sys.executable, "-c", CLIENT_THEN_REAL_ERROR], {}),
-        "client --verbose": ([*CLIENT, *CLIENT_ARGS, "--verbose"], {}),
+        "server, real error": ([sys.executable, "-c", SERVER_THEN_REAL_ERROR, *args], {}),
+        "server, verbose": ([*SERVER, *args], {"TFSE_VERBOSE": "1"}),
     }
     with ThreadPoolExecutor(len(jobs)) as pool:
         done = pool.map(lambda job: _run(job[0], **job[1]), jobs.values())
@@ -55,19 +57,17 @@ def runs() -> dict[str, subprocess.CompletedProcess[str]]:
 
 
 def test_a_tensorflow_command_prints_no_probe_noise_but_real_errors(runs) -> None:
-    answer = runs["client, real error"]
+    answer = runs["server, real error"]
     assert answer.returncode == 0, answer.stderr
-    assert "client exit 4" in answer.stderr, answer.stderr
-    assert (
-        "connection refused (cannot reach 127.0.0.1:9" in answer.stderr
-    )  # what the user needs is there
+    assert "server exit 1" in answer.stderr, answer.stderr
+    assert "model 'm': model_platform is empty" in answer.stderr  # what the user needs is there
     assert NOISE not in answer.stderr
     assert re.search(r"\] a real TensorFlow error$", answer.stderr, re.M), answer.stderr
 
 
 @pytest.mark.skipif(not CPU_ONLY, reason="a GPU machine has no probe noise to bring back")
 def test_verbose_brings_the_full_log_back(runs) -> None:
-    assert NOISE in runs["client --verbose"].stderr
+    assert NOISE in runs["server, verbose"].stderr
 
 
 def test_only_the_matching_lines_are_dropped_from_file_descriptor_2(capfd) -> None:
