@@ -59,7 +59,7 @@ def export_model(
     """A ``half_plus``-style SavedModel. The canary defects: with `fail_at`, inputs >= it fail;
     with `slow_at`, requests with an input >= it wait `SLOW_MS` first."""
     # Through model.tf_runtime: this is the demo's first device use, and the CPU-only cuInit
-    # line must be dropped here as in every other command (contracts/tf_quiet.py).
+    # line must be dropped here as in every other command (model/tf_quiet.py).
     from model.tf_runtime import tensorflow
 
     tf = tensorflow()

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from contracts import tf_quiet
 from devtools import local_steps as steps
 from devtools.local_steps import MODEL, Options, say
 from devtools.processes import REPO, Processes, StepFailed
+from model import tf_quiet
 
 DEFAULT_WORKDIR = REPO / "artifacts" / "local-run"
 T = TypeVar("T")

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts import tf_quiet
 from contracts.store import StoreError
+from model import tf_quiet
 from model.errors import ModelStageError
 
 

@@ -1,13 +1,13 @@
 """TensorFlow for the model stage, imported once with its CPU-only GPU-probe noise dropped.
 
-See `contracts.tf_quiet` for what is dropped and why (and ``TFSE_VERBOSE=1`` to see it all).
+See `model.tf_quiet` for what is dropped and why (and ``TFSE_VERBOSE=1`` to see it all).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from contracts import tf_quiet
+from model import tf_quiet
 
 
 def tensorflow() -> ModuleType:

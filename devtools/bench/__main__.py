@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from contracts import tf_quiet
 from contracts.tfconfig import BatchingParameters
 from devtools.bench.load import run_load
 from devtools.bench.processes import RunningServer, start_local_server, start_naive_server
@@ -43,6 +42,7 @@ from devtools.bench.rollout import (
     copy_in_atomically,
     run_rollout,
 )
+from model import tf_quiet
 
 METHOD_NOTE = (
     "Method: closed loop, single-image requests, N worker threads in one load-generator process "

@@ -3,7 +3,7 @@
 Same flags (see `devtools.server.flags`), same REST and gRPC APIs. Exits 0 after a graceful
 shutdown on SIGTERM/SIGINT (or after ``--help``), 2 when a flag is wrong (with the usage), 1 when
 a config file is wrong or the initial models fail to load, printing what is wrong.
-``TFSE_VERBOSE=1`` shows TensorFlow's full log (see `contracts.tf_quiet`).
+``TFSE_VERBOSE=1`` shows TensorFlow's full log (see `model.tf_quiet`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import signal
 import sys
 import threading
 
-from contracts import tf_quiet
 from devtools.server.errors import ServerConfigError
 from devtools.server.flags import parse_flags, usage
+from model import tf_quiet
 
 
 def main(argv: list[str] | None = None) -> int:

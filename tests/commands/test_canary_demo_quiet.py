@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import tf_quiet
+from model import tf_quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = """

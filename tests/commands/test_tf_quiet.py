@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import tf_quiet
+from model import tf_quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_ONLY = not tf_quiet.has_gpu_device()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import tf_quiet
+from model import tf_quiet
 from model.train import TrainResult
 
 ROOT = Path(__file__).resolve().parents[2]

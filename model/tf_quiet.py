@@ -15,8 +15,10 @@ Raising the level to 3 would also hide real errors (a SavedModel that fails to l
 ``--verbose`` on the commands, or ``TFSE_VERBOSE=1`` in the environment, turns both off and
 brings TensorFlow's full log back (``TF_CPP_MIN_LOG_LEVEL=0``); child processes inherit it.
 
-This module never imports TensorFlow (the ground floor must not need it): callers import it and
-hand the probe in.
+This module never imports TensorFlow: `configure` must run before TensorFlow is imported, so
+callers import this first and hand the probe in. It lives with the model stage, the lowest floor
+whose commands load TensorFlow; the development tools (local server, benchmark, local run) use it
+from there.
 """
 
 from __future__ import annotations
