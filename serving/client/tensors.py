@@ -10,7 +10,9 @@ takes, following ``tensorflow/core/framework/tensor.proto``:
   tensorflow/core/framework/tensor.cc, takes it for every dtype but strings);
 - strings travel as ``string_val``, one bytes value per element (``str`` is sent as UTF-8);
 - a tensor may instead fill its typed field (``float_val``, ``int_val``, ``half_val`` holding
-  float16/bfloat16 bit patterns, ``scomplex_val`` as real/imaginary pairs, ...); fewer values
+  float16/bfloat16 bit patterns, ``scomplex_val`` as real/imaginary pairs, ...), which is how
+  TF Serving answers Predict by default (``Tensor::AsProtoField`` in predict_util.cc, "for
+  backward compatibility"; ``tensor_content`` when configured so); fewer values
   than elements repeat the last one, none means zeros, as ``MakeNdarray`` reads them (and empty
   bytes for strings, where ``MakeNdarray`` puts ``str`` ``''`` among bytes).
 

@@ -123,6 +123,10 @@ def _proto(dtype: int, shape: tuple[int, ...], **fields) -> tensor_pb2.TensorPro
 @pytest.mark.parametrize(
     "proto",
     [
+        # TF Serving answers Predict with every value in the typed field (AsProtoField).
+        _proto(types_pb2.DT_FLOAT, (2, 3), float_val=[0.5, 1, 2, 3, 4, 5]),
+        _proto(types_pb2.DT_DOUBLE, (3,), double_val=[0.25, -1, 1e300]),
+        _proto(types_pb2.DT_INT64, (1, 2), int64_val=[-(2**62), 7]),
         _proto(types_pb2.DT_FLOAT, (2, 2), float_val=[1.5]),  # one value fills the tensor
         _proto(types_pb2.DT_INT32, (4,), int_val=[1, 2]),  # fewer: the last one repeats
         _proto(types_pb2.DT_INT64, (3,)),  # none: zeros
@@ -131,7 +135,18 @@ def _proto(dtype: int, shape: tuple[int, ...], **fields) -> tensor_pb2.TensorPro
         _proto(types_pb2.DT_COMPLEX64, (2,), scomplex_val=[1, 2, 3, 4]),
         _proto(types_pb2.DT_STRING, (3,), string_val=[b"a", b"b"]),
     ],
-    ids=["broadcast", "padded", "zeros", "half_val", "uint16", "complex-pairs", "str-pad"],
+    ids=[
+        "as-field-float",
+        "as-field-double",
+        "as-field-int64",
+        "broadcast",
+        "padded",
+        "zeros",
+        "half_val",
+        "uint16",
+        "complex-pairs",
+        "str-pad",
+    ],
 )
 def test_short_forms_read_as_make_ndarray_reads_them(proto) -> None:
     expected = tf.make_ndarray(proto)
