@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.instances import vcpus
-from infra.settings_types import SYSTEM_POOL, NodePool, Settings
+from infra.settings import SYSTEM_POOL, NodePool, Settings
 
 AUTO_MODE_ADD_ON_NODES = 1
 
