@@ -171,36 +171,16 @@ def build(settings: Settings) -> StackOutputs:
     )
     network = Network(
         "network",
-        NetworkArgs(
-            cidr=settings.vpc_cidr,
-            availability_zones=_zones(settings),
-            nat_gateway_per_az=settings.nat_gateway_per_az,
-            existing_vpc_id=settings.existing_vpc_id,
-            existing_private_subnet_ids=settings.existing_private_subnet_ids,
-            tags=tags,
-            region=settings.region,
-            scraper_subnets=settings.managed_prometheus,
-            existing_scraper_subnets=settings.existing_scraper_subnets,
-        ),
+        NetworkArgs(settings=settings, availability_zones=_zones(settings), tags=tags),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
     cluster = Cluster(
         "cluster",
         ClusterArgs(
-            cluster_name=settings.cluster_name,
-            kubernetes_version=settings.kubernetes_version,
+            settings=settings,
             subnet_ids=network.private_subnet_ids,
             secrets_key_arn=secrets_key.arn,
-            endpoint_public_access=settings.endpoint_public_access,
-            public_access_cidrs=settings.public_access_cidrs,
-            api_access_cidrs=settings.api_access_cidrs,
-            log_types=settings.cluster_log_types,
-            log_retention_days=settings.cluster_log_retention_days,
-            upgrade_support_type=settings.upgrade_support_type,
-            deployer_principal_arns=settings.deployer_principal_arns,
-            admin_principal_arns=settings.admin_principal_arns,
             existing_log_group=_kept_log_group(settings),
-            deletion_protection=settings.protect_data,
             tags=tags,
             auto_mode_node_role_arn=auto_node_role.arn if auto_node_role else None,
             auto_mode_node_role_ready=tuple(auto_node_role.attachments) if auto_node_role else (),
@@ -248,15 +228,7 @@ def build(settings: Settings) -> StackOutputs:
 
     bucket = ModelBucket(
         "model-store",
-        ModelBucketArgs(
-            kms_key_arn=bucket_key.arn,
-            noncurrent_version_retention_days=settings.noncurrent_version_retention_days,
-            abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
-            access_log_retention_days=settings.access_log_retention_days,
-            force_destroy=settings.bucket_force_destroy,
-            protect=settings.protect_data,
-            tags=tags,
-        ),
+        ModelBucketArgs(settings=settings, kms_key_arn=bucket_key.arn, tags=tags),
     )
     upstream = mirrored_images(settings)
     mirror = ImageMirror(
