@@ -72,6 +72,7 @@ class Settings:
         "support).",
         default=instances.DEFAULT_KUBERNETES_VERSION,
         choices=instances.SUPPORTED_KUBERNETES_VERSIONS,
+        hint="EKS versions with support dates in infra/instances.py",
     )
     upgrade_support_type: str = setting(
         doc="EKS upgrade policy at end of standard support: STANDARD auto-upgrades the cluster, "
@@ -98,6 +99,7 @@ class Settings:
     cluster_log_retention_days: int = setting(
         doc="Retention of the control-plane log group (a CloudWatch-supported value).",
         default=90, choices=instances.LOG_RETENTION_DAYS,
+        hint="the retention periods CloudWatch Logs accepts",
     )  # fmt: skip
     deployer_principal_arns: tuple[str, ...] = setting(
         doc="IAM roles that run pulumi up (the CI role of each environment): each gets an EKS "
