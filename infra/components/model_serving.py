@@ -250,20 +250,15 @@ class ModelServing(pulumi.ComponentResource):
         )
         selector = selector_labels(APP_NAME, model.name)
 
-        # The model's own namespace, named after it.
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata=metadata(model.name, labels), opts=child
-        )
+        home = model.name  # the model's own namespace, named after it (a contract: IRSA trusts it)
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=metadata(home, labels), opts=child)
         namespace = ns.metadata.apply(lambda m: m.name)
 
         role = aws.iam.Role(
             f"{name}-reader",
-            description=f"Reads model {model.name} for TF Serving ({model.name})",
+            description=f"Reads model {model.name} for TF Serving ({home})",
             assume_role_policy=iam.irsa_trust_policy(
-                args.oidc_provider_arn,
-                args.oidc_issuer,
-                model.name,
-                args.service_account_name,
+                args.oidc_provider_arn, args.oidc_issuer, home, args.service_account_name
             ),
             tags={**args.tags, "app.kubernetes.io/part-of": PART_OF},
             opts=child,
