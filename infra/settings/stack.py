@@ -251,9 +251,6 @@ class Settings:
         """EKS Auto Mode is on and the NodePools exist (autoMode, and migrating)."""
         return self.compute_mode in ("autoMode", "migrating")
 
-    def pool(self, name: str) -> NodePool:
-        return self.pools[name]
-
     def check(self, c: Checks, at: str, root: Settings) -> None:
         _network(self, c)
         _cluster(self, c)

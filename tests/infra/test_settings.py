@@ -29,6 +29,9 @@ from infra.settings import (
 
 KEYS = declarations(Settings)
 MODEL = declarations(ModelSettings)
+ADDONS = stack_config("dev")[f"{PROJECT}:addonVersions"]
+SYSTEM_POOL = stack_config("dev")[f"{PROJECT}:systemNodePool"]
+DEV_POOLS = stack_config("dev")[f"{PROJECT}:gpuNodePools"]
 
 
 def _config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
@@ -164,6 +167,44 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"s3PollSeconds": 1}, "s3PollSeconds", "between 10 and 3600"),
         ({"tags": {"aws:owner": "x"}}, "tags.aws:owner", "may not start with aws:"),
         ({"models": {}}, "models", "at least one model"),
+        ({"clusterName": "-dev"}, "clusterName", "1-100 letters, digits, '-' or '_'"),
+        ({"existingVpcId": "vpc-nope"}, "existingVpcId", "'vpc-nope' is not a VPC id"),
+        (
+            {"existingPrivateSubnetIds": ["subnet-nope"]},
+            "existingPrivateSubnetIds",
+            "'subnet-nope' is not a subnet id",
+        ),
+        (
+            {"addonVersions": {**ADDONS, "kube-proxy": "1.36"}},
+            "addonVersions.kube-proxy",
+            "'1.36': pin an EKS add-on version like",
+        ),
+        (
+            {"addonVersions": {**ADDONS, "cilium": "v1.0.0"}},
+            "addonVersions",
+            "unknown field 'cilium'",
+        ),
+        ({"alertEmails": ["ops"]}, "alertEmails", "'ops' is not an e-mail address"),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "instanceTypes": ["g5.xlarge"]}},
+            "systemNodePool.instanceTypes",
+            "g5.xlarge is a GPU type; put GPUs in gpuNodePools",
+        ),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "instanceTypes": []}},
+            "systemNodePool.instanceTypes",
+            "give a non-empty list of instance type names",
+        ),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "minSize": 0, "desiredSize": 0}},
+            "systemNodePool.minSize",
+            "the system pool needs at least 1 node",
+        ),
+        (
+            {"gpuNodePools": {**DEV_POOLS, "GPU": next(iter(DEV_POOLS.values()))}},
+            "gpuNodePools.GPU",
+            "pool names are lowercase DNS labels",
+        ),
     ],
 )
 def test_each_bad_value_is_one_problem_naming_key_and_stack(
@@ -173,6 +214,42 @@ def test_each_bad_value_is_one_problem_naming_key_and_stack(
     assert len(problems) == 1, problems
     assert problems[0][0] == key
     assert fragment in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        (
+            {"publicAccessCidrs": ["198.51.100.0/24"]},
+            "publicAccessCidrs",
+            "set only when endpointPublicAccess is true",
+        ),
+        (
+            {"existingPrivateSubnetIds": ["subnet-0123456789abcdef0"]},
+            "existingPrivateSubnetIds",
+            "EKS needs private subnets in at least 2 AZs",
+        ),
+    ],
+)
+def test_an_existing_vpc_stack_with_a_private_endpoint(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    base = {
+        "endpointPublicAccess": False,
+        "publicAccessCidrs": [],
+        "apiAccessCidrs": ["10.20.0.0/16"],
+        "existingVpcId": "vpc-0123456789abcdef0",
+        "existingPrivateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "existingScraperSubnets": {
+            "subnet-0123456789abcdef2": "10.0.255.0/28",
+            "subnet-0123456789abcdef3": "10.0.255.16/28",
+        },
+        "managedPrometheus": True,
+    }
+    assert settings_from_config("dev", _config(**base))
+    problems = _problems("dev", _config(**{**base, **overrides}))
+    assert len(problems) == 1, problems
+    assert problems[0][0] == key and fragment in problems[0][1]
 
 
 def _dev_pool(**changes: Any) -> dict[str, Any]:
