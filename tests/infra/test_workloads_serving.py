@@ -31,6 +31,7 @@ from infra.components.model_serving_args import ModelServingArgs
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
 from infra.settings import ModelSettings, settings_from_config
+from infra.settings.declare import Checks, read
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import (
     BUCKET,
@@ -90,26 +91,35 @@ SETTINGS = dataclasses.replace(
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSettings)}
 
 
+# The GPU model as a stack file would give it (read by the settings parser, defaults and all).
+GPU_MODEL = {
+    "versionPolicy": "latest:2",
+    "labels": {"stable": 3, "canary": 4},
+    "nodePool": "gpu",
+    "gpus": 1,
+    "minReplicas": 2,
+    "maxReplicas": 4,
+    "targetCpuUtilization": 70,
+    "canaryWeight": 0,
+    "cpuMillicores": 1000,
+    "modelMemoryMiB": 512,
+    "modelDiskMiB": 40,
+    "allowedNamespaces": ["apps", "monitoring"],
+    "batching": {
+        "maxBatchSize": 32,
+        "batchTimeoutMicros": 2000,
+        "maxEnqueuedBatches": 100,
+        "numBatchThreads": 4,
+        "allowedBatchSizes": [8, 16, 32],
+    },
+}
+
+
 def gpu_model(**changes: Any) -> ModelSettings:
-    values: dict[str, Any] = dict(
-        name="mnist",
-        version_policy=tfconfig.VersionPolicy.latest(2),
-        labels={"stable": 3, "canary": 4},
-        node_pool="gpu",
-        gpus=1,
-        min_replicas=2,
-        wake_on_request=False,
-        max_replicas=4,
-        target_cpu_utilization=70,
-        canary_weight=0,
-        cpu_millicores=1000,
-        model_memory_mib=512,
-        model_disk_mib=40,
-        max_versions_on_disk=None,
-        allowed_namespaces=("apps", "monitoring"),
-        batching=BATCHING,
-    )
-    return ModelSettings(**{**values, **changes})
+    checks = Checks()
+    model = read(ModelSettings, GPU_MODEL, "models.mnist", checks, name="mnist")
+    assert checks.problems == []
+    return dataclasses.replace(model, **changes)
 
 
 def gpu_args(**overrides: Any) -> ModelServingArgs:
