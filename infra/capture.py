@@ -31,7 +31,8 @@ from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks, settings
 
-from infra.config_keys import PROJECT, full_name
+from infra.naming import PROJECT
+from infra.settings import full_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "111122223333"

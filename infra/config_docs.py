@@ -1,5 +1,6 @@
-"""Generates ``Pulumi.yaml``'s ``config:`` block and ``docs/configuration.md`` from
-:mod:`infra.config_keys`, the one declaration of every stack config key.
+"""Generates ``Pulumi.yaml``'s ``config:`` block and ``docs/configuration.md`` from the
+declared settings (:class:`infra.settings.Settings` and the objects nested in it), the one
+declaration of every stack config key.
 
     python -m infra.config_docs           # rewrite both files
     python -m infra.config_docs --check   # exit 1 naming each stale file, change nothing
@@ -19,7 +20,16 @@ from typing import Any
 
 import yaml
 
-from infra.config_keys import KEYS, PROJECT, ConfigKey, NestedObject, nested_objects
+from infra.naming import PROJECT
+from infra.settings import Settings
+from infra.settings.declare import (
+    Declared,
+    allowed_text,
+    declarations,
+    description,
+    entry_field,
+    type_text,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PULUMI_YAML = Path("Pulumi.yaml")
@@ -29,28 +39,29 @@ COMMAND = "python -m infra.config_docs"
 _CONFIG_BLOCK = re.compile(r"^config:\n(?:(?:[ #].*)?\n)*", re.M)
 
 
-def allowed_text(key: ConfigKey) -> str:
-    """The allowed values or range the checks enforce, in words; empty when there is none."""
-    if key.choices:
-        return ", ".join(str(c) for c in key.choices)
-    if key.minimum is not None and key.maximum is not None:
-        return f"{key.minimum} to {key.maximum}"
-    if key.minimum is not None:
-        return f"at least {key.minimum}"
-    return ""
+def nested_objects() -> list[tuple[str, type]]:
+    """Every nested object as (its path in the docs, e.g. ``models.<name>``, its declared
+    class), outer before inner (the docs' table order)."""
+    found: list[tuple[str, type]] = []
+    pending = [(d.key, d) for d in declarations(Settings).values() if d.nested]
+    while pending:
+        path, d = pending.pop(0)
+        cls = d.nested
+        assert cls is not None
+        if d.by_name:
+            path += f".<{entry_field(cls)[1]}>"  # type: ignore[index]
+        found.append((path, cls))
+        pending.extend((f"{path}.{f.key}", f) for f in declarations(cls).values() if f.nested)
+    return found
 
 
-def type_text(key: ConfigKey) -> str:
-    return f"array of {key.items}" if key.items else key.type
-
-
-def pulumi_description(key: ConfigKey) -> str:
+def pulumi_description(key: Declared) -> str:
     """The description Pulumi.yaml shows: the declared one, plus allowed values and fields."""
-    parts = [key.description]
+    parts = [key.doc]
     if allowed := allowed_text(key):
         parts.append(f"Allowed: {allowed}.")
     if key.nested:
-        names = ", ".join(f.name for f in key.nested.fields)
+        names = ", ".join(declarations(key.nested))
         parts.append(f"Fields: {names} (see {CONFIGURATION_MD}).")
     return " ".join(parts)
 
@@ -58,12 +69,12 @@ def pulumi_description(key: ConfigKey) -> str:
 def pulumi_config() -> dict[str, dict[str, Any]]:
     """The ``config:`` mapping of Pulumi.yaml, one entry per declared key."""
     config: dict[str, dict[str, Any]] = {}
-    for key in KEYS:
+    for key in declarations(Settings).values():
         spec: dict[str, Any] = {"type": key.type, "description": pulumi_description(key)}
         if key.items:
             spec["items"] = {"type": key.items}
         spec["default"] = key.default
-        config[key.name] = spec
+        config[key.key] = spec
     return config
 
 
@@ -85,7 +96,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "\\<")
 
 
-def _default_text(key: ConfigKey) -> str:
+def _default_text(key: Declared) -> str:
     if key.required:
         return "required"
     if key.default is None:
@@ -93,47 +104,48 @@ def _default_text(key: ConfigKey) -> str:
     return f"`{json.dumps(key.default)}`"
 
 
-def _table(keys: tuple[ConfigKey, ...]) -> list[str]:
+def _table(cls: type, paths: dict[type, str]) -> list[str]:
     lines = [
         "| Key | Type | Default | Allowed | Description |",
         "|---|---|---|---|---|",
     ]
-    for key in keys:
-        description = _cell(key.description)
+    for key in declarations(cls).values():
+        text = _cell(key.doc)
         if key.nested:
-            description += f" Fields: [`{key.nested.path}`](#{_anchor(key.nested)})."
+            text += f" Fields: [`{paths[key.nested]}`](#{_anchor(paths[key.nested])})."
         cells = [
-            f"`{key.name}`",
+            f"`{key.key}`",
             type_text(key),
             _default_text(key),
             _cell(allowed_text(key)),
-            description,
+            text,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _anchor(nested: NestedObject) -> str:
+def _anchor(path: str) -> str:
     # GitHub's heading anchors: lowercase, punctuation other than '-' and '_' dropped (the
     # backticks and angle brackets of the heading too).
-    return re.sub(r"[^a-z0-9 _-]", "", nested.path.lower()).replace(" ", "-")
+    return re.sub(r"[^a-z0-9 _-]", "", path.lower()).replace(" ", "-")
 
 
 def render_configuration_md() -> str:
+    nested = nested_objects()
+    paths = {cls: path for path, cls in nested}
     lines = [
         "# Stack configuration",
         "",
-        f"<!-- Generated by `{COMMAND}` from infra/config_keys.py; do not edit by hand. -->",
+        f"<!-- Generated by `{COMMAND}` from infra/settings/; do not edit by hand. -->",
         "",
         "Every key the program reads. In `Pulumi.<stack>.yaml` a key is written",
         f"`{PROJECT}:<key>`; the defaults are declared in `{PULUMI_YAML}`. Unknown keys and",
         "fields are rejected, and every problem is reported at once, by key and stack.",
         "",
-        *_table(KEYS),
+        *_table(Settings, paths),
     ]
-    for nested in nested_objects():
-        heading = f"## `{nested.path}`"
-        lines += ["", heading, "", _cell(nested.description), "", *_table(nested.fields)]
+    for path, cls in nested:
+        lines += ["", f"## `{path}`", "", _cell(description(cls)), "", *_table(cls, paths)]
     return "\n".join(lines) + "\n"
 
 

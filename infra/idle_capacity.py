@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.instances import vcpus
-from infra.settings_types import SYSTEM_POOL, NodePool, Settings
+from infra.settings import SYSTEM_POOL, NodePool, Settings
 
 AUTO_MODE_ADD_ON_NODES = 1
 
@@ -37,8 +37,7 @@ def _serving_nodes(settings: Settings, pool: NodePool) -> int:
     nodes = 0
     for model in settings.models:
         if model.node_pool == pool.name and model.min_replicas:
-            per_node = max(1, pool.gpus_per_node // max(1, model.gpus))
-            nodes += -(-model.min_replicas // per_node)
+            nodes += -(-model.min_replicas // model.pods_per_node(pool))
     return nodes
 
 

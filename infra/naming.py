@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from infra.config_keys import PROJECT
-
+# The Pulumi project; stack config keys live in its namespace (``tfserving-eks:<key>``).
+PROJECT = "tfserving-eks"
 # Node label every managed node group carries; GPU pods select their pool by it.
 POOL_LABEL_KEY = f"{PROJECT}/pool"
 # Taint on every GPU node group so only pods that ask for GPUs (and tolerate it) land there.

@@ -20,12 +20,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.auto_mode import (
-    AutoModeNodePools,
-    AutoModeNodePoolsArgs,
-    AutoModeNodeRole,
-    PoolCapacity,
-)
+from infra.components.auto_mode import AutoModeNodePools, AutoModeNodePoolsArgs, AutoModeNodeRole
 from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
 from infra.components.cluster import (
     Cluster,
@@ -51,18 +46,14 @@ from infra.components.keda import (
 from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import ModelServing
-from infra.components.model_serving_args import (
-    ModelServingArgs,
-    NodePlacement,
-    ServingResources,
-)
+from infra.components.model_serving_args import ModelServingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
-from infra.settings import SYSTEM_POOL, ModelSettings, NodePool, Settings, load_settings
+from infra.settings import SYSTEM_POOL, NodePool, Settings, load_settings
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
 ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
@@ -119,17 +110,9 @@ def _node_group(
         NodePoolGroupArgs(
             cluster_name=cluster.name,
             cluster_name_plain=settings.cluster_name,
-            pool=pool.name,
+            pool=pool,
             node_role_arn=role.arn,
             subnet_ids=subnets,
-            instance_types=pool.instance_types,
-            min_size=pool.min_size,
-            max_size=pool.max_size,
-            desired_size=pool.desired_size,
-            disk_size_gib=pool.disk_size_gib,
-            ami_type=pool.ami_type,
-            capacity_type=pool.capacity_type,
-            gpus_per_node=pool.gpus_per_node,
             kubernetes_version=settings.kubernetes_version,
             tags=tags,
         ),
@@ -142,17 +125,6 @@ def _addon_names(settings: Settings) -> set[str]:
     if settings.node_groups:
         return set(settings.addon_versions)
     return set(settings.addon_versions) & AUTO_MODE_ADDONS
-
-
-def _pool_capacity(pool: NodePool) -> PoolCapacity:
-    return PoolCapacity(
-        name=pool.name,
-        instance_types=pool.instance_types,
-        capacity_type=pool.capacity_type,
-        max_nodes=pool.max_size,
-        gpus_per_node=pool.gpus_per_node,
-        disk_size_gib=pool.disk_size_gib,
-    )
 
 
 def mirrored_images(settings: Settings) -> dict[str, str]:
@@ -174,68 +146,6 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
         images.update(KEDA_IMAGES)
         images.update(ADDON_IMAGES)
     return {role: image for role, image in images.items() if image}
-
-
-def _serving_args(
-    settings: Settings,
-    model: ModelSettings,
-    bucket: ModelBucket,
-    bucket_key: EncryptionKey,
-    cluster: Cluster,
-    sync_image: pulumi.Input[str],
-    tags: dict[str, str],
-    serving_images: tuple[str, str],
-    scraper_cidrs: tuple[str, ...] = (),
-    pull_images: dict[str, pulumi.Output[str]] | None = None,
-    interceptor: KedaHttpAddon | None = None,
-) -> ModelServingArgs:
-    return ModelServingArgs(
-        model_name=model.name,
-        namespace=model.name,
-        bucket_name=bucket.bucket_name,
-        bucket_arn=bucket.bucket_arn,
-        kms_key_arn=bucket_key.arn,
-        oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_issuer=cluster.oidc_issuer,
-        sync_image=sync_image,
-        resources=ServingResources(
-            model_memory_mib=model.model_memory_mib,
-            model_disk_mib=model.model_disk_mib,
-            cpu_request_millicores=model.cpu_millicores,
-        ),
-        batching=model.batching,
-        version_policy=model.version_policy,
-        version_labels=dict(model.labels),
-        max_versions_on_disk=model.max_versions_on_disk,
-        model_prefix=MODEL_PREFIX.rstrip("/"),
-        placement=NodePlacement(
-            pool=model.node_pool,
-            gpus_per_pod=model.gpus,
-            pool_label_key=POOL_LABEL_KEY,
-            taint_key=GPU_TAINT_KEY,
-        ),
-        min_replicas=model.min_replicas,
-        max_replicas=model.max_replicas,
-        target_cpu_utilization=model.target_cpu_utilization,
-        canary_weight=model.canary_weight,
-        allowed_namespaces=model.allowed_namespaces,
-        scraper_cidrs=scraper_cidrs,
-        sync_interval_seconds=settings.s3_poll_seconds,
-        tfserving_image=serving_images[0],
-        tfserving_gpu_image=serving_images[1],
-        pull_images=pull_images or {},
-        await_rollout=settings.await_serving_rollout,
-        tags=tags,
-        wake_on_request=model.wake_on_request,
-        **(
-            {
-                "interceptor_namespace": KEDA_NAMESPACE,
-                "interceptor_endpoint": f"http://{PROXY_HOST}:{PROXY_PORT}",
-            }
-            if interceptor is not None
-            else {}
-        ),
-    )
 
 
 def build(settings: Settings) -> StackOutputs:
@@ -261,36 +171,16 @@ def build(settings: Settings) -> StackOutputs:
     )
     network = Network(
         "network",
-        NetworkArgs(
-            cidr=settings.vpc_cidr,
-            availability_zones=_zones(settings),
-            nat_gateway_per_az=settings.nat_gateway_per_az,
-            existing_vpc_id=settings.existing_vpc_id,
-            existing_private_subnet_ids=settings.existing_private_subnet_ids,
-            tags=tags,
-            region=settings.region,
-            scraper_subnets=settings.managed_prometheus,
-            existing_scraper_subnets=settings.existing_scraper_subnets,
-        ),
+        NetworkArgs(settings=settings, availability_zones=_zones(settings), tags=tags),
     )
     auto_node_role = AutoModeNodeRole("auto-node", tags) if settings.auto_mode else None
     cluster = Cluster(
         "cluster",
         ClusterArgs(
-            cluster_name=settings.cluster_name,
-            kubernetes_version=settings.kubernetes_version,
+            settings=settings,
             subnet_ids=network.private_subnet_ids,
             secrets_key_arn=secrets_key.arn,
-            endpoint_public_access=settings.endpoint_public_access,
-            public_access_cidrs=settings.public_access_cidrs,
-            api_access_cidrs=settings.api_access_cidrs,
-            log_types=settings.cluster_log_types,
-            log_retention_days=settings.cluster_log_retention_days,
-            upgrade_support_type=settings.upgrade_support_type,
-            deployer_principal_arns=settings.deployer_principal_arns,
-            admin_principal_arns=settings.admin_principal_arns,
             existing_log_group=_kept_log_group(settings),
-            deletion_protection=settings.protect_data,
             tags=tags,
             auto_mode_node_role_arn=auto_node_role.arn if auto_node_role else None,
             auto_mode_node_role_ready=tuple(auto_node_role.attachments) if auto_node_role else (),
@@ -338,17 +228,8 @@ def build(settings: Settings) -> StackOutputs:
 
     bucket = ModelBucket(
         "model-store",
-        ModelBucketArgs(
-            kms_key_arn=bucket_key.arn,
-            noncurrent_version_retention_days=settings.noncurrent_version_retention_days,
-            abort_incomplete_upload_days=settings.abort_incomplete_upload_days,
-            access_log_retention_days=settings.access_log_retention_days,
-            force_destroy=settings.bucket_force_destroy,
-            protect=settings.protect_data,
-            tags=tags,
-        ),
+        ModelBucketArgs(settings=settings, kms_key_arn=bucket_key.arn, tags=tags),
     )
-    serving_images = (settings.serving_image, settings.serving_gpu_image)
     upstream = mirrored_images(settings)
     mirror = ImageMirror(
         "image-mirror",
@@ -384,15 +265,11 @@ def build(settings: Settings) -> StackOutputs:
         AutoModeNodePools(
             "auto-mode",
             AutoModeNodePoolsArgs(
-                pools=tuple(
-                    _pool_capacity(p) for p in (settings.system_node_pool, *settings.gpu_node_pools)
-                ),
+                settings=settings,
                 node_role_name=auto_node_role.name,
                 subnet_ids=network.private_subnet_ids,
                 security_group_id=cluster.cluster_security_group_id,
                 pool_label_key=POOL_LABEL_KEY,
-                consolidate_after_minutes=settings.node_consolidate_after_minutes,
-                expire_after_hours=settings.node_expire_after_hours,
                 labels=recommended_labels("auto-mode", settings.stack, "v1", "capacity"),
             ),
             opts=on_cluster,
@@ -478,18 +355,21 @@ def build(settings: Settings) -> StackOutputs:
     served = {
         m.name: ModelServing(
             f"model-{m.name}",
-            _serving_args(
-                settings,
-                m,
-                bucket,
-                bucket_key,
-                cluster,
-                registry.image_ref,
-                tags,
-                serving_images,
-                scraper_cidrs=network.scraper_subnet_cidrs,
+            ModelServingArgs(
+                model=m,
+                settings=settings,
+                bucket_name=bucket.bucket_name,
+                bucket_arn=bucket.bucket_arn,
+                kms_key_arn=bucket_key.arn,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer=cluster.oidc_issuer,
+                sync_image=registry.image_ref,
+                model_prefix=MODEL_PREFIX,
+                tags=tags,
                 pull_images=serving_pulls,
-                interceptor=interceptor,
+                scraper_cidrs=network.scraper_subnet_cidrs,
+                interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if interceptor else "",
+                interceptor_namespace=KEDA_NAMESPACE,
             ),
             opts=pulumi.ResourceOptions.merge(
                 on_cluster, after_keda if m.wake_on_request else pulumi.ResourceOptions()

@@ -36,8 +36,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from contracts.tfconfig import ConfigError, VersionPolicy
-from infra.config_keys import KEYS_BY_NAME, full_name
-from infra.settings import SettingsError, settings_from_config
+from infra.settings import Settings, SettingsError, declarations, full_name, settings_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_KEY = full_name("models")
@@ -120,7 +119,7 @@ def move_label(
     config = document.setdefault("config", CommentedMap())
     if MODELS_KEY not in config:
         # The stack uses the declared default; write it out so the label has a place.
-        config[MODELS_KEY] = _plain(KEYS_BY_NAME["models"].default)
+        config[MODELS_KEY] = _plain(declarations(Settings)["models"].default)
     models = config[MODELS_KEY]
     if not isinstance(models, dict) or model not in models:
         known = ", ".join(models) if isinstance(models, dict) else "none"

@@ -30,8 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.capture import REPO_ROOT, CaptureError, stack_config
-from infra.settings import settings_from_config
-from infra.settings_types import InvalidSettingsError
+from infra.settings import InvalidSettingsError, settings_from_config
 from ops.preflight_checks import CHECKS, FAIL, Check, ClientFactory, Context
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2

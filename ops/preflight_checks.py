@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import instances
-from infra.settings_types import NodePool, Settings
+from infra.settings import NodePool, Settings
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 

@@ -41,6 +41,7 @@ from infra.components.cluster import service_trust_policy
 from infra.components.k8s_common import Manifest, metadata
 from infra.instances import vcpus
 from infra.naming import GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, child
+from infra.settings import NodePool, Settings
 
 ROLE_TYPE_TOKEN = "tfserving-eks:automode:AutoModeNodeRole"
 TYPE_TOKEN = "tfserving-eks:automode:AutoModeNodePools"
@@ -62,33 +63,21 @@ TERMINATION_GRACE_PERIOD = "24h"
 NODE_NAME_PREFIX = "tfserving"
 
 
-@dataclass(frozen=True)
-class PoolCapacity:
-    """One pool as a NodePool sees it; ``gpus_per_node`` is 0 for the CPU pool."""
-
-    name: str
-    instance_types: tuple[str, ...]
-    capacity_type: str
-    max_nodes: int
-    gpus_per_node: int
-    disk_size_gib: int
-
-    @property
-    def node_pool_name(self) -> str:
-        # Prefixed so a pool called "system" never collides with Auto Mode's built-in pools.
-        return f"{NODE_NAME_PREFIX}-{self.name}"
+def node_pool_name(pool: NodePool) -> str:
+    # Prefixed so a pool called "system" never collides with Auto Mode's built-in pools.
+    return f"{NODE_NAME_PREFIX}-{pool.name}"
 
 
-def node_pool_limits(pool: PoolCapacity) -> dict[str, str]:
-    """Capacity ceiling of a NodePool: ``max_nodes`` of its largest instance type."""
-    limits = {"cpu": str(pool.max_nodes * max(vcpus(t) for t in pool.instance_types))}
+def node_pool_limits(pool: NodePool) -> dict[str, str]:
+    """Capacity ceiling of a NodePool: ``maxSize`` nodes of its largest instance type."""
+    limits = {"cpu": str(pool.max_size * max(vcpus(t) for t in pool.instance_types))}
     if pool.gpus_per_node:
-        limits[GPU_TAINT_KEY] = str(pool.max_nodes * pool.gpus_per_node)
+        limits[GPU_TAINT_KEY] = str(pool.max_size * pool.gpus_per_node)
     return limits
 
 
 def node_class_spec(
-    pool: PoolCapacity, role_name: Any, subnet_ids: Sequence[Any], security_group_id: Any
+    pool: NodePool, role_name: Any, subnet_ids: Sequence[Any], security_group_id: Any
 ) -> Manifest:
     """``NodeClass`` spec (EKS user guide, "Node Class Specification")."""
     return {
@@ -103,15 +92,13 @@ def node_class_spec(
 
 
 def node_pool_spec(
-    pool: PoolCapacity,
+    pool: NodePool,
     node_class_name: str,
     pool_label_key: str,
     consolidate_after_minutes: int,
     expire_after_hours: int,
 ) -> Manifest:
     """``NodePool`` spec (Karpenter v1 API, as EKS Auto Mode reads it)."""
-    if pool.capacity_type not in CAPACITY_TYPES:
-        raise ValueError(f"pool {pool.name}: capacity type {pool.capacity_type!r} is not known")
     template: Manifest = {
         "nodeClassRef": {
             "group": NODE_CLASS_API[0].split("/")[0],
@@ -174,13 +161,14 @@ class AutoModeNodeRole(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class AutoModeNodePoolsArgs:
-    pools: tuple[PoolCapacity, ...]
+    """Every pool of ``settings`` (with its nodeConsolidateAfterMinutes, nodeExpireAfterHours)
+    and where its nodes go."""
+
+    settings: Settings
     node_role_name: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
     security_group_id: pulumi.Input[str]
     pool_label_key: str
-    consolidate_after_minutes: int
-    expire_after_hours: int
     labels: Mapping[str, str]
 
 
@@ -206,12 +194,12 @@ class AutoModeNodePools(pulumi.ComponentResource):
         )
         placement = pulumi.Output.all(args.node_role_name, args.subnet_ids, args.security_group_id)
         names = {}
-        for pool in args.pools:
+        for pool in args.settings.pools.values():
             node_class = k8s.apiextensions.CustomResource(
                 child(name, f"{pool.name}-class"),
                 api_version=NODE_CLASS_API[0],
                 kind=NODE_CLASS_API[1],
-                metadata=metadata(pool.node_pool_name, labels),
+                metadata=metadata(node_pool_name(pool), labels),
                 spec=placement.apply(lambda p, pool=pool: node_class_spec(pool, *p)),
                 opts=here,
             )
@@ -219,16 +207,16 @@ class AutoModeNodePools(pulumi.ComponentResource):
                 child(name, f"{pool.name}-pool"),
                 api_version=NODE_POOL_API[0],
                 kind=NODE_POOL_API[1],
-                metadata=metadata(pool.node_pool_name, labels),
+                metadata=metadata(node_pool_name(pool), labels),
                 spec=node_pool_spec(
                     pool,
-                    pool.node_pool_name,
+                    node_pool_name(pool),
                     args.pool_label_key,
-                    args.consolidate_after_minutes,
-                    args.expire_after_hours,
+                    args.settings.node_consolidate_after_minutes,
+                    args.settings.node_expire_after_hours,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[node_class]),
             )
-            names[pool.name] = pool.node_pool_name
+            names[pool.name] = node_pool_name(pool)
         self.node_pool_names = names
         self.register_outputs({"node_pool_names": names})

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.naming import child, merge_tags
+from infra.settings import Settings
 
 TYPE_TOKEN = "tfserving-eks:bucket:ModelBucket"
 MODEL_PREFIX = "models/"
@@ -30,12 +31,10 @@ MODEL_PREFIX = "models/"
 
 @dataclass(frozen=True)
 class ModelBucketArgs:
+    # The retention days (noncurrentVersionRetentionDays, abortIncompleteUploadDays,
+    # accessLogRetentionDays), bucketForceDestroy and protectData.
+    settings: Settings
     kms_key_arn: pulumi.Input[str]
-    noncurrent_version_retention_days: int
-    abort_incomplete_upload_days: int
-    access_log_retention_days: int
-    force_destroy: bool
-    protect: bool
     tags: Mapping[str, str]
 
 
@@ -66,7 +65,8 @@ class ModelBucket(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        settings = args.settings
+        keep = pulumi.ResourceOptions(parent=self, protect=settings.protect_data)
 
         def private(role: str, bucket: aws.s3.Bucket) -> list[pulumi.Resource]:
             block = aws.s3.BucketPublicAccessBlock(
@@ -88,7 +88,7 @@ class ModelBucket(pulumi.ComponentResource):
 
         logs = aws.s3.Bucket(
             child(name, "logs"),
-            force_destroy=args.force_destroy,
+            force_destroy=settings.bucket_force_destroy,
             tags=merge_tags({"Name": child(name, "logs")}, args.tags),
             opts=keep,
         )
@@ -114,7 +114,7 @@ class ModelBucket(pulumi.ComponentResource):
                     status="Enabled",
                     filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
                     expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                        days=args.access_log_retention_days
+                        days=settings.access_log_retention_days
                     ),
                 )
             ],
@@ -123,7 +123,7 @@ class ModelBucket(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(
             child(name, "models"),
-            force_destroy=args.force_destroy,
+            force_destroy=settings.bucket_force_destroy,
             tags=merge_tags({"Name": child(name, "models")}, args.tags),
             opts=keep,
         )
@@ -175,7 +175,7 @@ class ModelBucket(pulumi.ComponentResource):
                     status="Enabled",
                     filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
                     noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=args.noncurrent_version_retention_days
+                        noncurrent_days=settings.noncurrent_version_retention_days
                     ),
                     expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
                         expired_object_delete_marker=True
@@ -186,7 +186,7 @@ class ModelBucket(pulumi.ComponentResource):
                     status="Enabled",
                     filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
                     abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=args.abort_incomplete_upload_days
+                        days_after_initiation=settings.abort_incomplete_upload_days
                     ),
                 ),
             ],

@@ -42,6 +42,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.naming import child, merge_tags
+from infra.settings import Settings
 
 TYPE_TOKEN = "tfserving-eks:cluster:Cluster"
 ADDON_TYPE_TOKEN = "tfserving-eks:cluster:ClusterAddon"
@@ -62,21 +63,12 @@ AUTO_MODE_BUILT_IN_NODE_POOLS = ("general-purpose", "system")
 
 @dataclass(frozen=True)
 class ClusterArgs:
-    cluster_name: str
-    kubernetes_version: str
+    # clusterName, kubernetesVersion, the endpoint's access (endpointPublicAccess,
+    # publicAccessCidrs, apiAccessCidrs), control-plane logs, upgradeSupportType, the access
+    # entries (deployerPrincipalArns, then adminPrincipalArns) and protectData.
+    settings: Settings
     subnet_ids: pulumi.Input[Sequence[str]]
     secrets_key_arn: pulumi.Input[str]
-    endpoint_public_access: bool
-    public_access_cidrs: Sequence[str]
-    # Networks (runner subnets, VPN ranges) allowed to reach the private endpoint on 443.
-    api_access_cidrs: Sequence[str]
-    log_types: Sequence[str]
-    log_retention_days: int
-    upgrade_support_type: str
-    # Roles that run `pulumi up`, then people: each one access entry + cluster-admin.
-    deployer_principal_arns: Sequence[str]
-    admin_principal_arns: Sequence[str]
-    deletion_protection: bool
     tags: Mapping[str, str]
     # Set when the log group exists already (kept by an earlier destroy): adopt, do not create.
     existing_log_group: str | None
@@ -95,8 +87,8 @@ def log_group_name(cluster_name: str) -> str:
 def access_principals(args: ClusterArgs) -> list[tuple[str, str]]:
     """``(logical role, principal ARN)`` for every access entry, deployers first. The logical
     names follow the ARN, so adding or removing one principal never renames the others."""
-    found = [("deployer", a) for a in args.deployer_principal_arns]
-    found += [("admin", a) for a in args.admin_principal_arns]
+    found = [("deployer", a) for a in args.settings.deployer_principal_arns]
+    found += [("admin", a) for a in args.settings.admin_principal_arns]
     return [(f"{kind}-{arn.rsplit('/', 1)[-1]}", arn) for kind, arn in found]
 
 
@@ -184,7 +176,8 @@ class Cluster(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
-        tags = merge_tags({"Name": args.cluster_name}, args.tags)
+        settings = args.settings
+        tags = merge_tags({"Name": settings.cluster_name}, args.tags)
         role = aws.iam.Role(
             child(name, "role"),
             assume_role_policy=service_trust_policy("eks.amazonaws.com"),
@@ -203,36 +196,38 @@ class Cluster(pulumi.ComponentResource):
         # EKS writes to exactly this group name; creating it first lets us set retention.
         log_group = aws.cloudwatch.LogGroup(
             child(name, "logs"),
-            name=log_group_name(args.cluster_name),
-            retention_in_days=args.log_retention_days,
+            name=log_group_name(settings.cluster_name),
+            retention_in_days=settings.cluster_log_retention_days,
             skip_destroy=True,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, import_=args.existing_log_group),
         )
         cluster = aws.eks.Cluster(
             child(name, "eks"),
-            name=args.cluster_name,
-            version=args.kubernetes_version,
+            name=settings.cluster_name,
+            version=settings.kubernetes_version,
             role_arn=role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
                 subnet_ids=args.subnet_ids,
                 endpoint_private_access=True,
-                endpoint_public_access=args.endpoint_public_access,
-                public_access_cidrs=list(args.public_access_cidrs)
-                if args.endpoint_public_access
+                endpoint_public_access=settings.endpoint_public_access,
+                public_access_cidrs=list(settings.public_access_cidrs)
+                if settings.endpoint_public_access
                 else None,
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
                 bootstrap_cluster_creator_admin_permissions=False,
             ),
-            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.upgrade_support_type),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(
+                support_type=settings.upgrade_support_type
+            ),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=args.secrets_key_arn),
                 resources=["secrets"],
             ),
-            enabled_cluster_log_types=list(args.log_types),
-            deletion_protection=args.deletion_protection,
+            enabled_cluster_log_types=list(settings.cluster_log_types),
+            deletion_protection=settings.protect_data,
             # The program installs the add-ons it needs as EKS managed add-ons, so EKS's
             # self-managed copies are never wanted; Auto Mode refuses a cluster that asks for
             # them ("bootstrapSelfManagedAddons must be set to false"). The value only matters at
@@ -280,7 +275,7 @@ class Cluster(pulumi.ComponentResource):
             )
             self.access += [entry, association]
         cluster_sg = cluster.vpc_config.apply(lambda vpc: vpc.cluster_security_group_id)
-        for cidr in args.api_access_cidrs:
+        for cidr in settings.api_access_cidrs:
             aws.vpc.SecurityGroupIngressRule(
                 child(name, f"api-from-{cidr.replace('/', '-')}"),  # stable when others change
                 security_group_id=cluster_sg,

@@ -12,7 +12,7 @@ would write, and tests can validate the same dicts against the Kubernetes schema
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from contracts import rules
@@ -62,27 +62,10 @@ def label_value_problem(what: str, value: object) -> str | None:
     return None
 
 
-def positive_problem(what: str, value: object, minimum: int = 1) -> str | None:
-    """Why `value` is not an int >= `minimum`, or None when it is."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return f"{what} must be an integer >= {minimum}, got {value!r}"
-    return None
-
-
-def _rule_problem(what: str, check: Callable[[object], object], value: object) -> str | None:
-    """What a shared rule (contracts.rules) says is wrong with `value`, named as `what`."""
-    found = rules.problem(check, value)
-    return None if found is None else f"{what}: {found}"
-
-
 def pinned_image_problem(what: str, image: object) -> str | None:
     """Why `image` is not pinned (a release tag or a sha256 digest), or None when it is."""
-    return _rule_problem(what, rules.validate_image_reference, image)
-
-
-def model_name_problem(what: str, name: object) -> str | None:
-    """Why `name` breaks the project's model-name rule (contracts.rules), or None."""
-    return _rule_problem(what, rules.validate_model_name, name)
+    found = rules.problem(rules.validate_image_reference, image)
+    return None if found is None else f"{what}: {found}"
 
 
 def selector_labels(name: str, instance: str) -> dict[str, str]:

@@ -50,23 +50,13 @@ from infra.components.k8s_common import (
     recommended_labels,
     selector_labels,
 )
-from infra.components.model_serving_args import (
-    CANARY,
-    STABLE,
-    ModelServingArgs,
-    NodePlacement,
-)
+from infra.components.model_serving_args import ModelServingArgs
+from infra.settings import ModelSettings
+from infra.settings.models import CANARY, STABLE
 
 TYPE_TOKEN = "tfserving-eks:serving:ModelServing"
 # Pinned TF Serving builds (the stack settings may pin others, by tag or digest).
 APP_NAME = "tfserving"
-ZONE_KEY = "topology.kubernetes.io/zone"
-HOST_KEY = "kubernetes.io/hostname"
-# Non-root ids. The tensorflow/serving image declares no user and needs no writable path but
-# /tmp; the sync image's Dockerfile creates this uid. Both share one group for the model volume.
-TFSERVING_UID = 1000
-SYNC_UID = 10001
-SHARED_GID = 10001
 # Long enough for the autoscaler to add a GPU node (a few minutes), the node to pull the GPU build
 # of TF Serving (several GiB), the sidecar to fetch a version and TF Serving to warm it up.
 ROLLOUT_TIMEOUT = "30m"
@@ -79,12 +69,31 @@ TRACK_LABEL = "track"
 HTTP_SCALED_OBJECT_API = ("http.keda.sh/v1alpha1", "HTTPScaledObject")
 
 
-def render_config_files(args: ModelServingArgs, track: str = STABLE) -> dict[str, str]:
+def canary_model_config(model: ModelSettings) -> tfconfig.ModelConfig:
+    """The canary track's model: both versions loaded (explicit addressing works on every pod)
+    and ``stable`` naming the canary version, so default traffic reaching a canary pod is served
+    by it."""
+    canary = model.canary_version
+    if canary is None:
+        raise ValueError(f"{model.name} has no canary track")
+    both = tuple(sorted({model.labels[STABLE], canary}))
+    return tfconfig.ModelConfig(
+        name=model.name,
+        base_path=f"{serving_pod.MODELS_DIR}/{model.name}",
+        policy=tfconfig.VersionPolicy(kind="specific", versions=both),
+        labels={**model.labels, STABLE: canary},
+    )
+
+
+def render_config_files(model: ModelSettings, track: str = STABLE) -> dict[str, str]:
     """The ConfigMap's files of one track, all from `contracts.tfconfig`."""
-    model = args.canary_model_config() if track == CANARY else args.model_config()
+    if track == CANARY:
+        config = canary_model_config(model)
+    else:
+        config = model.model_config(serving_pod.MODELS_DIR)
     return {
-        serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([model]),
-        serving_pod.BATCHING_FILE: tfconfig.render_batching_parameters(args.batching),
+        serving_pod.MODELS_CONFIG_FILE: tfconfig.render_models_config([config]),
+        serving_pod.BATCHING_FILE: tfconfig.render_batching_parameters(model.batching),
         serving_pod.MONITORING_FILE: tfconfig.render_monitoring_config(),
     }
 
@@ -123,31 +132,6 @@ def idle_at_zero(min_replicas: int) -> pulumi.ResourceOptions:
     if min_replicas > 0:
         return pulumi.ResourceOptions()
     return pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
-
-
-def scheduling(placement: NodePlacement) -> tuple[dict[str, str], list[Manifest]]:
-    """Node selector on the pool label; the GPU taint's toleration only for pods that get GPUs."""
-    selector = {placement.pool_label_key: placement.pool}
-    if not placement.gpu:
-        return selector, []
-    # Exists, not Equal "true": the pod tolerates the taint whatever value a pool gives it.
-    return selector, [{"key": placement.taint_key, "operator": "Exists", "effect": "NoSchedule"}]
-
-
-def topology_spread(selector: Mapping[str, str], zone_spread: str) -> list[Manifest]:
-    """Spread across zones (strictness from args) and, softly, across nodes.
-
-    ``matchLabelKeys: [pod-template-hash]`` counts only pods of the same revision, so a rollout's
-    surge pod is not held back by the old ReplicaSet's pods.
-    """
-    common = {
-        "labelSelector": {"matchLabels": dict(selector)},
-        "matchLabelKeys": ["pod-template-hash"],
-    }
-    return [
-        {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": zone_spread, **common},
-        {"maxSkew": 1, "topologyKey": HOST_KEY, "whenUnsatisfiable": "ScheduleAnyway", **common},
-    ]
 
 
 def network_policy_spec(
@@ -235,8 +219,8 @@ def http_scaled_object_spec(
             "service": service,
             "port": serving_pod.REST_PORT,
         },
-        "pathPrefixes": [f"/v1/models/{args.model_name}"],
-        "replicas": {"min": 0, "max": args.max_replicas},
+        "pathPrefixes": [f"/v1/models/{args.model.name}"],
+        "replicas": {"min": 0, "max": args.model.max_replicas},
         "scaledownPeriod": args.scaledown_period_seconds,
         "timeouts": {"conditionWait": args.cold_start_wait},
     }
@@ -256,28 +240,25 @@ class ModelServing(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        model = args.model
         # name = the application (TF Serving), instance = this model's installation of it.
         labels = recommended_labels(
             name=APP_NAME,
-            instance=args.model_name,
+            instance=model.name,
             version=args.image_version,
             component="model-server",
         )
-        selector = selector_labels(APP_NAME, args.model_name)
+        selector = selector_labels(APP_NAME, model.name)
 
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata=metadata(args.namespace, labels), opts=child
-        )
+        home = model.name  # the model's own namespace, named after it (a contract: IRSA trusts it)
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=metadata(home, labels), opts=child)
         namespace = ns.metadata.apply(lambda m: m.name)
 
         role = aws.iam.Role(
             f"{name}-reader",
-            description=f"Reads model {args.model_name} for TF Serving ({args.namespace})",
+            description=f"Reads model {model.name} for TF Serving ({home})",
             assume_role_policy=iam.irsa_trust_policy(
-                args.oidc_provider_arn,
-                args.oidc_issuer,
-                args.namespace,
-                args.service_account_name,
+                args.oidc_provider_arn, args.oidc_issuer, home, args.service_account_name
             ),
             tags={**args.tags, "app.kubernetes.io/part-of": PART_OF},
             opts=child,
@@ -302,28 +283,26 @@ class ModelServing(pulumi.ComponentResource):
             opts=child,
         )
 
-        files = render_config_files(args)
+        files = render_config_files(model)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
-            metadata=metadata(f"{args.model_name}-tfserving", labels, namespace),
+            metadata=metadata(f"{model.name}-tfserving", labels, namespace),
             data=files,
             opts=child,
         )
 
-        node_selector, tolerations = scheduling(args.placement)
         source = pulumi.Output.concat("s3://", args.bucket_name, "/", args.model_prefix.strip("/"))
 
         def track_template(
             track: str,
             track_files: Mapping[str, str],
             track_config: k8s.core.v1.ConfigMap,
-            policy: str,
-            versions_on_disk: int | None,
+            policy: tfconfig.VersionPolicy,
             spread: Mapping[str, str],
         ) -> Manifest:
             return serving_pod.serving_pod_template(
                 serving_pod.PodSpecInputs(
-                    model_name=args.model_name,
+                    args=args,
                     labels={**labels, TRACK_LABEL: track},
                     annotations={
                         "prometheus.io/scrape": "true",
@@ -337,42 +316,28 @@ class ModelServing(pulumi.ComponentResource):
                     },
                     service_account_name=account.metadata.apply(lambda m: m.name),
                     config_map_name=track_config.metadata.apply(lambda m: m.name),
-                    tfserving_image=args.pull_images.get(args.image, args.image),
-                    sync_image=args.sync_image,
                     sync_source=source,
                     version_policy=policy,
-                    sync_interval_seconds=args.sync_interval_seconds,
-                    model_config_poll_seconds=args.model_config_poll_seconds,
-                    file_system_poll_seconds=args.file_system_poll_seconds,
-                    grpc_max_connection_age_seconds=args.grpc_max_connection_age_seconds,
-                    sizing=args.sizing(versions_on_disk),
-                    tfserving_uid=TFSERVING_UID,
-                    sync_uid=SYNC_UID,
-                    shared_gid=SHARED_GID,
-                    gpus_per_pod=args.placement.gpus_per_pod,
-                    node_selector=node_selector,
-                    tolerations=tolerations,
-                    topology_spread=topology_spread(spread, args.zone_spread),
-                    pre_stop_seconds=args.pre_stop_seconds,
-                    termination_grace_seconds=args.termination_grace_seconds,
-                    startup_timeout_seconds=args.startup_timeout_seconds,
+                    spread=spread,
                 )
             )
 
-        template = track_template(STABLE, files, config, str(args.version_policy), None, selector)
+        template = track_template(STABLE, files, config, model.version_policy, selector)
         # A model idle at zero has no pod to wait for, and its Service no endpoint.
-        awaited, await_annotations = rollout_await(args.await_rollout and args.min_replicas > 0)
+        awaited, await_annotations = rollout_await(
+            args.settings.await_serving_rollout and model.min_replicas > 0
+        )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(args.model_name, labels, namespace, await_annotations),
+            metadata=metadata(model.name, labels, namespace, await_annotations),
             spec=self._deployment_spec(selector, template, args),
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions.merge(awaited, idle_at_zero(args.min_replicas))
+                child, pulumi.ResourceOptions.merge(awaited, idle_at_zero(model.min_replicas))
             ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=metadata(args.model_name, labels, namespace, await_annotations),
+            metadata=metadata(model.name, labels, namespace, await_annotations),
             spec={
                 "type": "ClusterIP",
                 "selector": dict(selector),
@@ -395,35 +360,32 @@ class ModelServing(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(child, awaited),
         )
-        canary = args.canary_version
-        if canary is not None:
+        if model.canary_version is not None:
             # Its own selector (the stable Deployment's selector predates tracks and stays as it
             # is, being immutable); the Service selects both tracks.
             canary_selector = {**selector, TRACK_LABEL: CANARY}
-            canary_files = render_config_files(args, CANARY)
+            canary_files = render_config_files(model, CANARY)
             canary_config = k8s.core.v1.ConfigMap(
                 f"{name}-canary-config",
                 metadata=metadata(
-                    f"{args.model_name}-tfserving-canary",
+                    f"{model.name}-tfserving-canary",
                     {**labels, TRACK_LABEL: CANARY},
                     namespace,
                 ),
                 data=canary_files,
                 opts=child,
             )
-            canary_policy = args.canary_model_config().policy
             canary_template = track_template(
                 CANARY,
                 canary_files,
                 canary_config,
-                str(canary_policy),
-                len(canary_policy.versions),
+                canary_model_config(model).policy,
                 canary_selector,
             )
             k8s.apps.v1.Deployment(
                 f"{name}-canary-deployment",
                 metadata=metadata(
-                    f"{args.model_name}-canary",
+                    f"{model.name}-canary",
                     {**labels, TRACK_LABEL: CANARY},
                     namespace,
                     await_annotations,
@@ -431,18 +393,18 @@ class ModelServing(pulumi.ComponentResource):
                 spec={
                     **self._deployment_spec(canary_selector, canary_template, args),
                     # Fixed: the canary's share is its pod count against stable's.
-                    "replicas": args.canary_replicas,
+                    "replicas": model.canary_replicas,
                 },
                 # Awaited exactly like the stable track (GPU cold start, or skipAwait).
                 opts=pulumi.ResourceOptions.merge(child, awaited),
             )
-        if args.wake_on_request:
+        if model.wake_on_request:
             # KEDA makes the HPA of its own; a second one on the same Deployment would fight it.
             k8s.apiextensions.CustomResource(
                 f"{name}-http-scaler",
                 api_version=HTTP_SCALED_OBJECT_API[0],
                 kind=HTTP_SCALED_OBJECT_API[1],
-                metadata=metadata(args.model_name, labels, namespace),
+                metadata=metadata(model.name, labels, namespace),
                 spec=http_scaled_object_spec(
                     args,
                     deployment.metadata.apply(lambda m: m.name),
@@ -460,7 +422,7 @@ class ModelServing(pulumi.ComponentResource):
         self.service_name = service_name
         self.rest_endpoint = (
             pulumi.Output.from_input(args.interceptor_endpoint)
-            if args.wake_on_request
+            if model.wake_on_request
             else pulumi.Output.concat("http://", host, f":{serving_pod.REST_PORT}")
         )
         self.grpc_endpoint = pulumi.Output.concat(host, f":{serving_pod.GRPC_PORT}")
@@ -486,7 +448,7 @@ class ModelServing(pulumi.ComponentResource):
     ) -> None:
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
-            metadata=metadata(args.model_name, labels, namespace),
+            metadata=metadata(args.model.name, labels, namespace),
             spec={
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
@@ -495,8 +457,8 @@ class ModelServing(pulumi.ComponentResource):
                 },
                 # The HPA API refuses 0 (HPAScaleToZero is an alpha gate EKS does not turn
                 # on). A Deployment scaled to 0 disables its HPA until something scales it up.
-                "minReplicas": max(1, args.min_replicas),
-                "maxReplicas": args.max_replicas,
+                "minReplicas": max(1, args.model.min_replicas),
+                "maxReplicas": args.model.max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
@@ -504,7 +466,7 @@ class ModelServing(pulumi.ComponentResource):
                             "name": "cpu",
                             "target": {
                                 "type": "Utilization",
-                                "averageUtilization": args.target_cpu_utilization,
+                                "averageUtilization": args.model.target_cpu_utilization,
                             },
                         },
                     }
@@ -532,7 +494,7 @@ class ModelServing(pulumi.ComponentResource):
         """The PodDisruptionBudget and the NetworkPolicy."""
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-disruption-budget",
-            metadata=metadata(args.model_name, labels, namespace),
+            metadata=metadata(args.model.name, labels, namespace),
             spec={
                 # One pod at a time, whatever the replica count: drains and node scale-down keep
                 # making progress and never take more than one copy away.
@@ -545,13 +507,13 @@ class ModelServing(pulumi.ComponentResource):
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
-            metadata=metadata(f"{args.model_name}-ingress", labels, namespace),
+            metadata=metadata(f"{args.model.name}-ingress", labels, namespace),
             spec=network_policy_spec(
                 selector,
-                args.namespace,
-                args.allowed_namespaces,
+                args.model.name,
+                args.model.allowed_namespaces,
                 args.scraper_cidrs,
-                args.interceptor_namespace if args.wake_on_request else None,
+                args.interceptor_namespace if args.model.wake_on_request else None,
             ),
             opts=child,
         )
@@ -564,7 +526,7 @@ class ModelServing(pulumi.ComponentResource):
         # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out). A model
         # idle at zero is created with 0 (see idle_at_zero).
         return {
-            **({"replicas": 0} if args.min_replicas == 0 else {}),
+            **({"replicas": 0} if args.model.min_replicas == 0 else {}),
             "selector": {"matchLabels": dict(selector)},
             "strategy": {
                 "type": "RollingUpdate",

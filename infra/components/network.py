@@ -30,22 +30,19 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.naming import child, merge_tags
+from infra.settings import Settings
 
 TYPE_TOKEN = "tfserving-eks:network:Network"
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    cidr: str
+    # vpcCidr, natGatewayPerAz, the existing VPC's ids (existingVpcId,
+    # existingPrivateSubnetIds, existingScraperSubnets), managedPrometheus (subnets for its
+    # scraper, see module doc) and the region (it names the S3 endpoint service).
+    settings: Settings
     availability_zones: Sequence[str]
-    nat_gateway_per_az: bool
-    existing_vpc_id: str
-    existing_private_subnet_ids: Sequence[str]
     tags: Mapping[str, str]
-    region: str  # names the S3 endpoint service (com.amazonaws.<region>.s3)
-    scraper_subnets: bool  # subnets for the managed Prometheus scraper (see module doc)
-    # With existing_vpc_id: the scraper's subnets, {subnet id: its CIDR}.
-    existing_scraper_subnets: Mapping[str, str]
 
 
 def subnet_plan(cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -85,13 +82,14 @@ class Network(pulumi.ComponentResource):
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
-        if args.existing_vpc_id:
-            self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
+        settings = args.settings
+        if settings.existing_vpc_id:
+            self.vpc_id = pulumi.Output.from_input(settings.existing_vpc_id)
             self.private_subnet_ids = pulumi.Output.from_input(
-                list(args.existing_private_subnet_ids)
+                list(settings.existing_private_subnet_ids)
             )
             self.public_subnet_ids = pulumi.Output.from_input([])
-            scraper = dict(args.existing_scraper_subnets) if args.scraper_subnets else {}
+            scraper = dict(settings.existing_scraper_subnets) if settings.managed_prometheus else {}
             self.scraper_subnet_ids = pulumi.Output.from_input(list(scraper))
             self.scraper_subnet_cidrs = tuple(scraper.values())
         else:
@@ -106,18 +104,17 @@ class Network(pulumi.ComponentResource):
         )
 
     def _create(self, name: str, args: NetworkArgs) -> None:
-        if not args.region:
-            raise ValueError("NetworkArgs.region is empty: give the stack's region")
+        settings = args.settings
         here = pulumi.ResourceOptions(parent=self)
         zones = list(args.availability_zones)
-        private_cidrs, public_cidrs = subnet_plan(args.cidr, len(zones))
+        private_cidrs, public_cidrs = subnet_plan(settings.vpc_cidr, len(zones))
 
         def tags(role: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
             return merge_tags({"Name": child(name, role)}, extra, args.tags)
 
         vpc = aws.ec2.Vpc(
             child(name, "vpc"),
-            cidr_block=args.cidr,
+            cidr_block=settings.vpc_cidr,
             enable_dns_hostnames=True,  # EKS private endpoint and nodes need both
             enable_dns_support=True,
             tags=tags("vpc"),
@@ -156,7 +153,7 @@ class Network(pulumi.ComponentResource):
                 opts=here,
             )
             public_subnets.append(public)
-            if args.nat_gateway_per_az or i == 0:
+            if settings.nat_gateway_per_az or i == 0:
                 eip = aws.ec2.Eip(
                     child(name, f"nat-{zone}-eip"),
                     domain="vpc",
@@ -183,7 +180,7 @@ class Network(pulumi.ComponentResource):
                 opts=here,
             )
             # With one NAT per AZ each zone egresses through its own (an AZ outage stays local).
-            nat_id = nat_ids[i] if args.nat_gateway_per_az else nat_ids[0]
+            nat_id = nat_ids[i] if settings.nat_gateway_per_az else nat_ids[0]
             rt = aws.ec2.RouteTable(
                 child(name, f"private-{zone}-rt"),
                 vpc_id=vpc.id,
@@ -202,7 +199,7 @@ class Network(pulumi.ComponentResource):
         aws.ec2.VpcEndpoint(
             child(name, "s3-endpoint"),
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{args.region}.s3",
+            service_name=f"com.amazonaws.{settings.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=private_tables,
             tags=tags("s3-endpoint"),
@@ -211,14 +208,14 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = vpc.id
         self.scraper_subnet_cidrs = ()
         self.scraper_subnet_ids = pulumi.Output.from_input([])
-        if args.scraper_subnets:
+        if settings.managed_prometheus:
             self._scraper_subnets(name, args, vpc, zones, tags)
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
 
     def _scraper_subnets(self, name: str, args: NetworkArgs, vpc, zones, tags) -> None:
         here = pulumi.ResourceOptions(parent=self)
-        cidrs = scraper_subnet_plan(args.cidr, len(zones))
+        cidrs = scraper_subnet_plan(args.settings.vpc_cidr, len(zones))
         # Only the VPC's local route: the scraper reaches pods in the VPC, and AMP delivers what
         # it scrapes over its own network (no NAT, no internet egress from these subnets).
         table = aws.ec2.RouteTable(

@@ -40,6 +40,7 @@ from infra.naming import (
     child,
     merge_tags,
 )
+from infra.settings import NodePool
 
 ROLE_TYPE_TOKEN = "tfserving-eks:nodegroups:NodeRole"
 TYPE_TOKEN = "tfserving-eks:nodegroups:NodePoolGroup"
@@ -122,17 +123,9 @@ class VpcCniRole(pulumi.ComponentResource):
 class NodePoolGroupArgs:
     cluster_name: pulumi.Input[str]
     cluster_name_plain: str  # tag keys cannot be Outputs
-    pool: str
+    pool: NodePool
     node_role_arn: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
-    instance_types: Sequence[str]
-    min_size: int
-    max_size: int
-    desired_size: int
-    disk_size_gib: int
-    ami_type: str
-    capacity_type: str
-    gpus_per_node: int
     kubernetes_version: str
     tags: Mapping[str, str]
 
@@ -186,14 +179,15 @@ class NodePoolGroup(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
+        pool = args.pool
         tags = merge_tags(
-            {"Name": name, POOL_LABEL_KEY: args.pool},
+            {"Name": name, POOL_LABEL_KEY: pool.name},
             autoscaler_discovery_tags(args.cluster_name_plain),
             args.tags,
         )
         template = aws.ec2.LaunchTemplate(
             child(name, "lt"),
-            description=f"{args.pool} nodes of {args.cluster_name_plain}",
+            description=f"{pool.name} nodes of {args.cluster_name_plain}",
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled",
                 http_tokens="required",
@@ -201,9 +195,9 @@ class NodePoolGroup(pulumi.ComponentResource):
             ),
             block_device_mappings=[
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                    device_name=_DATA_DEVICE.get(args.ami_type, "/dev/xvda"),
+                    device_name=_DATA_DEVICE.get(pool.ami_type, "/dev/xvda"),
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=args.disk_size_gib,
+                        volume_size=pool.disk_size_gib,
                         volume_type="gp3",
                         encrypted="true",
                         delete_on_termination="true",
@@ -218,18 +212,17 @@ class NodePoolGroup(pulumi.ComponentResource):
             tags=tags,
             opts=here,
         )
-        gpu = args.gpus_per_node > 0
         group = aws.eks.NodeGroup(
             child(name, "ng"),
             cluster_name=args.cluster_name,
             node_role_arn=args.node_role_arn,
             subnet_ids=args.subnet_ids,
             version=args.kubernetes_version,
-            ami_type=args.ami_type,
-            capacity_type=args.capacity_type,
-            instance_types=list(args.instance_types),
+            ami_type=pool.ami_type,
+            capacity_type=pool.capacity_type,
+            instance_types=list(pool.instance_types),
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size
+                min_size=pool.min_size, max_size=pool.max_size, desired_size=pool.desired_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             # EKS replaces or reboots nodes that report unhealthy (kubelet, GPU/NVIDIA errors
@@ -238,20 +231,20 @@ class NodePoolGroup(pulumi.ComponentResource):
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
             ),
-            labels=node_labels(args.pool, args.gpus_per_node),
+            labels=node_labels(pool.name, pool.gpus_per_node),
             taints=[
                 aws.eks.NodeGroupTaintArgs(
                     key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
                 )
             ]
-            if gpu
+            if pool.is_gpu
             else None,
             tags=tags,
             # The cluster autoscaler owns the group's size after creation.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
         asg_name = group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
-        hints = autoscaler_hints(args.pool, args.gpus_per_node, args.disk_size_gib)
+        hints = autoscaler_hints(pool.name, pool.gpus_per_node, pool.disk_size_gib)
         for key, value in hints.items():
             aws.autoscaling.Tag(
                 child(name, _HINT_ROLES[key.removeprefix(f"{AUTOSCALER_HINT_PREFIX}/")]),

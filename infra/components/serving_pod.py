@@ -32,18 +32,22 @@ The pod, and why it looks like this:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from contracts.tfconfig import VersionPolicy
 from infra.components.k8s_common import (
     Manifest,
     container_security_context,
     pod_security_context,
     resources,
 )
+from infra.components.model_serving_args import ModelServingArgs
+from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
+from infra.settings import ModelSettings
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -67,65 +71,79 @@ TFSERVING_CONTAINER = "tfserving"
 SYNC_CONTAINER = "model-sync"
 
 
+# Non-root ids. The tensorflow/serving image declares no user and needs no writable path but
+# /tmp; the sync image's Dockerfile creates this uid. Both share one group for the model volume.
+TFSERVING_UID = 1000
+SYNC_UID = 10001
+SHARED_GID = 10001
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOST_KEY = "kubernetes.io/hostname"
+
+
 @dataclass(frozen=True)
 class PodSizing:
-    """Resources of one serving pod, derived from the model's size (all MiB / millicores)."""
+    """Resources of one serving pod, from the model's size and the versions on disk."""
 
-    model_memory_mib: int
-    memory_overhead_mib: int
-    cpu_request_millicores: int
-    cpu_limit_millicores: int
-    model_disk_mib: int
+    args: ModelServingArgs
     versions_on_disk: int
-    sync_memory_mib: int
-    sync_cpu_millicores: int
-
-    @property
-    def versions_resident(self) -> int:
-        """Versions TF Serving keeps loaded: the ones the policy serves, which are exactly the
-        ones the sidecar keeps on disk (N for ``latest:N``, the listed ones for ``specific``,
-        ``maxVersionsOnDisk`` for ``all``)."""
-        return self.versions_on_disk
 
     @property
     def tfserving_memory_mib(self) -> int:
-        """The resident versions, one more loading beside them during a swap, runtime overhead."""
-        return (self.versions_resident + 1) * self.model_memory_mib + self.memory_overhead_mib
+        """The versions TF Serving keeps loaded (the ones the policy serves, which are exactly
+        the ones on disk), one more loading beside them during a swap, runtime overhead."""
+        memory = self.args.model.model_memory_mib
+        return (self.versions_on_disk + 1) * memory + self.args.overhead_mib
 
     @property
     def model_volume_mib(self) -> int:
         """The versions the policy keeps plus one being downloaded beside them."""
-        return self.model_disk_mib * (self.versions_on_disk + 1)
+        return self.args.model.model_disk_mib * (self.versions_on_disk + 1)
 
 
 @dataclass(frozen=True)
 class PodSpecInputs:
-    """Everything the pod template needs; built by `ModelServing` from its args."""
+    """One track's pod: the args, the objects `ModelServing` made for it, and what differs by
+    track (the canary track keeps its own policy, both its versions)."""
 
-    model_name: str
+    args: ModelServingArgs
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     service_account_name: pulumi.Input[str]
     config_map_name: pulumi.Input[str]
-    tfserving_image: pulumi.Input[str]
-    sync_image: pulumi.Input[str]
     sync_source: pulumi.Input[str]
-    version_policy: str
-    sync_interval_seconds: int
-    model_config_poll_seconds: int
-    file_system_poll_seconds: int
-    grpc_max_connection_age_seconds: int
-    sizing: PodSizing
-    tfserving_uid: int
-    sync_uid: int
-    shared_gid: int
-    gpus_per_pod: int
-    node_selector: Mapping[str, str]
-    tolerations: Sequence[Manifest]
-    topology_spread: Sequence[Manifest]
-    pre_stop_seconds: int
-    termination_grace_seconds: int
-    startup_timeout_seconds: int
+    version_policy: VersionPolicy
+    spread: Mapping[str, str]
+
+    @property
+    def sizing(self) -> PodSizing:
+        policy = self.version_policy
+        kept = len(policy.versions) if policy.kind == "specific" else None
+        return PodSizing(self.args, kept or self.args.model.versions_on_disk)
+
+
+def scheduling(model: ModelSettings) -> tuple[dict[str, str], list[Manifest]]:
+    """Node selector on the pool label; the GPU taint's toleration only for pods that get GPUs."""
+    selector = {POOL_LABEL_KEY: model.node_pool}
+    if not model.gpus:
+        return selector, []
+    # Exists, not Equal "true": the pod tolerates the taint whatever value a pool gives it.
+    return selector, [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def topology_spread(selector: Mapping[str, str], zone_spread: str) -> list[Manifest]:
+    """Spread across zones (strictness from args) and, softly, across nodes.
+
+    ``matchLabelKeys: [pod-template-hash]`` counts only pods of the same revision, so a rollout's
+    surge pod is not held back by the old ReplicaSet's pods.
+    """
+    common = {
+        "labelSelector": {"matchLabels": dict(selector)},
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+    return [
+        {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": zone_spread, **common},
+        {"maxSkew": 1, "topologyKey": HOST_KEY, "whenUnsatisfiable": "ScheduleAnyway", **common},
+    ]
 
 
 def tfserving_args(inputs: PodSpecInputs) -> list[str]:
@@ -134,8 +152,8 @@ def tfserving_args(inputs: PodSpecInputs) -> list[str]:
         f"--port={GRPC_PORT}",
         f"--rest_api_port={REST_PORT}",
         f"--model_config_file={CONFIG_DIR}/{MODELS_CONFIG_FILE}",
-        f"--model_config_file_poll_wait_seconds={inputs.model_config_poll_seconds}",
-        f"--file_system_poll_wait_seconds={inputs.file_system_poll_seconds}",
+        f"--model_config_file_poll_wait_seconds={inputs.args.model_config_poll_seconds}",
+        f"--file_system_poll_wait_seconds={inputs.args.file_system_poll_seconds}",
         # Labels may name a version before it has loaded (tensorflow/serving#1608).
         "--allow_version_labels_for_unavailable_models",
         "--enable_batching",
@@ -145,7 +163,7 @@ def tfserving_args(inputs: PodSpecInputs) -> list[str]:
         # connections after this age (with GOAWAY, in-flight calls finish) makes clients
         # reconnect, so new replicas get traffic and terminating ones stop getting it.
         "--grpc_channel_arguments=grpc.max_connection_age_ms="
-        f"{inputs.grpc_max_connection_age_seconds * 1000}",
+        f"{inputs.args.grpc_max_connection_age_seconds * 1000}",
         # Replays assets.extra/tf_serving_warmup_requests before a version is marked AVAILABLE.
         "--enable_model_warmup",
     ]
@@ -159,11 +177,11 @@ def sync_args(inputs: PodSpecInputs) -> list[pulumi.Input[str]]:
         "--dest",
         MODELS_DIR,
         "--model",
-        inputs.model_name,
+        inputs.args.model.name,
         "--policy",
-        inputs.version_policy,
+        str(inputs.version_policy),
         "--interval",
-        str(inputs.sync_interval_seconds),
+        str(inputs.args.settings.s3_poll_seconds),
         "--model-config-file",
         f"{CONFIG_DIR}/{MODELS_CONFIG_FILE}",
         "--status-file",
@@ -186,21 +204,21 @@ def _millicores(value: int) -> str:
 
 
 def _sync_container(inputs: PodSpecInputs) -> Manifest:
-    sizing = inputs.sizing
+    args = inputs.args
     health = {"port": SYNC_HEALTH_PORT, "scheme": "HTTP"}
     container_resources = resources(
-        cpu_request=_millicores(sizing.sync_cpu_millicores),
-        memory_request=_mib(sizing.sync_memory_mib),
+        cpu_request=_millicores(args.sync_cpu_millicores),
+        memory_request=_mib(args.sync_memory_mib),
         # Bursts while hashing a download; capped so it can never starve TF Serving.
-        cpu_limit=_millicores(4 * sizing.sync_cpu_millicores),
-        memory_limit=_mib(sizing.sync_memory_mib),
+        cpu_limit=_millicores(4 * args.sync_cpu_millicores),
+        memory_limit=_mib(args.sync_memory_mib),
     )
     # The model volume counts against the pod's ephemeral storage: request it so the scheduler
     # only picks nodes with room for the versions on disk.
-    container_resources["requests"]["ephemeral-storage"] = _mib(sizing.model_volume_mib)
+    container_resources["requests"]["ephemeral-storage"] = _mib(inputs.sizing.model_volume_mib)
     return {
         "name": SYNC_CONTAINER,
-        "image": inputs.sync_image,
+        "image": args.sync_image,
         "imagePullPolicy": "IfNotPresent",
         "restartPolicy": "Always",  # native sidecar (Kubernetes >= 1.29)
         "command": ["python", "-m", "serving.sync"],
@@ -218,7 +236,7 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
             "httpGet": {**health, "path": SYNC_STARTUP_PATH},
             "periodSeconds": 5,
             "timeoutSeconds": 3,
-            "failureThreshold": max(1, inputs.startup_timeout_seconds // 5),
+            "failureThreshold": max(1, args.startup_timeout_seconds // 5),
         },
         "livenessProbe": {
             "httpGet": {**health, "path": SYNC_LIVE_PATH},
@@ -227,7 +245,7 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
             "failureThreshold": 3,
         },
         "resources": container_resources,
-        "securityContext": container_security_context(inputs.sync_uid, inputs.shared_gid),
+        "securityContext": container_security_context(SYNC_UID, SHARED_GID),
         "volumeMounts": [
             {"name": "models", "mountPath": MODELS_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -237,25 +255,25 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
 
 
 def _tfserving_container(inputs: PodSpecInputs) -> Manifest:
-    sizing = inputs.sizing
-    memory = _mib(sizing.tfserving_memory_mib)
+    args, gpus = inputs.args, inputs.args.model.gpus
+    memory = _mib(inputs.sizing.tfserving_memory_mib)
     container_resources = resources(
-        _millicores(sizing.cpu_request_millicores),
+        _millicores(args.model.cpu_millicores),
         memory,
-        _millicores(sizing.cpu_limit_millicores),
+        _millicores(args.cpu_limit_millicores),
         memory,
     )
-    if inputs.gpus_per_pod:
+    if gpus:
         # Extended resources are limit-only; the request defaults to the limit.
-        container_resources["limits"]["nvidia.com/gpu"] = str(inputs.gpus_per_pod)
+        container_resources["limits"]["nvidia.com/gpu"] = str(gpus)
     ready = {"httpGet": {"port": SYNC_HEALTH_PORT, "path": SERVING_READY_PATH, "scheme": "HTTP"}}
     env = []
-    if inputs.gpus_per_pod:
+    if gpus:
         # The root filesystem is read-only: CUDA's PTX JIT cache goes to the scratch volume.
         env.append({"name": "CUDA_CACHE_PATH", "value": "/tmp/cuda-cache"})
     return {
         "name": TFSERVING_CONTAINER,
-        "image": inputs.tfserving_image,
+        "image": args.pull_images.get(args.image, args.image),
         "imagePullPolicy": "IfNotPresent",
         "command": ["/usr/bin/tensorflow_model_server"],
         "args": tfserving_args(inputs),
@@ -269,7 +287,7 @@ def _tfserving_container(inputs: PodSpecInputs) -> Manifest:
             **ready,
             "periodSeconds": 5,
             "timeoutSeconds": 3,
-            "failureThreshold": max(1, inputs.startup_timeout_seconds // 5),
+            "failureThreshold": max(1, args.startup_timeout_seconds // 5),
         },
         "readinessProbe": {**ready, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 2},
         # Liveness asks only "is the server accepting connections": a model that fails to load
@@ -280,9 +298,9 @@ def _tfserving_container(inputs: PodSpecInputs) -> Manifest:
             "timeoutSeconds": 3,
             "failureThreshold": 6,
         },
-        "lifecycle": {"preStop": {"sleep": {"seconds": inputs.pre_stop_seconds}}},
+        "lifecycle": {"preStop": {"sleep": {"seconds": args.pre_stop_seconds}}},
         "resources": container_resources,
-        "securityContext": container_security_context(inputs.tfserving_uid, inputs.shared_gid),
+        "securityContext": container_security_context(TFSERVING_UID, SHARED_GID),
         "volumeMounts": [
             {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -299,10 +317,8 @@ def serving_pod_template(inputs: PodSpecInputs) -> Manifest:
         # Kubernetes API token is never used by either container.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(
-            inputs.tfserving_uid, inputs.shared_gid, fs_group=inputs.shared_gid
-        ),
-        "terminationGracePeriodSeconds": inputs.termination_grace_seconds,
+        "securityContext": pod_security_context(TFSERVING_UID, SHARED_GID, fs_group=SHARED_GID),
+        "terminationGracePeriodSeconds": inputs.args.termination_grace_seconds,
         "initContainers": [_sync_container(inputs)],
         "containers": [_tfserving_container(inputs)],
         "volumes": [
@@ -310,16 +326,15 @@ def serving_pod_template(inputs: PodSpecInputs) -> Manifest:
             {"name": "config", "configMap": {"name": inputs.config_map_name}},
             {
                 "name": "tfserving-tmp",
-                "emptyDir": {"sizeLimit": "512Mi" if inputs.gpus_per_pod else "64Mi"},
+                "emptyDir": {"sizeLimit": "512Mi" if inputs.args.model.gpus else "64Mi"},
             },
             {"name": "sync-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
-        "topologySpreadConstraints": [dict(c) for c in inputs.topology_spread],
+        "topologySpreadConstraints": topology_spread(inputs.spread, inputs.args.zone_spread),
     }
-    if inputs.node_selector:
-        spec["nodeSelector"] = dict(inputs.node_selector)
-    if inputs.tolerations:
-        spec["tolerations"] = [dict(t) for t in inputs.tolerations]
+    spec["nodeSelector"], tolerations = scheduling(inputs.args.model)
+    if tolerations:
+        spec["tolerations"] = tolerations
     metadata: dict[str, Any] = {"labels": dict(inputs.labels)}
     if inputs.annotations:
         metadata["annotations"] = dict(inputs.annotations)

@@ -13,12 +13,12 @@ import pytest
 
 from infra import crd_schemas, manifests
 from infra.capture import REPO_ROOT, StackCapture, stack_config
-from infra.components.auto_mode import PoolCapacity, node_pool_limits
+from infra.components.auto_mode import node_pool_limits
 from infra.components.cluster import AUTO_MODE_CLUSTER_ROLE_POLICIES
-from infra.config_keys import PROJECT
 from infra.idle_capacity import describe, idle_nodes
-from infra.instances import vcpus
-from infra.settings import InvalidSettingsError, settings_from_config
+from infra.instances import GPU_AMI_TYPES, vcpus
+from infra.naming import PROJECT
+from infra.settings import GpuNodePool, InvalidSettingsError, settings_from_config
 from policies.runner import load_config, mandatory, run_pack
 
 STACKS = ("dev", "prod")
@@ -34,6 +34,12 @@ AUTOSCALER_OR_PLUGIN = (
 
 def of(cap: StackCapture, type_: str) -> list[Any]:
     return [r for r in cap.resources if r.type == type_]
+
+
+def _gpu_pool(*instance_types: str) -> GpuNodePool:
+    return GpuNodePool(name="gpu", instance_types=instance_types, capacity_type="SPOT",
+                       min_size=0, max_size=3, desired_size=0, disk_size_gib=100,
+                       ami_type=GPU_AMI_TYPES[0])  # fmt: skip
 
 
 def settings_in(stack: str, mode: str):
@@ -185,7 +191,7 @@ def test_every_object_passes_the_strict_schemas_and_the_pack(auto) -> None:
 def _node_pool() -> dict[str, Any]:
     from infra.components.auto_mode import node_pool_spec
 
-    pool = PoolCapacity("gpu", ("g5.xlarge",), "SPOT", 3, 1, 100)
+    pool = _gpu_pool("g5.xlarge")
     return {
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",
@@ -317,7 +323,7 @@ def test_vcpus_and_limits() -> None:
     assert (vcpus("t3.medium"), vcpus("m6g.medium")) == (2, 1)
     with pytest.raises(ValueError, match="unknown instance size 'huge'"):
         vcpus("g5.huge")
-    pool = PoolCapacity("gpu", ("g5.xlarge", "g5.2xlarge"), "SPOT", 3, 1, 100)
+    pool = _gpu_pool("g5.xlarge", "g5.2xlarge")
     assert node_pool_limits(pool) == {"cpu": "24", "nvidia.com/gpu": "3"}
 
 
@@ -329,13 +335,24 @@ def test_cost_page_shows_what_each_stack_runs_idle_in_both_modes() -> None:
         own = settings_from_config(stack, stack_config(stack)).compute_mode
         cells = [c.strip().strip("*") for c in rows[stack].split(" | ")]
         expected = [describe(idle_nodes(settings_in(stack, m))) for m in ("nodeGroups", "autoMode")]
-        assert cells == expected, stack
+        assert cells == expected, f"docs/cost.md's {stack} row is stale; it should read: {expected}"
         bold = rows[stack].split(" | ")[("nodeGroups", "autoMode").index(own)]
         assert bold.startswith("**"), f"{stack}: the mode it runs is shown in bold"
         assert committed.stack == stack
-    # dev idles with no GPU node at all: that is what minReplicas 0 buys.
-    dev = idle_nodes(settings_from_config("dev", stack_config("dev")))
-    assert [n.count for n in dev if n.pool == "gpu"] == [0]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_gpu_pool_whose_models_idle_at_zero_idles_with_no_node(stack: str) -> None:
+    # That is what minReplicas 0 buys: in autoMode always, on node groups with minSize 0.
+    for mode in ("nodeGroups", "autoMode"):
+        settings = settings_in(stack, mode)
+        idle = {n.pool: n.count for n in idle_nodes(settings)}
+        for pool in settings.gpu_node_pools:
+            zero = all(m.min_replicas == 0 for m in settings.models if m.node_pool == pool.name)
+            if zero and (mode == "autoMode" or pool.min_size == 0):
+                assert idle[pool.name] == 0, (stack, mode, pool.name)
+            elif not zero:
+                assert idle[pool.name] > 0, (stack, mode, pool.name)
 
 
 def test_the_cluster_waits_for_the_auto_mode_node_roles_policies(auto) -> None:

@@ -1,4 +1,5 @@
-"""What the real program declares on AWS for dev and prod, read from the mock capture."""
+"""What the real program declares on AWS for dev and prod, read from the mock capture and
+compared with each stack's settings (read from its stack file)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from infra.capture import SECRET, CapturedResource, StackCapture, _token, capture_stack
+from infra.capture import (
+    SECRET,
+    CapturedResource,
+    StackCapture,
+    _token,
+    capture_stack,
+    stack_config,
+)
 from infra.components.keda import ADDON_IMAGES, ADDON_SHARED_TAG, KEDA_IMAGES
 from infra.outputs import OUTPUTS
+from infra.settings import Settings, settings_from_config
 
 STACKS = ("dev", "prod")
 GPU_HINT = "k8s.io/cluster-autoscaler/node-template"
@@ -26,6 +35,10 @@ def ng(request: pytest.FixtureRequest, mode_captures) -> StackCapture:
     """Each stack shape with computeMode nodeGroups (dev runs autoMode as committed; its node
     groups are tested here, its NodePools in test_auto_mode.py)."""
     return mode_captures(request.param, "nodeGroups")
+
+
+def settings_of(cap: StackCapture) -> Settings:
+    return settings_from_config(cap.stack, stack_config(cap.stack))
 
 
 def node_subnets(cap: StackCapture) -> set[str]:
@@ -78,22 +91,27 @@ def test_every_child_is_named_after_its_component(cap: StackCapture) -> None:
             assert len(r.type.split(":")) == 3
 
 
-def test_prod_runs_in_the_runners_existing_vpc(captures: dict[str, StackCapture]) -> None:
+def test_an_existing_vpc_is_used_and_none_created(cap: StackCapture) -> None:
     # A private-only endpoint is reachable on the first `up` only from a runner that exists
-    # before it: prod uses the existing VPC and creates none.
-    cap = captures["prod"]
+    # before it: such a stack (prod) uses the runner's existing VPC and creates none.
+    settings = settings_of(cap)
+    if not settings.existing_vpc_id:
+        assert of(cap, "aws:ec2/vpc:Vpc")
+        return
     assert of(cap, "aws:ec2/vpc:Vpc") == [] and of(cap, "aws:ec2/subnet:Subnet") == []
     cluster = one(cap, "aws:eks/cluster:Cluster")
-    assert cluster["vpcConfig"]["subnetIds"] == [
-        "subnet-0c0ffee0c0ffee0a1",
-        "subnet-0c0ffee0c0ffee0b1",
-        "subnet-0c0ffee0c0ffee0c1",
-    ]
+    assert cluster["vpcConfig"]["subnetIds"] == list(settings.existing_private_subnet_ids)
 
 
 def test_vpc_spans_azs_with_private_nodes_and_nat(captures: dict[str, StackCapture]) -> None:
-    cap = captures["dev"]
-    expected_azs = 2
+    creating = [c for c in captures.values() if not settings_of(c).existing_vpc_id]
+    assert creating, "no stack creates its VPC: nothing here is checked"
+    for cap in creating:
+        _check_created_vpc(cap, settings_of(cap))
+
+
+def _check_created_vpc(cap: StackCapture, settings: Settings) -> None:
+    expected_azs = settings.availability_zone_count
     subnets = [r.inputs for r in of(cap, "aws:ec2/subnet:Subnet")]
     private = [s for s in subnets if "kubernetes.io/role/internal-elb" in s["tags"]]
     public = [s for s in subnets if "kubernetes.io/role/elb" in s["tags"]]
@@ -101,7 +119,7 @@ def test_vpc_spans_azs_with_private_nodes_and_nat(captures: dict[str, StackCaptu
     assert len({s["availabilityZone"] for s in private}) == expected_azs
     assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
     nats = of(cap, "aws:ec2/natGateway:NatGateway")
-    assert len(nats) == (1 if cap.stack == "dev" else expected_azs)
+    assert len(nats) == (expected_azs if settings.nat_gateway_per_az else 1)
     private_ids = {r.urn for r in of(cap, "aws:ec2/subnet:Subnet") if "private" in r.name}
     assert private_ids
     cluster = one(cap, "aws:eks/cluster:Cluster")
@@ -113,28 +131,20 @@ def test_vpc_spans_azs_with_private_nodes_and_nat(captures: dict[str, StackCaptu
 
 
 def test_cluster(cap: StackCapture) -> None:
+    settings = settings_of(cap)
     cluster = one(cap, "aws:eks/cluster:Cluster")
-    assert cluster["name"] == f"tfserving-{cap.stack}"
-    assert cluster["version"] == "1.36"
-    assert cluster["upgradePolicy"] == {
-        "supportType": "STANDARD" if cap.stack == "dev" else "EXTENDED"
-    }
+    assert cluster["name"] == settings.cluster_name
+    assert cluster["version"] == settings.kubernetes_version
+    assert cluster["upgradePolicy"] == {"supportType": settings.upgrade_support_type}
     vpc = cluster["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
-    if cap.stack == "prod":
-        assert vpc["endpointPublicAccess"] is False and "publicAccessCidrs" not in vpc
-        assert cluster["deletionProtection"] is True
+    assert vpc["endpointPublicAccess"] is settings.endpoint_public_access
+    if settings.endpoint_public_access:
+        assert vpc["publicAccessCidrs"] == list(settings.public_access_cidrs)
     else:
-        assert vpc["endpointPublicAccess"] is True and vpc["publicAccessCidrs"] == [
-            "203.0.113.0/24"
-        ]
-    assert cluster["enabledClusterLogTypes"] == [
-        "api",
-        "audit",
-        "authenticator",
-        "controllerManager",
-        "scheduler",
-    ]
+        assert "publicAccessCidrs" not in vpc
+    assert cluster["deletionProtection"] is settings.protect_data
+    assert cluster["enabledClusterLogTypes"] == list(settings.cluster_log_types)
     assert cluster["accessConfig"]["authenticationMode"] == "API"
     # Never the creator: explicit access entries only, and fixed (a change replaces the cluster).
     assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
@@ -144,8 +154,8 @@ def test_cluster(cap: StackCapture) -> None:
     assert enc["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert all(k["enableKeyRotation"] is True for k in keys.values())
     logs = one(cap, "aws:cloudwatch/logGroup:LogGroup", "cluster-logs")
-    assert logs["name"] == f"/aws/eks/tfserving-{cap.stack}/cluster"
-    assert logs["retentionInDays"] == (14 if cap.stack == "dev" else 365)
+    assert logs["name"] == f"/aws/eks/{settings.cluster_name}/cluster"
+    assert logs["retentionInDays"] == settings.cluster_log_retention_days
     # Kept on destroy, so EKS's late log streams cannot re-create it without retention and the
     # next `up` adopts it (terraform-aws-modules/terraform-aws-eks#2486).
     assert logs["skipDestroy"] is True
@@ -159,8 +169,7 @@ def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCap
         for r in of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if "referencedSecurityGroupId" not in r.inputs
     ]
-    expected = {"dev": [], "prod": ["10.20.0.0/16"]}[cap.stack]
-    assert [r.inputs["cidrIpv4"] for r in rules] == expected
+    assert [r.inputs["cidrIpv4"] for r in rules] == list(settings_of(cap).api_access_cidrs)
     # The group EKS created for the cluster (vpcConfig.clusterSecurityGroupId): the capture's
     # mocks derive it from the cluster resource's identity.
     cluster_sg = f"sg-{_token(cap.stack, cluster.type, cluster.name)}"
@@ -184,17 +193,18 @@ def _cluster_access(cap: StackCapture, type_: str) -> list[CapturedResource]:
 
 
 def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
+    settings = settings_of(cap)
     oidc = one(cap, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     assert oidc["clientIdLists"] == ["sts.amazonaws.com"]
-    assert oidc["url"].startswith("https://oidc.eks.eu-west-1.amazonaws.com/id/")
+    assert oidc["url"].startswith(f"https://oidc.eks.{settings.region}.amazonaws.com/id/")
     entries = [r.inputs for r in _cluster_access(cap, "aws:eks/accessEntry:AccessEntry")]
     links = [
         r.inputs
         for r in _cluster_access(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     ]
     assert [e["principalArn"] for e in entries] == [
-        f"arn:aws:iam::111122223333:role/tfserving-{cap.stack}-deployer",
-        "arn:aws:iam::111122223333:role/platform-admin",
+        *settings.deployer_principal_arns,
+        *settings.admin_principal_arns,
     ]
     assert all(e["type"] == "STANDARD" for e in entries)
     assert {link["principalArn"] for link in links} == {e["principalArn"] for e in entries}
@@ -215,12 +225,8 @@ def test_kubernetes_provider_waits_for_every_access_association(cap: StackCaptur
 def test_core_addons_pinned(ng: StackCapture) -> None:
     cap = ng
     addons = {r.inputs["addonName"]: r.inputs for r in of(cap, "aws:eks/addon:Addon")}
-    assert {name: a["addonVersion"] for name, a in addons.items()} == {
-        "vpc-cni": "v1.22.4-eksbuild.3",
-        "coredns": "v1.14.3-eksbuild.14",
-        "kube-proxy": "v1.36.0-eksbuild.17",
-        "metrics-server": "v0.8.1-eksbuild.6",
-    }
+    pinned = settings_of(cap).addon_versions
+    assert {name: a["addonVersion"] for name, a in addons.items()} == dict(pinned)
     # NetworkPolicies are enforced only with the VPC CNI's network policy agent on; the other
     # add-ons keep their defaults.
     assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
@@ -241,17 +247,21 @@ def _groups(cap: StackCapture) -> dict[str, dict[str, Any]]:
 def test_node_groups(ng: StackCapture) -> None:
     cap = ng
     groups = _groups(cap)
-    assert set(groups) == {"system", "gpu"}
-    system, gpu = groups["system"], groups["gpu"]
-    assert system["amiType"] == "AL2023_x86_64_STANDARD" and "taints" not in system
-    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
-    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert gpu["capacityType"] == ("SPOT" if cap.stack == "dev" else "ON_DEMAND")
-    scaling = gpu["scalingConfig"]
-    if cap.stack == "dev":
-        assert scaling == {"minSize": 0, "maxSize": 3, "desiredSize": 0}
-    else:
-        assert scaling == {"minSize": 3, "maxSize": 13, "desiredSize": 3}
+    pools = settings_of(cap).pools
+    assert set(groups) == set(pools)
+    assert groups["system"]["amiType"] == "AL2023_x86_64_STANDARD"
+    for name, pool in pools.items():
+        group = groups[name]
+        assert group["amiType"] == pool.ami_type
+        assert group["capacityType"] == pool.capacity_type
+        assert group["instanceTypes"] == list(pool.instance_types)
+        assert group["scalingConfig"] == {
+            "minSize": pool.min_size,
+            "maxSize": pool.max_size,
+            "desiredSize": pool.desired_size,
+        }
+        taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+        assert group.get("taints") == ([taint] if pool.is_gpu else None)
     for group in groups.values():
         assert "remoteAccess" not in group and "diskSize" not in group
         assert group["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true"
@@ -278,14 +288,16 @@ def test_scale_from_zero_hints_on_the_asg(ng: StackCapture) -> None:
     cap = ng
     hints = [r.inputs for r in of(cap, "aws:autoscaling/tag:Tag")]
     by_key = {h["tag"]["key"]: h for h in hints}
-    assert by_key[f"{GPU_HINT}/resources/nvidia.com/gpu"]["tag"]["value"] == "1"
+    gpus = {
+        h["tag"]["value"] for h in hints if h["tag"]["key"].endswith("/resources/nvidia.com/gpu")
+    }
+    assert gpus == {str(p.gpus_per_node) for p in settings_of(cap).gpu_node_pools}
     assert by_key[f"{GPU_HINT}/taint/nvidia.com/gpu"]["tag"]["value"] == "true:NoSchedule"
     labels = [h for k, h in by_key.items() if k == f"{GPU_HINT}/label/tfserving-eks/pool"]
     assert labels
-    assert {h["tag"]["value"] for h in hints if h["tag"]["key"].endswith("/pool")} <= {
-        "gpu",
-        "system",
-    }
+    assert {h["tag"]["value"] for h in hints if h["tag"]["key"].endswith("/pool")} <= set(
+        settings_of(cap).pools
+    )
     assert all(h["autoscalingGroupName"].startswith("eks-pool-") for h in hints)
     assert all(h["tag"]["propagateAtLaunch"] is False for h in hints)
 
@@ -303,25 +315,25 @@ def test_every_pool_announces_ephemeral_storage_and_gpu_pools_their_accelerator(
     for tag in of(cap, "aws:autoscaling/tag:Tag"):
         pool = tag.name.split("-asg-", 1)[0]
         hints.setdefault(pool, {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
-    assert set(hints) == set(disk) == {"pool-system", "pool-gpu"}
-    for pool, tags in hints.items():
-        assert tags[f"{GPU_HINT}/resources/ephemeral-storage"] == f"{int(disk[pool] * 0.8)}Gi"
-    expected_disk = {"dev": 80, "prod": 100}[cap.stack]
-    assert hints["pool-gpu"][f"{GPU_HINT}/resources/ephemeral-storage"] == (
-        f"{int(expected_disk * 0.8)}Gi"
-    )
-    # The AWS provider's GPU label, on the nodes and in the template of GPU pools only.
-    assert groups["gpu"]["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia"
-    assert hints["pool-gpu"][f"{GPU_HINT}/label/k8s.amazonaws.com/accelerator"] == "nvidia"
-    assert "k8s.amazonaws.com/accelerator" not in groups["system"]["labels"]
-    assert f"{GPU_HINT}/label/k8s.amazonaws.com/accelerator" not in hints["pool-system"]
+    pools = settings_of(cap).pools
+    assert set(hints) == set(disk) == {f"pool-{name}" for name in pools}
+    for name, pool in pools.items():
+        tags = hints[f"pool-{name}"]
+        assert disk[f"pool-{name}"] == pool.disk_size_gib
+        storage = f"{int(pool.disk_size_gib * 0.8)}Gi"  # 80 %: the root volume's usable share
+        assert tags[f"{GPU_HINT}/resources/ephemeral-storage"] == storage
+        # The AWS provider's GPU label, on the nodes and in the template of GPU pools only.
+        label = groups[name]["labels"].get("k8s.amazonaws.com/accelerator")
+        hint = tags.get(f"{GPU_HINT}/label/k8s.amazonaws.com/accelerator")
+        assert label == hint == ("nvidia" if pool.is_gpu else None)
 
 
 def test_model_bucket(cap: StackCapture) -> None:
     buckets = {r.name: r for r in of(cap, "aws:s3/bucket:Bucket")}
     models = buckets["model-store-models"]
     assert "model-store-logs" in buckets
-    assert models.inputs["forceDestroy"] is (cap.stack == "dev")
+    settings = settings_of(cap)
+    assert models.inputs["forceDestroy"] is settings.bucket_force_destroy
     blocks = [r.inputs for r in of(cap, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")]
     assert len(blocks) == 2
     for block in blocks:
@@ -360,12 +372,11 @@ def test_model_bucket(cap: StackCapture) -> None:
         "model-store-models-lifecycle",
     )
     rules = {r["id"]: r for r in lifecycle["rules"]}
-    days = 7 if cap.stack == "dev" else 90
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {
-        "noncurrentDays": days
+        "noncurrentDays": settings.noncurrent_version_retention_days
     }
     abort = rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"]
-    assert abort == {"daysAfterInitiation": 1 if cap.stack == "dev" else 7}
+    assert abort == {"daysAfterInitiation": settings.abort_incomplete_upload_days}
     logging = one(cap, "aws:s3/bucketLogging:BucketLogging")
     assert logging["targetBucket"].startswith("model-store-logs-")
     log_policy = json.loads(
@@ -375,15 +386,6 @@ def test_model_bucket(cap: StackCapture) -> None:
         "DenyInsecureTransport",
         "S3ServerAccessLogs",
     ]
-
-
-def test_protect_follows_settings(cap: StackCapture) -> None:
-    # protect is a resource option, not an input: check it through the settings the program used.
-    from infra.capture import stack_config
-    from infra.settings import settings_from_config
-
-    settings = settings_from_config(cap.stack, stack_config(cap.stack))
-    assert settings.protect_data is (cap.stack == "prod")
 
 
 def test_ecr_and_sync_image(cap: StackCapture) -> None:
@@ -404,14 +406,16 @@ def test_outputs(cap: StackCapture) -> None:
     out = cap.outputs
     assert set(out) == set(OUTPUTS)
     assert out["kubeconfig"] == SECRET
-    assert out["clusterName"] == f"tfserving-{cap.stack}"
+    settings = settings_of(cap)
+    assert out["clusterName"] == settings.cluster_name
     bucket = out["modelBucketName"]
-    # dev serves a second model (the diabetes recipe) beside mnist; prod serves mnist.
-    names = {"dev": ["diabetes", "mnist"]}.get(cap.stack, ["mnist"])
+    names = [m.name for m in settings.models]
     assert out["modelUris"] == {n: f"s3://{bucket}/models/{n}" for n in names}
     rest = {n: f"http://{n}.{n}.svc.cluster.local:8501" for n in names}
-    if cap.stack == "dev":  # mnist is woken by its first request, through the interceptor
-        rest["mnist"] = "http://keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local:8080"
+    for model in settings.models:  # woken by its first request, through the interceptor
+        if model.wake_on_request:
+            proxy = "http://keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local:8080"
+            rest[model.name] = proxy
     assert out["restEndpoints"] == rest
     assert out["grpcEndpoints"] == {n: f"{n}.{n}.svc.cluster.local:8500" for n in names}
     provider = one(cap, "pulumi:providers:kubernetes")
@@ -466,24 +470,25 @@ def test_s3_gateway_endpoint_on_every_private_route_table(
     captures: dict[str, StackCapture],
 ) -> None:
     # Model downloads and ECR layers (served from S3) stay off the NAT gateway.
-    cap = captures["dev"]
-    endpoint = one(cap, "aws:ec2/vpcEndpoint:VpcEndpoint")
-    assert endpoint["serviceName"] == "com.amazonaws.eu-west-1.s3"
-    assert endpoint["vpcEndpointType"] == "Gateway"
-    private_tables = [r for r in of(cap, "aws:ec2/routeTable:RouteTable") if "private" in r.name]
-    assert len(endpoint["routeTableIds"]) == len(private_tables) == 2
+    creating = [c for c in captures.values() if not settings_of(c).existing_vpc_id]
+    assert creating, "no stack creates its VPC: nothing here is checked"
+    for cap in creating:
+        settings = settings_of(cap)
+        endpoint = one(cap, "aws:ec2/vpcEndpoint:VpcEndpoint")
+        assert endpoint["serviceName"] == f"com.amazonaws.{settings.region}.s3"
+        assert endpoint["vpcEndpointType"] == "Gateway"
+        tables = [r for r in of(cap, "aws:ec2/routeTable:RouteTable") if "private" in r.name]
+        assert len(endpoint["routeTableIds"]) == len(tables) == settings.availability_zone_count
 
 
-def test_node_groups_use_eks_auto_repair(captures: dict[str, StackCapture]) -> None:
-    groups = of(captures["prod"], "aws:eks/nodeGroup:NodeGroup")
+def test_node_groups_use_eks_auto_repair(ng: StackCapture) -> None:
+    groups = of(ng, "aws:eks/nodeGroup:NodeGroup")
     assert groups
     assert all(g.inputs["nodeRepairConfig"] == {"enabled": True} for g in groups)
 
 
-def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(
-    captures: dict[str, StackCapture],
-) -> None:
-    cap = captures["prod"]  # the stack with node groups and the vpc-cni add-on
+def test_vpc_cni_policy_is_on_aws_node_not_on_the_node_role(ng: StackCapture) -> None:
+    cap = ng  # on node groups, with the vpc-cni add-on
     cni_policy = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
     attachments = of(cap, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     with_cni = [a for a in attachments if a.inputs["policyArn"] == cni_policy]
@@ -514,11 +519,22 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         for r in of(cap, "docker-build:index:Image")
         if r.name.startswith("image-mirror-")
     }
-    keda = {*KEDA_IMAGES, *ADDON_IMAGES}  # dev's mnist is woken on request
-    expected = {"dev": {"serving", "serving-gpu", "dcgm-exporter", *keda}}.get(
-        cap.stack, {"serving-gpu", "dcgm-exporter", "cluster-autoscaler", "nvidia-device-plugin"}
-    )
-    assert set(builds) == expected
+    # What the stack runs: TF Serving's CPU and GPU builds for the models on each, the
+    # autoscaler and the device plugin with node groups (no autoscaler while migrating), DCGM on
+    # GPU pools, KEDA for models woken on request.
+    settings = settings_of(cap)
+    gpu_pools = bool(settings.gpu_node_pools)
+    wanted = {
+        "serving": any(m.gpus == 0 for m in settings.models),
+        "serving-gpu": any(m.gpus > 0 for m in settings.models),
+        "cluster-autoscaler": settings.compute_mode == "nodeGroups",
+        "nvidia-device-plugin": settings.node_groups and gpu_pools,
+        "dcgm-exporter": gpu_pools and bool(settings.dcgm_exporter_image),
+        **dict.fromkeys(
+            {*KEDA_IMAGES, *ADDON_IMAGES}, any(m.wake_on_request for m in settings.models)
+        ),
+    }
+    assert set(builds) == {role for role, on in wanted.items() if on}
     for role, build in builds.items():
         assert build["dockerfile"]["inline"].startswith("FROM ")
         assert build["context"]["location"] == "images/mirror" and build["push"] is True

@@ -1,5 +1,5 @@
-"""Pulumi.yaml's config block and docs/configuration.md are generated from infra/config_keys.py
-and committed up to date; the outputs table in docs/deploy.md equals the code."""
+"""Pulumi.yaml's config block and docs/configuration.md are generated from the declared settings
+(infra/settings/) and committed up to date; the outputs table in docs/deploy.md equals the code."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from infra import config_docs
 from infra.capture import REPO_ROOT
-from infra.config_keys import KEYS, nested_objects
 from infra.outputs import OUTPUTS
+from infra.settings import Settings, declarations
 
 REGENERATE = f"run `{config_docs.COMMAND}` to regenerate"
 
@@ -67,11 +67,11 @@ def _rows(markdown: str, heading: str) -> dict[str, list[str]]:
 def test_configuration_md_documents_every_key_and_nested_field() -> None:
     markdown = (REPO_ROOT / config_docs.CONFIGURATION_MD).read_text()
     top = _rows(markdown, "| Key |")
-    assert list(top) == [k.name for k in KEYS]
+    assert list(top) == list(declarations(Settings))
     assert top["availabilityZoneCount"][:3] == ["integer", "`2`", "2 to 3"]
-    for nested in nested_objects():
-        fields = _rows(markdown, f"## `{nested.path}`")
-        assert list(fields) == [f.name for f in nested.fields], nested.path
+    for path, cls in config_docs.nested_objects():
+        fields = _rows(markdown, f"## `{path}`")
+        assert list(fields) == list(declarations(cls)), path
     assert _rows(markdown, "## `models.<name>`")["minReplicas"][:3] == [
         "integer",
         "required",

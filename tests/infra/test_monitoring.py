@@ -12,8 +12,8 @@ from infra.capture import StackCapture
 from infra.components import monitoring, serving_pod
 from infra.components.dcgm_exporter import DcgmExporterArgs, dcgm_pod_template
 from infra.components.k8s_common import WorkloadArgsError
-from infra.config_keys import DCGM_EXPORTER_IMAGE
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
+from infra.settings import DCGM_EXPORTER_IMAGE
 from tests.infra.conftest import STACKS
 
 DIGEST = "sha256:" + "ab" * 32

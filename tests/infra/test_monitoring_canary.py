@@ -6,17 +6,16 @@ from __future__ import annotations
 import pytest
 
 from contracts import tfconfig
-from infra.components.k8s_common import WorkloadArgsError
 from infra.components.model_serving import ModelServing, render_config_files
 from tests.infra.conftest_workloads import Declared, by_type, declare
-from tests.infra.test_workloads_serving import gpu_args
+from tests.infra.test_workloads_serving import gpu_args, gpu_model
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
 def _declare(**overrides) -> list[Declared]:
     args = gpu_args(**overrides)
-    return declare(lambda: ModelServing(args.model_name, args))
+    return declare(lambda: ModelServing(args.model.name, args))
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +63,8 @@ def test_the_canary_track_maps_stable_to_the_canary_version(with_canary) -> None
     "overrides",
     [
         {"canary_weight": 0},
-        {"canary_weight": 25, "version_labels": {"stable": 3, "canary": 3}},
-        {"canary_weight": 25, "version_labels": {"stable": 3}},
+        {"canary_weight": 25, "labels": {"stable": 3, "canary": 3}},
+        {"canary_weight": 25, "labels": {"stable": 3}},
     ],
     ids=["weight-0", "same-version", "no-canary"],
 )
@@ -75,14 +74,8 @@ def test_no_canary_track_without_a_distinct_canary(overrides) -> None:
 
 @pytest.mark.parametrize(("weight", "replicas"), [(10, 1), (50, 2), (40, 1)])
 def test_canary_pods_follow_the_weight(weight: int, replicas: int) -> None:
-    assert gpu_args(canary_weight=weight).canary_replicas == replicas
-
-
-def test_weights_above_half_are_refused() -> None:
-    with pytest.raises(WorkloadArgsError, match="canary_weight 60"):
-        gpu_args(canary_weight=60)
+    assert gpu_model(canary_weight=weight).canary_replicas == replicas
 
 
 def test_stable_configuration_is_unchanged_by_the_track() -> None:
-    args = gpu_args(canary_weight=25)
-    assert render_config_files(args) == render_config_files(gpu_args())
+    assert render_config_files(gpu_model(canary_weight=25)) == render_config_files(gpu_model())

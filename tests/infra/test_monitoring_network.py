@@ -11,7 +11,7 @@ import pytest
 from infra.capture import StackCapture, stack_config
 from infra.components import monitoring, network, serving_pod
 from infra.components.model_serving import network_policy_spec
-from infra.config_keys import PROJECT
+from infra.naming import PROJECT
 from infra.settings import InvalidSettingsError, settings_from_config
 from tests.infra.conftest import STACKS
 

@@ -1,17 +1,37 @@
-"""Settings: declared keys, stack files, and one error that lists every problem by key and stack."""
+"""Settings: declared keys, stack files, and one error that lists every problem by key and stack.
+
+The stacks' own figures are read from their files; the values below are each rule's inputs.
+"""
 
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import yaml
 
+from contracts.tfconfig import WARMUP_MAX_BATCH
+from infra import instances
 from infra.capture import REPO_ROOT, stack_config
 from infra.config_docs import pulumi_config
-from infra.config_keys import KEYS, MODEL_OBJECT, PROJECT
-from infra.settings import InvalidSettingsError, settings_from_config
+from infra.naming import PROJECT
+from infra.settings import (
+    InvalidSettingsError,
+    ModelSettings,
+    Settings,
+    declarations,
+    parse_settings,
+    settings_from_config,
+    split_namespaced,
+)
+
+KEYS = declarations(Settings)
+MODEL = declarations(ModelSettings)
+ADDONS = stack_config("dev")[f"{PROJECT}:addonVersions"]
+SYSTEM_POOL = stack_config("dev")[f"{PROJECT}:systemNodePool"]
+DEV_POOLS = stack_config("dev")[f"{PROJECT}:gpuNodePools"]
 
 
 def _config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
@@ -34,14 +54,14 @@ def test_pulumi_yaml_declares_exactly_the_code_keys() -> None:
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared == pulumi_config()
     assert {name: spec["default"] for name, spec in declared.items()} == {
-        k.name: k.default for k in KEYS
+        k.key: k.default for k in KEYS.values()
     }
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_stack_files_use_only_declared_keys_and_are_valid(stack: str, stack_files) -> None:
     keys = set(stack_files[stack]["config"])
-    declared = {f"{PROJECT}:{k.name}" for k in KEYS} | {"aws:region"}
+    declared = {f"{PROJECT}:{k}" for k in KEYS} | {"aws:region"}
     assert keys <= declared, keys - declared
     settings = settings_from_config(stack, stack_config(stack))
     assert settings.stack == stack and settings.region
@@ -65,7 +85,7 @@ def test_stacks_differ_where_the_issue_says() -> None:
     [
         ({"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "is not an IPv4 CIDR"),
         ({"vpcCidr": "10.0.0.0/24"}, "vpcCidr", "/20 or larger"),
-        ({"kubernetesVersion": "1.12"}, "kubernetesVersion", "not a supported EKS version"),
+        ({"kubernetesVersion": "1.12"}, "kubernetesVersion", "'1.12': use 1."),
         ({"availabilityZoneCount": 1}, "availabilityZoneCount", "between 2 and 3"),
         ({"availabilityZoneCount": "2"}, "availabilityZoneCount", "expected integer"),
         ({"publicAccessCidrs": []}, "publicAccessCidrs", "list the CIDRs"),
@@ -76,7 +96,7 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"apiAccessCidrs": ["10.8.0.0/16"] * 2}, "apiAccessCidrs", "lists a CIDR twice"),
         ({"apiAccessCidrs": "10.8.0.0/16"}, "apiAccessCidrs", "expected array of string"),
         ({"clusterLogTypes": ["api", "kubelet"]}, "clusterLogTypes", "'kubelet'"),
-        ({"clusterLogRetentionDays": 10}, "clusterLogRetentionDays", "not a CloudWatch"),
+        ({"clusterLogRetentionDays": 10}, "clusterLogRetentionDays", "10: use 1, 3, 5, 7,"),
         ({"adminPrincipalArns": ["bob"]}, "adminPrincipalArns", "not an IAM role or user ARN"),
         ({"deployerPrincipalArns": []}, "deployerPrincipalArns", "list the IAM role(s) that run"),
         (
@@ -147,6 +167,44 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"s3PollSeconds": 1}, "s3PollSeconds", "between 10 and 3600"),
         ({"tags": {"aws:owner": "x"}}, "tags.aws:owner", "may not start with aws:"),
         ({"models": {}}, "models", "at least one model"),
+        ({"clusterName": "-dev"}, "clusterName", "1-100 letters, digits, '-' or '_'"),
+        ({"existingVpcId": "vpc-nope"}, "existingVpcId", "'vpc-nope' is not a VPC id"),
+        (
+            {"existingPrivateSubnetIds": ["subnet-nope"]},
+            "existingPrivateSubnetIds",
+            "'subnet-nope' is not a subnet id",
+        ),
+        (
+            {"addonVersions": {**ADDONS, "kube-proxy": "1.36"}},
+            "addonVersions.kube-proxy",
+            "'1.36': pin an EKS add-on version like",
+        ),
+        (
+            {"addonVersions": {**ADDONS, "cilium": "v1.0.0"}},
+            "addonVersions",
+            "unknown field 'cilium'",
+        ),
+        ({"alertEmails": ["ops"]}, "alertEmails", "'ops' is not an e-mail address"),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "instanceTypes": ["g5.xlarge"]}},
+            "systemNodePool.instanceTypes",
+            "g5.xlarge is a GPU type; put GPUs in gpuNodePools",
+        ),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "instanceTypes": []}},
+            "systemNodePool.instanceTypes",
+            "give a non-empty list of instance type names",
+        ),
+        (
+            {"systemNodePool": {**SYSTEM_POOL, "minSize": 0, "desiredSize": 0}},
+            "systemNodePool.minSize",
+            "the system pool needs at least 1 node",
+        ),
+        (
+            {"gpuNodePools": {**DEV_POOLS, "GPU": next(iter(DEV_POOLS.values()))}},
+            "gpuNodePools.GPU",
+            "pool names are lowercase DNS labels",
+        ),
     ],
 )
 def test_each_bad_value_is_one_problem_naming_key_and_stack(
@@ -156,6 +214,42 @@ def test_each_bad_value_is_one_problem_naming_key_and_stack(
     assert len(problems) == 1, problems
     assert problems[0][0] == key
     assert fragment in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        (
+            {"publicAccessCidrs": ["198.51.100.0/24"]},
+            "publicAccessCidrs",
+            "set only when endpointPublicAccess is true",
+        ),
+        (
+            {"existingPrivateSubnetIds": ["subnet-0123456789abcdef0"]},
+            "existingPrivateSubnetIds",
+            "EKS needs private subnets in at least 2 AZs",
+        ),
+    ],
+)
+def test_an_existing_vpc_stack_with_a_private_endpoint(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    base = {
+        "endpointPublicAccess": False,
+        "publicAccessCidrs": [],
+        "apiAccessCidrs": ["10.20.0.0/16"],
+        "existingVpcId": "vpc-0123456789abcdef0",
+        "existingPrivateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "existingScraperSubnets": {
+            "subnet-0123456789abcdef2": "10.0.255.0/28",
+            "subnet-0123456789abcdef3": "10.0.255.16/28",
+        },
+        "managedPrometheus": True,
+    }
+    assert settings_from_config("dev", _config(**base))
+    problems = _problems("dev", _config(**{**base, **overrides}))
+    assert len(problems) == 1, problems
+    assert problems[0][0] == key and fragment in problems[0][1]
 
 
 def _dev_pool(**changes: Any) -> dict[str, Any]:
@@ -202,27 +296,50 @@ def _prod_model(**changes: Any) -> dict[str, Any]:
     return {"mnist": model}
 
 
+GPU_POOL = next(iter(stack_config("prod")[f"{PROJECT}:gpuNodePools"]))  # prod's first GPU pool
+
+
 @pytest.mark.parametrize(
     ("changes", "key", "fragment"),
     [
-        ({"labels": {"stable": 1, "canary": 3}}, "models.mnist.labels", "never serves"),
+        (
+            {"versionPolicy": "specific:1,2", "labels": {"stable": 1, "canary": 3}},
+            "models.mnist.labels",
+            "never serves",
+        ),
         ({"versionPolicy": "newest"}, "models.mnist.versionPolicy", "not understood"),
         ({"nodePool": "tpu"}, "models.mnist.nodePool", "'tpu' is not 'system'"),
-        ({"gpus": 2}, "models.mnist.gpus", "do not fit pool 'gpu'"),
-        ({"minReplicas": 5, "maxReplicas": 4}, "models.mnist", "greater than maxReplicas"),
+        ({"nodePool": GPU_POOL, "gpus": 99}, "models.mnist.gpus", f"do not fit pool {GPU_POOL!r}"),
+        ({"nodePool": "system", "gpus": 1}, "models.mnist.gpus", "pool 'system' has no GPUs"),
+        ({"minReplicas": 2, "maxReplicas": 1}, "models.mnist", "greater than maxReplicas"),
         ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
-        ({"maxVersionsOnDisk": 3}, "models.mnist.maxVersionsOnDisk", "only for the 'all' policy"),
+        ({"canaryWeight": 60}, "models.mnist.canaryWeight", "between 0 and 50"),
+        (
+            {"versionPolicy": "latest:2", "maxVersionsOnDisk": 3},
+            "models.mnist.maxVersionsOnDisk",
+            "only for the 'all' policy",
+        ),
+        (
+            {"versionPolicy": "all", "labels": {}},
+            "models.mnist.maxVersionsOnDisk",
+            "required by the 'all' policy",
+        ),
         ({"allowedNamespaces": ["Bad_NS"]}, "models.mnist.allowedNamespaces", "DNS labels"),
-        ({"wakeOnRequest": True}, "models.mnist.wakeOnRequest", "minReplicas is 3, set it to 0"),
-        ({"wakeOnRequest": "yes"}, "models.mnist.wakeOnRequest", "give true or false"),
+        (
+            {"minReplicas": 1, "wakeOnRequest": True},
+            "models.mnist.wakeOnRequest",
+            "minReplicas is 1, set it to 0",
+        ),
+        ({"wakeOnRequest": "yes"}, "models.mnist.wakeOnRequest", 'expected boolean, got "yes"'),
+        ({"replicas": 3}, "models.mnist", "unknown field 'replicas'"),
         (
             {
                 "batching": {
-                    "maxBatchSize": 8,
+                    "maxBatchSize": 32,
                     "batchTimeoutMicros": 0,
                     "maxEnqueuedBatches": 1,
                     "numBatchThreads": 1,
-                    "allowedBatchSizes": [4, 16],
+                    "allowedBatchSizes": [8, 64],
                 }
             },
             "models.mnist.batching",
@@ -238,7 +355,12 @@ def _prod_model(**changes: Any) -> dict[str, Any]:
                 }
             },
             "models.mnist.batching.maxBatchSize",
-            "below 16, the largest warmup batch",
+            f"use a value at least {WARMUP_MAX_BATCH} (the largest warmup batch",
+        ),
+        (
+            {"batching": {"maxBatchSize": 32, "batchTimeoutMicros": 0, "numBatchThreads": 1}},
+            "models.mnist.batching.maxEnqueuedBatches",
+            "missing: give an integer",
         ),
     ],
 )
@@ -250,47 +372,60 @@ def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> Non
 
 def test_model_fields_are_the_declared_ones() -> None:
     problems = _problems("prod", _config("prod", models=_prod_model(replicas=3)))
-    known = ", ".join(sorted(MODEL_OBJECT.names))
+    known = ", ".join(sorted(MODEL))
     assert problems == [("models.mnist", f"unknown field 'replicas'; known fields: {known}")]
 
 
 def test_omitted_model_fields_take_their_declared_defaults() -> None:
     model = _prod_model()["mnist"]
-    optional = [f for f in MODEL_OBJECT.fields if not f.required and f.name in model]
+    optional = [f for f in MODEL.values() if not f.required and f.key in model]
     for field in optional:  # the declared pool is then "system", with no GPUs
-        del model[field.name]
+        del model[field.key]
     (served,) = settings_from_config("prod", _config("prod", models={"mnist": model})).models
-    assert served.target_cpu_utilization == MODEL_OBJECT["targetCpuUtilization"].default
-    assert served.node_pool == MODEL_OBJECT["nodePool"].default
-    assert served.gpus == MODEL_OBJECT["gpus"].default
-    assert str(served.version_policy) == MODEL_OBJECT["versionPolicy"].default
-    assert dict(served.labels) == MODEL_OBJECT["labels"].default
+    assert served.target_cpu_utilization == MODEL["targetCpuUtilization"].default
+    assert served.node_pool == MODEL["nodePool"].default
+    assert served.gpus == MODEL["gpus"].default
+    assert str(served.version_policy) == MODEL["versionPolicy"].default
+    assert dict(served.labels) == MODEL["labels"].default
+    assert served.allowed_namespaces == tuple(MODEL["allowedNamespaces"].default)
 
 
 def test_a_required_model_field_left_out_is_reported() -> None:
     model = _prod_model()["mnist"]
     del model["minReplicas"]
     problems = _problems("prod", _config("prod", models={"mnist": model}))
-    assert problems[0] == ("models.mnist.minReplicas", "None is not an integer")
+    assert problems == [("models.mnist.minReplicas", "missing: give an integer (at least 0)")]
+
+
+def test_a_bad_model_name_is_reported_with_its_other_problems() -> None:
+    models = {"MNIST": _prod_model()["mnist"], "b": {"minReplicas": 1}}
+    keys = [key for key, _ in _problems("prod", _config("prod", models=models))]
+    assert keys[0] == "models.MNIST" and "models.b.maxReplicas" in keys
+    assert "models.b.batching" in keys
+
+
+def _one_gpu_pool(max_size: int) -> dict[str, Any]:
+    return {
+        GPU_POOL: {"instanceTypes": ["g5.xlarge"], "minSize": 0, "maxSize": max_size,
+                   "desiredSize": 0, "diskSizeGiB": 100}
+    }  # fmt: skip
 
 
 def test_gpu_pool_must_hold_a_rollout_at_maximum_scale() -> None:
     # maxSurge 1 at maxReplicas: one more pod than maxReplicas, one pod per 1-GPU node.
-    problems = _problems("prod", _config("prod", models=_prod_model(maxReplicas=13)))
+    model = _prod_model(nodePool=GPU_POOL, gpus=1, minReplicas=1, maxReplicas=4)
+    problems = _problems("prod", _config("prod", gpuNodePools=_one_gpu_pool(4), models=model))
     assert problems == [
         (
-            "gpuNodePools.gpu.maxSize",
-            "13 nodes cannot hold a rollout at maximum scale: mnist (maxReplicas 13 + 1 surge "
-            "pod, 1 GPU each) needs 14 1-GPU nodes; raise maxSize to 14 or lower maxReplicas",
+            f"gpuNodePools.{GPU_POOL}.maxSize",
+            "4 nodes cannot hold a rollout at maximum scale: mnist (maxReplicas 4 + 1 surge "
+            "pod, 1 GPU each) needs 5 1-GPU nodes; raise maxSize to 5 or lower maxReplicas",
         )
     ]
     # Exactly maxReplicas + 1 nodes is enough.
-    pool = copy.deepcopy(stack_config("prod")[f"{PROJECT}:gpuNodePools"])
-    pool["gpu"]["maxSize"] = 14
-    settings = settings_from_config(
-        "prod", _config("prod", gpuNodePools=pool, models=_prod_model(maxReplicas=13))
-    )
-    assert settings.gpu_node_pools[0].max_size == 14
+    settings = settings_from_config("prod", _config("prod", gpuNodePools=_one_gpu_pool(5),
+                                                    models=model))  # fmt: skip
+    assert settings.gpu_node_pools[0].max_size == 5
 
 
 def test_models_sharing_a_multi_gpu_pool_add_up() -> None:
@@ -317,7 +452,7 @@ def test_models_sharing_a_multi_gpu_pool_add_up() -> None:
 
 def test_declared_defaults_are_a_valid_stack() -> None:
     # Pulumi.yaml's defaults alone (plus the region) must pass every rule, the surge one too.
-    config = {f"{PROJECT}:{k.name}": copy.deepcopy(k.default) for k in KEYS}
+    config = {f"{PROJECT}:{k}": copy.deepcopy(d.default) for k, d in KEYS.items()}
     config["aws:region"] = "eu-west-1"
     # The keys no default can answer: who deploys, and from where the API is reached.
     config[f"{PROJECT}:deployerPrincipalArns"] = ["arn:aws:iam::123456789012:role/deployer"]
@@ -326,7 +461,10 @@ def test_declared_defaults_are_a_valid_stack() -> None:
     config[f"{PROJECT}:dockerHubCredentialArn"] = (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub"
     )
-    assert settings_from_config("fresh", config).gpu_node_pools[0].max_size == 5
+    settings = settings_from_config("fresh", config)
+    ((name, pool),) = KEYS["gpuNodePools"].default.items()
+    assert [(p.name, p.max_size) for p in settings.gpu_node_pools] == [(name, pool["maxSize"])]
+    assert settings.cluster_name == "tfserving-fresh"
 
 
 def test_several_problems_are_all_listed_in_one_error() -> None:
@@ -371,7 +509,7 @@ def test_explicit_zero_and_false_are_kept() -> None:
     """No `get_int(k) or default`: explicit falsy values survive."""
     settings = settings_from_config(
         "dev",
-        _config(protectData=False, adminPrincipalArns=[]),
+        _config(protectData=False, adminPrincipalArns=[], gpuNodePools=_dev_pool(minSize=0)),
     )
     assert settings.protect_data is False
     assert settings.admin_principal_arns == ()
@@ -380,23 +518,22 @@ def test_explicit_zero_and_false_are_kept() -> None:
 
 def test_kubernetes_support_dates_warn_then_refuse() -> None:
     """The dated EKS calendar: a warning before end of standard support, refusal past extended."""
-    from datetime import date
-
-    from infra.settings import split_namespaced
-    from infra.settings_checks import parse_settings
-
-    config = _config()
-    bare = split_namespaced(config, "dev")
-    assert parse_settings("dev", bare, "eu-west-1", today=date(2026, 11, 30)).warnings == ()
-    near = parse_settings("dev", bare, "eu-west-1", today=date(2027, 6, 1)).warnings
+    bare = split_namespaced(_config(), "dev")
+    version = bare["kubernetesVersion"]
+    row = instances.EKS_VERSIONS[version]
+    standard, extended = row.end_of_standard, row.end_of_extended
+    early = standard - timedelta(days=instances.STANDARD_SUPPORT_WARNING_DAYS + 1)
+    assert parse_settings("dev", bare, "eu-west-1", today=early).warnings == ()
+    near = parse_settings("dev", bare, "eu-west-1", today=standard - timedelta(days=62)).warnings
     assert near == (
-        "Kubernetes 1.36 leaves EKS standard support on 2027-08-02 (62 days): plan the upgrade",
+        f"Kubernetes {version} leaves EKS standard support on {standard} (62 days): plan the "
+        "upgrade",
     )
-    past = parse_settings("dev", bare, "eu-west-1", today=date(2027, 9, 1)).warnings
-    assert "bills extended support until 2028-08-02" in past[0]
+    past = parse_settings("dev", bare, "eu-west-1", today=standard + timedelta(days=1)).warnings
+    assert f"bills extended support until {extended}" in past[0]
     with pytest.raises(InvalidSettingsError) as caught:
-        parse_settings("dev", bare, "eu-west-1", today=date(2028, 8, 3))
-    assert "left EKS extended support on 2028-08-02" in str(caught.value)
+        parse_settings("dev", bare, "eu-west-1", today=extended + timedelta(days=1))
+    assert f"left EKS extended support on {extended}" in str(caught.value)
 
 
 def test_default_kubernetes_version_is_newest_in_standard_support_on_the_calendar_date() -> None:

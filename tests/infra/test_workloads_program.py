@@ -14,15 +14,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.capture import REPO_ROOT, StackCapture, capture_stack
+from infra.capture import REPO_ROOT, StackCapture, capture_stack, stack_config
 from infra.components import cluster_autoscaler
 from infra.components.model_serving import TYPE_TOKEN as SERVING
 from infra.components.model_serving import idle_at_zero
+from infra.settings import settings_from_config
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import all_containers
 
 STACKS = ("dev", "prod")
 POOL_LABEL = "tfserving-eks/pool"
+OVERHEAD_MIB = 1024  # TF Serving's own memory beside the loaded versions (the sizing rule)
 
 
 @pytest.fixture(params=STACKS)
@@ -124,7 +126,10 @@ def test_one_model_serving_per_model_with_its_outputs(stack):
 
 def test_serving_pods_land_on_existing_pools_and_tolerate_their_taints(stack):
     groups = pools(stack)
+    settings = settings_from_config(stack.stack, stack_config(stack.stack))
+    gpu_tag = settings.serving_gpu_image.rpartition(":")[2]
     for serving in of_type(stack, SERVING):
+        model = next(m for m in settings.models if f"model-{m.name}" == serving.name)
         spec = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
         pod = spec["template"]["spec"]
         pool = pod["nodeSelector"][POOL_LABEL]
@@ -134,9 +139,9 @@ def test_serving_pods_land_on_existing_pools_and_tolerate_their_taints(stack):
         assert {t["key"] for t in taints} <= tolerated
         gpus = [c["resources"]["limits"].get("nvidia.com/gpu") for c in pod["containers"]]
         if pool in gpu_pools(stack):
-            assert gpus == ["1"]
+            assert gpus == [str(model.gpus)]
             # The stack's copy of the GPU build (tag <upstream tag>-<hash>), by digest.
-            assert ":2.20.0-gpu-" in pod["containers"][0]["image"].split("@")[0]
+            assert f":{gpu_tag}-" in pod["containers"][0]["image"].split("@")[0]
         else:
             assert gpus == [None]
 
@@ -288,9 +293,9 @@ def _dev_with(root, name: str, await_rollout: bool, min_replicas: int) -> StackC
     (folder / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
     dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
     dev["config"]["tfserving-eks:awaitServingRollout"] = await_rollout
-    dev["config"]["tfserving-eks:models"]["mnist"]["minReplicas"] = min_replicas
-    if min_replicas:  # a warm model is not woken on request
-        dev["config"]["tfserving-eks:models"]["mnist"].pop("wakeOnRequest", None)
+    mnist = dev["config"]["tfserving-eks:models"]["mnist"]
+    mnist["minReplicas"] = min_replicas
+    mnist["wakeOnRequest"] = min_replicas == 0  # a warm model is not woken on request
     (folder / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
     return capture_stack("dev", folder)
 
@@ -312,10 +317,11 @@ def test_awaited_rollout_waits_long_enough_for_a_gpu_cold_start(tmp_path):
     )
 
 
-def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
-    # dev's mnist has minReplicas 0: the Deployment is created with 0 replicas, `up` leaves the
-    # count to whoever scaled it since, and nothing waits for pods or endpoints that cannot come.
-    dev = captures["dev"]
+def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(tmp_path):
+    # minReplicas 0: the Deployment is created with 0 replicas, `up` leaves the count to whoever
+    # scaled it since, and nothing waits for pods or endpoints that cannot come.
+    dev = _dev_with(tmp_path, "idle", True, 0)
+    most = stack_config("dev", tmp_path / "idle")["tfserving-eks:models"]["mnist"]["maxReplicas"]
     serving = mnist_serving(dev)
     (deployment,) = [r for r in children(dev, serving) if r.name == f"{serving.name}-deployment"]
     assert deployment.inputs["spec"]["replicas"] == 0
@@ -324,7 +330,7 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
     assert idle_at_zero(1).ignore_changes is None
     # Woken by its first REST request: KEDA's HTTPScaledObject (0 to maxReplicas), no HPA of ours.
     scaler = child(dev, serving, HTTP_SCALED).inputs["spec"]
-    assert scaler["replicas"] == {"min": 0, "max": 2}
+    assert scaler["replicas"] == {"min": 0, "max": most}
     assert scaler["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -344,9 +350,9 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(captures):
         record = child(dev, serving, kind)
         assert record.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
         assert record.custom_timeouts == {}
-    prod = captures["prod"]  # minReplicas 3: the HPA owns the count, no replicas declared
-    serving = mnist_serving(prod)
-    (stable,) = [r for r in children(prod, serving) if r.name == f"{serving.name}-deployment"]
+    warm = _dev_with(tmp_path, "warm", True, 1)  # the HPA owns the count, no replicas declared
+    serving = mnist_serving(warm)
+    (stable,) = [r for r in children(warm, serving) if r.name == f"{serving.name}-deployment"]
     assert "replicas" not in stable.inputs["spec"]
 
 
@@ -371,15 +377,13 @@ def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(st
 
 def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
     # Settings -> captured limit: (versions the policy keeps loaded + 1) x modelMemoryMiB + the
-    # 1024 MiB runtime overhead. dev is latest:2 of 512 MiB (mnist) and of 128 MiB (diabetes),
-    # prod specific:1,2 of 1024 MiB.
-    limits = {
-        ("dev", "mnist"): "2560Mi",
-        ("dev", "diabetes"): "1408Mi",
-        ("prod", "mnist"): "4096Mi",
+    # runtime overhead (ModelServingArgs.overhead_mib), from the stack file's values.
+    models = {
+        m.name: m for m in settings_from_config(stack.stack, stack_config(stack.stack)).models
     }
     for serving in of_type(stack, SERVING):
-        expected = limits[stack.stack, serving.name.removeprefix("model-")]
+        model = models[serving.name.removeprefix("model-")]
+        expected = f"{(model.versions_on_disk + 1) * model.model_memory_mib + OVERHEAD_MIB}Mi"
         pod = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
         (tfs,) = pod["spec"]["containers"]
         assert tfs["resources"]["limits"]["memory"] == expected

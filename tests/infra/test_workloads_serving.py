@@ -1,11 +1,13 @@
 """ModelServing under pulumi mocks: what it declares, checked as plain dicts.
 
 Two declarations are shared by the module: a GPU model (latest:2 with stable/canary labels) and a
-CPU model (specific policy on the system pool).
+CPU model (specific policy on the system pool). Their settings are this module's own; the rest
+of the stack's settings come from dev's stack file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -16,6 +18,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from contracts import tfconfig
+from infra.capture import stack_config
 from infra.components import serving_pod
 from infra.components.k8s_common import WorkloadArgsError
 from infra.components.model_serving import (
@@ -24,13 +27,11 @@ from infra.components.model_serving import (
     render_config_files,
     startup_config_checksum,
 )
-from infra.components.model_serving_args import (
-    ModelServingArgs,
-    NodePlacement,
-    ServingResources,
-)
+from infra.components.model_serving_args import ModelServingArgs
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
+from infra.settings import ModelSettings, settings_from_config
+from infra.settings.declare import Checks, read
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import (
     BUCKET,
@@ -80,52 +81,75 @@ TFSERVING_FLAGS = {
 }
 
 
+SETTINGS = dataclasses.replace(
+    settings_from_config("dev", stack_config("dev")),
+    s3_poll_seconds=45,
+    await_serving_rollout=True,
+    serving_image="tensorflow/serving:2.20.0",
+    serving_gpu_image="tensorflow/serving:2.20.0-gpu",
+)
+MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSettings)}
+
+
+# The GPU model as a stack file would give it (read by the settings parser, defaults and all).
+GPU_MODEL = {
+    "versionPolicy": "latest:2",
+    "labels": {"stable": 3, "canary": 4},
+    "nodePool": "gpu",
+    "gpus": 1,
+    "minReplicas": 2,
+    "maxReplicas": 4,
+    "targetCpuUtilization": 70,
+    "canaryWeight": 0,
+    "cpuMillicores": 1000,
+    "modelMemoryMiB": 512,
+    "modelDiskMiB": 40,
+    "allowedNamespaces": ["apps", "monitoring"],
+    "batching": {
+        "maxBatchSize": 32,
+        "batchTimeoutMicros": 2000,
+        "maxEnqueuedBatches": 100,
+        "numBatchThreads": 4,
+        "allowedBatchSizes": [8, 16, 32],
+    },
+}
+
+
+def gpu_model(**changes: Any) -> ModelSettings:
+    checks = Checks()
+    model = read(ModelSettings, GPU_MODEL, "models.mnist", checks, name="mnist")
+    assert checks.problems == []
+    return dataclasses.replace(model, **changes)
+
+
 def gpu_args(**overrides: Any) -> ModelServingArgs:
+    """Args of the GPU model; an override named like a `ModelSettings` field changes the model."""
+    model = {k: overrides.pop(k) for k in list(overrides) if k in MODEL_FIELDS}
     values: dict[str, Any] = dict(
-        model_name="mnist",
-        namespace="tfs-mnist",
+        model=gpu_model(**model),
+        settings=SETTINGS,
         bucket_name=BUCKET,
         bucket_arn=BUCKET_ARN,
         kms_key_arn=KMS_KEY_ARN,
         oidc_provider_arn=OIDC_PROVIDER_ARN,
         oidc_issuer=OIDC_ISSUER,
         sync_image=SYNC_IMAGE,
-        resources=ServingResources(
-            model_memory_mib=512, model_disk_mib=40, cpu_request_millicores=1000, overhead_mib=1024
-        ),
-        batching=BATCHING,
-        version_policy=tfconfig.VersionPolicy.latest(2),
-        version_labels={"stable": 3, "canary": 4},
-        placement=NodePlacement("gpu", gpus_per_pod=1),
-        allowed_namespaces=("apps", "monitoring"),
-        sync_interval_seconds=45,
-        max_versions_on_disk=None,
-        model_prefix="models",
-        min_replicas=2,
-        max_replicas=4,
-        target_cpu_utilization=70,
-        tfserving_image="tensorflow/serving:2.20.0",
-        tfserving_gpu_image="tensorflow/serving:2.20.0-gpu",
-        await_rollout=True,
+        model_prefix="models/",
         tags={},
-        canary_weight=0,
-        pull_images={},
-        scraper_cidrs=(),
-        wake_on_request=False,
+        overhead_mib=1024,
         pre_stop_seconds=15,
         termination_grace_seconds=60,
     )
-    values.update(overrides)
-    return ModelServingArgs(**values)
+    return ModelServingArgs(**{**values, **overrides})
 
 
 def cpu_args() -> ModelServingArgs:
     return gpu_args(
-        model_name="digits",
-        namespace="tfs-digits",
+        name="digits",
         version_policy=tfconfig.VersionPolicy.specific([1, 2]),
-        version_labels={"stable": 1},
-        placement=NodePlacement("system", gpus_per_pod=0),
+        labels={"stable": 1},
+        node_pool="system",
+        gpus=0,
         allowed_namespaces=(),
     )
 
@@ -134,7 +158,7 @@ def _declare(args: ModelServingArgs) -> tuple[list[Declared], dict[str, str]]:
     outputs: dict[str, str] = {}
 
     def build() -> pulumi.Output[Any]:
-        serving = ModelServing(args.model_name, args)
+        serving = ModelServing(args.model.name, args)
         names = ("namespace", "service_name", "rest_endpoint", "grpc_endpoint", "role_arn")
         return pulumi.Output.all(*(getattr(serving, n) for n in names)).apply(
             lambda values: outputs.update(zip(names, values, strict=True))
@@ -200,10 +224,10 @@ def test_every_object_validates_against_the_kubernetes_schema(gpu, cpu, version)
 
 def test_outputs_are_in_cluster_endpoints(gpu):
     _, outputs = gpu
-    assert outputs["namespace"] == "tfs-mnist"
+    assert outputs["namespace"] == "mnist"
     assert outputs["service_name"] == "mnist"
-    assert outputs["rest_endpoint"] == "http://mnist.tfs-mnist.svc.cluster.local:8501"
-    assert outputs["grpc_endpoint"] == "mnist.tfs-mnist.svc.cluster.local:8500"
+    assert outputs["rest_endpoint"] == "http://mnist.mnist.svc.cluster.local:8501"
+    assert outputs["grpc_endpoint"] == "mnist.mnist.svc.cluster.local:8500"
     assert outputs["role_arn"].startswith("arn:aws:iam::")
 
 
@@ -235,9 +259,9 @@ def test_namespace_and_service_account_names_are_pinned(gpu):
     namespace = one(records, "kubernetes:core/v1:Namespace").inputs["metadata"]
     account = one(records, "kubernetes:core/v1:ServiceAccount").inputs
     role = one(records, "aws:iam/role:Role")
-    assert namespace["name"] == "tfs-mnist"
+    assert namespace["name"] == "mnist"
     assert account["metadata"]["name"] == "tfserving"
-    assert account["metadata"]["namespace"] == "tfs-mnist"
+    assert account["metadata"]["namespace"] == "mnist"
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == (
         f"arn:aws:iam::123456789012:role/{role.name}-0a1b2c3"
     )
@@ -252,7 +276,7 @@ def test_reader_role_trusts_exactly_that_service_account(gpu):
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Condition"] == {
         "StringEquals": {
-            f"{OIDC_HOST}:sub": "system:serviceaccount:tfs-mnist:tfserving",
+            f"{OIDC_HOST}:sub": "system:serviceaccount:mnist:tfserving",
             f"{OIDC_HOST}:aud": "sts.amazonaws.com",
         }
     }
@@ -304,10 +328,10 @@ def test_specific_policy_is_rendered_for_the_cpu_model(cpu):
 
 
 def test_only_start_up_files_roll_the_pods():
-    base = render_config_files(gpu_args())
-    relabelled = render_config_files(gpu_args(version_labels={"stable": 4, "canary": 5}))
+    base = render_config_files(gpu_model())
+    relabelled = render_config_files(gpu_model(labels={"stable": 4, "canary": 5}))
     rebatched = render_config_files(
-        gpu_args(batching=tfconfig.BatchingParameters(64, 1000, 100, 4))
+        gpu_model(batching=tfconfig.BatchingParameters(64, 1000, 100, 4))
     )
     # TF Serving re-reads models.config every poll: a relabel must not restart anything.
     assert relabelled["models.config"] != base["models.config"]
@@ -451,7 +475,7 @@ def test_memory_holds_the_resident_versions_plus_one_during_a_swap(gpu):
     ids=["latest", "specific-3", "all-keep-4"],
 )
 def test_memory_follows_the_versions_the_policy_keeps_loaded(policy, keep, memory):
-    args = gpu_args(version_policy=policy, version_labels={}, max_versions_on_disk=keep)
+    args = gpu_args(version_policy=policy, labels={}, max_versions_on_disk=keep)
     records, _ = _declare(args)
     limits = container(records, "tfserving")["resources"]["limits"]
     assert limits["memory"] == memory
@@ -572,13 +596,13 @@ def test_network_policy_admits_only_listed_namespaces_to_the_serving_ports(gpu, 
     assert expression == {
         "key": "kubernetes.io/metadata.name",
         "operator": "In",
-        "values": ["apps", "monitoring", "tfs-mnist"],
+        "values": ["apps", "mnist", "monitoring"],
     }
     assert rule["ports"] == [{"protocol": "TCP", "port": 8500}, {"protocol": "TCP", "port": 8501}]
     records, _ = cpu
     spec = one(records, "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     (expression,) = spec["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"]
-    assert expression["values"] == ["tfs-digits"]
+    assert expression["values"] == ["digits"]
 
 
 def test_no_object_is_exposed_outside_the_cluster(gpu, cpu):
@@ -588,49 +612,27 @@ def test_no_object_is_exposed_outside_the_cluster(gpu, cpu):
 
 
 # --- argument errors --------------------------------------------------------------------------
+# The settings are validated once, when they are read (tests/infra/test_settings.py); the args
+# check only what ties the component's own behaviour to them.
 
 
 def test_bad_arguments_are_all_reported_together():
     with pytest.raises(WorkloadArgsError) as caught:
         gpu_args(
-            model_name="MNIST",
-            min_replicas=3,
-            max_replicas=2,
+            cpu_millicores=3000,
+            cpu_limit_millicores=2000,
             pre_stop_seconds=30,
             termination_grace_seconds=20,
-            tfserving_gpu_image="tensorflow/serving:latest-gpu",
+            min_replicas=0,
+            wake_on_request=True,
         )
     message = str(caught.value)
-    assert "model_name: invalid model name 'MNIST'" in message
-    assert "max_replicas (2) is below min_replicas (3)" in message
+    assert "cpu_limit_millicores (2000) is below the model's cpuMillicores (3000)" in message
     assert "termination_grace_seconds (20) must exceed pre_stop_seconds (30)" in message
-    assert "tfserving_gpu_image: image 'tensorflow/serving:latest-gpu' uses a moving" in message
-    assert len(caught.value.problems) == 4
+    assert "interceptor_endpoint '': a model woken on request needs" in message
+    assert len(caught.value.problems) == 3
 
 
-def test_moving_and_untagged_images_are_refused():
-    with pytest.raises(WorkloadArgsError, match="moving 'latest' tag"):
-        gpu_args(tfserving_image="tensorflow/serving:latest")
-    with pytest.raises(WorkloadArgsError, match="has no tag"):
-        gpu_args(tfserving_gpu_image="tensorflow/serving")
-    digest = "tensorflow/serving@sha256:" + "0" * 64
-    assert gpu_args(tfserving_gpu_image=digest).image == digest
-
-
-def test_label_outside_a_specific_policy_is_refused():
-    with pytest.raises(WorkloadArgsError, match="label 'canary' points at version 9"):
-        gpu_args(
-            version_policy=tfconfig.VersionPolicy.specific([1, 2]),
-            version_labels={"stable": 1, "canary": 9},
-        )
-
-
-def test_all_policy_needs_an_explicit_bound_on_versions_on_disk():
-    with pytest.raises(WorkloadArgsError, match="max_versions_on_disk"):
-        gpu_args(version_policy=tfconfig.VersionPolicy.all(), version_labels={})
-    args = gpu_args(
-        version_policy=tfconfig.VersionPolicy.all(), version_labels={}, max_versions_on_disk=4
-    )
-    assert args.sizing().model_volume_mib == 40 * 5
-    with pytest.raises(WorkloadArgsError, match="only for the 'all' policy"):
-        gpu_args(max_versions_on_disk=4)
+def test_the_volume_holds_the_versions_an_all_policy_keeps():
+    args = gpu_args(version_policy=tfconfig.VersionPolicy.all(), labels={}, max_versions_on_disk=4)
+    assert serving_pod.PodSizing(args, args.model.versions_on_disk).model_volume_mib == 40 * 5

@@ -22,8 +22,7 @@ from botocore.stub import Stubber
 
 from infra import instances
 from infra.capture import REPO_ROOT, stack_config
-from infra.settings import settings_from_config
-from infra.settings_types import Settings
+from infra.settings import Settings, settings_from_config
 from ops import preflight
 from ops.preflight_checks import (
     FAIL,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.components.auto_mode import PoolCapacity, node_pool_spec
+from infra.components.auto_mode import node_pool_spec
+from infra.instances import GPU_AMI_TYPES
+from infra.settings import GpuNodePool, SystemNodePool
 from policies.rules import nodepools
 from tests.policies.support import mutate, record, run
 
@@ -14,7 +16,16 @@ NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 POOL_LABEL = "tfserving-eks/pool"
-GPU = PoolCapacity("gpu", ("g5.xlarge", "g6.xlarge"), "SPOT", 3, 1, 100)
+GPU = GpuNodePool(
+    name="gpu",
+    instance_types=("g5.xlarge", "g6.xlarge"),
+    capacity_type="SPOT",
+    min_size=0,
+    max_size=3,
+    desired_size=0,
+    disk_size_gib=100,
+    ami_type=GPU_AMI_TYPES[0],
+)
 GPU_POOL = record(NODE_POOL, "auto-mode-gpu-pool", {
     "metadata": {"name": "tfserving-gpu"},
     "spec": node_pool_spec(GPU, "tfserving-gpu", POOL_LABEL, 10, 336),
@@ -83,7 +94,9 @@ def test_gpu_node_pools_must_taint() -> None:
             "spec"].update(requirements=[q]))  # fmt: skip
         by_family["inputs"]["spec"]["limits"].pop("nvidia.com/gpu")
         assert len(run(nodepools.karpenter_gpu_nodepool_taint, [by_family])) == 1
-    cpu = PoolCapacity("system", ("m6i.large",), "ON_DEMAND", 3, 0, 50)
+    cpu = SystemNodePool(
+        instance_types=("m6i.large",), min_size=1, max_size=3, desired_size=1, disk_size_gib=50
+    )
     cpu_pool = record(NODE_POOL, "cpu", {"spec": node_pool_spec(cpu, "c", POOL_LABEL, 10, 336)})
     assert run(nodepools.karpenter_gpu_nodepool_taint, [cpu_pool]) == []
 

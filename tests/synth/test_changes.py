@@ -1,9 +1,11 @@
 """The diff of two plans built from real stack configs: what changes, and what applying it does.
 
 Each base plan is the real program captured under mocks for the checked-in ``Pulumi.<stack>.yaml``
-(once per module); each head plan is the same program on a modified copy of that file in a
-temporary project root. Captures are compared directly (``infra.changes.compare``); one test runs
-``python -m infra.synth --compare`` end to end. About 8 program runs in all (~3-4 s each).
+with the starting point the tests describe (``SCENARIO``: the compute mode, the GPU pool and the
+mnist model) written over it, so a change to a stack's own values never breaks them; each head
+plan is the same program on that copy changed once more. Captures are compared directly
+(``infra.changes.compare``); one test runs ``python -m infra.synth --compare`` end to end. About
+8 program runs in all (~3-4 s each).
 """
 
 from __future__ import annotations
@@ -30,6 +32,32 @@ MODELS = "tfserving-eks:models"
 POOLS = "tfserving-eks:gpuNodePools"
 
 
+_BATCHING = {"batchTimeoutMicros": 1000, "maxEnqueuedBatches": 100, "numBatchThreads": 2}
+_MNIST = {"nodePool": "gpu", "gpus": 1, "cpuMillicores": 1000, "modelMemoryMiB": 512,
+          "modelDiskMiB": 256, "allowedNamespaces": ["monitoring"]}  # fmt: skip
+# dev: EKS Auto Mode, mnist idle at zero and woken on request, latest:2 without labels.
+# prod: node groups, mnist warm (3 replicas, what policies/config.prod.json asks) on specific:1,2
+# with a canary label on the other version.
+SCENARIO = {
+    "dev": {
+        "tfserving-eks:computeMode": "autoMode",
+        POOLS: {"gpu": {"instanceTypes": ["g5.xlarge"], "capacityType": "SPOT", "minSize": 0,
+                        "maxSize": 3, "desiredSize": 0, "diskSizeGiB": 80}},
+        "mnist": {**_MNIST, "versionPolicy": "latest:2", "labels": {}, "minReplicas": 0,
+                  "wakeOnRequest": True, "maxReplicas": 2,
+                  "batching": {"maxBatchSize": 16, **_BATCHING}},
+    },
+    "prod": {
+        "tfserving-eks:computeMode": "nodeGroups",
+        POOLS: {"gpu": {"instanceTypes": ["g5.xlarge", "g6.xlarge"], "capacityType": "ON_DEMAND",
+                        "minSize": 3, "maxSize": 13, "desiredSize": 3, "diskSizeGiB": 100}},
+        "mnist": {**_MNIST, "versionPolicy": "specific:1,2", "labels": {"stable": 1, "canary": 2},
+                  "minReplicas": 3, "maxReplicas": 12,
+                  "batching": {"maxBatchSize": 64, **_BATCHING}},
+    },
+}  # fmt: skip
+
+
 def _records(stack: str, root: Path) -> list[dict[str, Any]]:
     return [mask_sensitive(r.as_dict()) for r in capture_stack(stack, root).resources]
 
@@ -40,8 +68,11 @@ def _findings(stack: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def base() -> dict[str, list[dict[str, Any]]]:
-    return {stack: _records(stack, ROOT) for stack in ("dev", "prod")}
+def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    return {
+        stack: _records(stack, _project(tmp_path_factory.mktemp(stack), stack, _edited(stack)))
+        for stack in ("dev", "prod")
+    }
 
 
 def _project(tmp: Path, stack: str, text: str) -> Path:
@@ -53,9 +84,14 @@ def _project(tmp: Path, stack: str, text: str) -> Path:
     return root
 
 
-def _edited(stack: str, edit: Callable[[dict[str, Any]], None]) -> str:
+def _edited(stack: str, edit: Callable[[dict[str, Any]], None] = lambda _: None) -> str:
+    """The stack file with the scenario written over it, then ``edit``."""
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    edit(data["config"])
+    config = data["config"]
+    scenario = copy.deepcopy(SCENARIO[stack])
+    config[MODELS]["mnist"] = scenario.pop("mnist")
+    config.update(scenario)
+    edit(config)
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -76,7 +112,7 @@ def _by_id(changes: ChangeSet) -> dict[str, Change]:
 
 def test_label_move_within_the_policy_is_config_only(base, head) -> None:
     # dev serves latest:2; naming version 2 `canary` touches models.config and nothing else.
-    text, _ = move_label((ROOT / "Pulumi.dev.yaml").read_text(), "dev", "mnist", "canary", 2)
+    text, _ = move_label(_edited("dev"), "dev", "mnist", "canary", 2)
     changes = compare(base["dev"], head("dev", text))
 
     assert [(c.id, c.action, c.effect) for c in changes.changes] == [
@@ -194,7 +230,7 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     (base_dir / "policy-report.json").write_text(
         json.dumps({"results": _findings("prod", base["prod"])})
     )
-    text, _ = move_label((ROOT / "Pulumi.prod.yaml").read_text(), "prod", "mnist", "stable", 3)
+    text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 3)
     monkeypatch.setattr(synth, "ROOT", _project(tmp_path, "prod", text))
     out = tmp_path / "head"
 

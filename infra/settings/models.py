@@ -1,0 +1,208 @@
+"""One model to serve, declared: its versions and labels, placement, scaling, sizing and
+batching, with the rules that tie them together and the figures derived from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import infra.settings.values as values
+from contracts import rules
+from contracts.tfconfig import (
+    WARMUP_MAX_BATCH,
+    BatchingParameters,
+    ConfigError,
+    ModelConfig,
+    VersionPolicy,
+)
+from infra.settings.declare import Checks, entry_name, setting
+from infra.settings.pools import SYSTEM_POOL, NodePool
+
+STABLE, CANARY = "stable", "canary"  # the version labels of the two serving tracks
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batching:
+    """TF Serving's batching parameters (batching_parameters_file); TF Serving's own rules apply
+    too (e.g. allowedBatchSizes ascending, the last equal to maxBatchSize)."""
+
+    max_batch_size: int = setting(
+        doc="Largest batch; at least the largest warmup batch the model stage exports.",
+        minimum=WARMUP_MAX_BATCH,
+        hint="the largest warmup batch the model stage exports: TF Serving would refuse the "
+        "warmup and never load the model",
+    )
+    batch_timeout_micros: int = setting(doc="How long a partial batch waits for more requests.")
+    max_enqueued_batches: int = setting(doc="Batches that may queue before requests are refused.")
+    num_batch_threads: int = setting(doc="Threads that run batches.")
+    allowed_batch_sizes: tuple[int, ...] | None = setting(
+        doc="Sizes batches are padded to; unset pads to none.", default=None
+    )
+
+    def parameters(self) -> BatchingParameters:
+        """The contract's batching parameters, which apply TF Serving's rules."""
+        return BatchingParameters(
+            max_batch_size=self.max_batch_size,
+            batch_timeout_micros=self.batch_timeout_micros,
+            max_enqueued_batches=self.max_enqueued_batches,
+            num_batch_threads=self.num_batch_threads,
+            allowed_batch_sizes=self.allowed_batch_sizes or (),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """One model to serve, in its own namespace named after the model."""
+
+    name: str = entry_name("name", parse=rules.validate_model_name)
+    version_policy: VersionPolicy = setting(
+        doc="Versions to serve: latest[:N], all, or specific:V1,V2,...",
+        default="latest",
+        type="string",
+        parse=VersionPolicy.parse,
+    )
+    labels: Mapping[str, int] = setting(
+        doc="Version labels, label -> version; each version must be one the policy serves.",
+        default={},
+    )
+    node_pool: str = setting(
+        doc='A gpuNodePools name, or "system" to serve on CPU.', default=SYSTEM_POOL
+    )
+    gpus: int = setting(
+        doc="GPUs per pod: 1 up to the pool's GPUs per node on a GPU pool, 0 on the system pool.",
+        default=0,
+        minimum=0,
+    )
+    min_replicas: int = setting(
+        doc="Fewest serving pods (2+ for zero-downtime version swaps); 0 scales the model to "
+        "zero when idle: no pod, and no GPU node, until someone scales it up or, with "
+        "wakeOnRequest, a REST request arrives (docs/gpu-capacity.md).",
+        minimum=0,
+    )
+    wake_on_request: bool = setting(
+        doc="Only with minReplicas 0: the first REST request wakes the model (KEDA HTTP add-on, "
+        "installed once per stack; clients call the interceptor proxy, which holds the request "
+        "while a pod starts). gRPC still needs a warm pod (docs/gpu-capacity.md).",
+        default=False,
+    )
+    max_replicas: int = setting(doc="Most serving pods (HPA).", minimum=1)
+    target_cpu_utilization: int = setting(
+        doc="HPA target CPU utilization, percent.", default=70, minimum=1, maximum=100
+    )
+    canary_weight: int = setting(
+        doc="Percent of the serving pods (at minReplicas) in the canary track while the canary "
+        "label names another version than stable; 0: no canary track (docs/observability.md).",
+        default=10,
+        minimum=0,
+        maximum=50,
+    )
+    cpu_millicores: int = setting(doc="CPU request of the TF Serving container.", minimum=100)
+    model_memory_mib: int = setting(
+        "modelMemoryMiB",
+        doc="Memory one loaded version needs; sizes the container's memory.",
+        minimum=1,
+    )
+    model_disk_mib: int = setting(
+        "modelDiskMiB", doc="Disk one version needs; sizes the model volume.", minimum=1
+    )
+    max_versions_on_disk: int | None = setting(
+        doc="Versions kept on disk; required with versionPolicy all and only allowed there.",
+        default=None,
+        minimum=1,
+    )
+    allowed_namespaces: tuple[str, ...] = setting(
+        doc="Namespaces whose pods may call the model (NetworkPolicy).",
+        default=[],
+        parse=values.namespaces,
+    )
+    batching: BatchingParameters = setting(
+        doc="TF Serving batching parameters.", nested=Batching, parse=Batching.parameters
+    )
+
+    def check(self, c: Checks, at: str, stack: Any) -> None:
+        try:
+            # TF Serving's own rules: label syntax, and a label must be a version the policy serves.
+            self.model_config("/models")
+        except ConfigError as exc:
+            c.fail(f"{at}.labels", str(exc))
+        pools: Mapping[str, NodePool] = stack.pools
+        pool = pools.get(self.node_pool)
+        if pool is None:
+            c.fail(
+                f"{at}.nodePool",
+                f"{self.node_pool!r} is not 'system' or a gpuNodePools name "
+                f"({', '.join(sorted(pools)) or 'none defined'})",
+            )
+        elif pool.is_gpu and c.ok(pool) and not 1 <= self.gpus <= pool.gpus_per_node:
+            c.fail(
+                f"{at}.gpus",
+                f"{self.gpus} GPUs do not fit pool {pool.name!r} "
+                f"({pool.gpus_per_node} per node); use 1-{pool.gpus_per_node}",
+            )
+        elif not pool.is_gpu and self.gpus:
+            c.fail(f"{at}.gpus", f"pool {pool.name!r} has no GPUs; set gpus to 0 or pick a GPU "
+                   "pool")  # fmt: skip
+        if self.min_replicas > self.max_replicas:
+            c.fail(at, f"minReplicas {self.min_replicas} is greater than maxReplicas "
+                   f"{self.max_replicas}")  # fmt: skip
+        if self.version_policy.kind == "all" and self.max_versions_on_disk is None:
+            c.fail(f"{at}.maxVersionsOnDisk", "required by the 'all' policy: give how many "
+                   "versions to keep on disk")  # fmt: skip
+        elif self.version_policy.kind != "all" and self.max_versions_on_disk is not None:
+            c.fail(f"{at}.maxVersionsOnDisk", f"only for the 'all' policy; "
+                   f"{self.version_policy} already bounds it")  # fmt: skip
+        if self.wake_on_request and self.min_replicas != 0:
+            c.fail(
+                f"{at}.wakeOnRequest",
+                f"only for a model idle at zero: minReplicas is {self.min_replicas}, set it to 0 "
+                "or drop wakeOnRequest (a warm model needs no wake-up)",
+            )
+
+    def model_config(self, models_dir: str) -> ModelConfig:
+        """TF Serving's entry for this model, read from ``models_dir/<name>``."""
+        return ModelConfig(
+            name=self.name,
+            base_path=f"{models_dir}/{self.name}",
+            policy=self.version_policy,
+            labels=dict(self.labels),
+        )
+
+    @property
+    def versions_on_disk(self) -> int:
+        """Versions the policy keeps (and TF Serving keeps loaded)."""
+        policy = self.version_policy
+        if policy.kind == "latest":
+            return policy.num_versions
+        if policy.kind == "specific":
+            return len(policy.versions)
+        return self.max_versions_on_disk or 1
+
+    @property
+    def canary_version(self) -> int | None:
+        """The version the canary track serves, or None when there is no canary track."""
+        stable, canary = self.labels.get(STABLE), self.labels.get(CANARY)
+        if self.canary_weight == 0 or canary is None or stable is None or canary == stable:
+            return None
+        return canary
+
+    @property
+    def canary_replicas(self) -> int:
+        """Canary pods so that they are about ``canary_weight`` percent of all pods at
+        minReplicas (at least one; none for a model kept at zero)."""
+        if self.min_replicas == 0:
+            return 0
+        share = self.min_replicas * self.canary_weight / (100 - self.canary_weight)
+        return max(1, round(share))
+
+    def pods_per_node(self, pool: NodePool) -> int:
+        """Serving pods one node of ``pool`` holds (by GPUs; 1 on a CPU pool)."""
+        return max(1, pool.gpus_per_node // max(1, self.gpus))
+
+    def surge_nodes(self, pool: NodePool) -> int:
+        """GPU nodes this model needs at maxReplicas while a rollout adds its surge pod.
+
+        The Deployment rolls with ``maxSurge: 1, maxUnavailable: 0``: at maximum scale the new
+        pod comes on top of maxReplicas running ones.
+        """
+        return -(-(self.max_replicas + 1) // self.pods_per_node(pool))
