@@ -141,7 +141,7 @@ def _trained(procs: Processes, recipe: Recipe, run: RunArgs, after: int = 0) -> 
 
 def _trained_line(label: str, export: Export) -> str:
     how = "reused (inputs unchanged)" if export.reused else "trained"
-    return f"{label}version {export.version}: {how}, {export.headline} ({export.path})"
+    return f"{label}version {export.version}: {how}, {export.headline}, {export.path}"
 
 
 def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:

@@ -13,14 +13,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-if TYPE_CHECKING:
-    from model.train import Gate
 
 REPORTS_DIR = "reports"
 METRICS_FILE = "metrics.json"
@@ -107,15 +104,17 @@ def curves_figure(
 
 
 def write_report(
-    directory: Path, metrics: Mapping[str, Any], gate: Gate, plots: Mapping[str, Figure]
+    directory: Path,
+    metrics: Mapping[str, Any],
+    metric: str,
+    gate: float,
+    plots: Mapping[str, Figure],
 ) -> None:
-    """Write metrics.json, training_curves.png and the recipe's `plots` (by file name) into
-    `directory` (created if needed)."""
+    """Write metrics.json, training_curves.png (of the gate's `metric`, its threshold `gate`) and
+    the recipe's `plots` (by file name) into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / METRICS_FILE).write_text(metrics_json(metrics))
     refused = bool(metrics.get("refused"))
-    curves = curves_figure(
-        metrics["history"], gate.metric, metrics[gate.key], metrics["test"][gate.metric], refused
-    )
+    curves = curves_figure(metrics["history"], metric, gate, metrics["test"][metric], refused)
     for name, figure in {CURVES_FILE: curves, **plots}.items():
         figure.savefig(directory / name, dpi=100)

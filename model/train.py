@@ -352,11 +352,11 @@ class Recipe:
             "inputs_fingerprint": self.fingerprint(run, (x, y)),
         }
         value = metrics["test"][self.gate.metric]
-        if not self.gate.passes(value, run.threshold):  # type: ignore[arg-type]
+        if not self.gate.passes(value, run.threshold):
             metrics |= {"refused": True, "wall_time_seconds": round(time.monotonic() - started, 1)}
             refused = report.refused_report_dir(run.out, str(run.name), version)
             with _partial(model_dir, version) as partial:
-                report.write_report(partial, metrics, self.gate, self.plots(metrics))
+                self._report(partial, metrics)
                 _replace(partial, refused)
             raise AccuracyGateError(
                 f"{self.gate.label} {value:.{self.gate.decimals}f} is "
@@ -370,7 +370,7 @@ class Recipe:
         with _partial(model_dir, version) as partial:
             self._export(model, split, str(run.name), partial / "export")
             metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
-            report.write_report(partial / "report", metrics, self.gate, self.plots(metrics))
+            self._report(partial / "report", metrics)
             if final_export.exists():  # another run took this version meanwhile
                 raise TrainError(f"{final_export} appeared while training; nothing was overwritten")
             _replace(partial / "report", final_report)
@@ -383,6 +383,10 @@ class Recipe:
             metrics,
             self.headline(metrics),
         )
+
+    def _report(self, directory: Path, metrics: dict[str, Any]) -> None:
+        gate = self.gate
+        report.write_report(directory, metrics, gate.metric, metrics[gate.key], self.plots(metrics))
 
     def _export(self, model: keras.Model, split: Split, name: str, directory: Path) -> None:
         import tensorflow as tf
