@@ -115,10 +115,11 @@ def _mnist(options: Options, extra_epochs: int) -> tuple[Mnist, RunArgs]:
     return recipe, run
 
 
-def _trained(procs: Processes, recipe: Recipe, run: RunArgs, after: int = 0) -> Export:
+def _trained(procs: Processes, recipe: Recipe, run: RunArgs, log: str, after: int = 0) -> Export:
     """The newest export of `run` newer than version `after`: reused when its inputs are
-    unchanged, else trained by `python -m model train` in a child process."""
+    unchanged, else trained by `python -m model train` in a child process (its log: `log`)."""
     step = "2/8 train"
+    run = recipe.resolve(run)
     found = recipe.reusable_export(run)
     reused = found is not None and int(found.name) > after
     if not reused:
@@ -130,7 +131,7 @@ def _trained(procs: Processes, recipe: Recipe, run: RunArgs, after: int = 0) -> 
             command += [recipe.gate.flag, str(run.threshold)]
         if run.limit is not None:
             command += ["--limit", str(run.limit)]
-        procs.run(step, f"train-{run.name}-{after + 1}", command, echo=True, timeout_s=1800)
+        procs.run(step, log, command, echo=True, timeout_s=1800)
         found = recipe.reusable_export(run)
         if found is None:
             raise StepFailed(step, f"training finished but the {run.name} export is not there")
@@ -145,8 +146,9 @@ def _trained_line(label: str, export: Export) -> str:
 
 
 def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:
-    first = _trained(procs, *_mnist(options, 0))
-    second = _trained(procs, *_mnist(options, V2_EXTRA_EPOCHS), after=first.version)
+    first = _trained(procs, *_mnist(options, 0), "train-1")
+    after = first.version
+    second = _trained(procs, *_mnist(options, V2_EXTRA_EPOCHS), f"train-{after + 1}", after)
     for export in (first, second):
         say("2/8 train", _trained_line("", export))
     return first, second
@@ -154,7 +156,8 @@ def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:
 
 def train_second(procs: Processes, options: Options) -> Export:
     """The diabetes recipe's version (reused when its inputs are unchanged)."""
-    export = _trained(procs, Diabetes(), RunArgs(out=options.workdir / "exports"))
+    run = RunArgs(out=options.workdir / "exports", name=SECOND_MODEL)
+    export = _trained(procs, Diabetes(), run, f"train-{SECOND_MODEL}")
     say("2/8 train", _trained_line(f"{SECOND_MODEL} ", export))
     return export
 
