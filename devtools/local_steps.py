@@ -19,6 +19,10 @@ import numpy as np
 
 from contracts import tfconfig
 from devtools.processes import Processes, StepFailed, start_local_s3, wait_until
+from model.recipes.diabetes import Diabetes
+from model.recipes.mnist import Mnist
+from model.report import read_metrics
+from model.train import Recipe, RunArgs
 from serving.client import ClientError, RestClient
 from serving.sync.local import write_atomic
 
@@ -72,9 +76,8 @@ def latency_summary(latencies_ms: np.ndarray) -> str:
 class Export:
     version: int
     path: Path
-    test_accuracy: (
-        float  # the recipe's gate metric: accuracy (mnist), mean absolute error (diabetes)
-    )
+    metric: float  # the recipe's gate metric: accuracy (mnist), mean absolute error (diabetes)
+    headline: str  # the recipe's verdict, e.g. "test accuracy 0.9787 (gate 0.97)"
     reused: bool
 
 
@@ -99,83 +102,64 @@ class Serving:
 # --- 2. train -------------------------------------------------------------------------------
 
 
-def _train_args(options: Options, extra_epochs: int):
-    from model.train import HyperParameters, TrainArgs
-
-    defaults = HyperParameters()
-    epochs = (options.epochs or defaults.epochs) + extra_epochs
-    kwargs = {} if options.min_accuracy is None else {"min_accuracy": options.min_accuracy}
-    return TrainArgs(
+def _mnist(options: Options, extra_epochs: int) -> tuple[Mnist, RunArgs]:
+    recipe = Mnist()
+    recipe = replace(recipe, epochs=(options.epochs or recipe.epochs) + extra_epochs)
+    run = RunArgs(
         out=options.workdir / "exports",
         name=MODEL,
         seed=V1_SEED,
         limit=options.limit,
-        hyperparameters=HyperParameters(epochs=epochs),
-        **kwargs,
+        threshold=options.min_accuracy,
     )
+    return recipe, run
 
 
-def _train_one(procs: Processes, options: Options, extra_epochs: int, after: int) -> Export:
-    from model.train import find_reusable_export, inputs_fingerprint
-
+def _trained(procs: Processes, recipe: Recipe, run: RunArgs, log: str, after: int = 0) -> Export:
+    """The newest export of `run` newer than version `after`: reused when its inputs are
+    unchanged, else trained by `python -m model train` in a child process (its log: `log`)."""
     step = "2/8 train"
-    args = _train_args(options, extra_epochs)
-    fingerprint = inputs_fingerprint(args)
-    found = find_reusable_export(args.out, MODEL, fingerprint)
+    run = recipe.resolve(run)
+    found = recipe.reusable_export(run)
     reused = found is not None and int(found.name) > after
     if not reused:
-        say(step, f"training {args.hyperparameters.epochs} epochs (Keras progress below)")
-        command = ["-m", "model", "train", "--out", str(args.out), "--name", MODEL]
-        command += ["--seed", str(args.seed), "--epochs", str(args.hyperparameters.epochs)]
-        command += ["--min-accuracy", str(args.min_accuracy)]
-        if args.limit is not None:
-            command += ["--limit", str(args.limit)]
-        procs.run(step, f"train-{after + 1}", command, echo=True, timeout_s=1800)
-        found = find_reusable_export(args.out, MODEL, fingerprint)
+        say(step, f"training {run.name}: {recipe.epochs} epochs")
+        command = ["-m", "model", "train", "--recipe", recipe.name, "--out", str(run.out)]
+        command += ["--name", str(run.name), "--seed", str(run.seed)]
+        command += ["--epochs", str(recipe.epochs)]
+        if run.threshold is not None:
+            command += [recipe.gate.flag, str(run.threshold)]
+        if run.limit is not None:
+            command += ["--limit", str(run.limit)]
+        procs.run(step, log, command, echo=True, timeout_s=1800)
+        found = recipe.reusable_export(run)
         if found is None:
-            raise StepFailed(step, "training finished but its export is not where expected")
-    assert found is not None
-    metrics = json.loads((found.parent / "reports" / found.name / "metrics.json").read_text())
-    return Export(int(found.name), found, float(metrics["test"]["accuracy"]), reused)
+            raise StepFailed(step, f"training finished but the {run.name} export is not there")
+    metrics = read_metrics(found) or {}
+    value = float(metrics["test"][recipe.gate.metric])
+    return Export(int(found.name), found, value, recipe.headline(metrics), reused)
+
+
+def _trained_line(label: str, export: Export) -> str:
+    how = "reused (inputs unchanged)" if export.reused else "trained"
+    return f"{label}version {export.version}: {how}, {export.headline}, {export.path}"
 
 
 def train_versions(procs: Processes, options: Options) -> tuple[Export, Export]:
-    first = _train_one(procs, options, 0, after=0)
-    second = _train_one(procs, options, V2_EXTRA_EPOCHS, after=first.version)
+    first = _trained(procs, *_mnist(options, 0), "train-1")
+    after = first.version
+    second = _trained(procs, *_mnist(options, V2_EXTRA_EPOCHS), f"train-{after + 1}", after)
     for export in (first, second):
-        how = "reused (inputs unchanged)" if export.reused else "trained"
-        say(
-            "2/8 train",
-            f"version {export.version}: {how}, test accuracy {export.test_accuracy:.4f} "
-            f"({export.path})",
-        )
+        say("2/8 train", _trained_line("", export))
     return first, second
 
 
 def train_second(procs: Processes, options: Options) -> Export:
     """The diabetes recipe's version (reused when its inputs are unchanged)."""
-    from model.diabetes import DiabetesArgs, find_reusable_export, inputs_fingerprint
-
-    step = "2/8 train"
-    args = DiabetesArgs(out=options.workdir / "exports", name=SECOND_MODEL)
-    fingerprint = inputs_fingerprint(args)
-    found = find_reusable_export(args.out, SECOND_MODEL, fingerprint)
-    reused = found is not None
-    if found is None:
-        say(step, f"training the {SECOND_MODEL} recipe ({args.hyperparameters.epochs} epochs)")
-        command = ["-m", "model", "train", "--recipe", SECOND_MODEL, "--out", str(args.out)]
-        procs.run(step, f"train-{SECOND_MODEL}", command, echo=True, timeout_s=600)
-        found = find_reusable_export(args.out, SECOND_MODEL, fingerprint)
-        if found is None:
-            raise StepFailed(step, f"the {SECOND_MODEL} export is not where expected")
-    metrics = json.loads((found.parent / "reports" / found.name / "metrics.json").read_text())
-    how = "reused (inputs unchanged)" if reused else "trained"
-    say(
-        step,
-        f"{SECOND_MODEL} version {found.name}: {how}, test MAE {metrics['test']['mae']:.2f} "
-        f"(predicting the mean: {metrics['test']['baseline_mae']:.2f}) ({found})",
-    )
-    return Export(int(found.name), found, float(metrics["test"]["mae"]), reused)
+    run = RunArgs(out=options.workdir / "exports", name=SECOND_MODEL)
+    export = _trained(procs, Diabetes(), run, f"train-{SECOND_MODEL}")
+    say("2/8 train", _trained_line(f"{SECOND_MODEL} ", export))
+    return export
 
 
 # --- 3. store ---------------------------------------------------------------------------------
@@ -346,16 +330,8 @@ def wait_available(
 @functools.cache  # steps 5 and 6 both use them; load and split once
 def held_out_digits(options: Options) -> tuple[np.ndarray, np.ndarray]:
     """The held-out test digits of version 1's seeded split: raw 0-255 grey, [N, 28, 28, 1]."""
-    from model.data import load_mnist, split_dataset
-
-    hp = _train_args(options, 0).hyperparameters
-    split = split_dataset(
-        load_mnist(),
-        seed=V1_SEED,
-        val_fraction=hp.val_fraction,
-        test_fraction=hp.test_fraction,
-        limit=options.limit,
-    )
+    recipe, run = _mnist(options, 0)
+    split = recipe.split(*recipe.load(), seed=run.seed, limit=run.limit)
     images = np.asarray(split.x_test, dtype=np.float32).reshape(-1, 28, 28, 1)
     return images, np.asarray(split.y_test, dtype=np.int64)
 
@@ -389,12 +365,12 @@ def evaluate(serving: Serving, options: Options) -> None:
 
 def evaluate_second(serving: Serving, export: Export) -> None:
     """The diabetes model's held-out patients through the generic client, REST and gRPC."""
-    from model.diabetes import DiabetesArgs, as_inputs, load_diabetes, split
     from serving.client import fetch_predict_signature, predict_with_signature
 
     step = "5/8 predict"
-    x, y = load_diabetes()
-    x_test, y_test = split(x, y, DiabetesArgs(out=export.path))["test"]
+    recipe = Diabetes()
+    split = recipe.split(*recipe.load(), seed=RunArgs.seed)
+    x_test, y_test = split.x_test, split.y_test
     clients = {
         "REST": RestClient(serving.rest_url, timeout=10),
         "gRPC": grpc_client(serving.grpc_target, timeout=10),
@@ -408,7 +384,7 @@ def evaluate_second(serving: Serving, export: Export) -> None:
                 # Named inputs, checked against the signature the server reports (asked once).
                 signature = fetch_predict_signature(client, SECOND_MODEL)
                 for start in range(0, len(y_test), batch):
-                    rows = as_inputs(x_test[start : start + batch])
+                    rows = recipe.inputs(x_test[start : start + batch])
                     outputs = predict_with_signature(
                         client, SECOND_MODEL, rows, signature=signature
                     )
@@ -423,13 +399,13 @@ def evaluate_second(serving: Serving, export: Export) -> None:
             step,
             f"{api}: {SECOND_MODEL}, {len(y_test)} held-out patients in requests of up to "
             f"{batch} ({elapsed:.0f} ms, metadata calls included), MAE {mae:.2f} (training "
-            f"report {export.test_accuracy:.2f})",
+            f"report {export.metric:.2f})",
         )
-        if abs(mae - export.test_accuracy) > 0.05:
+        if abs(mae - export.metric) > 0.05:
             raise StepFailed(
                 step,
                 f"{api}: the served {SECOND_MODEL} model's MAE {mae:.2f} differs from the "
-                f"trained one's {export.test_accuracy:.2f}",
+                f"trained one's {export.metric:.2f}",
                 serving.stand_in_log,
             )
 

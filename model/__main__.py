@@ -1,7 +1,7 @@
 """`python -m model {train,publish,samples}`: the model stage's command line.
 
 Exit codes: 0 success, 1 an error (message on stderr says what to do), 2 bad command-line usage,
-3 the accuracy gate refused the model (nothing exported).
+3 the recipe's gate refused the model (nothing exported).
 """
 
 from __future__ import annotations
@@ -9,61 +9,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cli.args import non_negative_int, positive_int
 from contracts.store import StoreError
 from model import tf_quiet
-from model.errors import ModelStageError
+from model.errors import ModelStageError, TrainError
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+if TYPE_CHECKING:
+    from model.train import Recipe
 
 
 class _ListRecipes(argparse.Action):
     """`train --list-recipes`: print the names and exit, before --out is asked for (like --help)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        from model.recipes import RECIPES
+        from model.recipes import recipes
 
-        print("\n".join(RECIPES))
+        print("\n".join(recipes()))
         parser.exit(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _version(text: str) -> int:
@@ -75,10 +41,21 @@ def _version(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from model.train import HyperParameters, TrainArgs
+def _gates() -> dict[str, list[type[Recipe]]]:
+    """Each gate flag the recipes declare, with the recipes that use it."""
+    from model.recipes import recipes
 
-    hp, defaults = HyperParameters(), TrainArgs(out=Path("."))
+    flags: dict[str, list[type[Recipe]]] = {}
+    for recipe in recipes().values():
+        flags.setdefault(recipe.gate.flag, []).append(recipe)
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from model.recipes import recipes
+    from model.train import RunArgs
+
+    known = recipes()
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="{train,publish,samples}"
@@ -87,15 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train, gate and export DIR/<name>/<version>",
-        description="Train the MNIST CNN on the bundled digits, refuse it below --min-accuracy, "
-        "and export a SavedModel version with warmup records and a report.",
+        description="Train a recipe (see --list-recipes), refuse it when its test metric misses "
+        "the recipe's gate, and export a SavedModel version with warmup records and a report.",
     )
-    from model.recipes import DEFAULT_RECIPE, RECIPES
-
     train.add_argument(
         "--recipe",
-        choices=sorted(RECIPES),
-        default=DEFAULT_RECIPE,
+        choices=list(known),
+        default=next(iter(known)),
         help="what to train (default: %(default)s); see --list-recipes",
     )
     train.add_argument(
@@ -109,33 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--version", type=_version, help="version to write (default: next after those in DIR)"
     )
-    train.add_argument(
-        "--epochs", type=_positive_int, help=f"(default: the recipe's; mnist {hp.epochs})"
-    )
-    train.add_argument(
-        "--seed", type=_non_negative_int, default=defaults.seed, help="(%(default)s)"
-    )
-    train.add_argument(
-        "--min-accuracy",
-        type=_fraction,
-        help="mnist: refuse (exit 3, export nothing) below this test accuracy "
-        f"(default: {defaults.min_accuracy})",
-    )
-    train.add_argument(
-        "--max-mae",
-        type=_positive_float,
-        help="diabetes: refuse (exit 3, export nothing) above this test mean absolute error "
-        "(default: 50.0)",
-    )
+    for flag, hint in (("--epochs", "epochs"), ("--batch-size", "batch_size")):
+        defaults = ", ".join(f"{name} {getattr(r, hint)}" for name, r in known.items())
+        train.add_argument(flag, type=positive_int, help=f"(default: the recipe's: {defaults})")
+    train.add_argument("--seed", type=non_negative_int, default=RunArgs.seed, help="(%(default)s)")
+    # Each recipe's gate flag, from its declaration; another recipe's is refused, not ignored.
+    for flag, users in _gates().items():
+        gate = users[0].gate
+        train.add_argument(
+            flag,
+            type=gate.parse,
+            help=f"{'/'.join(r.name for r in users)}: refuse (exit 3, export nothing) "
+            f"{'below' if gate.minimum else 'above'} this {gate.label} "
+            f"(default: {gate.default})",
+        )
     train.add_argument(
         "--limit",
-        type=_positive_int,
-        help="train on a stratified slice of this many digits (quick runs and tests)",
-    )
-    train.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        help=f"(default: the recipe's; mnist {hp.batch_size})",
+        type=positive_int,
+        help="train on a seeded slice of this many samples (quick runs and tests)",
     )
 
     publish = commands.add_parser(
@@ -184,9 +150,31 @@ def _samples(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from model.recipes import train_recipe
+    from model.recipes import recipe
+    from model.train import RunArgs
 
-    print(train_recipe(ns))
+    chosen = recipe(ns.recipe)
+    given = [flag for flag, users in _gates().items() if getattr(ns, users[0].gate.key) is not None]
+    if wrong := [flag for flag in given if flag != chosen.gate.flag]:
+        raise TrainError(
+            f"{', '.join(wrong)} does not apply to --recipe {chosen.name} (its gate is "
+            f"{chosen.gate.flag})"
+        )
+    defaults = chosen()
+    configured = replace(
+        defaults,
+        epochs=ns.epochs or defaults.epochs,
+        batch_size=ns.batch_size or defaults.batch_size,
+    )
+    run = RunArgs(
+        out=ns.out,
+        name=ns.name,
+        version=ns.version,
+        seed=ns.seed,
+        limit=ns.limit,
+        threshold=getattr(ns, chosen.gate.key),
+    )
+    print(configured.train(run).summary())
     return 0
 
 

@@ -23,7 +23,7 @@ class TrainError(ModelStageError):
 
 
 class AccuracyGateError(ModelStageError):
-    """The trained model's test accuracy is below --min-accuracy; nothing was exported."""
+    """The trained model misses its recipe's gate (e.g. --min-accuracy); nothing was exported."""
 
     # Distinct from 1 so a pipeline can tell "model not good enough" from "the run broke".
     exit_code = 3

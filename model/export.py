@@ -1,92 +1,62 @@
-"""SavedModel export of the trained CNN, and checks that a directory is a servable version.
+"""A recipe's SavedModel export, and the check that a directory is a version of that recipe.
 
-The export has one explicit signature, `serving_default`: input `images` float32 [-1, 28, 28, 1]
-(raw 0-255 grey values) -> outputs `probabilities` float32 [-1, 10] and `classes` int64 [-1].
-It is written with Keras 3's `ExportArchive` (the supported way to get a TF Serving SavedModel from
-a Keras 3 model), so the serving graph is the Keras forward pass in inference mode.
+The export has one explicit signature, `serving_default`, whose named inputs are made from the
+recipe's declared signature and whose outputs are what the recipe's serving function returns. It is
+written with Keras 3's `ExportArchive` (the supported way to get a TF Serving SavedModel from a
+Keras 3 model), so the serving graph is the Keras forward pass in inference mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
-import tensorflow as tf
-
-from model.data import IMAGE_SHAPE
 from model.errors import ExportError
-from model.validate import SERVE_TAG, SIGNATURE_KEY, WARMUP_RELPATH
+from model.validate import SIGNATURE_KEY
 
-__all__ = [
-    "EXPECTED_SIGNATURE",
-    "INPUT_NAME",
-    "SERVE_TAG",
-    "SIGNATURE_KEY",
-    "WARMUP_RELPATH",
-    "check_export",
-    "export_savedmodel",
-    "read_signature",
-]
-
-INPUT_NAME = "images"
-
-# What every export of this stage must declare; publish refuses anything else.
-EXPECTED_SIGNATURE: dict[str, Any] = {
-    "name": SIGNATURE_KEY,
-    "method": "tensorflow/serving/predict",
-    "inputs": {INPUT_NAME: {"dtype": "float32", "shape": [-1, *IMAGE_SHAPE]}},
-    "outputs": {
-        "probabilities": {"dtype": "float32", "shape": [-1, 10]},
-        "classes": {"dtype": "int64", "shape": [-1]},
-    },
-}
+PREDICT_METHOD = "tensorflow/serving/predict"
 
 
-def export_savedmodel(model: keras.Model, directory: Path) -> None:
-    """Write `model` as a SavedModel with the `serving_default` signature above to `directory`."""
+def write_savedmodel(
+    directory: Path,
+    model: Any,
+    serve: Callable[[Any, dict[str, Any]], dict[str, Any]],
+    signature: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """Write `model` to `directory` with `serving_default` = `serve(model, inputs)`, its inputs
+    named and typed as `signature` declares (the names a TensorSpec carries become the
+    signature's input keys; the dict `serve` returns, its output keys)."""
+    import keras
+    import tensorflow as tf
 
-    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = model(images, training=False)
-        return {
-            "probabilities": probabilities,
-            "classes": tf.argmax(probabilities, axis=1, output_type=tf.int64),
-        }
-
+    specs = {
+        name: tf.TensorSpec([None if d == -1 else d for d in t["shape"]], t["dtype"], name=name)
+        for name, t in signature["inputs"].items()
+    }
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        name=SIGNATURE_KEY,
-        fn=serve,
-        input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=INPUT_NAME)],
+        name=SIGNATURE_KEY, fn=lambda inputs: serve(model, inputs), input_signature=[specs]
     )
     archive.write_out(str(directory), verbose=False)
 
 
-def read_signature(directory: Path) -> dict[str, Any]:
-    """The `serving_default` signature of a SavedModel, read from saved_model.pb as TF Serving does.
-
-    Parses the protobuf only (no graph is loaded), so it is fast and also proves the file is whole.
-    """
-    from model.validate import read_signatures
-
-    return {"name": SIGNATURE_KEY, **read_signatures(directory)[SIGNATURE_KEY]}
-
-
-def check_export(directory: Path) -> dict[str, Any]:
-    """Raise ExportError unless `directory` is a complete, loadable export of the MNIST recipe.
+def check_export(
+    directory: Path, signature: dict[str, dict[str, dict[str, Any]]], recipe: str
+) -> dict[str, Any]:
+    """Raise ExportError unless `directory` is a complete, loadable export with `signature`.
 
     Checks what publish checks for any model (`model.validate.validate_export`) and, on top, that
-    the signature is this recipe's (`EXPECTED_SIGNATURE`), so a reused export is the right one.
-    Returns the `serving_default` summary.
+    `serving_default` is the recipe's, so a reused export is the right one. Returns its summary.
     """
     from model.validate import validate_export
 
-    signature = {"name": SIGNATURE_KEY, **validate_export(directory)[SIGNATURE_KEY]}
-    comparable = {k: signature[k] for k in ("inputs", "outputs")}
-    if comparable != {k: EXPECTED_SIGNATURE[k] for k in ("inputs", "outputs")}:
+    found = validate_export(directory)[SIGNATURE_KEY]
+    expected = {"method": PREDICT_METHOD, **signature}
+    if found != expected:
         raise ExportError(
-            f"{directory}: serving_default signature {comparable} differs from the MNIST "
-            f"recipe's { {k: EXPECTED_SIGNATURE[k] for k in ('inputs', 'outputs')} }"
+            f"{directory}: serving_default signature {found} differs from the {recipe} recipe's "
+            f"{expected}"
         )
-    return signature
+    return found

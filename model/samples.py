@@ -1,4 +1,4 @@
-"""`python -m model samples`: ready-made inputs for the client, cut from the bundled digits.
+"""`python -m model samples`: ready-made inputs for the client, cut from the `mnist` digits.
 
 Writes into DIR (created if needed), the same bytes on every run:
 
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import NUM_CLASSES, load_mnist, split_dataset
 from model.errors import ModelStageError
+from model.recipes.mnist import NUM_CLASSES, Mnist
+from model.train import RunArgs
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 NPY_FILE, REQUEST_FILE, INDEX_FILE = "digits.npy", "request.json", "samples.json"
@@ -44,20 +45,14 @@ class SampleSplit:
     @classmethod
     def training_default(cls) -> SampleSplit:
         """The split `model train` makes by default: its test digits were never trained on."""
-        from model.train import HyperParameters, TrainArgs
-
-        hp = HyperParameters()
-        return cls(TrainArgs(out=Path(".")).seed, hp.val_fraction, hp.test_fraction)
+        recipe = Mnist()
+        return cls(RunArgs.seed, recipe.val_fraction, recipe.test_fraction)
 
 
 def sample_digits(split: SampleSplit) -> np.ndarray:
     """The first test-split image of each digit 0-9, as uint8 [10, 28, 28]."""
-    data = split_dataset(
-        load_mnist(),
-        seed=split.seed,
-        val_fraction=split.val_fraction,
-        test_fraction=split.test_fraction,
-    )
+    recipe = Mnist(val_fraction=split.val_fraction, test_fraction=split.test_fraction)
+    data = recipe.split(*recipe.load(), seed=split.seed)
     firsts = [int(np.flatnonzero(data.y_test == digit)[0]) for digit in range(NUM_CLASSES)]
     return data.x_test[firsts, :, :, 0].astype(np.uint8)
 

@@ -3,7 +3,7 @@
 TF Serving replays these PredictionLog records (a TFRecord file) when it loads a version, before
 marking it AVAILABLE, so the first real request does not pay for graph initialisation. One record
 per batch size warms the shapes that request batching produces. Each record carries real test
-digits and, in `predict_log.response`, what the trained model answered for them: TF Serving
+samples and, in `predict_log.response`, what the trained model answered for them: TF Serving
 ignores the response, while tests and the local server use it to check a replay.
 """
 
@@ -18,16 +18,15 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from contracts.rules import WARMUP_MAX_BATCH
 from model.errors import ExportError
-from model.export import INPUT_NAME, SIGNATURE_KEY, WARMUP_RELPATH
 
 # Reading is publish's check too: it lives there (no import cycle), re-exported here.
-from model.validate import MAX_RECORDS, read_warmup
+from model.validate import MAX_RECORDS, SIGNATURE_KEY, WARMUP_RELPATH, read_warmup
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
     "MAX_RECORDS",
+    "batch_slices",
     "build_named_records",
-    "build_records",
     "read_warmup",
     "write_warmup",
 ]
@@ -36,41 +35,17 @@ __all__ = [
 # pads to; a larger record would fail warmup wherever max_batch_size is smaller (see tfconfig).
 DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(WARMUP_MAX_BATCH.bit_length()))
 
-Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
-
-def build_records(
-    model_name: str,
-    images: np.ndarray,
-    predict: Predict,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per batch size, taking consecutive digits from `images`."""
-    if not 0 < len(batch_sizes) <= MAX_RECORDS:
-        raise ExportError(f"warmup needs 1 to {MAX_RECORDS} records, got {len(batch_sizes)}")
-    if sum(batch_sizes) > len(images):
-        raise ExportError(
-            f"warmup batch sizes {tuple(batch_sizes)} need {sum(batch_sizes)} images, "
-            f"only {len(images)} test images are available; use a larger --limit"
-        )
-    records, start = [], 0
-    for size in batch_sizes:
-        batch = np.ascontiguousarray(images[start : start + size], dtype=np.float32)
-        start += size
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_KEY),
-            inputs={INPUT_NAME: tf.make_tensor_proto(batch)},
-        )
-        response = predict_pb2.PredictResponse(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_KEY),
-            outputs={key: tf.make_tensor_proto(value) for key, value in predict(batch).items()},
-        )
-        records.append(
-            prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
-            )
-        )
-    return records
+def batch_slices(inputs: Mapping[str, np.ndarray], count: int) -> list[dict[str, np.ndarray]]:
+    """Consecutive slices of named `inputs` (`count` samples), one per warmup batch size that
+    still fits (a `--limit` slice may hold fewer test samples than all sizes need)."""
+    ends = np.cumsum(DEFAULT_BATCH_SIZES)
+    sizes = [s for s, end in zip(DEFAULT_BATCH_SIZES, ends, strict=True) if end <= count] or [1]
+    starts = np.cumsum([0, *sizes])[:-1]
+    return [
+        {name: np.ascontiguousarray(value[start : start + size]) for name, value in inputs.items()}
+        for start, size in zip(starts, sizes, strict=True)
+    ]
 
 
 def build_named_records(

@@ -208,14 +208,16 @@ def test_model_store_publishes_and_syncs_with_the_real_commands(
     tiny_savedmodel, tiny_model_outputs, tmp_path: Path
 ) -> None:
     # The rollout's default delivery: `python -m model publish`, then `python -m serving.sync`.
-    from model.warmup import build_records, write_warmup
+    from model.warmup import build_named_records, write_warmup
 
     base, name = tiny_savedmodel
     export = tmp_path / "export" / name / "4"
     shutil.copytree(base / "1", export)
     # `model publish` takes only complete exports, which carry TF Serving warmup records.
     digits = np.zeros((3, 28, 28, 1), dtype=np.float32)
-    write_warmup(export, build_records(name, digits, tiny_model_outputs, batch_sizes=(1, 2)))
+    batches = [{"images": digits[:1]}, {"images": digits[1:]}]
+    records = build_named_records(name, batches, lambda batch: tiny_model_outputs(batch["images"]))
+    write_warmup(export, records)
     store = ModelStore(tmp_path)
     try:
         assert store.publish(export) > 0

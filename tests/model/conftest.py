@@ -7,29 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from model.train import HyperParameters, TrainArgs, TrainResult, train
+from model.recipes.mnist import Mnist
+from model.train import RunArgs, TrainResult
 from tests.model.tf1_models import build_half_plus_two
 
 # 300 digits -> 210 train / 45 validation / 45 test; one epoch trains in a few seconds.
 TINY_LIMIT = 300
+TINY_MNIST = Mnist(epochs=1)
 
 
-def tiny_args(out: Path, **overrides: object) -> TrainArgs:
-    """Arguments of a one-epoch run on a small stratified slice (gate off unless overridden)."""
-    values: dict[str, object] = {
-        "out": out,
-        "limit": TINY_LIMIT,
-        "min_accuracy": 0.0,
-        "hyperparameters": HyperParameters(epochs=1),
-    }
-    values.update(overrides)
-    return TrainArgs(**values)  # type: ignore[arg-type]
+def tiny_run(out: Path, **overrides: object) -> RunArgs:
+    """A run on a small stratified slice of the digits (gate off unless overridden)."""
+    values: dict[str, object] = {"out": out, "limit": TINY_LIMIT, "threshold": 0.0}
+    return RunArgs(**(values | overrides))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    """A real (tiny) training run: DIR/mnist/1 plus DIR/mnist/reports/1."""
-    return train(tiny_args(tmp_path_factory.mktemp("train")))
+    """A real (tiny) one-epoch mnist run: DIR/mnist/1 plus DIR/mnist/reports/1."""
+    return TINY_MNIST.train(tiny_run(tmp_path_factory.mktemp("train")))
 
 
 @pytest.fixture

@@ -23,12 +23,14 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     [
         ([], "the following arguments are required: {train,publish,samples}"),
         (["train"], "the following arguments are required: --out"),
-        (["train", "--out", "x", "--epochs", "0"], "expected a positive integer, got '0'"),
+        (["train", "--out", "x", "--epochs", "0"], "expected an integer >= 1, got '0'"),
         (["train", "--out", "x", "--version", "01"], "without sign or leading zeros"),
         (["train", "--out", "x", "--version", str(2**63)], "1 ... 9223372036854775807"),
         (["train", "--out", "x", "--min-accuracy", "1.5"], "expected a number in [0, 1]"),
         (["train", "--out", "x", "--seed", "-1"], "expected an integer >= 0"),
-        (["train", "--out", "x", "--limit", "many"], "expected a positive integer, got 'many'"),
+        (["train", "--out", "x", "--limit", "many"], "expected an integer >= 1, got 'many'"),
+        (["train", "--out", "x", "--max-mae", "0"], "expected a number > 0, got '0'"),
+        (["train", "--out", "x", "--min-accuracy", "nan"], "expected a number in [0, 1]"),
         (["publish", "--export", "x"], "the following arguments are required: --store"),
     ],
 )

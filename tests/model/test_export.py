@@ -1,4 +1,4 @@
-"""What makes a directory a servable version of this stage (checked before any publish)."""
+"""What makes a directory a servable version of a recipe (checked before reuse and publish)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,21 @@ import pytest
 import tensorflow as tf
 
 from model.errors import ExportError
-from model.export import EXPECTED_SIGNATURE, check_export, read_signature
+from model.export import PREDICT_METHOD
+from model.recipes.mnist import Mnist
+from model.validate import read_signatures
+
+EXPECTED = {"method": PREDICT_METHOD, **Mnist.signature}
+check_export = Mnist().check_export
 
 
 def test_the_shared_tiny_model_meets_the_same_contract(tiny_savedmodel: tuple[Path, str]) -> None:
     base, _ = tiny_savedmodel
-    assert check_export(base / "1") == EXPECTED_SIGNATURE
+    assert check_export(base / "1") == EXPECTED
 
 
 def test_trained_export_signature_read_from_the_protobuf(trained) -> None:
-    assert read_signature(trained.export_dir) == EXPECTED_SIGNATURE
+    assert read_signatures(trained.export_dir)["serving_default"] == EXPECTED
 
 
 def test_a_missing_variable_shard_is_a_partial_export(export_copy: Path) -> None:
@@ -38,7 +43,7 @@ def test_another_signature_is_refused(tmp_path: Path) -> None:
 
     module = Other()
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
-    with pytest.raises(ExportError, match="differs from the MNIST recipe's"):
+    with pytest.raises(ExportError, match="differs from the mnist recipe's"):
         check_export(tmp_path / "1")
 
 

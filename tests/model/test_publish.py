@@ -29,8 +29,8 @@ from contracts.store import (
 from model import publish as publish_mod
 from model.__main__ import main
 from model.errors import ExportError, PublishError
-from model.export import EXPECTED_SIGNATURE
 from model.publish import ConcurrentPublishError, Progress, PublishArgs, publish, verify_objects
+from model.recipes.mnist import Mnist
 
 PREFIX = "models"
 
@@ -82,9 +82,7 @@ def test_publish_commits_a_complete_verified_version(
     assert {"saved_model.pb", "assets.extra/tf_serving_warmup_requests"} <= {
         f.path for f in manifest.files
     }
-    assert {k: manifest.signature[k] for k in ("inputs", "outputs")} == {
-        k: EXPECTED_SIGNATURE[k] for k in ("inputs", "outputs")
-    }
+    assert {k: manifest.signature[k] for k in ("inputs", "outputs")} == Mnist.signature
     assert 0 <= manifest.metrics["test"]["accuracy"] <= 1
     assert len(manifest.metrics["inputs_fingerprint"]) == 64
     # Exactly the files (under the content prefix) plus the manifest; nothing else.

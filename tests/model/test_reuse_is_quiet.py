@@ -1,14 +1,13 @@
 """The local run's reuse check prints no TensorFlow GPU-probe noise on a CPU-only machine.
 
 `scripts/local-run` asks, in its own process, whether an unchanged export can be reused
-(`find_reusable_export`, which validates the export and so reads its variables: that process's
+(`Recipe.reusable_export`, which validates the export and so reads its variables: that process's
 first device use). Before the fix the user saw `E ... failed call to cuInit ... (303)` between
 the training steps. Run the way the local run runs it: a fresh process, log level 2.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,13 +18,16 @@ import pytest
 from model import tf_quiet
 from model.train import TrainResult
 
+from .conftest import TINY_LIMIT
+
 ROOT = Path(__file__).resolve().parents[2]
 REUSE_CHECK = """
 import sys
 from pathlib import Path
-from model.train import find_reusable_export
-out, fingerprint = Path(sys.argv[1]), sys.argv[2]
-print("reusable:", find_reusable_export(out, "mnist", fingerprint))
+from model.recipes.mnist import Mnist
+from model.train import RunArgs
+run = RunArgs(out=Path(sys.argv[1]), limit=int(sys.argv[2]))
+print("reusable:", Mnist(epochs=1).reusable_export(run))
 """
 
 
@@ -34,12 +36,10 @@ def test_the_reuse_check_finds_the_export_and_prints_no_probe_noise(
     trained: TrainResult,
 ) -> None:
     out = trained.export_dir.parent.parent
-    metrics = trained.report_dir / "metrics.json"
-    fingerprint = json.loads(metrics.read_text())["inputs_fingerprint"]
     env = {k: v for k, v in os.environ.items() if k != "TFSE_VERBOSE"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # what scripts/local-run exports
     answer = subprocess.run(
-        [sys.executable, "-c", REUSE_CHECK, str(out), fingerprint],
+        [sys.executable, "-c", REUSE_CHECK, str(out), str(TINY_LIMIT)],
         cwd=ROOT,
         env=env,
         capture_output=True,

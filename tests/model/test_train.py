@@ -1,7 +1,9 @@
-"""Training, the accuracy gate, the exported SavedModel, its warmup records and the report."""
+"""The shared protocol on the mnist recipe: training, the gate, the exported SavedModel, its
+warmup records, the report and the reuse of an unchanged export."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,20 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.data import load_mnist, split_dataset
 from model.errors import AccuracyGateError, TrainError
-from model.export import WARMUP_RELPATH
-from model.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE
-from model.train import (
-    HyperParameters,
-    TrainArgs,
-    find_reusable_export,
-    inputs_fingerprint,
-    train,
-)
+from model.recipes.mnist import Mnist, load_mnist
+from model.report import CURVES_FILE, METRICS_FILE
+from model.train import RunArgs
+from model.validate import WARMUP_RELPATH
 from model.warmup import read_warmup
 
-from .conftest import TINY_LIMIT, tiny_args
+from .conftest import TINY_LIMIT, TINY_MNIST, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +51,7 @@ def test_signature_has_the_contracted_names_dtypes_and_shapes(loaded) -> None:
 
 
 def test_export_takes_raw_pixels_and_agrees_with_metrics(trained, loaded) -> None:
-    data = load_mnist()
-    split = split_dataset(data, seed=42, val_fraction=0.15, test_fraction=0.15, limit=TINY_LIMIT)
+    split = TINY_MNIST.split(*load_mnist(), seed=42, limit=TINY_LIMIT)
     result = loaded.signatures["serving_default"](images=tf.constant(split.x_test))
     probabilities = result["probabilities"].numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -100,27 +95,33 @@ def test_metrics_and_plots(trained) -> None:
     assert np.trace(matrix) / 45 == pytest.approx(metrics["test"]["accuracy"])
     assert metrics["seed"] == 42 and metrics["hyperparameters"]["epochs"] == 1
     assert metrics["tensorflow_version"] == tf.__version__
-    assert metrics["data"]["sha256"] == load_mnist().sha256
+    images, labels = load_mnist()
+    sha256 = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    assert metrics["data"] == {"source": Mnist.source, "samples": 5000, "sha256": sha256}
+    assert metrics["recipe"] == "mnist" and metrics["min_accuracy"] == 0.0
     assert metrics["git_commit"] is None or len(metrics["git_commit"]) == 40
-    for name in (CURVES_FILE, CONFUSION_FILE):
+    for name in (CURVES_FILE, "confusion_matrix.png"):
         assert (trained.report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fingerprint_is_stable_and_finds_the_export(trained) -> None:
     out = trained.export_dir.parent.parent
-    args = tiny_args(out)
-    assert inputs_fingerprint(args) == trained.metrics["inputs_fingerprint"]
-    assert find_reusable_export(out, "mnist", inputs_fingerprint(args)) == trained.export_dir
-    changed = tiny_args(out, seed=43)
-    assert inputs_fingerprint(changed) != inputs_fingerprint(args)
-    assert find_reusable_export(out, "mnist", inputs_fingerprint(changed)) is None
-    longer = tiny_args(out, hyperparameters=HyperParameters(epochs=2))
-    assert inputs_fingerprint(longer) != inputs_fingerprint(args)
+    run = tiny_run(out)
+    assert TINY_MNIST.fingerprint(run) == trained.metrics["inputs_fingerprint"]
+    assert TINY_MNIST.reusable_export(run) == trained.export_dir
+    # The gate does not shape the model: another threshold reuses the same export.
+    assert TINY_MNIST.reusable_export(tiny_run(out, threshold=0.5)) == trained.export_dir
+    changed = tiny_run(out, seed=43)
+    assert TINY_MNIST.fingerprint(changed) != TINY_MNIST.fingerprint(run)
+    assert TINY_MNIST.reusable_export(changed) is None
+    longer = Mnist(epochs=2)
+    assert longer.fingerprint(run) != TINY_MNIST.fingerprint(run)
+    assert longer.reusable_export(run) is None
 
 
 def test_gate_refuses_exports_nothing_and_keeps_its_report_marked_refused(tmp_path: Path) -> None:
     with pytest.raises(AccuracyGateError, match=r"below --min-accuracy 1.0; nothing was exported"):
-        train(tiny_args(tmp_path, limit=200, min_accuracy=1.0))
+        TINY_MNIST.train(tiny_run(tmp_path, limit=200, threshold=1.0))
     model_dir = tmp_path / "mnist"
     assert sorted(p.name for p in model_dir.iterdir()) == ["reports"]  # no version, no partial
     refused = model_dir / "reports" / "1-refused"
@@ -133,29 +134,32 @@ def test_gate_refuses_exports_nothing_and_keeps_its_report_marked_refused(tmp_pa
     assert metrics["refused"] is True and metrics["min_accuracy"] == 1.0
     assert metrics["test"]["accuracy"] < 1.0
     # The refusal does not take the version: the next run that passes exports version 1.
-    assert train(tiny_args(tmp_path, limit=200)).version == 1
+    assert TINY_MNIST.train(tiny_run(tmp_path, limit=200)).version == 1
 
 
 def test_existing_version_is_never_overwritten(trained) -> None:
     out = trained.export_dir.parent.parent
     before = (trained.export_dir / "saved_model.pb").read_bytes()
     with pytest.raises(TrainError, match="already exists; versions are immutable"):
-        train(tiny_args(out, version=1))
+        TINY_MNIST.train(tiny_run(out, version=1))
     assert (trained.export_dir / "saved_model.pb").read_bytes() == before
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("recipe", "overrides", "message"),
     [
-        ({"name": "Bad Name"}, "invalid model name"),
-        ({"version": 0}, "invalid model version"),
-        ({"min_accuracy": 1.5}, "--min-accuracy must be within"),
-        ({"hyperparameters": HyperParameters(epochs=0)}, "--epochs must be at least 1"),
+        (Mnist(), {"name": "Bad Name"}, "invalid model name"),
+        (Mnist(), {"version": 0}, "invalid model version"),
+        (Mnist(), {"threshold": 1.5}, r"--min-accuracy: expected a number in \[0, 1\]"),
+        (Mnist(), {"threshold": float("nan")}, "--min-accuracy: expected a number"),
+        (Mnist(), {"seed": -1}, "--seed must be within"),
+        (Mnist(epochs=0), {}, "--epochs must be at least 1"),
+        (Mnist(batch_size=0), {}, "--batch-size must be at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_training(
-    tmp_path: Path, overrides: dict, message: str
+    tmp_path: Path, recipe: Mnist, overrides: dict, message: str
 ) -> None:
     with pytest.raises(TrainError, match=message):
-        train(TrainArgs(out=tmp_path, **overrides))
+        recipe.train(RunArgs(out=tmp_path, **overrides))
     assert list(tmp_path.iterdir()) == []
