@@ -68,10 +68,15 @@ def test_next_version_is_one_above_every_version_directory(
     assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
 
 
-def write_metrics(cwd: Path, accuracy: float) -> None:
+def write_metrics(cwd: Path, metrics: dict) -> None:
     reports = cwd / "build/model/mnist/reports/3"
-    reports.mkdir(parents=True)
-    (reports / "metrics.json").write_text(json.dumps({"test": {"accuracy": accuracy}}))
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "metrics.json").write_text(json.dumps(metrics))
+
+
+def mnist_metrics(accuracy: float) -> dict:
+    """What `model train --recipe mnist` writes, as far as the gate reads it."""
+    return {"recipe": "mnist", "test": {"accuracy": accuracy}, "min_accuracy": 0.97}
 
 
 @pytest.fixture
@@ -81,24 +86,45 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_gate_reports_the_accuracy(workdir: Path, monkeypatch, capsys) -> None:
-    write_metrics(workdir, 0.9812)
+def test_gate_reports_the_recipes_verdict(workdir: Path, monkeypatch, capsys) -> None:
+    write_metrics(workdir, mnist_metrics(0.9812))
     output = workdir / "github_output"
     gate = step_script("gate")
-    result = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
+    result = run_script(gate, "mnist", "3", monkeypatch=monkeypatch, capsys=capsys)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "### mnist v3: test accuracy 0.9812 (gate 0.97)\n"
-    assert output.read_text() == "accuracy=0.9812\n"
+    assert result.stdout == "### mnist v3 (recipe mnist): test accuracy 0.9812 (gate 0.97)\n"
+    assert output.read_text() == "gate=test accuracy 0.9812 (gate 0.97)\n"
 
 
 def test_gate_refuses_a_weak_or_missing_model(workdir: Path, monkeypatch, capsys) -> None:
     output = workdir / "github_output"
     gate = step_script("gate")
-    missing = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
+    missing = run_script(gate, "mnist", "3", monkeypatch=monkeypatch, capsys=capsys)
     assert missing.returncode == 1
     assert "no metrics.json for build/model/mnist/3" in missing.stderr
-    write_metrics(workdir, 0.95)
-    weak = run_script(gate, "mnist", "3", "0.97", monkeypatch=monkeypatch, capsys=capsys)
+    write_metrics(workdir, mnist_metrics(0.95))
+    weak = run_script(gate, "mnist", "3", monkeypatch=monkeypatch, capsys=capsys)
     assert weak.returncode == 1
-    assert "test accuracy 0.9500 is below the gate 0.97" in weak.stderr
+    assert "mnist v3 misses its gate: test accuracy 0.9500 (gate 0.97)" in weak.stderr
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"test": {"accuracy": 0.99}, "min_accuracy": 0.97},  # no recipe
+        {"recipe": "nope", "test": {"accuracy": 0.99}, "min_accuracy": 0.97},
+        {"recipe": "mnist", "test": {}, "min_accuracy": 0.97},  # no metric
+        {"recipe": "mnist", "test": {"accuracy": 0.99}},  # no threshold
+        {"recipe": "mnist", "test": {"accuracy": "high"}, "min_accuracy": 0.97},
+        {"recipe": "mnist", "test": {"accuracy": float("nan")}, "min_accuracy": 0.97},
+    ],
+)
+def test_gate_fails_closed_on_metrics_it_cannot_judge(
+    workdir: Path, monkeypatch, capsys, broken: dict
+) -> None:
+    write_metrics(workdir, broken)
+    result = run_script(step_script("gate"), "mnist", "3", monkeypatch=monkeypatch, capsys=capsys)
+    assert result.returncode == 1
+    assert "mnist v3" in result.stderr or "cannot be judged" in result.stderr
+    assert not (workdir / "github_output").exists()
