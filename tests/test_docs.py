@@ -51,3 +51,31 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
     linked = {(ROOT / t.split("#", 1)[0]).resolve() for t in links(README)}
     missing = [p.name for p in sorted(ROOT.glob("docs/*.md")) if p.resolve() not in linked]
     assert missing == []
+
+
+MODULE_COMMAND = re.compile(r"python -m ([a-z_][a-z0-9_.]*)")
+COMMAND_SOURCES = [
+    *DOCS,
+    *sorted(ROOT.glob(".github/workflows/*.yml")),
+    *sorted(ROOT.glob("scripts/*")),
+]
+
+
+def test_every_python_dash_m_command_names_a_module_that_exists() -> None:
+    """A renamed or removed module (infra.canary, serving.server …) leaves no doc or workflow
+    pointing at it: each `python -m X` must name a module or package with a `__main__`."""
+    import importlib.util
+
+    missing = set()
+    for path in COMMAND_SOURCES:
+        for name in set(MODULE_COMMAND.findall(path.read_text())):
+            if name in {"pytest", "pip", "venv", "json.tool"}:
+                continue
+            spec = importlib.util.find_spec(name)
+            runnable = spec is not None and (
+                spec.submodule_search_locations is None
+                or importlib.util.find_spec(f"{name}.__main__") is not None
+            )
+            if not runnable:
+                missing.add(f"{path.relative_to(ROOT)}: python -m {name}")
+    assert sorted(missing) == []
