@@ -41,13 +41,9 @@ class ModelServingArgs:
     # (infra.components.keda): its REST endpoint, admitted on the REST port.
     interceptor_endpoint: str = ""
     interceptor_namespace: str = "keda"
-    # Below: sizing, TF Serving and pod timings the stack does not expose as settings. Memory =
-    # (versions resident + 1) x modelMemoryMiB + overhead_mib: every version the policy serves
-    # stays loaded, and a swap loads the new one beside them.
-    overhead_mib: int = 1024
+    # Below: TF Serving and pod timings the stack does not expose as settings. The pod's
+    # requests come from infra.settings.sizing (the settings' fit check uses the same figures).
     cpu_limit_millicores: int = 2000
-    sync_memory_mib: int = 256
-    sync_cpu_millicores: int = 100
     model_config_poll_seconds: int = 30
     file_system_poll_seconds: int = 2
     grpc_max_connection_age_seconds: int = 60

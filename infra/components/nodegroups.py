@@ -28,6 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
+from infra.allocatable import ephemeral_storage_hint_gib
 from infra.components.cluster import service_trust_policy
 from infra.naming import (
     GPU_ACCELERATOR_LABEL_KEY,
@@ -51,12 +52,6 @@ NODE_ROLE_POLICIES = (
 VPC_CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
 CNI_ROLE_TYPE_TOKEN = "tfserving-eks:nodegroups:VpcCniRole"
 AUTOSCALER_HINT_PREFIX = "k8s.io/cluster-autoscaler/node-template"
-# Share of the node's disk announced as ephemeral storage for scale-from-zero. The root volume
-# also holds the OS, the container images (the GPU build of TF Serving is several GiB) and the
-# kubelet's eviction reserve, so announcing all of it would let the autoscaler start a node that
-# then cannot admit the pod; announcing nothing (no tag) makes it refuse every pod that requests
-# ephemeral storage, as the sync sidecar does for the model volume.
-EPHEMERAL_STORAGE_SHARE = 0.8
 # Bottlerocket boots from a small OS volume and keeps images and pod data on the second one.
 _DATA_DEVICE = {"BOTTLEROCKET_x86_64_NVIDIA": "/dev/xvdb", "BOTTLEROCKET_x86_64": "/dev/xvdb"}
 
@@ -138,11 +133,6 @@ def node_labels(pool: str, gpus_per_node: int) -> dict[str, str]:
     return labels
 
 
-def ephemeral_storage_gib(disk_size_gib: int) -> int:
-    """Ephemeral storage a pool's node is announced with while the pool is at zero."""
-    return int(disk_size_gib * EPHEMERAL_STORAGE_SHARE)
-
-
 def autoscaler_hints(pool: str, gpus_per_node: int, disk_size_gib: int) -> dict[str, str]:
     """Scale-from-zero node-template tags for one pool (cluster-autoscaler AWS provider)."""
     hints = {
@@ -150,7 +140,7 @@ def autoscaler_hints(pool: str, gpus_per_node: int, disk_size_gib: int) -> dict[
         for key, value in node_labels(pool, gpus_per_node).items()
     }
     hints[f"{AUTOSCALER_HINT_PREFIX}/resources/ephemeral-storage"] = (
-        f"{ephemeral_storage_gib(disk_size_gib)}Gi"
+        f"{ephemeral_storage_hint_gib(disk_size_gib)}Gi"
     )
     if gpus_per_node:
         hints[f"{AUTOSCALER_HINT_PREFIX}/resources/{GPU_TAINT_KEY}"] = str(gpus_per_node)

@@ -22,7 +22,8 @@ The pod, and why it looks like this:
   pod IP, so a probe may target another container's port.
 - Memory is sized for every version the policy keeps loaded plus one more during a swap (TF
   Serving loads the new version before it unloads the old, tensorflow/serving#1215): with
-  ``latest:2`` that is three copies. Requests equal limits.
+  ``latest:2`` that is three copies. Requests equal limits. The figures come from
+  `infra.settings.sizing.PodSizing`, which the settings' fit check uses too.
 - TF Serving does not drain on SIGTERM (tensorflow/serving#1853): ``preStop`` sleeps while the
   endpoint is removed from Services, then the grace period lets in-flight requests finish.
 - Kubelet probes reach the sidecar's health port although the NetworkPolicy admits only the
@@ -48,6 +49,7 @@ from infra.components.k8s_common import (
 from infra.components.model_serving_args import ModelServingArgs
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
 from infra.settings import ModelSettings
+from infra.settings.sizing import SYNC_CPU_MILLICORES, SYNC_MEMORY_MIB, PodSizing
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -81,26 +83,6 @@ HOST_KEY = "kubernetes.io/hostname"
 
 
 @dataclass(frozen=True)
-class PodSizing:
-    """Resources of one serving pod, from the model's size and the versions on disk."""
-
-    args: ModelServingArgs
-    versions_on_disk: int
-
-    @property
-    def tfserving_memory_mib(self) -> int:
-        """The versions TF Serving keeps loaded (the ones the policy serves, which are exactly
-        the ones on disk), one more loading beside them during a swap, runtime overhead."""
-        memory = self.args.model.model_memory_mib
-        return (self.versions_on_disk + 1) * memory + self.args.overhead_mib
-
-    @property
-    def model_volume_mib(self) -> int:
-        """The versions the policy keeps plus one being downloaded beside them."""
-        return self.args.model.model_disk_mib * (self.versions_on_disk + 1)
-
-
-@dataclass(frozen=True)
 class PodSpecInputs:
     """One track's pod: the args, the objects `ModelServing` made for it, and what differs by
     track (the canary track keeps its own policy, both its versions)."""
@@ -116,9 +98,10 @@ class PodSpecInputs:
 
     @property
     def sizing(self) -> PodSizing:
+        """The pod's resources (`infra.settings.sizing`, which the settings' fit check uses too)."""
         policy = self.version_policy
         kept = len(policy.versions) if policy.kind == "specific" else None
-        return PodSizing(self.args, kept or self.args.model.versions_on_disk)
+        return PodSizing(self.args.model, kept or self.args.model.versions_on_disk)
 
 
 def scheduling(model: ModelSettings) -> tuple[dict[str, str], list[Manifest]]:
@@ -207,11 +190,11 @@ def _sync_container(inputs: PodSpecInputs) -> Manifest:
     args = inputs.args
     health = {"port": SYNC_HEALTH_PORT, "scheme": "HTTP"}
     container_resources = resources(
-        cpu_request=_millicores(args.sync_cpu_millicores),
-        memory_request=_mib(args.sync_memory_mib),
+        cpu_request=_millicores(SYNC_CPU_MILLICORES),
+        memory_request=_mib(SYNC_MEMORY_MIB),
         # Bursts while hashing a download; capped so it can never starve TF Serving.
-        cpu_limit=_millicores(4 * args.sync_cpu_millicores),
-        memory_limit=_mib(args.sync_memory_mib),
+        cpu_limit=_millicores(4 * SYNC_CPU_MILLICORES),
+        memory_limit=_mib(SYNC_MEMORY_MIB),
     )
     # The model volume counts against the pod's ephemeral storage: request it so the scheduler
     # only picks nodes with room for the versions on disk.

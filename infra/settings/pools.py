@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts import rules
-from infra import instances
+from infra import allocatable, instances
 from infra.settings.declare import Checks, entry_name, setting
 
 SYSTEM_POOL = "system"
@@ -52,6 +52,15 @@ def _pool_name(name: str) -> str:
     return name
 
 
+def _check_known(pool: SystemNodePool | GpuNodePool, c: Checks, at: str) -> None:
+    # The fit check (infra.settings.fit) needs each type's memory and pod count: fail closed.
+    for t in pool.instance_types:
+        try:
+            allocatable.spec(t)
+        except (allocatable.UnknownInstanceType, ValueError) as exc:
+            c.fail(f"{at}.instanceTypes", str(exc))
+
+
 def _check_sizes(pool: SystemNodePool | GpuNodePool, c: Checks, at: str) -> None:
     low, high, desired = pool.min_size, pool.max_size, pool.desired_size
     if low > high:
@@ -86,6 +95,7 @@ class SystemNodePool:
 
     def check(self, c: Checks, at: str, stack: Any) -> None:
         _check_sizes(self, c, at)
+        _check_known(self, c, at)
         if self.max_size and self.min_size < 1:
             c.fail(f"{at}.minSize", "the system pool needs at least 1 node (CoreDNS, autoscaler)")
 
@@ -139,6 +149,7 @@ class GpuNodePool:
 
     def check(self, c: Checks, at: str, stack: Any) -> None:
         _check_sizes(self, c, at)
+        _check_known(self, c, at)
         # Auto Mode launches nodes only for pending pods: a pool minimum would be silently
         # ignored, and the idle cost the settings suggest would be wrong.
         in_bounds = self.min_size <= self.desired_size <= self.max_size  # else reported above

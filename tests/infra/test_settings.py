@@ -310,7 +310,11 @@ GPU_POOL = next(iter(stack_config("prod")[f"{PROJECT}:gpuNodePools"]))  # prod's
         ({"versionPolicy": "newest"}, "models.mnist.versionPolicy", "not understood"),
         ({"nodePool": "tpu"}, "models.mnist.nodePool", "'tpu' is not 'system'"),
         ({"nodePool": GPU_POOL, "gpus": 99}, "models.mnist.gpus", f"do not fit pool {GPU_POOL!r}"),
-        ({"nodePool": "system", "gpus": 1}, "models.mnist.gpus", "pool 'system' has no GPUs"),
+        (
+            {"nodePool": "system", "gpus": 1, "cpuMillicores": 1000},  # (CPU fits an m6i.large)
+            "models.mnist.gpus",
+            "pool 'system' has no GPUs",
+        ),
         ({"minReplicas": 2, "maxReplicas": 1}, "models.mnist", "greater than maxReplicas"),
         ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
         ({"canaryWeight": 60}, "models.mnist.canaryWeight", "between 0 and 50"),
@@ -381,6 +385,7 @@ def test_omitted_model_fields_take_their_declared_defaults() -> None:
     optional = [f for f in MODEL.values() if not f.required and f.key in model]
     for field in optional:  # the declared pool is then "system", with no GPUs
         del model[field.key]
+    model["cpuMillicores"] = 1000  # what a system-pool node (m6i.large) has room for
     (served,) = settings_from_config("prod", _config("prod", models={"mnist": model})).models
     assert served.target_cpu_utilization == MODEL["targetCpuUtilization"].default
     assert served.node_pool == MODEL["nodePool"].default

@@ -377,7 +377,7 @@ def test_prometheus_may_scrape_every_model_once_network_policies_are_enforced(st
 
 def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
     # Settings -> captured limit: (versions the policy keeps loaded + 1) x modelMemoryMiB + the
-    # runtime overhead (ModelServingArgs.overhead_mib), from the stack file's values.
+    # runtime overhead (infra.settings.sizing.OVERHEAD_MIB), from the stack file's values.
     models = {
         m.name: m for m in settings_from_config(stack.stack, stack_config(stack.stack)).models
     }

@@ -136,7 +136,6 @@ def gpu_args(**overrides: Any) -> ModelServingArgs:
         sync_image=SYNC_IMAGE,
         model_prefix="models/",
         tags={},
-        overhead_mib=1024,
         pre_stop_seconds=15,
         termination_grace_seconds=60,
     )
@@ -635,4 +634,4 @@ def test_bad_arguments_are_all_reported_together():
 
 def test_the_volume_holds_the_versions_an_all_policy_keeps():
     args = gpu_args(version_policy=tfconfig.VersionPolicy.all(), labels={}, max_versions_on_disk=4)
-    assert serving_pod.PodSizing(args, args.model.versions_on_disk).model_volume_mib == 40 * 5
+    assert serving_pod.PodSizing(args.model, args.model.versions_on_disk).model_volume_mib == 40 * 5
