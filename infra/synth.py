@@ -37,10 +37,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import dashboards
+from infra import dashboards, masking
 from infra import manifests as k8s
-from infra.changes import compare
+from infra.changes import ACTIONS, compare
+from infra.cost import cost_report
+from infra.settings_diff import SettingChange, raw_changes, settings_changes
+from infra.synth_base import STACK_CONFIG, BaseError, BasePlan, load_base
 from infra.synth_report import (
+    PlanDiff,
     PolicyFinding,
     SynthResult,
     TfServingFiles,
@@ -51,20 +55,6 @@ from infra.synth_report import (
 ROOT = Path(__file__).resolve().parent.parent
 EKS_CLUSTER_TYPE = "aws:eks/cluster:Cluster"
 MODELS_CONFIG_KEY = "models.config"
-SECRET = "[secret]"
-# Input keys whose string values are credentials wherever they appear (compared lower-case).
-SENSITIVE_KEYS = frozenset(
-    {
-        "authorizationtoken",
-        "clientsecret",
-        "kubeconfig",
-        "password",
-        "privatekey",
-        "secretaccesskey",
-        "sessiontoken",
-        "token",
-    }
-)
 _STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # ConfigMap keys (`[-._a-zA-Z0-9]+`, Kubernetes validation) become file names.
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -95,30 +85,16 @@ def capture_program(stack: str, root: Path = ROOT) -> tuple[list[dict[str, Any]]
     return [r.as_dict() for r in captured.resources], dict(captured.outputs)
 
 
-def _mask(value: Any, key: str = "") -> Any:
-    if isinstance(value, str) and key.lower() in SENSITIVE_KEYS:
-        return SECRET
-    if isinstance(value, dict):
-        return {k: _mask(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v, key) for v in value]
-    return value
-
-
 def mask_sensitive(record: dict[str, Any]) -> dict[str, Any]:
-    """Mask credential-shaped inputs the capture passed through in clear.
+    """Mask credential-shaped inputs the capture passed through in clear (`infra.masking`).
 
     The capture masks what the program marked secret; this is a second net for values that are
     secret in a real deployment but plain under mocks (an invoke result such as an ECR
-    authorization token) and for the data of Kubernetes Secrets. synth output is posted on pull
-    requests and kept as a CI artifact, so it must never carry a credential.
+    authorization token), for the data of Kubernetes Secrets and for anything a base plan
+    written by an older synth carries. synth output is posted on pull requests and kept as a CI
+    artifact, so it must never carry a credential.
     """
-    inputs = _mask(record["inputs"])
-    if record["type"] == "kubernetes:core/v1:Secret":
-        for field in ("data", "stringData"):
-            if isinstance(inputs.get(field), dict):
-                inputs[field] = {k: SECRET for k in inputs[field]}
-    return {**record, "inputs": inputs}
+    return masking.mask_record(record)
 
 
 def run_policies(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[Any]:
@@ -245,40 +221,6 @@ def tfserving_files(
     return by_model, entries, errors
 
 
-def load_base(base: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The records and policy findings of an earlier synth (``--compare BASE_DIR``), masked
-    again so a base written by an older synth cannot bring a credential into the diff."""
-    path = base / "resources.json"
-    try:
-        records = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SynthUsageError(
-            f"--compare {base}: no resources.json there; give the directory that "
-            "`python -m infra.synth --stack STACK --out DIR` wrote for the base branch"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise SynthUsageError(
-            f"--compare {base}: resources.json is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(records, list) or not all(
-        isinstance(r, dict) and {"urn", "type", "inputs"} <= set(r) for r in records
-    ):
-        raise SynthUsageError(
-            f"--compare {base}: resources.json is not a list of resource records "
-            "(urn, type, inputs)"
-        )
-    findings: list[dict[str, Any]] = []
-    report = base / "policy-report.json"
-    if report.is_file():
-        try:
-            findings = list(json.loads(report.read_text()).get("results") or [])
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise SynthUsageError(
-                f"--compare {base}: policy-report.json is unreadable: {exc}"
-            ) from None
-    return [mask_sensitive(r) for r in records], findings
-
-
 def synthesize(
     stack: str, root: Path | None = None, base: Path | None = None
 ) -> tuple[SynthResult, dict[str, dict[str, str]]]:
@@ -290,9 +232,13 @@ def synthesize(
     root = ROOT if root is None else root
     check_stack(stack, root)
     policy_config = load_policy_config(stack, root)
-    baseline = load_base(base) if base is not None else None
+    try:
+        baseline = load_base(base) if base is not None else None
+    except BaseError as exc:
+        raise SynthUsageError(str(exc)) from None
     from infra.settings import SettingsError
 
+    config, settings = stack_settings(stack, root)
     try:
         captured, outputs = capture_program(stack, root)
     except SettingsError as exc:
@@ -313,9 +259,12 @@ def synthesize(
             errors.append(str(exc))
     files, entries, tf_errors = tfserving_files(manifests)
     findings = findings_from(run_policies(records, policy_config))
-    changes = None
+    cost = cost_report(settings, records)
+    diff = None
     if baseline is not None:
-        changes = compare(baseline[0], records, baseline[1], [f.as_dict() for f in findings])
+        diff = diff_plans(
+            baseline, base, records, [f.as_dict() for f in findings], config, settings
+        )
     result = SynthResult(
         stack=stack,
         records=records,
@@ -325,10 +274,68 @@ def synthesize(
         kubernetes_version=version,
         tfserving=entries,
         schema_errors=[*errors, *tf_errors],
-        outputs=outputs,
-        changes=changes,
+        outputs=masking.mask(outputs),
+        changes=diff.changes if diff else None,
+        cost=cost,
+        config=masking.mask(config),
+        diff=diff,
     )
     return result, files
+
+
+def stack_settings(stack: str, root: Path) -> tuple[dict[str, Any], Any]:
+    """The stack's config (namespaced, decoded) and its validated settings."""
+    from infra.capture import CaptureError, stack_config
+    from infra.settings import SettingsError, settings_from_config
+
+    try:
+        config = stack_config(stack, root)
+        return config, settings_from_config(stack, config)
+    except (CaptureError, SettingsError) as exc:
+        raise SynthUsageError(str(exc)) from None
+
+
+def diff_plans(
+    baseline: BasePlan,
+    base_dir: Path,
+    records: Sequence[Mapping[str, Any]],
+    findings: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    settings: Any,
+) -> PlanDiff:
+    """What changes against the base plan: resources, settings and cost."""
+    from infra.settings import SettingsError, settings_from_config
+
+    base_settings, note = None, ""
+    if baseline.config is None:
+        note = (
+            f"the base plan has no {STACK_CONFIG} (written by an older synth): settings and "
+            "cost are not compared"
+        )
+        changed: list[SettingChange] = []
+    else:
+        try:
+            base_settings = settings_from_config(settings.stack, baseline.config)
+            changed = settings_changes(base_settings, settings)
+        except SettingsError as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            note = (
+                "the base branch's stack config does not parse under this branch's declarations "
+                f"({first}); its keys are compared as written"
+            )
+            changed = raw_changes(baseline.config, masking.mask(config))
+    models = {m.name: m.node_pool for m in settings.models}
+    if base_settings is not None:
+        models = {**{m.name: m.node_pool for m in base_settings.models}, **models}
+    try:
+        changes = compare(baseline.records, records, baseline.findings, findings, changed, models)
+        base_cost = cost_report(base_settings, baseline.records) if base_settings else None
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        raise SynthUsageError(
+            f"--compare {base_dir}: the base plan cannot be compared "
+            f"({type(exc).__name__}: {exc}); regenerate it with this branch's synth"
+        ) from None
+    return PlanDiff(changes, tuple(changed), note, base_cost)
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,8 +361,12 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
     dashboards.write(tmp / "dashboards")
     (tmp / "summary.md").write_text(render_summary(result))
-    if result.changes is not None:
-        (tmp / "changes.json").write_text(_json(result.changes.as_dict()))
+    if result.cost is not None:
+        (tmp / "cost.json").write_text(_json(result.cost.as_dict()))
+    if result.config is not None:
+        (tmp / STACK_CONFIG).write_text(_json({"stack": result.stack, "config": result.config}))
+    if result.diff is not None:
+        (tmp / "changes.json").write_text(_json(result.diff.as_dict(result.cost)))
 
 
 def check_out_dir(out: Path) -> None:
@@ -429,7 +440,7 @@ def _report(result: SynthResult, out: Path, seconds: float) -> str:
         counts = result.changes.counts()
         lines.append(
             "  changes against the base: "
-            + ", ".join(f"{counts[a]} to {a}" for a in ("create", "update", "delete"))
+            + ", ".join(f"{counts[a]} to {a}" for a in ACTIONS)
             + " (changes.json)"
         )
     return "\n".join(lines)

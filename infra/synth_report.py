@@ -14,8 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.changes import ChangeSet, diff_lines
+from infra.changes import ACTIONS, ChangeSet, change_id, diff_lines
+from infra.cost import CostReport
+from infra.idle_capacity import SCENARIOS
 from infra.manifests import K8sManifest, SchemaResult, api_version_kind
+from infra.settings_diff import SettingChange
+from infra.synth_sections import render_cost, render_settings
 
 LEVELS = ("mandatory", "advisory", "remediate", "disabled")
 # Levels that fail synth (exit 1); pulumi-policy's `remediate` fixes the resource during an
@@ -57,6 +61,44 @@ class TfServingFiles:
 
 
 @dataclass(frozen=True)
+class PlanDiff:
+    """What changes against the base plan (``--compare``): resources, settings and cost."""
+
+    changes: ChangeSet
+    settings: tuple[SettingChange, ...] = ()
+    # Why the settings or cost could not be compared, if so.
+    settings_note: str = ""
+    base_cost: CostReport | None = None
+
+    def as_dict(self, head_cost: CostReport | None = None) -> dict[str, Any]:
+        """The content of ``changes.json``."""
+        found = self.changes.as_dict()
+        found["settings"] = [c.as_dict() for c in self.settings]
+        if self.settings_note:
+            found["settingsNote"] = self.settings_note
+        if head_cost is not None and self.base_cost is not None:
+            found["cost"] = cost_delta(self.base_cost, head_cost)
+        return found
+
+
+def cost_delta(base: CostReport, head: CostReport) -> dict[str, Any]:
+    """Hourly and monthly totals of both plans and the vCPU quota, with the differences."""
+    totals = {}
+    for s in SCENARIOS:
+        totals[s] = {
+            "base": {"hourly": round(base.hourly(s), 4), "monthly": round(base.monthly(s), 2)},
+            "head": {"hourly": round(head.hourly(s), 4), "monthly": round(head.monthly(s), 2)},
+            "delta": {
+                "hourly": round(head.hourly(s) - base.hourly(s), 4),
+                "monthly": round(head.monthly(s) - base.monthly(s), 2),
+            },
+        }
+    classes = sorted(set(base.quota) | set(head.quota))
+    quota = {c: {"base": base.quota.get(c, 0), "head": head.quota.get(c, 0)} for c in classes}
+    return {"total": totals, "vcpuQuotaAtMaximum": quota}
+
+
+@dataclass(frozen=True)
 class SynthResult:
     """Everything one synth run found; ``schema_errors`` are errors not tied to one manifest
     (duplicate objects, unparsable TF Serving files, an unsupported cluster version)."""
@@ -72,6 +114,10 @@ class SynthResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     # The diff against the base branch's plan (``--compare``); None when not compared.
     changes: ChangeSet | None = None
+    # What the stack costs and the vCPU quota it needs (infra.cost); its config as synth read it.
+    cost: CostReport | None = None
+    config: Mapping[str, Any] | None = None
+    diff: PlanDiff | None = None
 
     @property
     def manifest_errors(self) -> list[str]:
@@ -125,7 +171,7 @@ def _short(urn: str | None, by_urn: Mapping[str, Mapping[str, Any]]) -> str:
     record = by_urn.get(urn)
     if record is None:
         return urn
-    return f"`{record['type']}` {record['name']}"
+    return f"`{change_id(record)}`"
 
 
 def _headline(result: SynthResult) -> str:
@@ -141,7 +187,7 @@ def _headline(result: SynthResult) -> str:
     return f"### ❌ synth `{result.stack}`: {', '.join(parts)}"
 
 
-_ACTION_ICONS = {"create": "🆕", "update": "🔄", "delete": "🗑️"}
+_ACTION_ICONS = {"create": "🆕", "update": "🔄", "replace": "♻️", "delete": "🗑️"}
 _EFFECT_WORDS = {
     "replace": "replaced",
     "rollout": "pods roll",
@@ -157,6 +203,7 @@ def render_changes(changes: ChangeSet, stack: str) -> list[str]:
     """The "Changes" section: counts, one line per change with its impact, diffs folded."""
     counts = changes.counts()
     effects = Counter(c.effect for c in changes.changes if c.action == "update")
+    ended = [c for c in changes.changes if c.action == "delete" and "canary track" in c.impact]
     lines = ["#### Changes against the base branch", ""]
     if not changes.changes:
         lines += [
@@ -165,11 +212,26 @@ def render_changes(changes: ChangeSet, stack: str) -> list[str]:
             "",
         ]
     else:
-        summary = ", ".join(f"{counts[a]} to {a}" for a in ("create", "update", "delete"))
+        summary = ", ".join(f"{counts[a]} to {a}" for a in ACTIONS)
         detail = ", ".join(
             f"{n} {_EFFECT_WORDS.get(e, e)}" for e, n in sorted(effects.items()) if n
         )
         lines += [f"**{summary}**" + (f" (updates: {detail})" if detail else ""), ""]
+        replaced = [c for c in changes.changes if c.action == "replace"]
+        if replaced:
+            lines += [
+                f"♻️ **{len(replaced)} replaced, not updated in place** (see below): "
+                + ", ".join(f"`{_cell(c.id)}`" for c in replaced),
+                "",
+            ]
+        if ended:
+            lines += [
+                "**A canary track ends** (a promotion or rollback made `canary` equal "
+                "`stable`): this removes "
+                + ", ".join(f"`{_cell(c.id)}`" for c in ended)
+                + "; the stable Deployment serves every request.",
+                "",
+            ]
     if changes.new_findings or changes.resolved_findings:
         new = Counter(str(f.get("level")) for f in changes.new_findings)
         lines.append(
@@ -193,10 +255,12 @@ def render_changes(changes: ChangeSet, stack: str) -> list[str]:
     for c in changes.changes:
         icon = _ACTION_ICONS.get(c.action, "")
         lines.append(f"- {icon} **{c.action}** `{_cell(c.id)}`: {_cell(c.impact)}")
+        if c.causes:
+            lines.append(f"  - caused by: {_cell('; '.join(c.causes))}")
         for p in c.policy:
             lines.append(f"  - ⚠️ policy: {_cell(p)}")
     for c in changes.changes:
-        if c.action != "update" or not c.diffs:
+        if c.action not in ("update", "replace") or not c.diffs:
             continue
         body = [line for d in c.diffs for line in diff_lines(d)]
         if len(body) > _DIFF_LINES:
@@ -243,6 +307,11 @@ def render_summary(result: SynthResult) -> str:
         + ", ".join(f"{counts[level]} {level}" for level in ("mandatory", "advisory")),
         "",
     ]
+    if result.cost is not None:
+        base_cost = result.diff.base_cost if result.diff else None
+        lines += render_cost(result.cost, base_cost, compared=result.diff is not None)
+    if result.diff is not None:
+        lines += render_settings(result.diff.settings, result.diff.settings_note)
     if result.changes is not None:
         lines += render_changes(result.changes, result.stack)
 
