@@ -82,15 +82,17 @@ def _walk(cls: type, before: Any, after: Any, at: str) -> list[SettingChange]:
                     found += _walk(d.nested, olds[entry], news[entry], where)
         elif d.nested is not None and old is not None and new is not None:
             found += _walk(d.nested, old, new, path)
-        elif plain(old) != plain(new):
-            found.append(
-                SettingChange(
-                    scope_of(path),
-                    path,
-                    masking.mask(plain(old), key),
-                    masking.mask(plain(new), key),
+        else:
+            # A value parsed into an object of its own (a version policy) reads as its text.
+            as_text = d.type == "string"
+            was = str(old) if as_text and old is not None else plain(old)
+            now = str(new) if as_text and new is not None else plain(new)
+            if was != now:
+                found.append(
+                    SettingChange(
+                        scope_of(path), path, masking.mask(was, key), masking.mask(now, key)
+                    )
                 )
-            )
     return found
 
 

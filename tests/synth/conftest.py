@@ -1,6 +1,7 @@
 """Fixtures for synth tests: a small hand-made captured graph and a project root to synth it in.
 
-The graph has the shape `infra.capture` returns (`resources.json` records): a Kubernetes provider,
+The project's stack file holds dev's settings (synth parses and prices them); the graph has the
+shape `infra.capture` returns (`resources.json` records): a Kubernetes provider,
 an EKS cluster, a namespace, a ConfigMap with TF Serving files rendered by `contracts.tfconfig`, a
 Deployment, a Secret whose data the capture masked, a Helm release and an S3 bucket.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 STACK = "test"
 PROJECT = "tfserving-eks"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def urn(type_token: str, name: str, parent_type: str | None = None) -> str:
@@ -189,7 +192,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
     root = tmp_path / "project"
     (root / "policies").mkdir(parents=True)
-    (root / f"Pulumi.{STACK}.yaml").write_text("config: {}\n")
+    # Real settings (dev's values) for the stack synth parses and prices; the program's capture
+    # is the hand-made graph below.
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    (root / f"Pulumi.{STACK}.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
     (root / "policies" / f"config.{STACK}.json").write_text(json.dumps({"all": "mandatory"}))
     outputs = {"kubeconfig": "[secret]", "modelUris": {"mnist": "s3://models-abc/models/mnist"}}
     state = Project(root, graph(), [], [], outputs, [])

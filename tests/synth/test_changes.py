@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from infra import synth
-from infra.capture import capture_stack
+from infra.capture import capture_stack, stack_config
 from infra.changes import Change, ChangeSet, compare, diff_values
 from infra.synth import findings_from, load_policy_config, mask_sensitive, run_policies
 from infra.synth_report import render_changes
@@ -189,14 +189,19 @@ def test_node_pool_change_replaces_the_node_group(base, head) -> None:
     groups = [c for c in changes.changes if c.type == "aws:eks/nodeGroup:NodeGroup"]
     assert len(groups) == 1
     group = groups[0]
-    assert group.id.startswith("urn:pulumi:prod::")
+    # A short id; the URN only in the JSON.
+    assert group.id == "NodeGroup/aws:eks/pool-gpu-ng"
+    assert group.as_dict()["urn"].startswith("urn:pulumi:prod::")
     assert set(group.fields) == {
         "instanceTypes[0]",
         "instanceTypes[1]",
         "scalingConfig.maxSize",
     } or (set(group.fields) == {"instanceTypes", "scalingConfig.maxSize"})
-    assert group.effect == "replace"
+    # Counted apart from updates, and said in terms of running pods.
+    assert (group.action, group.effect) == ("replace", "replace")
+    assert changes.counts()["replace"] == 1 and changes.counts()["update"] == 0
     assert "instanceTypes" in group.impact and "ForceNew" in group.impact
+    assert "every GPU pod of pool gpu moves to new nodes (Deployment/mnist/mnist" in group.impact
 
 
 def test_policy_relevant_change_names_the_new_finding(base, head) -> None:
@@ -230,6 +235,10 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     (base_dir / "policy-report.json").write_text(
         json.dumps({"results": _findings("prod", base["prod"])})
     )
+    base_root = _project(tmp_path / "base-root", "prod", _edited("prod"))
+    (base_dir / "stack-config.json").write_text(
+        json.dumps({"stack": "prod", "config": stack_config("prod", base_root)})
+    )
     text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 3)
     monkeypatch.setattr(synth, "ROOT", _project(tmp_path, "prod", text))
     out = tmp_path / "head"
@@ -237,11 +246,30 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     assert synth.main(["--stack", "prod", "--out", str(out), "--compare", str(base_dir)]) in (0, 1)
 
     changes = json.loads((out / "changes.json").read_text())
-    assert set(changes) == {"changes", "counts", "policy"}
+    assert set(changes) == {"changes", "counts", "policy", "settings", "cost"}
     # prod's canary label differs from stable: its canary track loads stable's version too, so
     # it changes with it (docs/observability.md).
-    assert changes["counts"] == {"create": 0, "update": 4, "delete": 0}
+    assert changes["counts"] == {"create": 0, "update": 4, "replace": 0, "delete": 0}
+    # The settings that changed, and the Deployment names the one that caused its rollout.
+    assert changes["settings"] == [
+        {
+            "scope": "model mnist",
+            "key": "models.mnist.versionPolicy",
+            "before": "specific:1,2",
+            "after": "specific:1,2,3",
+        },
+        {
+            "scope": "model mnist",
+            "key": "models.mnist.labels",
+            "before": {"stable": 1, "canary": 2},
+            "after": {"stable": 3, "canary": 2},
+        },
+    ]
+    assert set(changes["cost"]["total"]) == {"idle", "minReplicas", "maximum"}
     entries = {c["id"]: c for c in changes["changes"]}
+    assert "models.mnist.versionPolicy: specific:1,2 → specific:1,2,3" in (
+        entries["Deployment/mnist/mnist"]["causes"]
+    )
     assert set(entries) == {
         "ConfigMap/mnist/mnist-tfserving",
         "Deployment/mnist/mnist",
@@ -261,7 +289,7 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     summary = (out / "summary.md").read_text()
     head_lines = summary.split("#### Policy violations")[0]
     assert "#### Changes against the base branch" in head_lines
-    assert "**0 to create, 4 to update, 0 to delete**" in head_lines
+    assert "**0 to create, 4 to update, 0 to replace, 0 to delete**" in head_lines
     assert "- 🔄 **update** `Deployment/mnist/mnist`: pods of Deployment/mnist/mnist roll" in (
         head_lines
     )
@@ -310,7 +338,7 @@ def test_an_aws_type_without_a_table_is_unknown() -> None:
     }
     changed = {**record, "inputs": {"delaySeconds": 5}}
     [change] = compare([record], [changed]).changes
-    assert (change.effect, change.id) == ("unknown", record["urn"])
+    assert (change.effect, change.id) == ("unknown", "Queue/aws:sqs/q")
     assert "real preview" in change.impact
 
 

@@ -34,6 +34,8 @@ def test_writes_the_exact_layout(project, tmp_path: Path, capsys) -> None:
         "resources.json",
         "policy-report.json",
         "summary.md",
+        "cost.json",
+        "stack-config.json",
         "dashboards/tfserving.json",
         "manifests/_cluster/Namespace-mnist.yaml",
         "manifests/mnist/ConfigMap-mnist-tfserving.yaml",
@@ -151,7 +153,7 @@ def test_policy_report_and_summary(project, tmp_path: Path, policy_result, find)
     assert summary.startswith("<!-- synth:test -->\n### ✅ synth `test`: clean\n")
     assert "0 mandatory, 2 advisory" in summary
     assert (
-        "| ⚠️ advisory | `k8s-image-digest` | `kubernetes:apps/v1:Deployment` mnist-deployment"
+        "| ⚠️ advisory | `k8s-image-digest` | `Deployment/mnist/tfserving` | pin images by digest |"
         in (summary)
     )
     assert "a NetworkPolicy \\| covers" in summary  # table-safe
