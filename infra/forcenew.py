@@ -77,7 +77,7 @@ REPLACE_ON_CHANGE: Mapping[str, frozenset[str]] = {
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": frozenset({"role", "policyArn"}),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": frozenset({"url"}),
     "aws:kms/key:Key": frozenset(
-        {"customKeyStoreId", "customerMasterKeySpec", "keySpec", "keyUsage", "multiRegion"}
+        {"customKeyStoreId", "customerMasterKeySpec", "keyUsage", "multiRegion"}
     ),
     "aws:cloudwatch/logGroup:LogGroup": frozenset({"name", "namePrefix", "logGroupClass"}),
     "aws:s3/bucket:Bucket": frozenset({"bucket", "bucketPrefix", "objectLockEnabled"}),

@@ -267,8 +267,9 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     ]
     assert set(changes["cost"]["total"]) == {"idle", "minReplicas", "maximum"}
     entries = {c["id"]: c for c in changes["changes"]}
-    assert "models.mnist.versionPolicy: specific:1,2 → specific:1,2,3" in (
-        entries["Deployment/mnist/mnist"]["causes"]
+    assert (
+        "models.mnist.versionPolicy: specific:1,2 → specific:1,2,3"
+        in (entries["Deployment/mnist/mnist"]["causes"])
     )
     assert set(entries) == {
         "ConfigMap/mnist/mnist-tfserving",
