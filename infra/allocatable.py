@@ -83,6 +83,11 @@ def known_types() -> tuple[str, ...]:
     return tuple(_table())
 
 
+def check_known(instance_type: str) -> None:
+    """Raises :class:`UnknownInstanceType` for a type without figures."""
+    spec(instance_type)
+
+
 def spec(instance_type: str) -> InstanceSpec:
     row = _table().get(instance_type)
     if row is None:

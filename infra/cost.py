@@ -246,6 +246,11 @@ def cost_report(
         )
     if settings.auto_mode:
         left_out.append("the EKS Auto Mode management fee per instance-hour (EKS pricing page)")
+    if settings.existing_vpc_id:
+        left_out.append(
+            f"the NAT gateways and endpoints of the existing VPC {settings.existing_vpc_id} "
+            "(the network's, not declared by this stack)"
+        )
     usage = table["usage"]
     left_out.append(
         "usage-priced: " + "; ".join(f"${u['price']:g} per {u['unit']}" for u in usage.values())

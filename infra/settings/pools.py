@@ -56,8 +56,8 @@ def _check_known(pool: SystemNodePool | GpuNodePool, c: Checks, at: str) -> None
     # The fit check (infra.settings.fit) needs each type's memory and pod count: fail closed.
     for t in pool.instance_types:
         try:
-            allocatable.spec(t)
-        except (allocatable.UnknownInstanceType, ValueError) as exc:
+            allocatable.check_known(t)
+        except allocatable.UnknownInstanceType as exc:
             c.fail(f"{at}.instanceTypes", str(exc))
 
 
