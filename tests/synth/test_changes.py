@@ -357,3 +357,26 @@ def test_forcenew_argument_set_for_the_first_time_is_a_conditional_replace() -> 
     moved = {**record, "inputs": {"name": "c", "roleArn": "arn:b"}}
     [change] = compare([record], [moved]).changes
     assert change.impact.startswith("replaced: AWS cannot change roleArn in place")
+
+
+def test_a_promotion_says_what_it_removes_and_the_docs_agree(base, head) -> None:
+    # prod's canary (version 2) is promoted: stable moves to it, so the canary track ends.
+    text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 2)
+    changes = compare(base["prod"], head("prod", text))
+    by_id = _by_id(changes)
+    assert {c.id for c in changes.changes if c.action == "delete"} == {
+        "Deployment/mnist/mnist-canary",
+        "ConfigMap/mnist/mnist-tfserving-canary",
+    }
+    assert "the canary track ends" in by_id["Deployment/mnist/mnist-canary"].impact
+    assert by_id["ConfigMap/mnist/mnist-tfserving"].effect == "config-reload"
+    section = "\n".join(render_changes(changes, "prod"))
+    removes = (
+        "this removes `ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`"
+    )
+    assert "**A canary track ends**" in section and removes in section
+    # Both pages quote what the comment says.
+    for page in ("gitops.md", "observability.md"):
+        text = " ".join((ROOT / "docs" / page).read_text().split())
+        assert "A canary track ends" in text, page
+        assert "`ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`" in text
