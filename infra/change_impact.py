@@ -16,6 +16,7 @@ from typing import Any
 
 from infra.forcenew import K8S_REPLACE_ON_CHANGE, REPLACE_ON_CHANGE
 from infra.forcenew import matches as _matches
+from infra.manifests import CLUSTER_DIR, CLUSTER_SCOPED_KINDS, api_version_kind
 from infra.naming import POOL_LABEL_KEY
 
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet", "StatefulSet"})
@@ -35,9 +36,26 @@ NODE_POOL_TYPES = frozenset(
 )
 
 
-def kind_of(record: Mapping[str, Any]) -> str | None:
-    from infra.manifests import api_version_kind
+def change_id(record: Mapping[str, Any]) -> str:
+    """``<Kind>/<namespace or _cluster>/<name>`` for a Kubernetes object; for any other
+    resource ``<Class>/<package:module>/<name>`` from its type token (a
+    ``aws:eks/nodeGroup:NodeGroup`` named ``pool-gpu-ng`` is ``NodeGroup/aws:eks/pool-gpu-ng``)."""
+    rtype = str(record["type"])
+    parsed = api_version_kind(rtype)
+    if parsed is None:
+        package, _, rest = rtype.partition(":")
+        module, _, cls = rest.partition(":")
+        return f"{cls or rtype}/{package}:{module.split('/')[0]}/{record.get('name', '')}"
+    kind = parsed[1]
+    metadata = (record.get("inputs") or {}).get("metadata") or {}
+    name = metadata.get("name") or record["name"]
+    namespace = (
+        CLUSTER_DIR if kind in CLUSTER_SCOPED_KINDS else metadata.get("namespace") or "default"
+    )
+    return f"{kind}/{namespace}/{name}"
 
+
+def kind_of(record: Mapping[str, Any]) -> str | None:
     parsed = api_version_kind(str(record["type"]))
     return parsed[1] if parsed else None
 
@@ -71,8 +89,6 @@ def pool_of(record: Mapping[str, Any]) -> str | None:
 
 def pool_workloads(pool: str, workloads: Sequence[Mapping[str, Any]]) -> list[str]:
     """Ids of the workloads whose pods are placed on ``pool`` (their node selector)."""
-    from infra.changes import change_id
-
     found = []
     for w in workloads:
         spec = (((w.get("inputs") or {}).get("spec") or {}).get("template") or {}).get("spec")
@@ -179,8 +195,6 @@ def _configmap_impact(
     others = sorted(k for k in keys if k != models_key)
     files = ", ".join(others)
     if users:
-        from infra.changes import change_id
-
         names = ", ".join(change_id(w) for w in users)
         return "in-place", (
             f"{files} changed; TF Serving reads the batching and monitoring files only at start, "
@@ -228,8 +242,6 @@ def impact_of(
     workloads: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[str, str]:
     """``(effect, sentence)`` for one change."""
-    from infra.changes import change_id
-
     record = head if head is not None else base
     assert record is not None
     rtype = str(record["type"])

@@ -32,8 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from infra.change_impact import WORKLOAD_KINDS, impact_of, kind_of, pool_of
-from infra.manifests import CLUSTER_DIR, CLUSTER_SCOPED_KINDS, api_version_kind
+from infra.change_impact import WORKLOAD_KINDS, change_id, impact_of, kind_of, pool_of
 
 ACTIONS = ("create", "update", "replace", "delete")
 # What applying a change does, from most to least disruptive.
@@ -158,25 +157,6 @@ def diff_values(before: Any, after: Any, path: str = "") -> list[FieldDiff]:
 
 # --------------------------------------------------------------------------------------------
 # Identity
-
-
-def change_id(record: Mapping[str, Any]) -> str:
-    """``<Kind>/<namespace or _cluster>/<name>`` for a Kubernetes object; for any other
-    resource ``<Class>/<package:module>/<name>`` from its type token (a
-    ``aws:eks/nodeGroup:NodeGroup`` named ``pool-gpu-ng`` is ``NodeGroup/aws:eks/pool-gpu-ng``)."""
-    rtype = str(record["type"])
-    parsed = api_version_kind(rtype)
-    if parsed is None:
-        package, _, rest = rtype.partition(":")
-        module, _, cls = rest.partition(":")
-        return f"{cls or rtype}/{package}:{module.split('/')[0]}/{record.get('name', '')}"
-    kind = parsed[1]
-    metadata = (record.get("inputs") or {}).get("metadata") or {}
-    name = metadata.get("name") or record["name"]
-    namespace = (
-        CLUSTER_DIR if kind in CLUSTER_SCOPED_KINDS else metadata.get("namespace") or "default"
-    )
-    return f"{kind}/{namespace}/{name}"
 
 
 def _causes(

@@ -8,20 +8,26 @@
     DIR/policy-report.json              the policy pack's results, with counts by level
     DIR/dashboards/tfserving.json       the Grafana dashboard (infra.dashboards)
     DIR/summary.md                      Markdown for a pull-request comment
+    DIR/cost.json                       cost per hour and month, by driver, and vCPU quota
+    DIR/stack-config.json               the stack config synth read (credentials masked)
     DIR/changes.json                    with --compare BASE_DIR: what changes against BASE_DIR
 
-``--compare BASE_DIR`` takes the same command's output for the base branch and adds the diff:
-``changes.json`` (``{"changes": [{"id", "action", "fields", "impact", ...}], "counts",
-"policy"}``, see ``infra.changes``) and a "Changes" section at the top of ``summary.md``.
+``--compare BASE_DIR`` takes the same command's output for the base branch (`infra.synth_base`
+reads it strictly) and adds the diff: ``changes.json`` (``{"changes": [{"id", "action",
+"fields", "impact", "causes", ...}], "counts", "policy", "settings", "cost"}``, see
+``infra.changes``, ``infra.settings_diff`` and ``infra.cost``) and the cost change, the settings
+changed and a "Changes" section at the top of ``summary.md``.
 
 Every manifest is validated against the strict Kubernetes schema of the stack's cluster version
 (``kubernetes-validate``), every TF Serving file is parsed back with TF Serving's protos, and the
 policy pack runs over the captured graph with ``policies/config.<stack>.json``.
 
 Exit status: 0 clean; 1 a mandatory policy violation or a schema error (the synth is still
-written, it is the report); 2 bad usage or config (nothing is written). Output is built in a
-temporary directory beside DIR and swapped in at the end, so a failed run never leaves a
-half-written synth. No network, no Pulumi CLI, no credentials.
+written, it is the report); 2 bad usage or config, a corrupt or partial ``--compare`` base
+included (nothing is written; the message names the file and the cause). Credentials are masked
+in everything written (`infra.masking`). Output is built in a temporary directory beside DIR and
+swapped in at the end, so a failed run never leaves a half-written synth. No network, no Pulumi
+CLI, no credentials.
 """
 
 from __future__ import annotations
@@ -436,6 +442,13 @@ def _report(result: SynthResult, out: Path, seconds: float) -> str:
     for f in result.findings:
         lines.append(f"  {f.level}: [{f.rule}] {f.resource}: {f.message}")
     lines += [f"  schema error: {e}" for e in result.all_schema_errors]
+    if result.cost is not None:
+        c = result.cost
+        lines.append(
+            "  cost per month: "
+            + ", ".join(f"${c.monthly(s):,.0f} {s}" for s in ("idle", "minReplicas", "maximum"))
+            + " (cost.json)"
+        )
     if result.changes is not None:
         counts = result.changes.counts()
         lines.append(

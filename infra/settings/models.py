@@ -143,10 +143,7 @@ class ModelSettings:
         elif not pool.is_gpu and self.gpus:
             c.fail(f"{at}.gpus", f"pool {pool.name!r} has no GPUs; set gpus to 0 or pick a GPU "
                    "pool")  # fmt: skip
-        if pool is not None and c.ok(pool):
-            from infra.settings.fit import check_fit  # (fit sizes this class's pods)
 
-            check_fit(self, pool, stack, c, at)
         if self.min_replicas > self.max_replicas:
             c.fail(at, f"minReplicas {self.min_replicas} is greater than maxReplicas "
                    f"{self.max_replicas}")  # fmt: skip

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import infra.settings.values as values
 from infra import instances
 from infra.settings.declare import Checks, setting
+from infra.settings.fit import check_fit
 from infra.settings.models import ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
 
@@ -256,6 +257,7 @@ class Settings:
         _cluster(self, c)
         _access(self, c)
         _capacity(self, c)
+        _fit(self, c)
         if not self.models:
             c.fail("models", "list at least one model to serve")
         if self.protect_data and self.bucket_force_destroy:
@@ -329,6 +331,14 @@ def _access(s: Settings, c: Checks) -> None:
 
 def _pool_key(pool: NodePool) -> str:
     return "systemNodePool" if pool.name == SYSTEM_POOL else f"gpuNodePools.{pool.name}"
+
+
+def _fit(s: Settings, c: Checks) -> None:
+    # Every pod a model runs must fit every instance type its pool may launch (settings/fit.py).
+    for model in s.models:
+        pool = s.pools.get(model.node_pool)
+        if pool is not None and c.ok(model) and c.ok(pool):
+            check_fit(model, pool, s, c, f"models.{model.name}")
 
 
 def _capacity(s: Settings, c: Checks) -> None:

@@ -119,3 +119,25 @@ def test_a_huge_plan_is_cut_to_fit_githubs_limit(tmp_path: Path) -> None:
     assert len(body) < 65_536
     assert "truncated; see the synth-dev artifact" in body
     assert "truncated; see the synth-prod artifact" in body
+
+
+def test_each_stacks_cost_and_quota_section_survives_the_cut(tmp_path: Path) -> None:
+    # synth puts the short "Cost and quota" section right after the headline, so a plan cut to
+    # fit GitHub's limit still says what the change costs; the diff details are what gets cut.
+    from infra.synth_report import comment_marker
+
+    def summary(stack: str) -> str:
+        return (
+            f"{comment_marker(stack)}\n### ✅ synth `{stack}`: clean\n\n#### Cost and quota\n\n"
+            f"| eu-west-1, USD | idle |\n|---|--:|\n| per month | $1 |\n\n"
+            + "#### Changes against the base branch\n"
+            + "- 🔄 **update** x\n" * 5_000
+        )
+
+    write_artifacts(tmp_path, {"dev": summary("dev"), "prod": summary("prod")}, {})
+    body = run_script(tmp_path, existing=[])[1][1]["body"]
+    assert len(body) < 65_536
+    for stack in ("dev", "prod"):
+        section = body.split(comment_marker(stack))[1]
+        assert "#### Cost and quota" in section.split("#### Changes against the base branch")[0]
+        assert f"truncated; see the synth-{stack} artifact" in section

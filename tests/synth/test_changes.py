@@ -288,6 +288,12 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     assert "specific:1,2 → specific:1,2,3" in deployment["impact"]
 
     summary = (out / "summary.md").read_text()
+    # The short cost section first, then the settings and the changes they caused.
+    assert (
+        summary.index("#### Cost and quota")
+        < summary.index("#### Settings changed")
+        < summary.index("#### Changes against the base branch")
+    )
     head_lines = summary.split("#### Policy violations")[0]
     assert "#### Changes against the base branch" in head_lines
     assert "**0 to create, 4 to update, 0 to replace, 0 to delete**" in head_lines
