@@ -170,7 +170,9 @@ def _rollout_impact(
 def _configmap_impact(
     diffs: Sequence[Any], head: Mapping, workloads: Sequence[Mapping[str, Any]]
 ) -> tuple[str, str]:
-    keys = {d.path for d in diffs}
+    keys = {d.path for d in diffs if d.path.startswith("data")}
+    if not keys:
+        return "in-place", "ConfigMap metadata updated in place; the files are unchanged"
     name = ((head.get("metadata") or {}).get("name")) or ""
     users = [
         w

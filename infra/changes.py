@@ -160,10 +160,15 @@ def diff_values(before: Any, after: Any, path: str = "") -> list[FieldDiff]:
 
 
 def _causes(
-    record: Mapping[str, Any], settings: Sequence[Any], pools: Mapping[str, str]
+    record: Mapping[str, Any],
+    diffs: Sequence[FieldDiff],
+    settings: Sequence[Any],
+    pools: Mapping[str, str],
 ) -> tuple[str, ...]:
     """The changed settings a resource derives from: its model's (a Kubernetes object in the
-    model's namespace), or its pool's (node group, launch template, NodePool, NodeClass)."""
+    model's namespace) or its pool's (node group, launch template, NodePool, NodeClass), and a
+    stack-wide setting whose new value the resource now carries (an image reference, a poll
+    interval in the sidecar's arguments)."""
     if not settings:
         return ()
     scope = None
@@ -177,13 +182,24 @@ def _causes(
         )
         if namespace in pools:
             scope = f"model {namespace}"
-    if scope is None:
-        return ()
-    return tuple(
-        f"{c.key}: {_show_value(c.before)} → {_show_value(c.after)}"
-        for c in settings
-        if c.scope == scope
-    )
+    found = [c for c in settings if scope is not None and c.scope == scope]
+    found += [c for c in settings if c.scope == "stack" and _carried(c.after, diffs)]
+    return tuple(f"{c.key}: {_show_value(c.before)} → {_show_value(c.after)}" for c in found)
+
+
+def _carried(value: Any, diffs: Sequence[FieldDiff]) -> bool:
+    """A stack-wide setting's new value is one of the resource's new values (a string of six
+    characters or more may also sit inside one, as an image reference does)."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        return False
+    text = str(value)
+    for d in diffs:
+        after = d.after if isinstance(d.after, str | int) else None
+        if after is None or isinstance(after, bool):
+            continue
+        if str(after) == text or (len(text) >= 6 and text in str(after)):
+            return True
+    return False
 
 
 def _show_value(value: Any) -> str:
@@ -257,7 +273,7 @@ def compare(
                 effect=effect,
                 impact=impact,
                 policy=tuple(by_urn.get(urn, ())),
-                causes=_causes(record, settings, models or {}),
+                causes=_causes(record, diffs, settings, models or {}),
             )
         )
 
