@@ -386,3 +386,29 @@ def test_a_promotion_says_what_it_removes_and_the_docs_agree(base, head) -> None
         text = " ".join((ROOT / "docs" / page).read_text().split())
         assert "A canary track ends" in text, page
         assert "`ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`" in text
+
+
+def test_memory_and_stack_wide_changes_name_their_settings(base, head) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config[MODELS]["mnist"]["modelMemoryMiB"] *= 2
+        config["tfserving-eks:s3PollSeconds"] = 45
+
+    changed = _edited("prod", edit)
+    from infra.settings import settings_from_config
+    from infra.settings_diff import settings_changes
+
+    def parsed(text: str):
+        return settings_from_config("prod", yaml.safe_load(text)["config"])
+
+    settings = settings_changes(parsed(_edited("prod")), parsed(changed))
+    changes = compare(
+        base["prod"], head("prod", changed), settings=settings, models={"mnist": "gpu"}
+    )
+    deployment = _by_id(changes)["Deployment/mnist/mnist"]
+    memory = SCENARIO["prod"]["mnist"]["modelMemoryMiB"]
+    assert deployment.causes == (
+        f"models.mnist.modelMemoryMiB: {memory} → {2 * memory}",
+        f"s3PollSeconds: {stack_config('prod')['tfserving-eks:s3PollSeconds']} → 45",
+    )
+    # Nothing of pool gpu changed: its node group names no cause (and does not change).
+    assert all(c.causes == () for c in changes.changes if c.type.startswith("aws:eks"))
