@@ -57,6 +57,16 @@ def price_table() -> dict[str, Any]:
     return json.loads(PRICES_FILE.read_text())
 
 
+def provenance(table: dict[str, Any]) -> str:
+    """How far the figures can be trusted, in words every report prints beside them."""
+    if table["checkedAgainstSources"] is True:
+        return f"read off the pricing pages on {table['asOf']}"
+    return (
+        f"entered {table['asOf']} and NOT yet checked against the pricing pages it names: "
+        "spot-check them before relying on a figure"
+    )
+
+
 @dataclass(frozen=True)
 class CostLine:
     """One driver's hourly cost in each scenario, and what it is made of."""
@@ -74,6 +84,8 @@ class CostReport:
     quota: Mapping[str, int]
     left_out: tuple[str, ...]
     prices_as_of: str
+    # False while the table's figures were not read off their sources (infra/prices.json).
+    prices_checked: bool
     nodes: Mapping[str, tuple[IdleNodes, ...]] = field(default_factory=dict)
 
     def hourly(self, scenario: str) -> float:
@@ -89,6 +101,7 @@ class CostReport:
             "region": self.region,
             "currency": price_table()["currency"],
             "pricesAsOf": self.prices_as_of,
+            "pricesChecked": self.prices_checked,
             "hoursPerMonth": hours,
             "total": {
                 s: {"hourly": round(self.hourly(s), 4), "monthly": round(self.monthly(s), 2)}
@@ -262,6 +275,7 @@ def cost_report(
         quota=vcpu_quota(settings),
         left_out=tuple(left_out),
         prices_as_of=table["asOf"],
+        prices_checked=table["checkedAgainstSources"] is True,
         nodes=by_scenario,
     )
 

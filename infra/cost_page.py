@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.capture import REPO_ROOT, capture_stack, stack_config
-from infra.cost import CostReport, cost_report, price_table
+from infra.cost import CostReport, cost_report, price_table, provenance
 from infra.idle_capacity import SCENARIOS, describe, nodes
 from infra.settings import Settings, settings_from_config
 
@@ -67,8 +67,8 @@ def render(root: Path = REPO_ROOT) -> str:
     lines = [
         BEGIN,
         "",
-        f"Prices: `infra/prices.json` ({table['region']}, {table['currency']}, as of "
-        f"{table['asOf']}; {table['hoursPerMonth']} hours a month). Computed by "
+        f"Prices: `infra/prices.json` ({table['region']}, {table['currency']}, "
+        f"{provenance(table)}; {table['hoursPerMonth']} hours a month). Computed by "
         "`python -m infra.cost_page` from each stack's settings and plan, exactly as synth "
         'computes the pull-request comment\'s "Cost and quota" section.',
         "",

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from infra.cost import CostReport, price_table
+from infra.cost import CostReport, price_table, provenance
 from infra.idle_capacity import SCENARIOS
 from infra.settings_diff import SettingChange
 
@@ -69,7 +69,7 @@ def render_cost(
         "",
         f"Scenarios: idle = nobody calls (models at minReplicas, pool minimums); minReplicas = "
         f"every model awake at its floor (at least one pod); maximum = every pool at maxSize. "
-        f"Prices: `infra/prices.json` ({cost.region}, as of {cost.prices_as_of}, "
+        f"Prices: `infra/prices.json` ({cost.region}, {provenance(table)}; "
         f"{hours} hours a month).",
         "",
         "</details>",

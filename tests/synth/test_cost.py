@@ -14,7 +14,14 @@ import pytest
 
 from infra import instances
 from infra.capture import REPO_ROOT, capture_stack, stack_config
-from infra.cost import cost_report, instance_price, price_table, quota_class, vcpu_quota
+from infra.cost import (
+    cost_report,
+    instance_price,
+    price_table,
+    provenance,
+    quota_class,
+    vcpu_quota,
+)
 from infra.idle_capacity import nodes
 from infra.naming import PROJECT
 from infra.settings import settings_from_config
@@ -161,3 +168,14 @@ def test_an_unpriced_type_is_said_not_guessed(plans) -> None:
     assert instance_price("g6e.xlarge") is None
     report = cost_report(settings, plans["prod"])
     assert any("g6e.xlarge (pool gpu): no price" in item for item in report.left_out)
+
+
+def test_every_report_says_whether_the_prices_were_checked_against_their_sources() -> None:
+    table = price_table()
+    assert isinstance(table["checkedAgainstSources"], bool)
+    said = provenance(table)
+    if table["checkedAgainstSources"]:
+        assert said.startswith("read off the pricing pages on")
+    else:
+        assert "NOT yet checked against the pricing pages" in said
+    assert said in (REPO_ROOT / "docs" / "cost.md").read_text().replace("\n", " ")
