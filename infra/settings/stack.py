@@ -12,6 +12,7 @@ from infra import instances
 from infra.settings.declare import Checks, setting
 from infra.settings.models import ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
+from infra.settings.runner import DeployRunner, check_reach
 
 # NVIDIA's release as its own DaemonSet example runs it (NVIDIA/dcgm-exporter,
 # deployment/examples/dcgm-exporter.yaml: exporter 4.8.4 on DCGM 4.6.1). The stack's mirror pins
@@ -92,6 +93,12 @@ class Settings:
         "on 443: one ingress rule each on the cluster security group.",
         default=[], parse=values.api_cidrs,
     )  # fmt: skip
+    deploy_runner: DeployRunner = setting(
+        doc="The runner deploy.yml runs this stack's preflight and pulumi up on (runs-on labels) "
+        "and where its connections to the API come from; settings refuse one the endpoint would "
+        "not admit (infra/settings/runner.py, docs/deploy.md).",
+        default={"labels": ["ubuntu-24.04"]},
+    )
     cluster_log_types: tuple[str, ...] = setting(
         doc="Control-plane log types sent to CloudWatch.",
         default=list(_LOG_TYPES), choices=_LOG_TYPES,
@@ -108,6 +115,12 @@ class Settings:
     )  # fmt: skip
     admin_principal_arns: tuple[str, ...] = setting(
         doc="IAM role/user ARNs of people given cluster-admin through EKS access entries.",
+        default=[], parse=values.principal_arns,
+    )  # fmt: skip
+    viewer_principal_arns: tuple[str, ...] = setting(
+        doc="IAM roles given read-only Kubernetes access (EKS access policy AmazonEKSViewPolicy, "
+        "cluster scope): the pull-request preview role, whose preview of Kubernetes objects then "
+        "needs no write rights (docs/gitops.md).",
         default=[], parse=values.principal_arns,
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
@@ -179,13 +192,6 @@ class Settings:
         "stack's ECR at deploy time, pods pull the copy by digest.",
         default="tensorflow/serving:2.20.0-gpu", parse=values.pinned_image,
     )  # fmt: skip
-    docker_hub_credential_arn: str = setting(
-        doc="Secrets Manager secret (JSON username and accessToken of a Docker Hub account) the "
-        "deploy runner logs in with when it copies Docker Hub images into the stack's ECR (once "
-        "per change of the reference); empty pulls them anonymously. Nodes never pull from "
-        "Docker Hub.",
-        default="", parse=values.secret_arn,
-    )  # fmt: skip
     sync_image: str = setting(
         doc="Model-sync image reference, pinned by @sha256 digest; empty builds "
         "images/sync/Dockerfile and pushes it to the stack's ECR repository (referenced by "
@@ -255,6 +261,7 @@ class Settings:
         _network(self, c)
         _cluster(self, c)
         _access(self, c)
+        check_reach(self, c)
         _capacity(self, c)
         if not self.models:
             c.fail("models", "list at least one model to serve")
@@ -317,7 +324,7 @@ def _cluster(s: Settings, c: Checks) -> None:
 
 
 def _access(s: Settings, c: Checks) -> None:
-    listed = [*s.deployer_principal_arns, *s.admin_principal_arns]
+    listed = [*s.deployer_principal_arns, *s.admin_principal_arns, *s.viewer_principal_arns]
     for arn in sorted({a for a in listed if listed.count(a) > 1}):
         c.fail("adminPrincipalArns", f"{arn} is listed twice (EKS allows one access entry each)")
     # Access entries are named after the role or user name (stable when others change).
