@@ -7,6 +7,7 @@
     DIR/tfserving/<model>/              models.config, batching and monitoring files, as declared
     DIR/policy-report.json              the policy pack's results, with counts by level
     DIR/dashboards/tfserving.json       the Grafana dashboard (infra.dashboards)
+    DIR/deploy-policy.json              the deploy role's IAM policy (infra.deploy_policy)
     DIR/summary.md                      Markdown for a pull-request comment
     DIR/changes.json                    with --compare BASE_DIR: what changes against BASE_DIR
 
@@ -37,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import dashboards
+from infra import dashboards, deploy_policy
 from infra import manifests as k8s
 from infra.changes import compare
 from infra.synth_report import (
@@ -353,6 +354,7 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
             (directory / name).write_text(text)
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
     dashboards.write(tmp / "dashboards")
+    deploy_policy.write(tmp / "deploy-policy.json", result.records)
     (tmp / "summary.md").write_text(render_summary(result))
     if result.changes is not None:
         (tmp / "changes.json").write_text(_json(result.changes.as_dict()))
@@ -447,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         result, files = synthesize(args.stack, base=args.compare)
         swap_in_synth_directory(out, result, files)
-    except SynthUsageError as exc:
+    except (SynthUsageError, deploy_policy.UncoveredTypeError) as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2
     print(_report(result, out, time.perf_counter() - started))
