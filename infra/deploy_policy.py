@@ -260,7 +260,10 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "s3:ListBucketVersions",
         *_BUCKET_READ,
     ),
-    "aws:s3/bucketVersioning:BucketVersioning": ("s3:GetBucketVersioning", "s3:PutBucketVersioning"),
+    "aws:s3/bucketVersioning:BucketVersioning": (
+        "s3:GetBucketVersioning",
+        "s3:PutBucketVersioning",
+    ),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
         "s3:GetLifecycleConfiguration",
         "s3:PutLifecycleConfiguration",

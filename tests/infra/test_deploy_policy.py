@@ -98,9 +98,7 @@ def test_scoped_grants(captures: dict[str, StackCapture]) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_parliament_finds_nothing_unexpected(
-    captures: dict[str, StackCapture], stack: str
-) -> None:
+def test_parliament_finds_nothing_unexpected(captures: dict[str, StackCapture], stack: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # parliament imports pkg_resources
         from parliament import analyze_policy_string
