@@ -19,13 +19,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import infra.settings.values as values
-from infra.settings.declare import Checks, setting
-
-if TYPE_CHECKING:
-    from infra.settings.stack import Settings
+from infra.settings.declare import setting
 
 SELF_HOSTED = "self-hosted"
 OPEN = ipaddress.IPv4Network("0.0.0.0/0")
@@ -64,50 +60,6 @@ class DeployRunner:
         return SELF_HOSTED in self.labels
 
 
-def _within(cidr: str, allowed: tuple[str, ...]) -> bool:
+def within(cidr: str, allowed: tuple[str, ...]) -> bool:
     net = ipaddress.IPv4Network(cidr)
     return any(net.subnet_of(ipaddress.IPv4Network(a)) for a in allowed)
-
-
-def check_reach(s: Settings, c: Checks) -> None:
-    """Refuse a committed runner that could not reach the endpoint (module docstring)."""
-    runner = s.deploy_runner
-    incoherent = (
-        not s.public_access_cidrs
-        if s.endpoint_public_access
-        else not (s.api_access_cidrs and s.existing_vpc_id)
-    )
-    if not c.ok(runner) or incoherent:
-        return  # the endpoint's own keys are reported (Settings.check); judge reach once fixed
-    public = s.public_access_cidrs if s.endpoint_public_access else ()
-    if not runner.cidrs:
-        if not runner.self_hosted and any(ipaddress.IPv4Network(p) == OPEN for p in public):
-            return  # an endpoint open to the internet admits GitHub's ranges too
-        who = (
-            "a self-hosted runner"
-            if runner.self_hosted
-            else f"the GitHub-hosted runner {' '.join(runner.labels)}, which connects from any "
-            "of GitHub's thousands of shared ranges (the meta API's `actions` list) that "
-            "publicAccessCidrs cannot hold,"
-        )
-        c.fail(
-            "deployRunner.cidrs",
-            f"say where {who} connects from: list its egress addresses (public endpoint, in "
-            "publicAccessCidrs) or its subnet (private endpoint, in apiAccessCidrs); "
-            "docs/deploy.md has one runner recipe per stack",
-        )
-        return
-    for cidr in runner.cidrs:
-        if not (_within(cidr, public) or _within(cidr, s.api_access_cidrs)):
-            where = (
-                f"publicAccessCidrs ({', '.join(public)}) or apiAccessCidrs "
-                f"({', '.join(s.api_access_cidrs) or 'none'})"
-                if public
-                else f"apiAccessCidrs ({', '.join(s.api_access_cidrs) or 'none'}): the endpoint "
-                "is private"
-            )
-            c.fail(
-                "deployRunner.cidrs",
-                f"{cidr} is in neither {where}: the runner could create the cluster but never "
-                "reach its API; admit it there or run the deploy elsewhere",
-            )

@@ -3,6 +3,7 @@ description, and the rules that tie keys together (``Settings.check``)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from infra import instances
 from infra.settings.declare import Checks, setting
 from infra.settings.models import ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
-from infra.settings.runner import DeployRunner, check_reach
+from infra.settings.runner import OPEN, DeployRunner, within
 
 # NVIDIA's release as its own DaemonSet example runs it (NVIDIA/dcgm-exporter,
 # deployment/examples/dcgm-exporter.yaml: exporter 4.8.4 on DCGM 4.6.1). The stack's mirror pins
@@ -261,7 +262,7 @@ class Settings:
         _network(self, c)
         _cluster(self, c)
         _access(self, c)
-        check_reach(self, c)
+        _reach(self, c)
         _capacity(self, c)
         if not self.models:
             c.fail("models", "list at least one model to serve")
@@ -332,6 +333,50 @@ def _access(s: Settings, c: Checks) -> None:
     for name in sorted({n for n in names if names.count(n) > 1}):
         c.fail("adminPrincipalArns", f"two principals are named {name!r} (other paths or "
                "accounts): give them distinct names")  # fmt: skip
+
+
+def _reach(s: Settings, c: Checks) -> None:
+    # A committed runner the endpoint would not admit (infra/settings/runner.py says why).
+    runner = s.deploy_runner
+    incoherent = (
+        not s.public_access_cidrs
+        if s.endpoint_public_access
+        else not (s.api_access_cidrs and s.existing_vpc_id)
+    )
+    if not c.ok(runner) or incoherent:
+        return  # the endpoint's own keys are reported (Settings.check); judge reach once fixed
+    public = s.public_access_cidrs if s.endpoint_public_access else ()
+    if not runner.cidrs:
+        if not runner.self_hosted and any(ipaddress.IPv4Network(p) == OPEN for p in public):
+            return  # an endpoint open to the internet admits GitHub's ranges too
+        who = (
+            "a self-hosted runner"
+            if runner.self_hosted
+            else f"the GitHub-hosted runner {' '.join(runner.labels)}, which connects from any "
+            "of GitHub's thousands of shared ranges (the meta API's `actions` list) that "
+            "publicAccessCidrs cannot hold,"
+        )
+        c.fail(
+            "deployRunner.cidrs",
+            f"say where {who} connects from: list its egress addresses (public endpoint, in "
+            "publicAccessCidrs) or its subnet (private endpoint, in apiAccessCidrs); "
+            "docs/deploy.md has one runner recipe per stack",
+        )
+        return
+    for cidr in runner.cidrs:
+        if not (within(cidr, public) or within(cidr, s.api_access_cidrs)):
+            where = (
+                f"publicAccessCidrs ({', '.join(public)}) or apiAccessCidrs "
+                f"({', '.join(s.api_access_cidrs) or 'none'})"
+                if public
+                else f"apiAccessCidrs ({', '.join(s.api_access_cidrs) or 'none'}): the endpoint "
+                "is private"
+            )
+            c.fail(
+                "deployRunner.cidrs",
+                f"{cidr} is in neither {where}: the runner could create the cluster but never "
+                "reach its API; admit it there or run the deploy elsewhere",
+            )
 
 
 def _pool_key(pool: NodePool) -> str:

@@ -86,8 +86,8 @@ def test_state_bucket_and_key(bootstrap) -> None:
     (rule,) = resources["state-encryption"]["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     block = resources["state-public-access"]
-    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy",
-                                           "ignorePublicAcls", "restrictPublicBuckets"))  # fmt: skip
+    keys = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    assert all(block[k] is True for k in keys)
     (tls,) = json.loads(resources["state-tls-only"]["policy"])["Statement"]
     assert tls["Effect"] == "Deny" and tls["Condition"] == {
         "Bool": {"aws:SecureTransport": "false"}
