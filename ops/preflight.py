@@ -122,7 +122,14 @@ def load_context(
 
 
 def run_checks(ctx: Context) -> list[Check]:
-    return [check(ctx) for check in CHECKS]
+    results = []
+    for check in CHECKS:
+        try:
+            results.append(check(ctx))
+        except Exception as exc:  # an answer no check expected is a failure, not a traceback
+            name = check.__name__.removeprefix("check_").replace("_", "-")
+            results.append(Check(name, FAIL, f"could not run: {type(exc).__name__}: {exc}"))
+    return results
 
 
 def main(
