@@ -3,7 +3,8 @@
 Run once per AWS account with administrator credentials (docs/deploy.md, "First deploy"):
 
 - the Pulumi state bucket (versioned, SSE-KMS with a key of its own, public access blocked,
-  TLS only, protected) and that key, also the stacks' secrets provider (``awskms://<alias>``);
+  TLS only, server access logs in a bucket of their own, protected) and that key, also the
+  stacks' secrets provider (``awskms://<alias>``); the program's policy pack passes all of it;
 - GitHub's OIDC provider (``token.actions.githubusercontent.com``, audience ``sts.amazonaws.com``);
 - one role per workflow job, each trusting only the token of that job (its ``sub`` claim):
   ``<prefix>-previewer`` (``repo:OWNER/REPO:pull_request``) reads, with AWS ReadOnlyAccess, but
@@ -81,6 +82,7 @@ GUARDED_IAM_WRITES = (
 )
 # Config values Pulumi hands over as plain text; the others arrive as JSON.
 TEXT_KEYS = frozenset({"githubRepository", "synthDir", "namePrefix"})
+LOG_RETENTION_DAYS = 365
 TAGS = {"project": "tfserving-eks", "managed-by": "pulumi", "stack": "account"}
 
 
@@ -244,6 +246,35 @@ def canary_policy(stack: str, guard_statement: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def log_delivery_policy(logs_arn: str, source_arn: str, account: str) -> dict[str, Any]:
+    """Only the S3 logging service may write the logs, for the state bucket of this account;
+    TLS only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "S3ServerAccessLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{logs_arn}/*",
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": source_arn},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            },
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [logs_arn, f"{logs_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
+    }
+
+
 def read_deploy_policy(synth_dir: Path, stack: str) -> dict[str, Any]:
     path = synth_dir / stack / "deploy-policy.json"
     try:
@@ -321,6 +352,61 @@ def build(settings: AccountSettings, root: Path) -> dict[str, Any]:
         "state-ownership",
         bucket=bucket.id,
         rule={"object_ownership": "BucketOwnerEnforced"},
+        opts=here,
+    )
+    # Server access logs of the state bucket (who read or wrote which stack's state), in a
+    # bucket of their own: SSE-S3 (log delivery cannot write SSE-KMS), expiring, written only by
+    # the S3 logging service for this bucket (S3 user guide, "Enabling Amazon S3 server access
+    # logging": the logging.s3.amazonaws.com grant with aws:SourceArn and aws:SourceAccount).
+    logs = aws.s3.Bucket(
+        "state-logs", force_destroy=False, tags=TAGS, opts=pulumi.ResourceOptions(protect=True)
+    )
+    in_logs = pulumi.ResourceOptions(parent=logs)
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        "state-logs-encryption",
+        bucket=logs.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+        opts=in_logs,
+    )
+    aws.s3.BucketPublicAccessBlock(
+        "state-logs-public-access",
+        bucket=logs.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=in_logs,
+    )
+    aws.s3.BucketOwnershipControls(
+        "state-logs-ownership",
+        bucket=logs.id,
+        rule={"object_ownership": "BucketOwnerEnforced"},
+        opts=in_logs,
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        "state-logs-lifecycle",
+        bucket=logs.id,
+        rules=[
+            {
+                "id": "expire-access-logs",
+                "status": "Enabled",
+                "filter": {"prefix": ""},
+                "expiration": {"days": LOG_RETENTION_DAYS},
+            }
+        ],
+        opts=in_logs,
+    )
+    aws.s3.BucketPolicy(
+        "state-logs-policy",
+        bucket=logs.id,
+        policy=_json(log_delivery_policy, logs.arn, bucket.arn, identity.account_id),
+        opts=in_logs,
+    )
+    aws.s3.BucketLogging(
+        "state-logging",
+        bucket=bucket.id,
+        target_bucket=logs.id,
+        target_prefix="state/",
         opts=here,
     )
     aws.s3.BucketPolicy(

@@ -18,8 +18,9 @@ cluster and add-on roles may only be passed to EKS and EC2 (``iam:PassedToServic
 roles may only be created for the services the stack uses (``iam:AWSServiceName``: EKS, its node
 groups, Auto Scaling, EC2 Spot, the managed Prometheus scraper), and the rest applies to ``*``:
 the roles and buckets are auto-named (their names end in a random suffix) and the stack
-creates them, so there is no ARN to name beforehand; the account bootstrap adds the state
-bucket and key, also by name.
+creates them, so there is no ARN to name beforehand, except S3: its actions apply only to the
+stack's buckets, named as Pulumi auto-names them (the logical name and a random suffix). The
+account bootstrap adds the state bucket and key, by name.
 """
 
 from __future__ import annotations
@@ -406,6 +407,7 @@ SERVICE_LINKED = (
     "spot.amazonaws.com",
 )
 _SCOPED = frozenset({"iam:PassRole", "iam:CreateServiceLinkedRole"})
+BUCKET = "aws:s3/bucket:Bucket"
 
 
 class UncoveredTypeError(ValueError):
@@ -444,18 +446,41 @@ def custom_types(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({str(r["type"]) for r in records if r.get("custom")})
 
 
+def bucket_arns(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The stack's buckets and their objects: a pinned name as it is, an auto-named one as
+    Pulumi names it (its logical name, ``-`` and a random suffix)."""
+    names = sorted(
+        str(r["inputs"].get("bucket") or f"{r['name']}-*")
+        for r in records
+        if r.get("type") == BUCKET and r.get("custom")
+    )
+    return [arn for n in names for arn in (f"arn:aws:s3:::{n}", f"arn:aws:s3:::{n}/*")]
+
+
 def policy_document(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The deploy role's policy for one stack's capture: one statement for the unscoped actions,
-    one each for ``iam:PassRole`` and ``iam:CreateServiceLinkedRole`` with their conditions."""
+    """The deploy role's policy for one stack's capture: S3 on the stack's buckets only, the
+    other actions unscoped, and one statement each for ``iam:PassRole`` and
+    ``iam:CreateServiceLinkedRole`` with their conditions."""
+    records = list(records)
     actions = actions_for(custom_types(records))
+    s3 = [a for a in actions if a.startswith("s3:")]
     statements: list[dict[str, Any]] = [
         {
             "Sid": "DeclaredResources",
             "Effect": "Allow",
-            "Action": [a for a in actions if a not in _SCOPED],
+            "Action": [a for a in actions if a not in _SCOPED and a not in s3],
             "Resource": "*",
         }
     ]
+    if s3:
+        statements.append(
+            {
+                "Sid": "TheStacksBuckets",
+                "Effect": "Allow",
+                "Action": s3,
+                "Resource": bucket_arns(records),
+            }
+        )
     if "iam:PassRole" in actions:
         statements.append(
             {

@@ -231,3 +231,19 @@ def test_outputs_name_the_backend_and_secrets_provider(synth_dir) -> None:
         settings.reset_options(project="tfserving-eks", stack="dev")
     assert _plain(captured["url"]).startswith("s3://state-")
     assert captured["provider"] == "awskms://alias/tfserving-pulumi-state"
+
+
+def test_the_policy_pack_passes_the_bootstrap(bootstrap) -> None:
+    # The program's CrossGuard pack judges what the bootstrap declares too: the state bucket as
+    # a data bucket (versioned, encrypted, private, TLS only, access-logged), the roles' policies
+    # (no S3 wildcard: a deploy role's S3 actions name the stack's buckets).
+    from policies.runner import run_pack
+
+    resources, monitor = bootstrap
+    assert list(run_pack([r.as_dict() for r in monitor.records], {})) == []
+    buckets = next(
+        s for s in _policy(resources, "tfserving-dev-deployer")["Statement"]
+        if s.get("Sid") == "TheStacksBuckets"
+    )  # fmt: skip
+    assert "*" not in buckets["Resource"]
+    assert resources["state-logging"]["targetPrefix"] == "state/"
