@@ -211,10 +211,6 @@ class _Mocks(mocks.Mocks):
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             endpoint = f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com"
             return {"userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": endpoint}, []
-        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
-            # The image mirror's Docker Hub login: JSON username and accessToken.
-            secret = json.dumps({"username": "mock-user", "accessToken": "mock-docker-hub-token"})
-            return {"arn": args.args.get("secretId", ""), "secretString": secret, "id": "mock"}, []
         return {}, []
 
 

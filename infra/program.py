@@ -238,7 +238,6 @@ def build(settings: Settings) -> StackOutputs:
             repository_prefix=f"{settings.cluster_name.lower()}/mirror",
             force_delete=settings.bucket_force_destroy,
             tags=tags,
-            docker_hub_credential_arn=settings.docker_hub_credential_arn,
             tag_overrides={role: ADDON_SHARED_TAG for role in ADDON_IMAGES if role in upstream},
         ),
     )

@@ -7,6 +7,7 @@
     DIR/tfserving/<model>/              models.config, batching and monitoring files, as declared
     DIR/policy-report.json              the policy pack's results, with counts by level
     DIR/dashboards/tfserving.json       the Grafana dashboard (infra.dashboards)
+    DIR/deploy-policy.json              the deploy role's IAM policy (infra.deploy_policy)
     DIR/summary.md                      Markdown for a pull-request comment
     DIR/cost.json                       cost per hour and month, by driver, and vCPU quota
     DIR/stack-config.json               the stack config synth read (credentials masked)
@@ -43,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import dashboards, masking
+from infra import dashboards, deploy_policy, masking
 from infra import manifests as k8s
 from infra.changes import ACTIONS, compare
 from infra.cost import cost_report
@@ -366,6 +367,7 @@ def _write_tree(tmp: Path, result: SynthResult, files: Mapping[str, Mapping[str,
             (directory / name).write_text(text)
     (tmp / "policy-report.json").write_text(_json(policy_report(result)))
     dashboards.write(tmp / "dashboards")
+    deploy_policy.write(tmp / "deploy-policy.json", result.records)
     (tmp / "summary.md").write_text(render_summary(result))
     if result.cost is not None:
         (tmp / "cost.json").write_text(_json(result.cost.as_dict()))
@@ -471,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         result, files = synthesize(args.stack, base=args.compare)
         swap_in_synth_directory(out, result, files)
-    except SynthUsageError as exc:
+    except (SynthUsageError, deploy_policy.UncoveredTypeError) as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2
     print(_report(result, out, time.perf_counter() - started))

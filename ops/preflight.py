@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m ops.preflight --stack dev [--json build/preflight-dev.json]
+    python -m ops.preflight --stack dev [--json build/preflight-dev.json] [--offline]
 
 Uses the caller's AWS credentials the way every boto3 client does (environment, profile, OIDC
 role) and honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``; the region is the stack's
@@ -10,7 +10,9 @@ role) and honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``; the reg
 secrets provider from the stack file's ``secretsprovider``. Prints one line per check (status,
 name, what to do) and exits 0 when every check passes or is skipped, 1 when one fails, 2 when it
 cannot run (unknown stack, invalid config, no credentials). The checks are in
-:mod:`ops.preflight_checks`.
+:mod:`ops.preflight_checks` (the stack's settings against the account), :mod:`ops.preflight_runner`
+(this machine: reach of the API endpoint, tools) and :mod:`ops.preflight_account` (the caller's
+permissions, service-linked roles); ``--offline`` skips the one that asks the internet.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,30 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from infra.capture import REPO_ROOT, CaptureError, stack_config
 from infra.settings import InvalidSettingsError, settings_from_config
-from ops.preflight_checks import CHECKS, FAIL, Check, ClientFactory, Context
+from ops import preflight_account as account
+from ops import preflight_checks as checks
+from ops import preflight_runner as runner
+from ops.preflight_checks import FAIL, Check, ClientFactory, Context
+
+# In the order a first `up` would meet them.
+CHECKS: tuple[Callable[[Context], Check], ...] = (
+    checks.check_caller,
+    checks.check_placeholders,
+    runner.check_tools,
+    account.check_deploy_permissions,
+    account.check_service_linked_roles,
+    checks.check_instance_types,
+    checks.check_gpu_quotas,
+    checks.check_kubernetes_version,
+    checks.check_addon_versions,
+    checks.check_existing_network,
+    checks.check_scraper_subnets,
+    runner.check_api_reachable,
+    checks.check_log_group,
+    checks.check_image_digests,
+    checks.check_state_backend,
+    checks.check_secrets_provider,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -63,6 +88,7 @@ def load_context(
     clients_for: Any,
     backend_url: str,
     today: date,
+    offline: bool = False,
 ) -> Context:
     try:
         config = stack_config(stack, root)
@@ -90,11 +116,20 @@ def load_context(
         today=today,
         caller_arn=caller,
         policy_config=policy_config,
+        egress_address=None if offline else runner.ask_egress(),
+        root=root,
     )
 
 
 def run_checks(ctx: Context) -> list[Check]:
-    return [check(ctx) for check in CHECKS]
+    results = []
+    for check in CHECKS:
+        try:
+            results.append(check(ctx))
+        except Exception as exc:  # an answer no check expected is a failure, not a traceback
+            name = check.__name__.removeprefix("check_").replace("_", "-")
+            results.append(Check(name, FAIL, f"could not run: {type(exc).__name__}: {exc}"))
+    return results
 
 
 def main(
@@ -112,9 +147,17 @@ def main(
     parser.add_argument(
         "--backend", default=os.environ.get("PULUMI_BACKEND_URL", ""), help="state backend URL"
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask checkip.amazonaws.com for this machine's egress address (the "
+        "public-endpoint reach check is skipped)",
+    )
     args = parser.parse_args(argv)
     try:
-        ctx = load_context(args.stack, root, clients_for, args.backend, today or date.today())
+        ctx = load_context(
+            args.stack, root, clients_for, args.backend, today or date.today(), args.offline
+        )
     except CannotRun as exc:
         print(f"preflight cannot run for stack {args.stack!r}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN

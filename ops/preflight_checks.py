@@ -12,12 +12,14 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import instances
+from infra.capture import REPO_ROOT
 from infra.settings import NodePool, Settings
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -70,6 +72,12 @@ class Context:
     # The stack's policy pack settings (policies/config.<stack>.json), which repeat some stack
     # values (dev's allowed API ranges): a placeholder there refuses the real value at preview.
     policy_config: Mapping[str, Any] = field(default_factory=dict)
+    # This machine's public egress address, asked once (ops.preflight_runner.ask_egress); None
+    # when the preflight runs --offline.
+    egress_address: Callable[[], str] | None = None
+    # Where to look for the tools (PATH when None), and the project holding the stack files.
+    tools_path: str | None = None
+    root: Path = REPO_ROOT
 
 
 def _source_address(host: str) -> str:
@@ -78,7 +86,7 @@ def _source_address(host: str) -> str:
         return str(s.getsockname()[0])
 
 
-def _error(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         return f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
@@ -210,7 +218,7 @@ def check_instance_types(ctx: Context) -> Check:
             for o in page["InstanceTypeOfferings"]
         }
     except (ClientError, BotoCoreError) as exc:
-        return Check(name, FAIL, f"could not list offerings: {_error(exc)}")
+        return Check(name, FAIL, f"could not list offerings: {error_text(exc)}")
     missing = [f"{t} in {z}" for t in wanted for z in zones if (t, z) not in offered]
     if missing:
         return Check(
@@ -223,17 +231,58 @@ def check_instance_types(ctx: Context) -> Check:
     return Check(name, PASS, f"{', '.join(wanted)} offered in {', '.join(zones)}")
 
 
-def vcpu_needs(pools: list[NodePool], vcpus: Mapping[str, int]) -> dict[tuple[str, str], int]:
-    """vCPUs each quota must cover with every GPU pool at maxSize (its largest type each)."""
+def vcpu_needs(
+    pools: list[NodePool], vcpus: Mapping[str, int], auto_mode: bool = False
+) -> dict[tuple[str, str], int]:
+    """vCPUs each quota must cover with every GPU pool at maxSize (its largest type each). Under
+    Auto Mode a SPOT pool's NodePool falls back to on-demand (infra.components.auto_mode), so it
+    needs the on-demand quota too."""
     needs: dict[tuple[str, str], int] = {}
     for pool in pools:
         if not pool.is_gpu:
             continue
         family = "p" if pool.instance_types[0].startswith("p") else "g"
-        key = (pool.capacity_type, family)
         largest = max(vcpus[t] for t in pool.instance_types)
-        needs[key] = needs.get(key, 0) + pool.max_size * largest
+        kinds = {pool.capacity_type} | ({"ON_DEMAND"} if auto_mode else set())
+        for kind in sorted(kinds):
+            needs[(kind, family)] = needs.get((kind, family), 0) + pool.max_size * largest
     return needs
+
+
+# Instance types each quota counts (Service Quotas: G and VT, P), as EC2 filter patterns.
+QUOTA_TYPES = {"g": ["g*", "vt*"], "p": ["p*"]}
+# Tags that mark an instance as one of this cluster's nodes (managed node groups, Auto Mode,
+# the Kubernetes cloud provider), which the stack's own need already counts.
+_OWN_TAGS = ("eks:cluster-name", "eks:eks-cluster-name")
+
+
+def vcpus_in_use(ctx: Context, family: str) -> dict[str, int]:
+    """vCPUs of running or pending instances the quota of ``family`` counts, by capacity type,
+    without this cluster's own nodes."""
+    cluster = ctx.settings.cluster_name
+    pages = (
+        ctx.clients("ec2")
+        .get_paginator("describe_instances")
+        .paginate(
+            Filters=[
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                {"Name": "instance-type", "Values": QUOTA_TYPES[family]},
+            ]
+        )
+    )
+    used = {"ON_DEMAND": 0, "SPOT": 0}
+    for page in pages:
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                if any(tags.get(k) == cluster for k in _OWN_TAGS) or (
+                    f"kubernetes.io/cluster/{cluster}" in tags
+                ):
+                    continue
+                cpu = instance["CpuOptions"]
+                kind = "SPOT" if instance.get("InstanceLifecycle") == "spot" else "ON_DEMAND"
+                used[kind] += int(cpu["CoreCount"]) * int(cpu["ThreadsPerCore"])
+    return used
 
 
 def check_gpu_quotas(ctx: Context) -> Check:
@@ -245,33 +294,49 @@ def check_gpu_quotas(ctx: Context) -> Check:
     try:
         described = ctx.clients("ec2").describe_instance_types(InstanceTypes=types)["InstanceTypes"]
         vcpus = {d["InstanceType"]: int(d["VCpuInfo"]["DefaultVCpus"]) for d in described}
+        needs = vcpu_needs(gpu_pools, vcpus, ctx.settings.auto_mode)
+        in_use = {family: vcpus_in_use(ctx, family) for family in sorted({f for _, f in needs})}
         quotas = ctx.clients("service-quotas")
         short: list[str] = []
         covered: list[str] = []
-        for key, needed in sorted(vcpu_needs(gpu_pools, vcpus).items()):
-            code, label = VCPU_QUOTAS[key]
+        for (kind, family), needed in sorted(needs.items()):
+            code, label = VCPU_QUOTAS[(kind, family)]
             value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
-            text = f"{label} ({code}) {value:g} vCPUs for {needed}"
-            (covered if value >= needed else short).append(text)
+            used = in_use[family][kind]
+            text = (
+                f"{label} ({code}) {value:g} vCPUs, {used} in use elsewhere: "
+                f"{value - used:g} free for {needed}"
+            )
+            (covered if value - used >= needed else short).append(text)
     except (ClientError, BotoCoreError, KeyError) as exc:
-        return Check(name, FAIL, f"could not read instance types or quotas: {_error(exc)}")
+        return Check(
+            name, FAIL, f"could not read instance types, instances or quotas: {error_text(exc)}"
+        )
     if short:
         return Check(
             name,
             FAIL,
-            f"too small: {'; '.join(short)} (GPU pools at maxSize); request an increase in "
-            "Service Quotas (aws service-quotas request-service-quota-increase) or lower maxSize",
+            f"too little headroom: {'; '.join(short)} (GPU pools at maxSize); request an "
+            "increase in Service Quotas (aws service-quotas request-service-quota-increase), "
+            "free capacity, or lower maxSize",
         )
     return Check(name, PASS, "; ".join(covered))
 
 
+def _day(value: Any) -> date | None:
+    return value.date() if isinstance(value, datetime) else None
+
+
 def check_kubernetes_version(ctx: Context) -> Check:
+    """EKS's own support dates for the version (DescribeClusterVersions), against today; the
+    hand-kept table in infra/instances.py (which the settings and the policy pack read) is
+    named when it differs."""
     name = "kubernetes-version"
     version = ctx.settings.kubernetes_version
     try:
         found = ctx.clients("eks").describe_cluster_versions(clusterVersions=[version])
     except (ClientError, BotoCoreError) as exc:
-        return Check(name, FAIL, f"could not ask EKS about {version}: {_error(exc)}")
+        return Check(name, FAIL, f"could not ask EKS about {version}: {error_text(exc)}")
     rows = found.get("clusterVersions", [])
     if not rows:
         return Check(
@@ -279,13 +344,37 @@ def check_kubernetes_version(ctx: Context) -> Check:
             FAIL,
             f"EKS does not offer Kubernetes {version} here; pick another kubernetesVersion",
         )
-    status = instances.support_status(version, ctx.today)
-    note = f"; {status[1]}" if status else ""
-    if status and status[0] == "refuse":
-        return Check(name, FAIL, status[1])
-    return Check(
-        name, PASS, f"EKS offers {version} ({rows[0].get('versionStatus', 'listed')}){note}"
+    row = rows[0]
+    standard, extended = (
+        _day(row.get("endOfStandardSupportDate")),
+        _day(row.get("endOfExtendedSupportDate")),
     )
+    if standard is None or extended is None:
+        return Check(name, FAIL, f"EKS answered no support dates for {version}: {row}")
+    if ctx.today > extended:
+        return Check(name, FAIL, f"Kubernetes {version} left EKS extended support on {extended} "
+                     "(EKS's own date); upgrade kubernetesVersion")  # fmt: skip
+    notes = []
+    if ctx.today > standard:
+        notes.append(
+            f"past end of standard support ({standard}): "
+            + ("extended support is billed" if ctx.settings.upgrade_support_type == "EXTENDED"
+               else "EKS upgrades the cluster (upgradeSupportType STANDARD)")
+        )  # fmt: skip
+    elif (standard - ctx.today).days <= instances.STANDARD_SUPPORT_WARNING_DAYS:
+        notes.append(f"leaves standard support on {standard} ({(standard - ctx.today).days} days): "
+                     "plan the upgrade")  # fmt: skip
+    kept = instances.EKS_VERSIONS.get(version)
+    if kept and (kept.end_of_standard, kept.end_of_extended) != (standard, extended):
+        notes.append(
+            f"infra/instances.py says {kept.end_of_standard}/{kept.end_of_extended}, EKS "
+            f"{standard}/{extended}: update the table"
+        )
+    detail = (
+        f"EKS offers {version} ({row.get('versionStatus', 'listed')}), standard support to "
+        f"{standard}, extended to {extended}"
+    )
+    return Check(name, PASS, "; ".join([detail, *notes]))
 
 
 def check_addon_versions(ctx: Context) -> Check:
@@ -308,7 +397,7 @@ def check_addon_versions(ctx: Context) -> Check:
                 newest = sorted(offered)[-3:]
                 missing.append(f"{addon} {pinned} (offered e.g. {', '.join(newest) or 'none'})")
     except (ClientError, BotoCoreError) as exc:
-        return Check(name, FAIL, f"could not list add-on versions: {_error(exc)}")
+        return Check(name, FAIL, f"could not list add-on versions: {error_text(exc)}")
     if missing:
         return Check(
             name,
@@ -332,7 +421,7 @@ def check_state_backend(ctx: Context) -> Check:
         return Check(
             name,
             FAIL,
-            f"state bucket {bucket} is not reachable ({_error(exc)}): create it or "
+            f"state bucket {bucket} is not reachable ({error_text(exc)}): create it or "
             "grant this role s3:ListBucket/GetObject/PutObject on it",
         )
     return Check(name, PASS, f"state bucket {bucket} reachable")
@@ -355,7 +444,7 @@ def check_secrets_provider(ctx: Context) -> Check:
         return Check(
             name,
             FAIL,
-            f"KMS key {key} is not reachable ({_error(exc)}): grant kms:DescribeKey, "
+            f"KMS key {key} is not reachable ({error_text(exc)}): grant kms:DescribeKey, "
             "kms:Encrypt and kms:Decrypt",
         )
     if meta.get("KeyState") != "Enabled":
@@ -380,7 +469,7 @@ def check_existing_network(ctx: Context) -> Check:
             ]
         )["VpcEndpoints"]
     except (ClientError, BotoCoreError) as exc:
-        return Check(name, FAIL, f"existingVpcId/existingPrivateSubnetIds: {_error(exc)}")
+        return Check(name, FAIL, f"existingVpcId/existingPrivateSubnetIds: {error_text(exc)}")
     elsewhere = [x["SubnetId"] for x in subnets if x["VpcId"] != s.existing_vpc_id]
     if elsewhere:
         return Check(name, FAIL, f"subnets {', '.join(elsewhere)} are not in {s.existing_vpc_id}")
@@ -396,28 +485,36 @@ def check_existing_network(ctx: Context) -> Check:
     )
 
 
-def check_api_reachable(ctx: Context) -> Check:
-    name = "api-endpoint-reachable"
+def check_scraper_subnets(ctx: Context) -> Check:
+    """The managed scraper's own subnets in an existing VPC: they exist, lie in the VPC, carry
+    the CIDRs the serving NetworkPolicy admits, and span two zones (AMP user guide: a scraper
+    needs subnets in at least two Availability Zones)."""
+    name = "scraper-subnets"
     s = ctx.settings
-    if s.endpoint_public_access:
-        return Check(name, SKIP, f"public endpoint limited to {', '.join(s.public_access_cidrs)}")
+    given = dict(s.existing_scraper_subnets)
+    if not (s.existing_vpc_id and s.managed_prometheus):
+        return Check(name, SKIP, "no existing VPC with managedPrometheus: the stack cuts them")
     try:
-        vpc = ctx.clients("ec2").describe_vpcs(VpcIds=[s.existing_vpc_id])["Vpcs"][0]
-        resolver = str(ipaddress.IPv4Network(vpc["CidrBlock"])[2])  # the VPC's DNS, inside it
-        here = ctx.source_address(resolver)
-    except (ClientError, BotoCoreError, OSError, IndexError, KeyError) as exc:
-        return Check(name, FAIL, f"cannot tell whether this machine reaches the VPC: {_error(exc)}")
-    admitted = [
-        c for c in s.api_access_cidrs if ipaddress.ip_address(here) in ipaddress.ip_network(c)
+        found = ctx.clients("ec2").describe_subnets(SubnetIds=sorted(given))["Subnets"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, FAIL, f"existingScraperSubnets: {error_text(exc)}")
+    problems = [
+        f"{x['SubnetId']} is in {x['VpcId']}, not {s.existing_vpc_id}"
+        for x in found
+        if x["VpcId"] != s.existing_vpc_id
     ]
-    if not admitted:
-        return Check(
-            name,
-            FAIL,
-            f"the endpoint is private and this machine ({here}) is not in apiAccessCidrs "
-            f"({', '.join(s.api_access_cidrs)}): run from the runner inside {s.existing_vpc_id}",
-        )
-    return Check(name, PASS, f"{here} is in {admitted[0]} (apiAccessCidrs)")
+    problems += [
+        f"{x['SubnetId']} is {x['CidrBlock']}, not {given[x['SubnetId']]} as listed (the "
+        "NetworkPolicy would admit the wrong range)"
+        for x in found
+        if given.get(x["SubnetId"]) != x["CidrBlock"]
+    ]
+    zones = sorted({x["AvailabilityZone"] for x in found})
+    if len(zones) < 2:
+        problems.append(f"all in {', '.join(zones) or 'no zone'}: the scraper needs two zones")
+    if problems:
+        return Check(name, FAIL, "existingScraperSubnets: " + "; ".join(problems))
+    return Check(name, PASS, f"{len(found)} subnets of {s.existing_vpc_id} in {', '.join(zones)}")
 
 
 def check_log_group(ctx: Context) -> Check:
@@ -426,7 +523,7 @@ def check_log_group(ctx: Context) -> Check:
     try:
         found = ctx.clients("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
     except (ClientError, BotoCoreError) as exc:
-        return Check(name, FAIL, f"could not read log groups: {_error(exc)}")
+        return Check(name, FAIL, f"could not read log groups: {error_text(exc)}")
     match = [g for g in found if g["logGroupName"] == group]
     if not match:
         return Check(name, PASS, f"{group} does not exist yet; up creates it")
@@ -441,27 +538,6 @@ def check_log_group(ctx: Context) -> Check:
             f"--log-group-name {group} --retention-in-days {wanted}",
         )
     return Check(name, PASS, f"{group} exists with retention {wanted}; up adopts it")
-
-
-def check_docker_hub_credential(ctx: Context) -> Check:
-    name = "docker-hub-credential"
-    arn = ctx.settings.docker_hub_credential_arn
-    if not arn:
-        return Check(
-            name,
-            SKIP,
-            "dockerHubCredentialArn empty: the mirror pulls Docker Hub images anonymously",
-        )
-    try:
-        ctx.clients("secretsmanager").describe_secret(SecretId=arn)
-    except (ClientError, BotoCoreError) as exc:
-        return Check(
-            name,
-            FAIL,
-            f"{arn} is not readable ({_error(exc)}): create it with your Docker Hub username "
-            "and access token (docs/deploy.md): the image mirror logs in with it",
-        )
-    return Check(name, PASS, f"{arn} exists for the image mirror's Docker Hub login")
 
 
 def stack_images(settings: Settings) -> dict[str, str]:
@@ -495,20 +571,3 @@ def check_image_digests(ctx: Context) -> Check:
         PASS,
         f"every image is pulled by digest: {'; '.join(f'{k} {v}' for k, v in images.items())}",
     )
-
-
-CHECKS: tuple[Callable[[Context], Check], ...] = (
-    check_caller,
-    check_placeholders,
-    check_instance_types,
-    check_gpu_quotas,
-    check_kubernetes_version,
-    check_addon_versions,
-    check_existing_network,
-    check_api_reachable,
-    check_log_group,
-    check_docker_hub_credential,
-    check_image_digests,
-    check_state_backend,
-    check_secrets_provider,
-)

@@ -3,7 +3,8 @@
 Floors, from the ground up:
   0. contracts, cli   the store layout and manifest, TF Serving config, the shared rules; the
                       argument types every command line shares. Neither imports the other.
-  1. model, serving, policies   each stands on floor 0 alone, never on another of floor 1
+  1. model, serving, policies, account   each stands on floor 0 alone, never on another of
+                      floor 1 (account: the once-per-account bootstrap, a Pulumi project of its own)
   2. infra       the Pulumi program; its offline synth also runs the policy pack (policies.runner)
   3. ops         the operator tools (canary gate, label moves, preflight); read infra's settings
   4. devtools    the local server, benchmark and local run; may use everything, used by nothing
@@ -26,6 +27,7 @@ FLOORS = {
     "model": 1,
     "serving": 1,
     "policies": 1,
+    "account": 1,
     "infra": 2,
     "ops": 3,
     "devtools": 4,

@@ -47,6 +47,9 @@ from infra.settings import Settings
 TYPE_TOKEN = "tfserving-eks:cluster:Cluster"
 ADDON_TYPE_TOKEN = "tfserving-eks:cluster:ClusterAddon"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Read-only on most objects (not Secrets), cluster-wide (EKS user guide, "Access policy
+# permissions"): the preview role's, so a pull request's preview has no write rights.
+CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 CLUSTER_ROLE_POLICIES = ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",)
 # What the cluster role needs on top for EKS Auto Mode to run nodes, volumes, load balancers and
 # networking (EKS user guide, "Cluster IAM role"; pulumi-aws eks.Cluster Auto Mode example).
@@ -84,12 +87,15 @@ def log_group_name(cluster_name: str) -> str:
     return f"/aws/eks/{cluster_name}/cluster"
 
 
-def access_principals(args: ClusterArgs) -> list[tuple[str, str]]:
-    """``(logical role, principal ARN)`` for every access entry, deployers first. The logical
-    names follow the ARN, so adding or removing one principal never renames the others."""
-    found = [("deployer", a) for a in args.settings.deployer_principal_arns]
-    found += [("admin", a) for a in args.settings.admin_principal_arns]
-    return [(f"{kind}-{arn.rsplit('/', 1)[-1]}", arn) for kind, arn in found]
+def access_principals(args: ClusterArgs) -> list[tuple[str, str, str]]:
+    """``(logical role, principal ARN, access policy)`` for every access entry, deployers first,
+    viewers last. The logical names follow the ARN, so adding or removing one principal never
+    renames the others."""
+    s = args.settings
+    found = [("deployer", a, CLUSTER_ADMIN_POLICY) for a in s.deployer_principal_arns]
+    found += [("admin", a, CLUSTER_ADMIN_POLICY) for a in s.admin_principal_arns]
+    found += [("viewer", a, CLUSTER_VIEW_POLICY) for a in s.viewer_principal_arns]
+    return [(f"{kind}-{arn.rsplit('/', 1)[-1]}", arn, policy) for kind, arn, policy in found]
 
 
 def cluster_role_policies(args: ClusterArgs) -> tuple[str, ...]:
@@ -256,7 +262,7 @@ class Cluster(pulumi.ComponentResource):
             opts=here,
         )
         self.access: list[pulumi.Resource] = []
-        for role, arn in access_principals(args):
+        for role, arn, policy in access_principals(args):
             entry = aws.eks.AccessEntry(
                 child(name, role),
                 cluster_name=cluster.name,
@@ -269,7 +275,7 @@ class Cluster(pulumi.ComponentResource):
                 child(name, f"{role}-policy"),
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
-                policy_arn=CLUSTER_ADMIN_POLICY,
+                policy_arn=policy,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=here,
             )

@@ -13,8 +13,17 @@ Why it looks like this:
 
 - The deploy runner pulls the upstream image once per change of the reference (the build only
   runs when its inputs change); nodes pull the copy from ECR through the VPC's ECR path, never
-  from Docker Hub, so a cold scale-out cannot meet Docker Hub's anonymous pull limit. When a
-  Docker Hub credential is configured the runner's one pull is authenticated too.
+  from Docker Hub, so a cold scale-out cannot meet Docker Hub's anonymous pull limit. The
+  program reads no registry secret: the runner's one pull uses whatever ``docker login`` left in
+  its Docker config (pulumi-docker-build loads the host's credentials, provider/internal/host.go),
+  anonymous otherwise (docs/deploy.md).
+- Nothing is built, pulled or pushed during a preview (``build_on_preview=False``;
+  pulumi-docker-build's ``buildOnPreview`` defaults to true "as a safeguard against broken
+  images", which here would pull multi-GB GPU images on every pull request). A preview still
+  shows whether an image would be rebuilt: its diff compares the inputs and the build context's
+  hash. The ECR login is an invoke of ``ecr:GetAuthorizationToken`` with the caller's own rights
+  (read-only for the preview role); docker-build ignores a changed password in its diff
+  (provider/internal/image.go, ``Diff``), so the 12-hour token never shows as a change.
 - A reference given by digest (``...@sha256:...``) is mirrored as well: ``FROM`` that digest
   fixes the layers, and the nodes still never reach the upstream registry. The copy's manifest
   digest is its own (the build writes a new manifest), so pods name the copy's digest.
@@ -31,7 +40,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,11 +89,6 @@ def split_reference(image: str) -> tuple[str, str, str | None, str | None]:
     return host, path, tag, digest or None
 
 
-def is_docker_hub(image: str) -> bool:
-    """Whether a reference resolves to Docker Hub (no registry host, or docker.io)."""
-    return split_reference(image)[0] == DOCKER_HUB
-
-
 def mirror_tag(image: str) -> str:
     """The copy's tag: the upstream tag (``digest`` when there is none) and 10 hex of a sha256 of
     the whole reference, at most 128 characters (the OCI limit)."""
@@ -103,15 +106,12 @@ def repository_name(prefix: str, image: str) -> str:
 class ImageMirrorArgs:
     """Inputs of `ImageMirror`. ``images``: what the stack runs (a stable role name such as
     ``serving-gpu``) -> the upstream reference to copy, pinned by tag or digest; the role names
-    the build, so a new reference rebuilds in place and older copies stay for a rollback.
-    ``docker_hub_credential_arn``: a Secrets Manager secret holding JSON ``username`` and
-    ``accessToken`` of a Docker Hub account, or empty for an anonymous pull."""
+    the build, so a new reference rebuilds in place and older copies stay for a rollback."""
 
     images: Mapping[str, str]
     repository_prefix: str
     force_delete: bool
     tags: Mapping[str, str]
-    docker_hub_credential_arn: str
     # role -> the copy's tag instead of `mirror_tag`, for charts that give several images one
     # tag (infra.components.keda); the tag must change whenever the reference does.
     tag_overrides: Mapping[str, str]
@@ -142,19 +142,6 @@ class ImageMirrorArgs:
             raise ImageMirrorError("ImageMirror: " + "; ".join(dict.fromkeys(problems)))
 
 
-def _docker_hub_login(arn: str, parent: pulumi.Resource) -> docker_build.RegistryArgs:
-    """The runner's Docker Hub login, read from the secret at deploy time (a secret in state)."""
-    secret = aws.secretsmanager.get_secret_version_output(
-        secret_id=arn, opts=pulumi.InvokeOutputOptions(parent=parent)
-    )
-    fields = secret.secret_string.apply(json.loads)
-    return docker_build.RegistryArgs(
-        address=DOCKER_HUB,
-        username=pulumi.Output.secret(fields.apply(lambda f: f["username"])),
-        password=pulumi.Output.secret(fields.apply(lambda f: f["accessToken"])),
-    )
-
-
 class ImageMirror(pulumi.ComponentResource):
     """Output: ``refs``, role -> ``<repo>:<tag>@sha256:<digest>`` of the copy in the stack's ECR."""
 
@@ -163,11 +150,6 @@ class ImageMirror(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
-        upstream_login = (
-            [_docker_hub_login(args.docker_hub_credential_arn, self)]
-            if args.docker_hub_credential_arn and any(map(is_docker_hub, args.images.values()))
-            else []
-        )
         repos: dict[str, tuple[aws.ecr.Repository, docker_build.RegistryArgs]] = {}
         self.refs: dict[str, pulumi.Output[str]] = {}
         for role, image in sorted(args.images.items()):
@@ -190,8 +172,9 @@ class ImageMirror(pulumi.ComponentResource):
                 dockerfile=docker_build.DockerfileArgs(inline=f"FROM {image}\n"),
                 platforms=[docker_build.Platform.LINUX_AMD64],
                 push=True,
+                build_on_preview=False,
                 tags=[repo.repository_url.apply(lambda url, t=tag: f"{url}:{t}")],
-                registries=[login, *(upstream_login if is_docker_hub(image) else [])],
+                registries=[login],
                 opts=here,
             )
             self.refs[role] = pulumi.Output.all(repo.repository_url, built.digest).apply(

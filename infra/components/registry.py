@@ -156,6 +156,9 @@ class SyncImageRegistry(pulumi.ComponentResource):
                 ),
                 platforms=[docker_build.Platform.LINUX_AMD64],
                 push=True,
+                # Built and pushed by `up` only; a preview compares inputs and the context hash
+                # (infra/components/image_mirror.py says why).
+                build_on_preview=False,
                 tags=[repo.repository_url.apply(lambda url: f"{url}:{tag}")],
                 registries=[ecr_login(repo, self)],
                 opts=here,

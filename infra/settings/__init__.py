@@ -53,6 +53,10 @@ REMOVED_KEYS = {
     "clusterCreatorAdmin": "removed: the cluster creator never gets implicit admin (changing "
     "bootstrapClusterCreatorAdminPermissions replaces the cluster); list the role that runs "
     "pulumi up in deployerPrincipalArns and delete this key",
+    "dockerHubCredentialArn": "removed: the program reads no secret; to pull Docker Hub images "
+    "with an account, log the runner in before pulumi up (docker login; the deploy workflow does "
+    "it with the environment secrets DOCKERHUB_USERNAME and DOCKERHUB_TOKEN, docs/deploy.md) "
+    "and delete this key",
 }
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 

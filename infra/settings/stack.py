@@ -3,6 +3,7 @@ description, and the rules that tie keys together (``Settings.check``)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from infra.settings.declare import Checks, setting
 from infra.settings.fit import check_fit
 from infra.settings.models import ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
+from infra.settings.runner import OPEN, DeployRunner, within
 
 # NVIDIA's release as its own DaemonSet example runs it (NVIDIA/dcgm-exporter,
 # deployment/examples/dcgm-exporter.yaml: exporter 4.8.4 on DCGM 4.6.1). The stack's mirror pins
@@ -93,6 +95,12 @@ class Settings:
         "on 443: one ingress rule each on the cluster security group.",
         default=[], parse=values.api_cidrs,
     )  # fmt: skip
+    deploy_runner: DeployRunner = setting(
+        doc="The runner deploy.yml runs this stack's preflight and pulumi up on (runs-on labels) "
+        "and where its connections to the API come from; settings refuse one the endpoint would "
+        "not admit (infra/settings/runner.py, docs/deploy.md).",
+        default={"labels": ["ubuntu-24.04"]},
+    )
     cluster_log_types: tuple[str, ...] = setting(
         doc="Control-plane log types sent to CloudWatch.",
         default=list(_LOG_TYPES), choices=_LOG_TYPES,
@@ -109,6 +117,12 @@ class Settings:
     )  # fmt: skip
     admin_principal_arns: tuple[str, ...] = setting(
         doc="IAM role/user ARNs of people given cluster-admin through EKS access entries.",
+        default=[], parse=values.principal_arns,
+    )  # fmt: skip
+    viewer_principal_arns: tuple[str, ...] = setting(
+        doc="IAM roles given read-only Kubernetes access (EKS access policy AmazonEKSViewPolicy, "
+        "cluster scope): the pull-request preview role, whose preview of Kubernetes objects then "
+        "needs no write rights (docs/gitops.md).",
         default=[], parse=values.principal_arns,
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
@@ -180,13 +194,6 @@ class Settings:
         "stack's ECR at deploy time, pods pull the copy by digest.",
         default="tensorflow/serving:2.20.0-gpu", parse=values.pinned_image,
     )  # fmt: skip
-    docker_hub_credential_arn: str = setting(
-        doc="Secrets Manager secret (JSON username and accessToken of a Docker Hub account) the "
-        "deploy runner logs in with when it copies Docker Hub images into the stack's ECR (once "
-        "per change of the reference); empty pulls them anonymously. Nodes never pull from "
-        "Docker Hub.",
-        default="", parse=values.secret_arn,
-    )  # fmt: skip
     sync_image: str = setting(
         doc="Model-sync image reference, pinned by @sha256 digest; empty builds "
         "images/sync/Dockerfile and pushes it to the stack's ECR repository (referenced by "
@@ -256,6 +263,7 @@ class Settings:
         _network(self, c)
         _cluster(self, c)
         _access(self, c)
+        _reach(self, c)
         _capacity(self, c)
         _fit(self, c)
         if not self.models:
@@ -319,7 +327,7 @@ def _cluster(s: Settings, c: Checks) -> None:
 
 
 def _access(s: Settings, c: Checks) -> None:
-    listed = [*s.deployer_principal_arns, *s.admin_principal_arns]
+    listed = [*s.deployer_principal_arns, *s.admin_principal_arns, *s.viewer_principal_arns]
     for arn in sorted({a for a in listed if listed.count(a) > 1}):
         c.fail("adminPrincipalArns", f"{arn} is listed twice (EKS allows one access entry each)")
     # Access entries are named after the role or user name (stable when others change).
@@ -327,6 +335,50 @@ def _access(s: Settings, c: Checks) -> None:
     for name in sorted({n for n in names if names.count(n) > 1}):
         c.fail("adminPrincipalArns", f"two principals are named {name!r} (other paths or "
                "accounts): give them distinct names")  # fmt: skip
+
+
+def _reach(s: Settings, c: Checks) -> None:
+    # A committed runner the endpoint would not admit (infra/settings/runner.py says why).
+    runner = s.deploy_runner
+    incoherent = (
+        not s.public_access_cidrs
+        if s.endpoint_public_access
+        else not (s.api_access_cidrs and s.existing_vpc_id)
+    )
+    if not c.ok(runner) or incoherent:
+        return  # the endpoint's own keys are reported (Settings.check); judge reach once fixed
+    public = s.public_access_cidrs if s.endpoint_public_access else ()
+    if not runner.cidrs:
+        if not runner.self_hosted and any(ipaddress.IPv4Network(p) == OPEN for p in public):
+            return  # an endpoint open to the internet admits GitHub's ranges too
+        who = (
+            "a self-hosted runner"
+            if runner.self_hosted
+            else f"the GitHub-hosted runner {' '.join(runner.labels)}, which connects from any "
+            "of GitHub's thousands of shared ranges (the meta API's `actions` list) that "
+            "publicAccessCidrs cannot hold,"
+        )
+        c.fail(
+            "deployRunner.cidrs",
+            f"say where {who} connects from: list its egress addresses (public endpoint, in "
+            "publicAccessCidrs) or its subnet (private endpoint, in apiAccessCidrs); "
+            "docs/deploy.md has one runner recipe per stack",
+        )
+        return
+    for cidr in runner.cidrs:
+        if not (within(cidr, public) or within(cidr, s.api_access_cidrs)):
+            where = (
+                f"publicAccessCidrs ({', '.join(public)}) or apiAccessCidrs "
+                f"({', '.join(s.api_access_cidrs) or 'none'})"
+                if public
+                else f"apiAccessCidrs ({', '.join(s.api_access_cidrs) or 'none'}): the endpoint "
+                "is private"
+            )
+            c.fail(
+                "deployRunner.cidrs",
+                f"{cidr} is in neither {where}: the runner could create the cluster but never "
+                "reach its API; admit it there or run the deploy elsewhere",
+            )
 
 
 def _pool_key(pool: NodePool) -> str:

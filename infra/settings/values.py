@@ -17,7 +17,6 @@ _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 
 
 def cidr(value: str) -> str:
@@ -124,15 +123,6 @@ def sync_image(value: str) -> str:
             rules.validate_image_reference(value, require_digest=True)
         except rules.RuleError as exc:
             raise ValueError(f"{exc}; or leave it empty to build the image here") from None
-    return value
-
-
-def secret_arn(value: str) -> str:
-    if value and not _SECRET_ARN.match(value):
-        raise ValueError(
-            f"{value!r}: give the ARN of a Secrets Manager secret (JSON username and "
-            "accessToken of a Docker Hub account), or leave it empty"
-        )
     return value
 
 

@@ -61,66 +61,44 @@ def checkout(tmp_path: Path) -> Path:
 
 def test_the_deploy_runner_is_refused_before_checkout(tmp_path: Path) -> None:
     configured = {"STACK": "prod", "PREVIEW_ROLE": "arn:aws:iam::1:role/p", "BACKEND": "s3://b"}
-    refused = run_step(
-        "creds", tmp_path, PREVIEW_RUNNER="prod-vpc", DEPLOY_RUNNER="prod-vpc", **configured
-    )
-    assert refused.returncode == 1
-    assert (
-        "::error title=pulumi preview refused (prod)::PREVIEW_RUNNER_PROD names the deploy "
-        "runner RUNNER_PROD (prod-vpc)" in refused.stdout
-    )
-    assert refused.outputs == {}
+    deploy = "self-hosted tfserving-prod"  # the stack file's deployRunner labels
+    for label in ("tfserving-prod", "self-hosted"):
+        refused = run_step(
+            "creds", tmp_path, PREVIEW_RUNNER=label, DEPLOY_RUNNER=deploy, **configured
+        )
+        assert refused.returncode == 1, label
+        assert (
+            "::error title=pulumi preview refused (prod)::PREVIEW_RUNNER_PROD names a label of "
+            "the deploy runner (deployRunner in Pulumi.prod.yaml)" in refused.stdout
+        )
+        assert refused.outputs == {}
     own = run_step(
-        "creds", tmp_path, PREVIEW_RUNNER="prod-preview", DEPLOY_RUNNER="prod-vpc", **configured
+        "creds", tmp_path, PREVIEW_RUNNER="prod-preview", DEPLOY_RUNNER=deploy, **configured
     )
     assert (own.returncode, own.outputs) == (0, {"configured": "true"})
-    # Neither variable set (hosted runner for both) is not a collision.
-    hosted = run_step("creds", tmp_path, PREVIEW_RUNNER="", DEPLOY_RUNNER="", **configured)
+    # No preview runner (GitHub-hosted) is not a collision.
+    hosted = run_step("creds", tmp_path, PREVIEW_RUNNER="", DEPLOY_RUNNER=deploy, **configured)
     assert (hosted.returncode, hosted.outputs) == (0, {"configured": "true"})
     bare = run_step("creds", tmp_path, STACK="prod", PREVIEW_ROLE="", BACKEND="s3://b")
     assert (bare.returncode, bare.outputs) == (0, {"configured": "false"})
     assert "::notice title=pulumi preview skipped (prod)::" in bare.stdout
 
 
-def _region(stack: str) -> str:
-    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["aws:region"]
-
-
-def test_public_endpoint_stack_is_previewed_from_a_hosted_runner(checkout: Path) -> None:
-    step = run_step("target", checkout, STACK="dev", PREVIEW_RUNNER="")
-    assert step.returncode == 0, step.stdout
-    assert step.outputs == {"region": _region("dev"), "preview": "true"}
+def test_a_stack_the_hosted_runner_reaches_is_previewed_from_it(tmp_path: Path) -> None:
+    step = run_step("target", tmp_path, STACK="dev", PREVIEW_RUNNER="", HOSTED_REACH="true")
+    assert (step.returncode, step.outputs) == (0, {"preview": "true"}), step.stdout
     assert "::notice" not in step.stdout
 
 
-def test_private_endpoint_stack_needs_a_preview_runner(checkout: Path) -> None:
-    skipped = run_step("target", checkout, STACK="prod", PREVIEW_RUNNER="")
-    assert skipped.returncode == 0, skipped.stdout
-    assert skipped.outputs == {"region": _region("prod"), "preview": "false"}
+def test_a_stack_it_does_not_reach_needs_a_preview_runner(tmp_path: Path) -> None:
+    skipped = run_step("target", tmp_path, STACK="prod", PREVIEW_RUNNER="", HOSTED_REACH="false")
+    assert (skipped.returncode, skipped.outputs) == (0, {"preview": "false"}), skipped.stdout
     assert skipped.stdout.startswith(
-        "::notice title=pulumi preview skipped (prod)::The prod cluster's API endpoint is private"
+        "::notice title=pulumi preview skipped (prod)::The prod cluster's API endpoint does not "
+        "admit GitHub-hosted runners"
     )
     assert "Set PREVIEW_RUNNER_PROD to a runner reserved for untrusted previews" in skipped.stdout
-    named = run_step("target", checkout, STACK="prod", PREVIEW_RUNNER="prod-preview")
-    assert named.outputs == {"region": _region("prod"), "preview": "true"}
-
-
-@pytest.mark.parametrize(
-    ("setting", "preview"),
-    [(None, "false"), ("true", "true"), ("'true'", "true"), ("false", "false")],
-    ids=["Pulumi.yaml default", "boolean", "string", "explicit false"],
-)
-def test_endpoint_exposure_is_read_as_pulumi_reads_it(checkout: Path, setting, preview) -> None:
-    lines = ["config:", "  aws:region: eu-central-1"]
-    if setting is not None:
-        lines.append(f"  tfserving-eks:endpointPublicAccess: {setting}")
-    (checkout / "Pulumi.qa.yaml").write_text("\n".join(lines) + "\n")
-    step = run_step("target", checkout, STACK="qa", PREVIEW_RUNNER="")
-    assert step.outputs == {"region": "eu-central-1", "preview": preview}
-
-
-def test_an_unreadable_stack_file_fails_the_step(checkout: Path) -> None:
-    step = run_step("target", checkout, STACK="nosuch", PREVIEW_RUNNER="")
-    assert step.returncode != 0
-    assert "Pulumi.nosuch.yaml" in step.stdout
-    assert step.outputs == {}
+    named = run_step(
+        "target", tmp_path, STACK="prod", PREVIEW_RUNNER="prod-preview", HOSTED_REACH="false"
+    )
+    assert named.outputs == {"preview": "true"}

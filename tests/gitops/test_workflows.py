@@ -170,7 +170,7 @@ def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, A
     same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
     assert same_repo in pr["comment"]["if"]
     assert same_repo in pr["preview"]["if"]
-    assert pr["comment"]["needs"] == "synth"
+    assert pr["comment"]["needs"] == ["synth", "preview"]
     script = steps_using(pr["comment"], "actions/github-script")[0]["with"]["script"]
     assert '"<!-- synth-plan -->"' in script
     assert "updateComment" in script and "createComment" in script
@@ -194,13 +194,18 @@ def test_pull_request_synth_comment_and_preview(workflows: dict[str, dict[str, A
     )
     # Only a stack the runner can reach is previewed (tests/gitops/test_preview_gate.py).
     for step in preview["steps"][gate + 1 :]:
-        assert step["if"] == "steps.target.outputs.preview == 'true'"
+        assert "steps.target.outputs.preview == 'true'" in step["if"]
     assert pulumi["if"] == "steps.target.outputs.preview == 'true'"
-    # The real preview is posted on the pull request too, one comment edited on each push.
-    assert pulumi["with"]["comment-on-pr"] is True
-    assert pulumi["with"]["edit-pr-comment"] is True
+    # The preview job holds no write right: the comment job (no cloud credential) posts the
+    # preview from its artifact, in the one comment beside the synth.
+    assert preview["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "comment-on-pr" not in pulumi["with"] and "github-token" not in pulumi["with"]
     assert pulumi["with"]["comment-on-summary"] is True
     assert pulumi["with"]["diff"] is True
+    (kept,) = steps_using(preview, "actions/upload-artifact")
+    assert kept["with"]["name"] == "preview-${{ matrix.stack }}"
+    assert "synth/preview-${stack}/preview.txt" in script
+    assert "id-token" not in pr["comment"]["permissions"]
 
 
 def test_pull_request_synth_diffs_against_the_base_branch(
@@ -230,14 +235,18 @@ def test_pull_request_code_never_runs_on_a_deploy_runner(
     pr = workflows["pull-request.yml"]
     assert set(pr["on"]) == {"pull_request"}
     for job_id, job in jobs(pr).items():
-        # RUNNER_<STACK> labels runners inside a stack's VPC that deploy.yml uses.
-        assert not re.search(r"(?<!PREVIEW_)RUNNER_", job["runs-on"]), job_id
+        # Only the preview may leave GitHub's hosted runners, for one reserved for previews.
+        assert job["runs-on"] == "ubuntu-24.04" or job_id == "preview", job_id
     preview = jobs(pr)["preview"]
     assert (
         preview["runs-on"]
         == "${{ vars[format('PREVIEW_RUNNER_{0}', matrix.stack)] || 'ubuntu-24.04' }}"
     )
-    assert preview["env"]["DEPLOY_RUNNER"] == "${{ vars[format('RUNNER_{0}', matrix.stack)] }}"
+    # The deploy runner's labels come from the stack file (tests/gitops/test_preview_gate.py).
+    assert (
+        "fromJSON(needs.stacks.outputs.stacks)[matrix.stack].runner"
+        in (preview["env"]["DEPLOY_RUNNER"])
+    )
 
 
 def test_every_stack_has_a_policy_config(stacks: set[str]) -> None:
@@ -251,14 +260,19 @@ def test_deploy_updates_every_stack_one_at_a_time(
     deploy = workflows["deploy.yml"]
     assert deploy["on"]["push"]["branches"] == ["main"]
     deployed = set()
+    facts = jobs(deploy)["stacks"]
+    assert any("python -m ops.stacks" in st.get("run", "") for st in facts["steps"])
+    assert facts["permissions"] == {"contents": "read"}
     for job_id, job in jobs(deploy).items():
+        if job_id == "stacks":
+            continue
         stack = job["env"]["STACK"]
         deployed.add(stack)
         assert job["environment"] == stack, job_id
         # A manual dispatch may name any branch: only main is ever deployed.
         assert job["if"] == "github.ref == 'refs/heads/main'", job_id
-        # A private API endpoint needs a runner in the VPC: selectable per stack, as data.
-        assert job["runs-on"] == f"${{{{ vars.RUNNER_{stack.upper()} || 'ubuntu-24.04' }}}}"
+        # The runner the stack file names (deployRunner), which settings hold to the endpoint.
+        assert job["runs-on"] == f"${{{{ fromJSON(needs.stacks.outputs.stacks).{stack}.runner }}}}"
         assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
         (pulumi,) = steps_using(job, "pulumi/actions")
         assert pulumi["with"]["command"] == "up"
@@ -269,7 +283,7 @@ def test_deploy_updates_every_stack_one_at_a_time(
         assert 'python -m infra.synth --stack "$STACK"' in runs, f"{job_id}: no synth gate"
     assert deployed == stacks
     # prod only after dev succeeded, and behind its own environment (required reviewers).
-    assert jobs(deploy)["prod"]["needs"] == "dev"
+    assert jobs(deploy)["prod"]["needs"] == ["stacks", "dev"]
 
 
 def test_model_pipeline_trains_gates_publishes_and_proposes_the_label(
@@ -383,6 +397,13 @@ def test_canary_gate_runs_on_a_schedule_and_proposes_the_move(
     text = (ROOT / ".github/workflows/canary.yml").read_text()
     assert '"-m", "ops.canary", "decide", "--prometheus-url"' in text
     decide, propose = jobs(canary)["decide"], jobs(canary)["propose"]
+    # Every stack with a canary on schedule, each in its own environment, none when none has.
+    assert decide["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.stacks.outputs.judge) }}"
+    assert decide["environment"] == "${{ matrix.stack }}"
+    assert decide["if"] == "needs.stacks.outputs.judge != '[]'"
+    pick = next(s for s in jobs(canary)["stacks"]["steps"] if s.get("id") == "pick")
+    assert "python -m ops.stacks" in pick["run"] and 'f["canaries"]' in pick["run"]
+    assert propose["env"]["STACK"] == "${{ matrix.move.stack }}"
     # The gate holds the query role; the pull request job holds write access and no role.
     assert steps_using(decide, OIDC_ACTION) and not steps_using(propose, OIDC_ACTION)
     (move,) = [s for s in propose["steps"] if "ops.model_labels" in s.get("run", "")]

@@ -202,15 +202,20 @@ def test_oidc_provider_and_access_entries(cap: StackCapture) -> None:
         r.inputs
         for r in _cluster_access(cap, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     ]
-    assert [e["principalArn"] for e in entries] == [
-        *settings.deployer_principal_arns,
-        *settings.admin_principal_arns,
-    ]
+    admins = [*settings.deployer_principal_arns, *settings.admin_principal_arns]
+    viewers = list(settings.viewer_principal_arns)
+    assert viewers, "each stack grants its preview role read-only access"
+    assert [e["principalArn"] for e in entries] == [*admins, *viewers]
     assert all(e["type"] == "STANDARD" for e in entries)
     assert {link["principalArn"] for link in links} == {e["principalArn"] for e in entries}
-    for link in links:
-        assert link["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
-        assert link["accessScope"] == {"type": "cluster"}
+    policy = {link["principalArn"]: link["policyArn"] for link in links}
+    for arn in admins:
+        assert policy[arn].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    # The preview role reads, never writes: pulumi-kubernetes falls back to a client-side
+    # preview when the server-side dry run is forbidden (docs/gitops.md).
+    for arn in viewers:
+        assert policy[arn].endswith(":cluster-access-policy/AmazonEKSViewPolicy")
+    assert all(link["accessScope"] == {"type": "cluster"} for link in links)
 
 
 def test_kubernetes_provider_waits_for_every_access_association(cap: StackCapture) -> None:
@@ -535,13 +540,16 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         ),
     }
     assert set(builds) == {role for role, on in wanted.items() if on}
+    # A preview builds, pulls and pushes nothing (pulumi-docker-build builds on preview unless
+    # told not to): every image of the stack, the sync image included.
+    assert all(r.inputs["buildOnPreview"] is False for r in of(cap, "docker-build:index:Image"))
     for role, build in builds.items():
         assert build["dockerfile"]["inline"].startswith("FROM ")
         assert build["context"]["location"] == "images/mirror" and build["push"] is True
         [tag] = build["tags"]
         assert tag.startswith(f"{host}/tfserving-{cap.stack}/mirror/"), role
-        hub = "docker.io" in [r["address"] for r in build["registries"]]
-        assert hub is role.startswith("serving"), role  # the Docker Hub login, only for Hub
+        # Only the push login to the stack's ECR: the program reads no registry secret.
+        assert [r["address"] for r in build["registries"]] == [host], role
     pods = [
         c["image"]
         for kind in ("Deployment", "DaemonSet")

@@ -79,7 +79,6 @@ def test_mirror_args_report_every_problem() -> None:
             repository_prefix="Bad--prefix",
             force_delete=False,
             tags={},
-            docker_hub_credential_arn="",
             tag_overrides={"keda": "1.0-x"},
         )
     message = str(err.value)

@@ -118,9 +118,30 @@ def test_stacks_differ_where_the_issue_says() -> None:
         ({"upgradeSupportType": "NONE"}, "upgradeSupportType", "use STANDARD or EXTENDED"),
         ({"kubernetesVersion": "1.32"}, "addonVersions.kube-proxy", "does not match"),
         (
-            {"dockerHubCredentialArn": "docker-hub"},
+            {"dockerHubCredentialArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x"},
             "dockerHubCredentialArn",
-            "give the ARN of a Secrets Manager secret",
+            "removed: the program reads no secret",
+        ),
+        (
+            {"deployRunner": {"labels": ["ubuntu-24.04"]}},
+            "deployRunner.cidrs",
+            "say where the GitHub-hosted runner ubuntu-24.04, which connects from any of "
+            "GitHub's thousands of shared ranges",
+        ),
+        (
+            {"deployRunner": {"labels": ["self-hosted", "lab"], "cidrs": ["192.168.7.0/24"]}},
+            "deployRunner.cidrs",
+            "192.168.7.0/24 is in neither publicAccessCidrs",
+        ),
+        (
+            {"deployRunner": {"labels": ["self-hosted", "x y"]}},
+            "deployRunner.labels",
+            "'x y' is not a runner label",
+        ),
+        (
+            {"viewerPrincipalArns": ["arn:aws:iam::111122223333:role/platform-admin"]},
+            "adminPrincipalArns",
+            "is listed twice (EKS allows one access entry each)",
         ),
         (
             {"syncImage": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sync:1.0"},
@@ -245,6 +266,8 @@ def test_an_existing_vpc_stack_with_a_private_endpoint(
             "subnet-0123456789abcdef3": "10.0.255.16/28",
         },
         "managedPrometheus": True,
+        # The runner inside the VPC, in the subnets apiAccessCidrs admits.
+        "deployRunner": {"labels": ["self-hosted", "in-vpc"], "cidrs": ["10.20.8.0/24"]},
     }
     assert settings_from_config("dev", _config(**base))
     problems = _problems("dev", _config(**{**base, **overrides}))
@@ -463,9 +486,7 @@ def test_declared_defaults_are_a_valid_stack() -> None:
     config[f"{PROJECT}:deployerPrincipalArns"] = ["arn:aws:iam::123456789012:role/deployer"]
     config[f"{PROJECT}:endpointPublicAccess"] = True
     config[f"{PROJECT}:publicAccessCidrs"] = ["192.168.0.0/24"]
-    config[f"{PROJECT}:dockerHubCredentialArn"] = (
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub"
-    )
+    config[f"{PROJECT}:deployRunner"] = {"labels": ["self-hosted"], "cidrs": ["192.168.0.0/25"]}
     settings = settings_from_config("fresh", config)
     ((name, pool),) = KEYS["gpuNodePools"].default.items()
     assert [(p.name, p.max_size) for p in settings.gpu_node_pools] == [(name, pool["maxSize"])]

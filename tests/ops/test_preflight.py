@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import socket
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,14 @@ from botocore.stub import Stubber
 from infra import instances
 from infra.capture import REPO_ROOT, stack_config
 from infra.settings import Settings, settings_from_config
-from ops import preflight
+from ops import preflight, preflight_account
 from ops.preflight_checks import (
     FAIL,
     PASS,
     SKIP,
     Context,
     check_addon_versions,
-    check_api_reachable,
     check_caller,
-    check_docker_hub_credential,
     check_existing_network,
     check_gpu_quotas,
     check_image_digests,
@@ -44,6 +43,7 @@ from ops.preflight_checks import (
     check_state_backend,
     role_arn_of,
 )
+from ops.preflight_runner import check_api_reachable
 
 ACCOUNT = "123456789012"
 DIGEST = "@sha256:" + "ab" * 32
@@ -66,7 +66,6 @@ K8S_SUPPORT = instances.EKS_VERSIONS[K8S]
 TODAY = K8S_SUPPORT.end_of_standard - timedelta(days=instances.STANDARD_SUPPORT_WARNING_DAYS + 30)
 DEPLOYER_ROLE = DEV.deployer_principal_arns[0].rsplit("/", 1)[-1]
 DEPLOYER = f"arn:aws:sts::{ACCOUNT}:assumed-role/{DEPLOYER_ROLE}/ci-42"
-DOCKER_HUB_SECRET = _real_values(DEV.docker_hub_credential_arn)
 ADDONS = dict(DEV.addon_versions)
 
 
@@ -186,21 +185,53 @@ def _gpu_vcpus(stubs: Stubs, settings: Settings) -> None:
 
 
 def _needs(settings: Settings) -> dict[tuple[str, str], int]:
-    """vCPUs each quota must cover: every GPU pool at maxSize, VCPUS per node."""
+    """vCPUs each quota must cover: every GPU pool at maxSize, VCPUS per node; under Auto Mode a
+    SPOT pool falls back to on-demand, so it needs both quotas."""
     needs: dict[tuple[str, str], int] = {}
     for pool in settings.gpu_node_pools:
-        key = (pool.capacity_type, pool.instance_types[0][0])
-        needs[key] = needs.get(key, 0) + pool.max_size * VCPUS
+        kinds = {pool.capacity_type} | ({"ON_DEMAND"} if settings.auto_mode else set())
+        for kind in kinds:
+            key = (kind, pool.instance_types[0][0])
+            needs[key] = needs.get(key, 0) + pool.max_size * VCPUS
     return dict(sorted(needs.items()))
 
 
-def _quotas(stubs: Stubs, settings: Settings, spare: int) -> list[str]:
-    """Answer each quota the stack needs with its need plus ``spare``; the expected texts."""
+def _instances(stubs: Stubs, instances: list[dict[str, Any]]) -> None:
+    """DescribeInstances of the G/VT quota's running and pending instances."""
+    stubs.stub("ec2").add_response(
+        "describe_instances",
+        {"Reservations": [{"Instances": instances}]},
+        {
+            "Filters": [
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                {"Name": "instance-type", "Values": ["g*", "vt*"]},
+            ]
+        },
+    )
+
+
+def _instance(vcpus: int, spot: bool = False, tags: dict[str, str] | None = None) -> dict:
+    found: dict[str, Any] = {
+        "InstanceId": "i-0123456789abcdef0",
+        "CpuOptions": {"CoreCount": vcpus // 2, "ThreadsPerCore": 2},
+        "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    }
+    if spot:
+        found["InstanceLifecycle"] = "spot"
+    return found
+
+
+def _quotas(stubs: Stubs, settings: Settings, spare: int, used: int = 0) -> list[str]:
+    """Answer each quota the stack needs with its need plus ``spare`` (``used`` of it taken by
+    other instances); the expected texts."""
     texts = []
     for key, need in _needs(settings).items():
         code, label = QUOTAS[key]
         _quota(stubs, code, float(need + spare))
-        texts.append(f"{label} ({code}) {need + spare} vCPUs for {need}")
+        texts.append(
+            f"{label} ({code}) {need + spare} vCPUs, {used} in use elsewhere: "
+            f"{need + spare - used} free for {need}"
+        )
     return texts
 
 
@@ -249,10 +280,11 @@ def test_placeholders_are_named_by_key() -> None:
     assert result.status == FAIL
     assert result.detail == (
         "replace the example values in the stack file: tfserving-eks:adminPrincipalArns[0] (the "
-        "example account 111122223333); tfserving-eks:deployerPrincipalArns[0] (the example "
-        "account 111122223333); tfserving-eks:dockerHubCredentialArn (the example account "
-        "111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
-        "203.0.113.0/24 (TEST-NET))"
+        "example account 111122223333); tfserving-eks:deployRunner.cidrs[0] (the documentation "
+        "range 203.0.113.0/24 (TEST-NET)); tfserving-eks:deployerPrincipalArns[0] (the example "
+        "account 111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
+        "203.0.113.0/24 (TEST-NET)); tfserving-eks:viewerPrincipalArns[0] (the example account "
+        "111122223333)"
     )
 
 
@@ -295,24 +327,36 @@ def test_instance_types_offered_in_the_first_zones(root: Path) -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_gpu_quota_must_cover_the_pools_at_max_size(root: Path, stack: str) -> None:
-    # Each quota (by capacity type and family) against the sum of its pools at maxSize.
+def test_gpu_quota_headroom_must_cover_the_pools_at_max_size(root: Path, stack: str) -> None:
+    # Each quota (by capacity type and family) minus what other instances run, against the sum
+    # of its pools at maxSize; the cluster's own nodes are part of its need, not of the use.
     settings = {"dev": DEV, "prod": PROD}[stack]
+    kinds = {k for k, _ in _needs(settings)}
     stubs = Stubs()
     _gpu_vcpus(stubs, settings)
-    short = _quotas(stubs, settings, spare=-VCPUS)  # one node short
+    others = [_instance(VCPUS, spot=(k == "SPOT")) for k in sorted(kinds)]
+    _instances(stubs, others)
+    short = _quotas(stubs, settings, spare=0, used=VCPUS)  # the others take one node's worth
     result = check_gpu_quotas(_context(root, stack, clients=stubs))
     stubs.verify()
     assert (result.status, result.detail) == (
         FAIL,
-        f"too small: {'; '.join(short)} (GPU pools at maxSize); request an increase in Service "
-        "Quotas (aws service-quotas request-service-quota-increase) or lower maxSize",
+        f"too little headroom: {'; '.join(short)} (GPU pools at maxSize); request an increase "
+        "in Service Quotas (aws service-quotas request-service-quota-increase), free capacity, "
+        "or lower maxSize",
     )
     _gpu_vcpus(stubs, settings)
-    covered = _quotas(stubs, settings, spare=12)
+    own = {"eks:cluster-name": settings.cluster_name}
+    _instances(stubs, [_instance(VCPUS, spot=(k == "SPOT"), tags=own) for k in sorted(kinds)])
+    covered = _quotas(stubs, settings, spare=0)
     result = check_gpu_quotas(_context(root, stack, clients=stubs))
     stubs.verify()
     assert (result.status, result.detail) == (PASS, "; ".join(covered))
+
+
+def test_auto_mode_spot_pools_need_the_on_demand_quota_too() -> None:
+    assert DEV.auto_mode and {p.capacity_type for p in DEV.gpu_node_pools} == {"SPOT"}
+    assert {k for k, _ in _needs(DEV)} == {"SPOT", "ON_DEMAND"}
 
 
 def test_kubernetes_version_not_offered(root: Path) -> None:
@@ -327,20 +371,48 @@ def test_kubernetes_version_not_offered(root: Path) -> None:
     )
 
 
-def test_kubernetes_version_offered_warns_near_end_of_standard_support(root: Path) -> None:
-    stubs = Stubs()
+def _eks_version(stubs: Stubs, standard: date, extended: date) -> None:
     stubs.stub("eks").add_response(
         "describe_cluster_versions",
-        {"clusterVersions": [{"clusterVersion": K8S, "versionStatus": "STANDARD_SUPPORT"}]},
+        {
+            "clusterVersions": [
+                {
+                    "clusterVersion": K8S,
+                    "versionStatus": "STANDARD_SUPPORT",
+                    "endOfStandardSupportDate": datetime.combine(standard, time(), UTC),
+                    "endOfExtendedSupportDate": datetime.combine(extended, time(), UTC),
+                }
+            ]
+        },
+        {"clusterVersions": [K8S]},
     )
+
+
+def test_support_dates_come_from_eks(root: Path) -> None:
+    # EKS's own dates decide; the hand-kept table is named when it differs.
+    standard = K8S_SUPPORT.end_of_standard + timedelta(days=10)
+    extended = K8S_SUPPORT.end_of_extended
+    stubs = Stubs()
+    _eks_version(stubs, standard, extended)
     ctx = _context(root, clients=stubs)
-    ctx.today = K8S_SUPPORT.end_of_standard - timedelta(days=32)
+    ctx.today = standard - timedelta(days=32)
     result = check_kubernetes_version(ctx)
     assert (result.status, result.detail) == (
         PASS,
-        f"EKS offers {K8S} (STANDARD_SUPPORT); Kubernetes {K8S} leaves EKS standard support on "
-        f"{K8S_SUPPORT.end_of_standard} (32 days): plan the upgrade",
+        f"EKS offers {K8S} (STANDARD_SUPPORT), standard support to {standard}, extended to "
+        f"{extended}; leaves standard support on {standard} (32 days): plan the upgrade; "
+        f"infra/instances.py says {K8S_SUPPORT.end_of_standard}/{extended}, EKS "
+        f"{standard}/{extended}: update the table",
     )
+    _eks_version(stubs, K8S_SUPPORT.end_of_standard, extended)
+    ctx.today = extended + timedelta(days=1)
+    gone = check_kubernetes_version(ctx)
+    assert (gone.status, gone.detail) == (
+        FAIL,
+        f"Kubernetes {K8S} left EKS extended support on {extended} (EKS's own date); upgrade "
+        "kubernetesVersion",
+    )
+    stubs.verify()
 
 
 def test_addon_version_not_offered_for_the_kubernetes_version(root: Path) -> None:
@@ -495,35 +567,107 @@ def test_private_endpoint_needs_this_machine_in_api_access_cidrs(root: Path) -> 
 # -- the command -------------------------------------------------------------------------------
 
 
-def _dev_all_pass(stubs: Stubs) -> None:
+DEPLOYER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{DEPLOYER_ROLE}"
+
+
+def _deploy_actions(stack: str = "dev", root: Path = REPO_ROOT) -> list[str]:
+    from infra import deploy_policy
+    from infra.capture import capture_stack
+
+    records = [r.as_dict() for r in capture_stack(stack, root).resources]
+    return deploy_policy.actions_for(deploy_policy.custom_types(records))
+
+
+def _simulation(stubs: Stubs, actions: list[str], denied: set[str] = frozenset()) -> None:
+    """GetRole of the caller's role, then SimulatePrincipalPolicy's answers, batch by batch."""
+    iam = stubs.stub("iam")
+    iam.add_response(
+        "get_role",
+        {
+            "Role": {
+                "RoleName": DEPLOYER_ROLE,
+                "Arn": DEPLOYER_ROLE_ARN,
+                "Path": "/",
+                "RoleId": "AROAEXAMPLEEXAMPLE123",
+                "CreateDate": datetime(2026, 1, 1),
+                "AssumeRolePolicyDocument": "{}",
+            }
+        },
+        {"RoleName": DEPLOYER_ROLE},
+    )
+    for start in range(0, len(actions), preflight_account.SIMULATE_BATCH):
+        batch = actions[start : start + preflight_account.SIMULATE_BATCH]
+        iam.add_response(
+            "simulate_principal_policy",
+            {
+                "EvaluationResults": [
+                    {
+                        "EvalActionName": a,
+                        "EvalDecision": "implicitDeny" if a in denied else "allowed",
+                    }
+                    for a in batch
+                ],
+                "IsTruncated": False,
+            },
+        )
+
+
+def _service_linked_roles(stubs: Stubs, settings: Settings, missing: set[str] = frozenset()):
+    ctx = Context(settings=settings, config={}, clients=None)
+    for _, role in preflight_account.needed_service_linked_roles(ctx):
+        if role in missing:
+            stubs.stub("iam").add_client_error("get_role", "NoSuchEntity", f"{role} not found", 404)
+        else:
+            stubs.stub("iam").add_response(
+                "get_role",
+                {"Role": {"RoleName": role, "Arn": f"arn:aws:iam::{ACCOUNT}:role/{role}",
+                          "Path": "/aws-service-role/", "RoleId": "AROAEXAMPLEEXAMPLE456",
+                          "CreateDate": datetime(2026, 1, 1), "AssumeRolePolicyDocument": "{}"}},
+                {"RoleName": role},
+            )  # fmt: skip
+
+
+def _fake_tools(directory: Path, docker_answers: bool = True) -> str:
+    """docker (answering `docker version` like a client with a daemon), aws and kubectl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scripts = {
+        "docker": "echo 27.3.1" if docker_answers else "echo 'Cannot connect' >&2; exit 1",
+        "aws": "echo aws-cli/2.22.0",
+        "kubectl": "echo v1.36.0",
+    }
+    for tool, body in scripts.items():
+        path = directory / tool
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    return str(directory)
+
+
+def _dev_all_pass(stubs: Stubs, root: Path) -> None:
     stubs.stub("sts").add_response(
         "get_caller_identity", {"Arn": DEPLOYER, "Account": ACCOUNT, "UserId": "AROA:ci"}
     )
+    _simulation(stubs, _deploy_actions("dev", root))
+    _service_linked_roles(stubs, DEV)
     _zones(stubs)
     _offerings(stubs, _all_offered())
     _gpu_vcpus(stubs, DEV)
+    _instances(stubs, [])
     _quotas(stubs, DEV, spare=0)
-    stubs.stub("eks").add_response(
-        "describe_cluster_versions",
-        {"clusterVersions": [{"clusterVersion": K8S, "versionStatus": "STANDARD_SUPPORT"}]},
-    )
+    _eks_version(stubs, K8S_SUPPORT.end_of_standard, K8S_SUPPORT.end_of_extended)
     _addon_versions(stubs, ADDONS)
     stubs.stub("logs").add_response("describe_log_groups", {"logGroups": []})
-    secret_name = DOCKER_HUB_SECRET.split(":secret:", 1)[1]
-    stubs.stub("secretsmanager").add_response(
-        "describe_secret", {"ARN": DOCKER_HUB_SECRET, "Name": secret_name}
-    )
 
 
 def test_all_pass_exits_0_with_one_line_per_check_and_json(
     root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     _pin_images(root / "Pulumi.dev.yaml", monkeypatch)
+    monkeypatch.setenv("PATH", f"{_fake_tools(tmp_path / 'bin')}:{os.environ['PATH']}")
     stubs = Stubs()
-    _dev_all_pass(stubs)
+    _dev_all_pass(stubs, root)
     out = tmp_path / "out" / "preflight.json"
     code = preflight.main(
-        ["--stack", "dev", "--json", str(out), "--backend", ""],
+        ["--stack", "dev", "--json", str(out), "--backend", "", "--offline"],
         clients_for=lambda region: stubs,
         root=root,
         today=TODAY,
@@ -537,36 +681,45 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
     assert names == [
         "caller-has-access-entry",
         "no-placeholders",
+        "runner-tools",
+        "deploy-role-permissions",
+        "service-linked-roles",
         "instance-types-offered",
         "gpu-vcpu-quotas",
         "kubernetes-version",
         "addon-versions",
         "existing-vpc",
+        "scraper-subnets",
         "api-endpoint-reachable",
         "control-plane-log-group",
-        "docker-hub-credential",
         "images-pinned-by-digest",
         "state-backend",
         "secrets-provider",
     ]
+    assert len(names) == len(preflight.CHECKS)
     # One line per check, each starting with its status and naming the check.
     for check, line in zip(report["checks"], printed[1:-1], strict=True):
         assert line.startswith(check["status"].upper()) and check["name"] in line
     assert printed[-1] == "all checks passed"
 
 
-def test_one_failure_exits_1(root: Path, capsys, monkeypatch) -> None:
+def test_one_failure_exits_1(root: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     _pin_images(root / "Pulumi.dev.yaml", monkeypatch)
+    monkeypatch.setenv("PATH", f"{_fake_tools(tmp_path / 'bin')}:{os.environ['PATH']}")
     stubs = Stubs()
-    _dev_all_pass(stubs)
+    _dev_all_pass(stubs, root)
     stubs.stubbers["service-quotas"]._queue.clear()  # replace the quota answers with small ones
     _quotas(stubs, DEV, spare=-VCPUS)
     code = preflight.main(
-        ["--stack", "dev", "--backend", ""], clients_for=lambda r: stubs, root=root, today=TODAY
+        ["--stack", "dev", "--backend", "", "--offline"],
+        clients_for=lambda r: stubs,
+        root=root,
+        today=TODAY,
     )
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 13 checks failed")
+    total = len(preflight.CHECKS)
+    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith(f"1 of {total} checks failed")
 
 
 def test_unknown_stack_exits_2(root: Path, capsys) -> None:
@@ -648,23 +801,11 @@ def test_mirrored_images_pass_and_a_tagged_sync_image_is_named(root: Path) -> No
     assert result.status == FAIL and "syncImage r/s:1" in result.detail
 
 
-def test_docker_hub_credential_must_exist(root: Path) -> None:
-    stubs = Stubs()
-    stubs.stub("secretsmanager").add_client_error(
-        "describe_secret", "ResourceNotFoundException", "Secrets Manager can't find it"
-    )
-    result = check_docker_hub_credential(_context(root, clients=stubs))
-    assert (result.status, result.detail) == (
-        FAIL,
-        f"{DOCKER_HUB_SECRET} is not readable (ResourceNotFoundException: Secrets Manager can't "
-        "find it): create it with your Docker Hub username and access token (docs/deploy.md): "
-        "the image mirror logs in with it",
-    )
-
-
 def test_deploy_workflow_runs_the_preflight_before_pulumi_up() -> None:
     workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/deploy.yml").read_text())
     for name, job in workflow["jobs"].items():
+        if name == "stacks":
+            continue
         steps = job["steps"]
         preflight_at = [i for i, s in enumerate(steps) if "ops.preflight" in s.get("run", "")]
         up_at = [i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up"]

@@ -106,7 +106,7 @@ def graph() -> list[dict[str, Any]]:
             {"version": "1.32", "roleArn": "arn:aws:iam::123456789012:role/eks"},
             parent=stack["urn"],
         ),
-        record("aws:s3/bucketV2:BucketV2", "models", {"forceDestroy": False}, parent=stack["urn"]),
+        record("aws:s3/bucket:Bucket", "models", {"forceDestroy": False}, parent=stack["urn"]),
         component,
         record(
             "kubernetes:core/v1:Namespace",

@@ -37,6 +37,7 @@ def test_writes_the_exact_layout(project, tmp_path: Path, capsys) -> None:
         "cost.json",
         "stack-config.json",
         "dashboards/tfserving.json",
+        "deploy-policy.json",
         "manifests/_cluster/Namespace-mnist.yaml",
         "manifests/mnist/ConfigMap-mnist-tfserving.yaml",
         "manifests/mnist/Deployment-tfserving.yaml",
