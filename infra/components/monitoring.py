@@ -12,7 +12,8 @@
   name the scraper's own ARN (AMP user guide, "Creating scraper for workspaces enabled with
   customer managed keys"), which does not exist before the scraper does: with the AWS-owned key
   the first ``up`` works and every metric is still encrypted at rest;
-- one rule group namespace per file of ``monitoring/rules/`` (the files promtool tests);
+- one rule group namespace per file of ``monitoring/rules/`` the stack can feed: the program
+  passes only the files whose metric producers it runs (`infra.metric_producers`);
 - an SNS topic (SSE-KMS) whose policy lets only this workspace publish, and the workspace's alert
   manager definition routing every alert to it;
 - the managed collector (``aws.amp.Scraper``), scraping with ``monitoring/scrape/eks.yml``. It
@@ -46,13 +47,12 @@ import yaml
 from infra.components import serving_pod
 from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
 from infra.components.k8s_common import WorkloadArgsError
+from infra.components.kube_state_metrics import METRICS_PORT as KUBE_STATE_METRICS_PORT
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:monitoring:Monitoring"
 MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
 APS_PRINCIPAL = "aps.amazonaws.com"
-# kube-state-metrics' metrics port (its upstream manifests and chart: 8080, named http).
-KUBE_STATE_METRICS_PORT = 8080
 # What the scraper's group may reach in the cluster's group, port by port (why in the value).
 # 443: pod discovery watches the API server; with a private endpoint its ENIs (which carry the
 # cluster security group) are the only way in.
@@ -67,12 +67,20 @@ SCRAPE_PORTS: dict[int, str] = {
 SCRAPER_CIDRS_TAG = "tfserving-eks/scraper-cidrs"
 
 
-def rule_files(directory: Path = MONITORING_DIR / "rules") -> dict[str, str]:
-    """``{namespace name: rule file text}`` for every ``*.yml`` of monitoring/rules/."""
-    files = {p.stem: p.read_text() for p in sorted(directory.glob("*.yml"))}
-    if not files:
-        raise FileNotFoundError(f"no rule files (*.yml) in {directory}")
-    return files
+def rule_files(
+    names: Sequence[str] | None = None, directory: Path = MONITORING_DIR / "rules"
+) -> dict[str, str]:
+    """``{namespace name: rule file text}`` for the named ``<name>.yml`` of monitoring/rules/
+    (every ``*.yml`` there when ``names`` is None)."""
+    if names is None:
+        files = {p.stem: p.read_text() for p in sorted(directory.glob("*.yml"))}
+        if not files:
+            raise FileNotFoundError(f"no rule files (*.yml) in {directory}")
+        return files
+    missing = [n for n in names if not (directory / f"{n}.yml").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no rule file {', '.join(missing)} (.yml) in {directory}")
+    return {n: (directory / f"{n}.yml").read_text() for n in sorted(names)}
 
 
 def scrape_configuration(path: Path = MONITORING_DIR / "scrape" / "eks.yml") -> str:

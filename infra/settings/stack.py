@@ -112,9 +112,12 @@ class Settings:
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
         doc="Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
-        "kubernetesVersion), metrics-server (CPU metrics for the HPAs).",
+        "kubernetesVersion), metrics-server (CPU metrics for the HPAs), "
+        "eks-node-monitoring-agent (the node conditions node groups' repair acts on; Auto Mode "
+        "has it built in). Under autoMode only metrics-server is installed.",
         default={"vpc-cni": "v1.22.4-eksbuild.3", "coredns": "v1.14.3-eksbuild.14",
-                 "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6"},
+                 "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6",
+                 "eks-node-monitoring-agent": "v1.7.0-eksbuild.1"},
         parse=values.addon_versions,
     )  # fmt: skip
     kms_deletion_window_days: int = setting(

@@ -10,6 +10,8 @@ import pytest
 
 from infra.capture import StackCapture, stack_config
 from infra.components import monitoring, network, serving_pod
+from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
+from infra.components.kube_state_metrics import METRICS_PORT as KUBE_STATE_METRICS_PORT
 from infra.components.model_serving import network_policy_spec
 from infra.naming import PROJECT
 from infra.settings import InvalidSettingsError, settings_from_config
@@ -103,19 +105,28 @@ def test_serving_policies_admit_the_scraper_subnets_on_the_metrics_ports(capture
     cidrs = scraper.inputs["tags"][monitoring.SCRAPER_CIDRS_TAG].split()
     policies = of_type(c, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     assert policies
+    # What each workload's policy admits from the scraper: its metrics ports, or nothing.
+    ports = {
+        "tfserving": {serving_pod.REST_PORT, serving_pod.SYNC_METRICS_PORT},
+        "dcgm-exporter": {DCGM_METRICS_PORT},
+        "kube-state-metrics": {KUBE_STATE_METRICS_PORT},
+        "nvidia-device-plugin": set(),
+        "cluster-autoscaler": set(),
+    }
     for policy in policies:
+        app = policy.inputs["metadata"]["labels"]["app.kubernetes.io/name"]
         by_ip = [
             rule
             for rule in policy.inputs["spec"]["ingress"]
             if any("ipBlock" in peer for peer in rule["from"])
         ]
-        assert len(by_ip) == 1
+        if not ports[app]:
+            assert policy.inputs["spec"]["ingress"] == [], app
+            continue
+        assert len(by_ip) == 1, app
         (rule,) = by_ip
-        assert [p["ipBlock"]["cidr"] for p in rule["from"]] == cidrs
-        assert {p["port"] for p in rule["ports"]} == {
-            serving_pod.REST_PORT,
-            serving_pod.SYNC_METRICS_PORT,
-        }
+        assert sorted(p["ipBlock"]["cidr"] for p in rule["from"]) == sorted(cidrs)
+        assert {p["port"] for p in rule["ports"]} == ports[app]
 
 
 def test_without_a_scraper_the_policy_admits_namespaces_only() -> None:
