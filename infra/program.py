@@ -359,6 +359,7 @@ def build(settings: Settings) -> StackOutputs:
                 scraper_subnet_ids=network.scraper_subnet_ids,
                 scraper_subnet_cidrs=network.scraper_subnet_cidrs,
                 cluster_security_group_id=cluster.cluster_security_group_id,
+                dedicated=settings.scraper_network == "dedicated",
                 kms_deletion_window_days=settings.kms_deletion_window_days,
                 log_retention_days=settings.cluster_log_retention_days,
                 protect=settings.protect_data,

@@ -19,11 +19,14 @@
 - the managed collector (``aws.amp.Scraper``), scraping with ``monitoring/scrape/eks.yml``. It
   has no pod: it connects from network interfaces it places in the subnets and security groups
   it is given (AMP user guide, "Ingest metrics with AWS managed collectors": one ENI per subnet).
-  It gets subnets of its own (infra/components/network.py: nothing else lives in them, so the
-  serving NetworkPolicy can admit their CIDRs on the metrics ports) and a security group of its
-  own, with no ingress and egress only to the cluster security group on `SCRAPE_PORTS`; the
-  cluster security group (on the control plane's ENIs and every node, so on every pod's address
-  with the VPC CNI) admits the scraper's group on those ports and nothing else;
+  By default (``dedicated`` false) those are AMP's documented ones, "the Amazon EKS cluster VPC
+  configuration" (AMP API reference, EksConfiguration): the cluster's private subnets and the
+  cluster security group, which admits all traffic between its members (the control plane's
+  ENIs and every node). With ``dedicated`` it gets subnets of its own
+  (infra/components/network.py: nothing else lives in them, so NetworkPolicies can admit their
+  CIDRs without admitting a pod) and a security group of its own, with no ingress and egress
+  only to the cluster security group on `SCRAPE_PORTS`; the cluster security group admits the
+  scraper's group on those ports and nothing else;
 - no Kubernetes identity for the collector: on a cluster whose authentication mode is ``API`` (the
   only mode infra/components/cluster.py sets), AMP creates the access entry of the scraper's
   service-linked role itself, with its own access policy, when the scraper is created (AMP user
@@ -174,10 +177,12 @@ class MonitoringArgs:
 
     cluster_name: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
-    # The scraper's own subnets (2+ AZs, nothing else in them) and their CIDRs.
+    # The scraper's subnets (2+ AZs) and their CIDRs: the cluster's private subnets, or with
+    # ``dedicated`` subnets of its own (nothing else in them).
     scraper_subnet_ids: pulumi.Input[Sequence[str]]
     scraper_subnet_cidrs: tuple[str, ...]
     cluster_security_group_id: pulumi.Input[str]
+    dedicated: bool
     kms_deletion_window_days: int
     log_retention_days: int
     protect: bool
@@ -293,7 +298,12 @@ class Monitoring(pulumi.ComponentResource):
         cluster_arn = pulumi.Output.all(partition, region, account, args.cluster_name).apply(
             lambda a: f"arn:{a[0]}:eks:{a[1]}:{a[2]}:cluster/{a[3]}"
         )
-        scraper_sg = self._scraper_security_group(name, args, tags)
+        self._scraper_rules: list[pulumi.Resource] = []
+        groups = (
+            [self._scraper_security_group(name, args, tags).id]
+            if args.dedicated
+            else [args.cluster_security_group_id]
+        )
         aws.amp.Scraper(
             child(name, "scraper"),
             alias=pulumi.Output.concat(args.cluster_name, "-scraper"),
@@ -301,7 +311,7 @@ class Monitoring(pulumi.ComponentResource):
                 "eks": {
                     "cluster_arn": cluster_arn,
                     "subnet_ids": args.scraper_subnet_ids,
-                    "security_group_ids": [scraper_sg.id],
+                    "security_group_ids": groups,
                 }
             },
             destination={"amp": {"workspace_arn": workspace.arn}},
@@ -335,7 +345,6 @@ class Monitoring(pulumi.ComponentResource):
             tags={**tags, "Name": child(name, "scraper-sg")},
             opts=here,
         )
-        self._scraper_rules: list[pulumi.Resource] = []
         for port, why in SCRAPE_PORTS.items():
             self._scraper_rules += [
                 aws.vpc.SecurityGroupEgressRule(

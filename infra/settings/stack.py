@@ -54,10 +54,20 @@ class Settings:
         doc="Private subnets (2+ AZs) for nodes and the control plane when existingVpcId is set.",
         default=[], parse=values.subnet_ids,
     )  # fmt: skip
+    scraper_network: str = setting(
+        doc="Where the managed Prometheus scraper's network interfaces go: cluster (AMP's "
+        "documented path: the cluster's private subnets and security group; NetworkPolicies "
+        "then admit those subnets on the metrics ports, TF Serving's REST port among them) or "
+        "dedicated (subnets of its own, from the VPC this stack creates or "
+        "existingScraperSubnets, and a security group admitted on the scrape ports only), "
+        "docs/observability.md.",
+        default="cluster", choices=("cluster", "dedicated"),
+    )  # fmt: skip
     existing_scraper_subnets: Mapping[str, str] = setting(
-        doc="With existingVpcId and managedPrometheus: the managed Prometheus scraper's own "
-        "subnets (2+ AZs, nothing else in them), as {subnet id: its CIDR}; the serving "
-        "NetworkPolicy admits these CIDRs on the metrics ports (docs/observability.md).",
+        doc="With existingVpcId, managedPrometheus and scraperNetwork dedicated: the managed "
+        "Prometheus scraper's own subnets (2+ AZs, nothing else in them), as {subnet id: its "
+        "CIDR}; the NetworkPolicies admit these CIDRs on the metrics ports "
+        "(docs/observability.md).",
         default={}, parse=values.scraper_subnets,
     )  # fmt: skip
     # -- cluster
@@ -271,12 +281,12 @@ def _network(s: Settings, c: Checks) -> None:
         c.fail("existingPrivateSubnetIds", "EKS needs private subnets in at least 2 AZs")
     elif not s.existing_vpc_id and s.existing_private_subnet_ids:
         c.fail("existingPrivateSubnetIds", "only used with existingVpcId; set both or neither")
-    # In an existing VPC the managed scraper needs subnets of its own: the serving NetworkPolicy
-    # admits their CIDRs, so they must hold nothing else (docs/observability.md).
-    if not (s.existing_vpc_id and s.managed_prometheus):
+    # A dedicated scraper network in an existing VPC needs subnets of its own: the
+    # NetworkPolicies admit their CIDRs, so they must hold nothing else (docs/observability.md).
+    if not (s.existing_vpc_id and s.managed_prometheus and s.scraper_network == "dedicated"):
         if s.existing_scraper_subnets:
-            c.fail("existingScraperSubnets", "only used with existingVpcId and managedPrometheus: "
-                   "true")  # fmt: skip
+            c.fail("existingScraperSubnets", "only used with existingVpcId, managedPrometheus: "
+                   "true and scraperNetwork: dedicated")  # fmt: skip
     elif len(s.existing_scraper_subnets) < 2:
         c.fail(
             "existingScraperSubnets",
