@@ -455,6 +455,7 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
         "subnet-0a1b2c3d4e5f6071a": "10.9.0.0/28",
         "subnet-0a1b2c3d4e5f6071b": "10.9.0.16/28",
     }
+    stack["config"]["tfserving-eks:scraperNetwork"] = "dedicated"
     stack["config"]["tfserving-eks:existingScraperSubnets"] = scraper
     (tmp_path / "Pulumi.shared.yaml").write_text(yaml.safe_dump(stack))
     cap = capture_stack("shared", tmp_path)
