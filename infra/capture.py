@@ -203,6 +203,11 @@ class _Mocks(mocks.Mocks):
             names = [f"{region}{z}" for z in "abc"]
             ids = [f"{region[:2]}{region.split('-')[1][:1]}1-az{i}" for i in (1, 2, 3)]
             return {"names": names, "zoneIds": ids, "id": region}, []
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # An existing VPC's subnet: a /20 per subnet id, distinct and stable.
+            subnet = str(args.args.get("id", ""))
+            n = int(hashlib.sha256(subnet.encode()).hexdigest(), 16) % 256
+            return {"id": subnet, "cidrBlock": f"10.{n}.0.0/20", "vpcId": "vpc-mock"}, []
         if token == "aws:index/getRegion:getRegion":
             return {"name": region, "region": region, "id": region}, []
         if token == "aws:index/getCallerIdentity:getCallerIdentity":

@@ -95,7 +95,9 @@ def support_status(version: str, today: date) -> tuple[str, str] | None:
 
 # The managed add-ons the cluster pins; their versions come from stack config.
 # metrics-server is not installed by EKS by default, and without it every HPA stays blind.
-CORE_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "metrics-server")
+# eks-node-monitoring-agent sets the node conditions (AcceleratedHardwareReady, ...) that node
+# groups' node repair acts on (EKS user guide, "Detect node health issues").
+CORE_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "metrics-server", "eks-node-monitoring-agent")
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (

@@ -5,8 +5,10 @@ does the composition from a :class:`Settings` value and returns the outputs, so 
 tests can run it for any stack. Importing this module creates nothing.
 
 Order of concerns: KMS keys -> network -> cluster (+ OIDC, access entries) -> add-ons that do not
-need nodes -> node groups -> CoreDNS -> model bucket and ECR -> the Kubernetes provider ->
-cluster autoscaler, NVIDIA device plugin and one ``ModelServing`` per model.
+need nodes -> node groups -> CoreDNS, metrics-server and the node monitoring agent -> model
+bucket and ECR -> the Kubernetes provider -> cluster autoscaler, NVIDIA device plugin, the
+metrics producers the stack's alert rules read (DCGM exporter, kube-state-metrics) with the
+managed Prometheus workspace, and one ``ModelServing`` per model.
 
 ``computeMode`` picks where nodes come from (docs/gpu-capacity.md): ``nodeGroups`` as above;
 ``autoMode`` turns on EKS Auto Mode and declares a NodeClass and NodePool per pool instead of node
@@ -45,26 +47,44 @@ from infra.components.keda import (
 )
 from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
+from infra.components.kube_state_metrics import IMAGE as KUBE_STATE_METRICS_IMAGE
+from infra.components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
 from infra.components.model_serving import ModelServing
 from infra.components.model_serving_args import ModelServingArgs
-from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs, rule_files
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
-from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
+from infra.metric_producers import rule_files_for
+from infra.naming import GPU_TAINT_EFFECT, GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
 from infra.settings import SYSTEM_POOL, NodePool, Settings, load_settings
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
-ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server"})
+ADDONS_AFTER_NODES = frozenset({"coredns", "metrics-server", "eks-node-monitoring-agent"})
 # EKS enforces NetworkPolicies only when the VPC CNI runs its network policy agent, which is off
 # by default; every model declares one, so enforcement is not optional. (The schema types the
 # value as a string.)
-ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+# The node monitoring agent's own DaemonSet tolerates every taint, but its dcgm-server (the
+# nv-hostengine its GPU health checks connect to) tolerates none by default
+# (aws/eks-node-monitoring-agent charts/eks-node-monitoring-agent/values.yaml,
+# dcgmAgent.tolerations: []; the add-on's configuration schema accepts the key): without the
+# GPU taint's toleration it would never run on a GPU node.
+ADDON_CONFIGURATION = {
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+    "eks-node-monitoring-agent": {
+        "dcgmAgent": {
+            "tolerations": [
+                {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": GPU_TAINT_EFFECT}
+            ]
+        }
+    },
+}
 # With only Auto Mode nodes, Auto Mode runs pod networking itself and replaces CoreDNS and
 # kube-proxy "with service functionality" (EKS user guide, "Update the Kubernetes Version of an EKS
 # Auto Mode cluster"; the vpc-cni and kube-proxy add-ons list EC2 as their only compute type).
-# metrics-server is still needed for the HPAs.
+# metrics-server is still needed for the HPAs. Auto Mode has the node monitoring agent built in
+# (EKS user guide, "Detect node health issues and enable automatic node repair").
 AUTO_MODE_ADDONS = frozenset({"metrics-server"})
 
 
@@ -127,6 +147,32 @@ def _addon_names(settings: Settings) -> set[str]:
     return set(settings.addon_versions) & AUTO_MODE_ADDONS
 
 
+def device_plugin_pools(settings: Settings) -> tuple[str, ...]:
+    """The GPU node groups that need the NVIDIA device plugin: those on the AL2023 NVIDIA AMI.
+    Bottlerocket runs NVIDIA's plugin as a system service, and a second copy "could cause
+    unexpected behavior" (bottlerocket-os/bottlerocket#3992); Auto Mode nodes bring their own."""
+    if not settings.node_groups:
+        return ()
+    return tuple(p.name for p in settings.gpu_node_pools if p.ami_type.startswith("AL2023_"))
+
+
+def wants_kube_state_metrics(settings: Settings) -> bool:
+    """kube-state-metrics runs where a rule reads it: the capacity alert about pods waiting for
+    GPUs (monitoring/rules/gpu-capacity.yml), on stacks with GPU pools and the workspace."""
+    return settings.managed_prometheus and bool(settings.gpu_node_pools)
+
+
+def metric_producers(settings: Settings) -> frozenset[str]:
+    """The producers of `infra.metric_producers.PRODUCERS` this stack runs: what its uploaded
+    rule files may read."""
+    running = {"tfserving", "model-sync"} if settings.models else set()
+    if settings.dcgm_exporter_image and settings.gpu_node_pools:
+        running.add("dcgm-exporter")
+    if wants_kube_state_metrics(settings):
+        running.add("kube-state-metrics")
+    return frozenset(running)
+
+
 def mirrored_images(settings: Settings) -> dict[str, str]:
     """Every third-party image the stack runs, by role -> its upstream reference: what
     `ImageMirror` copies into the stack's ECR so that pods pull it by digest from there."""
@@ -137,10 +183,11 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
         "cluster-autoscaler": (
             image_for(settings.kubernetes_version) if settings.compute_mode == "nodeGroups" else ""
         ),
-        "nvidia-device-plugin": (
-            DEVICE_PLUGIN_IMAGE if settings.node_groups and settings.gpu_node_pools else ""
-        ),
+        "nvidia-device-plugin": DEVICE_PLUGIN_IMAGE if device_plugin_pools(settings) else "",
         "dcgm-exporter": settings.dcgm_exporter_image if settings.gpu_node_pools else "",
+        "kube-state-metrics": (
+            KUBE_STATE_METRICS_IMAGE if wants_kube_state_metrics(settings) else ""
+        ),
     }
     if any(m.wake_on_request for m in models):
         images.update(KEDA_IMAGES)
@@ -291,11 +338,11 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
-    if settings.node_groups and settings.gpu_node_pools:
+    if device_plugin_pools(settings):
         NvidiaDevicePlugin(
             "nvidia-device-plugin",
             DevicePluginArgs(
-                gpu_pools=tuple(p.name for p in settings.gpu_node_pools),
+                gpu_pools=device_plugin_pools(settings),
                 pull_image=pulled["nvidia-device-plugin"],
                 pool_label_key=POOL_LABEL_KEY,
                 taint_key=GPU_TAINT_KEY,
@@ -311,10 +358,12 @@ def build(settings: Settings) -> StackOutputs:
                 scraper_subnet_ids=network.scraper_subnet_ids,
                 scraper_subnet_cidrs=network.scraper_subnet_cidrs,
                 cluster_security_group_id=cluster.cluster_security_group_id,
+                dedicated=settings.scraper_network == "dedicated",
                 kms_deletion_window_days=settings.kms_deletion_window_days,
                 log_retention_days=settings.cluster_log_retention_days,
                 protect=settings.protect_data,
                 alert_emails=settings.alert_emails,
+                rules=rule_files(rule_files_for(metric_producers(settings))),
                 tags=tags,
             ),
             opts=on_cluster,
@@ -322,9 +371,20 @@ def build(settings: Settings) -> StackOutputs:
     if settings.managed_prometheus and settings.gpu_node_pools and not settings.dcgm_exporter_image:
         # Turned off in stack config (the default runs NVIDIA's image, mirrored by digest).
         pulumi.log.warn(
-            "dcgmExporterImage is empty: no GPU metrics, so GPUMemorySaturated and "
-            "GPUUtilisationSaturated never fire; remove the setting to run the default "
+            "dcgmExporterImage is empty: no GPU metrics, so the GPU alerts "
+            "(monitoring/rules/gpu.yml) are not uploaded; remove the setting to run the default "
             "exporter (docs/observability.md)"
+        )
+    if wants_kube_state_metrics(settings):
+        KubeStateMetrics(
+            "kube-state-metrics",
+            KubeStateMetricsArgs(
+                pull_image=pulled["kube-state-metrics"],
+                pool_label_key=POOL_LABEL_KEY,
+                node_pool=SYSTEM_POOL,
+                scraper_cidrs=network.scraper_subnet_cidrs,
+            ),
+            opts=on_cluster,
         )
     if settings.dcgm_exporter_image and settings.gpu_node_pools:
         DcgmExporter(
@@ -335,6 +395,7 @@ def build(settings: Settings) -> StackOutputs:
                 pull_image=pulled["dcgm-exporter"],
                 pool_label_key=POOL_LABEL_KEY,
                 taint_key=GPU_TAINT_KEY,
+                scraper_cidrs=network.scraper_subnet_cidrs,
             ),
             opts=on_cluster,
         )

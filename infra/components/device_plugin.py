@@ -1,10 +1,18 @@
 """The NVIDIA device plugin, on GPU nodes only.
 
-`NvidiaDevicePlugin` creates a ServiceAccount and a DaemonSet in ``kube-system`` running the
-pinned ``nvcr.io/nvidia/k8s-device-plugin`` image. The DaemonSet's node affinity names the GPU
-pools (by the pool label every node group carries), so it never lands on CPU nodes, and it
-tolerates the GPU taint. It advertises ``nvidia.com/gpu`` to the kubelet, which is what lets the
-serving pods' GPU limits schedule at all.
+`NvidiaDevicePlugin` creates a ServiceAccount, a DaemonSet and a NetworkPolicy in ``kube-system``
+running the pinned ``nvcr.io/nvidia/k8s-device-plugin`` image. The DaemonSet's node affinity
+names the GPU pools (by the pool label every node group carries), so it never lands on CPU nodes,
+and it tolerates the GPU taint. It advertises ``nvidia.com/gpu`` to the kubelet, which is what
+lets the serving pods' GPU limits schedule at all. The program gives it only the pools on the
+AL2023 NVIDIA AMI: Bottlerocket runs NVIDIA's device plugin itself, as a system service, and a
+second copy "could cause unexpected behavior" (a Bottlerocket maintainer in
+bottlerocket-os/bottlerocket#3992); Auto Mode nodes bring their own too.
+
+It talks to the kubelet over Unix sockets only and serves no port: its probes check that its
+registration socket is there (``test -S``; the image is built on UBI 9, whose coreutils ship
+``test``, NVIDIA/k8s-device-plugin deployments/container/Dockerfile), and the NetworkPolicy admits
+no ingress at all.
 
 Plain pulumi-kubernetes objects rather than NVIDIA's Helm chart: a chart cannot be fetched
 offline and is opaque to mocks and policies.
@@ -20,6 +28,7 @@ import pulumi_kubernetes as k8s
 from infra.components.k8s_common import (
     Manifest,
     WorkloadArgsError,
+    checkov_skips,
     dns_label_problem,
     gpu_node_agent_spec,
     label_value_problem,
@@ -28,6 +37,7 @@ from infra.components.k8s_common import (
     recommended_labels,
     resources,
     root_agent_security_context,
+    scraper_network_policy_spec,
     selector_labels,
 )
 from infra.naming import AUTO_COMPUTE_TYPE, COMPUTE_TYPE_LABEL_KEY
@@ -36,6 +46,16 @@ TYPE_TOKEN = "tfserving-eks:cluster:NvidiaDevicePlugin"
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.3"
 APP_NAME = "nvidia-device-plugin"
 KUBELET_DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins"
+# Root, and why: the two checkov findings it keeps, on the DaemonSet.
+_ROOT_REASON = (
+    "the plugin creates its gRPC socket in the kubelet's root-owned "
+    "/var/lib/kubelet/device-plugins (a hostPath: fsGroup does not apply), so it runs as uid 0; "
+    "every capability is dropped, no privilege escalation, read-only root filesystem"
+)
+CHECKOV_SKIPS = {"CKV_K8S_23": _ROOT_REASON, "CKV_K8S_40": _ROOT_REASON}
+# The socket it registers nvidia.com/gpu with: "nvidia-" + the resource's name
+# (getPluginSocketPath in internal/plugin/server.go).
+PLUGIN_SOCKET = f"{KUBELET_DEVICE_PLUGINS}/nvidia-gpu.sock"
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class DevicePluginArgs:
 
 def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -> Manifest:
     """Pod template of the DaemonSet."""
+    socket_present = {"exec": {"command": ["test", "-S", PLUGIN_SOCKET]}}
     return {
         "metadata": {"labels": labels},
         "spec": {
@@ -103,6 +124,15 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
                     # Crash loudly on a GPU node whose driver is missing instead of advertising
                     # zero GPUs and leaving serving pods Pending with no hint why.
                     "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
+                    # The kubelet deletes the plugins' sockets when it restarts; the plugin
+                    # then registers again. A socket missing for a minute means it did not.
+                    "readinessProbe": {**socket_present, "periodSeconds": 10},
+                    "livenessProbe": {
+                        **socket_present,
+                        "initialDelaySeconds": 30,
+                        "periodSeconds": 20,
+                        "failureThreshold": 3,
+                    },
                     "resources": resources("50m", "64Mi", "200m", "256Mi"),
                     "securityContext": root_agent_security_context(),
                     "volumeMounts": [
@@ -121,7 +151,7 @@ def device_plugin_pod_template(args: DevicePluginArgs, labels: dict[str, str]) -
 
 
 class NvidiaDevicePlugin(pulumi.ComponentResource):
-    """ServiceAccount + DaemonSet of the NVIDIA device plugin on the GPU pools."""
+    """ServiceAccount, DaemonSet and NetworkPolicy of the NVIDIA device plugin on the GPU pools."""
 
     daemonset_name: pulumi.Output[str]
 
@@ -140,13 +170,19 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
         )
         daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-daemonset",
-            metadata=metadata(APP_NAME, labels, args.namespace),
+            metadata=metadata(APP_NAME, labels, args.namespace, checkov_skips(CHECKOV_SKIPS)),
             spec={
                 "selector": {"matchLabels": selector},
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                 "template": device_plugin_pod_template(args, labels),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=metadata(f"{APP_NAME}-ingress", labels, args.namespace),
+            spec=scraper_network_policy_spec(selector, (), None),
+            opts=child,
         )
         self.daemonset_name = daemonset.metadata.apply(lambda m: m.name)
         self.register_outputs({"daemonset_name": self.daemonset_name})

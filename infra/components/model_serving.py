@@ -145,13 +145,13 @@ def network_policy_spec(
     ports only from the managed Prometheus scraper's subnets.
 
     Namespaces are matched on ``kubernetes.io/metadata.name``, which the API server sets on every
-    namespace and nobody can forge. The scraper has no pod: it connects from ENIs in subnets of
-    its own (infra/components/network.py), so it is admitted by address (``ipBlock``), on TF
-    Serving's REST port (its Prometheus endpoint shares it) and the sidecar's metrics port.
-    Nothing else has an address there. Egress is left open: the sidecar must reach S3 and STS,
-    whose addresses are not stable enough to list. With ``interceptor_namespace`` (a model woken
-    on request) the KEDA HTTP add-on's interceptor is admitted on the REST port only: it proxies
-    HTTP and nothing else.
+    namespace and nobody can forge. The scraper has no pod: it connects from ENIs in the
+    cluster's subnets or in subnets of its own (``scraperNetwork``, infra/components/network.py),
+    so it is admitted by address (``ipBlock``), on TF Serving's REST port (its Prometheus
+    endpoint shares it) and the sidecar's metrics port. Egress is left open: the sidecar must
+    reach S3 and STS, whose addresses are not stable enough to list. With
+    ``interceptor_namespace`` (a model woken on request) the KEDA HTTP add-on's interceptor is
+    admitted on the REST port only: it proxies HTTP and nothing else.
     """
     sources = sorted({namespace, *allowed_namespaces})
     scraper_rule = {

@@ -12,17 +12,21 @@
   name the scraper's own ARN (AMP user guide, "Creating scraper for workspaces enabled with
   customer managed keys"), which does not exist before the scraper does: with the AWS-owned key
   the first ``up`` works and every metric is still encrypted at rest;
-- one rule group namespace per file of ``monitoring/rules/`` (the files promtool tests);
+- one rule group namespace per file of ``monitoring/rules/`` the stack can feed: the program
+  passes only the files whose metric producers it runs (`infra.metric_producers`);
 - an SNS topic (SSE-KMS) whose policy lets only this workspace publish, and the workspace's alert
   manager definition routing every alert to it;
 - the managed collector (``aws.amp.Scraper``), scraping with ``monitoring/scrape/eks.yml``. It
   has no pod: it connects from network interfaces it places in the subnets and security groups
   it is given (AMP user guide, "Ingest metrics with AWS managed collectors": one ENI per subnet).
-  It gets subnets of its own (infra/components/network.py: nothing else lives in them, so the
-  serving NetworkPolicy can admit their CIDRs on the metrics ports) and a security group of its
-  own, with no ingress and egress only to the cluster security group on `SCRAPE_PORTS`; the
-  cluster security group (on the control plane's ENIs and every node, so on every pod's address
-  with the VPC CNI) admits the scraper's group on those ports and nothing else;
+  By default (``dedicated`` false) those are AMP's documented ones, "the Amazon EKS cluster VPC
+  configuration" (AMP API reference, EksConfiguration): the cluster's private subnets and the
+  cluster security group, which admits all traffic between its members (the control plane's
+  ENIs and every node). With ``dedicated`` it gets subnets of its own
+  (infra/components/network.py: nothing else lives in them, so NetworkPolicies can admit their
+  CIDRs without admitting a pod) and a security group of its own, with no ingress and egress
+  only to the cluster security group on `SCRAPE_PORTS`; the cluster security group admits the
+  scraper's group on those ports and nothing else;
 - no Kubernetes identity for the collector: on a cluster whose authentication mode is ``API`` (the
   only mode infra/components/cluster.py sets), AMP creates the access entry of the scraper's
   service-linked role itself, with its own access policy, when the scraper is created (AMP user
@@ -46,13 +50,12 @@ import yaml
 from infra.components import serving_pod
 from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
 from infra.components.k8s_common import WorkloadArgsError
+from infra.components.kube_state_metrics import METRICS_PORT as KUBE_STATE_METRICS_PORT
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:monitoring:Monitoring"
 MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
 APS_PRINCIPAL = "aps.amazonaws.com"
-# kube-state-metrics' metrics port (its upstream manifests and chart: 8080, named http).
-KUBE_STATE_METRICS_PORT = 8080
 # What the scraper's group may reach in the cluster's group, port by port (why in the value).
 # 443: pod discovery watches the API server; with a private endpoint its ENIs (which carry the
 # cluster security group) are the only way in.
@@ -67,12 +70,20 @@ SCRAPE_PORTS: dict[int, str] = {
 SCRAPER_CIDRS_TAG = "tfserving-eks/scraper-cidrs"
 
 
-def rule_files(directory: Path = MONITORING_DIR / "rules") -> dict[str, str]:
-    """``{namespace name: rule file text}`` for every ``*.yml`` of monitoring/rules/."""
-    files = {p.stem: p.read_text() for p in sorted(directory.glob("*.yml"))}
-    if not files:
-        raise FileNotFoundError(f"no rule files (*.yml) in {directory}")
-    return files
+def rule_files(
+    names: Sequence[str] | None = None, directory: Path = MONITORING_DIR / "rules"
+) -> dict[str, str]:
+    """``{namespace name: rule file text}`` for the named ``<name>.yml`` of monitoring/rules/
+    (every ``*.yml`` there when ``names`` is None)."""
+    if names is None:
+        files = {p.stem: p.read_text() for p in sorted(directory.glob("*.yml"))}
+        if not files:
+            raise FileNotFoundError(f"no rule files (*.yml) in {directory}")
+        return files
+    missing = [n for n in names if not (directory / f"{n}.yml").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no rule file {', '.join(missing)} (.yml) in {directory}")
+    return {n: (directory / f"{n}.yml").read_text() for n in sorted(names)}
 
 
 def scrape_configuration(path: Path = MONITORING_DIR / "scrape" / "eks.yml") -> str:
@@ -166,10 +177,12 @@ class MonitoringArgs:
 
     cluster_name: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
-    # The scraper's own subnets (2+ AZs, nothing else in them) and their CIDRs.
+    # The scraper's subnets (2+ AZs) and their CIDRs: the cluster's private subnets, or with
+    # ``dedicated`` subnets of its own (nothing else in them).
     scraper_subnet_ids: pulumi.Input[Sequence[str]]
     scraper_subnet_cidrs: tuple[str, ...]
     cluster_security_group_id: pulumi.Input[str]
+    dedicated: bool
     kms_deletion_window_days: int
     log_retention_days: int
     protect: bool
@@ -285,7 +298,12 @@ class Monitoring(pulumi.ComponentResource):
         cluster_arn = pulumi.Output.all(partition, region, account, args.cluster_name).apply(
             lambda a: f"arn:{a[0]}:eks:{a[1]}:{a[2]}:cluster/{a[3]}"
         )
-        scraper_sg = self._scraper_security_group(name, args, tags)
+        self._scraper_rules: list[pulumi.Resource] = []
+        groups = (
+            [self._scraper_security_group(name, args, tags).id]
+            if args.dedicated
+            else [args.cluster_security_group_id]
+        )
         aws.amp.Scraper(
             child(name, "scraper"),
             alias=pulumi.Output.concat(args.cluster_name, "-scraper"),
@@ -293,7 +311,7 @@ class Monitoring(pulumi.ComponentResource):
                 "eks": {
                     "cluster_arn": cluster_arn,
                     "subnet_ids": args.scraper_subnet_ids,
-                    "security_group_ids": [scraper_sg.id],
+                    "security_group_ids": groups,
                 }
             },
             destination={"amp": {"workspace_arn": workspace.arn}},
@@ -327,7 +345,6 @@ class Monitoring(pulumi.ComponentResource):
             tags={**tags, "Name": child(name, "scraper-sg")},
             opts=here,
         )
-        self._scraper_rules: list[pulumi.Resource] = []
         for port, why in SCRAPE_PORTS.items():
             self._scraper_rules += [
                 aws.vpc.SecurityGroupEgressRule(

@@ -9,12 +9,16 @@ private route tables keeps model downloads and ECR image layers (served from S3)
 gateways: gateway endpoints cost nothing, NAT bills per GB (VPC user guide, "Gateway endpoints
 for Amazon S3").
 
-With ``scraper_subnets``, one small subnet per AZ is cut from a reserved slice of the VPC (the
-last sixteenth, which `subnet_plan` leaves free) for the managed Prometheus scraper's network
+The managed Prometheus scraper's subnets (``scraper_subnet_ids``/``scraper_subnet_cidrs``)
+follow ``scraperNetwork``. ``cluster`` (the default, AMP's documented path: the scraper's
+``subnetIds`` are "the Amazon EKS cluster VPC configuration", AMP API reference,
+EksConfiguration): the private subnets, with their CIDRs (an existing VPC's are read with
+``aws.ec2.get_subnet``). ``dedicated``: one small subnet per AZ is cut from a reserved slice of
+the VPC (the last sixteenth, which `subnet_plan` leaves free) for the scraper's network
 interfaces and nothing else: no node, pod or load balancer lands there (nodes and the control
-plane get the private subnets; the VPC CNI gives pods addresses of their node's subnet), and their
-route table has only the VPC's local route. That is what lets the serving NetworkPolicy admit the
-scraper by address (docs/observability.md).
+plane get the private subnets; the VPC CNI gives pods addresses of their node's subnet), and
+their route table has only the VPC's local route. That lets the NetworkPolicies admit the scraper
+by address without admitting any pod (docs/observability.md).
 
 With ``existing_vpc_id`` set, nothing is created: the given private subnets, and the given
 scraper subnets with their CIDRs, are passed through.
@@ -89,7 +93,16 @@ class Network(pulumi.ComponentResource):
                 list(settings.existing_private_subnet_ids)
             )
             self.public_subnet_ids = pulumi.Output.from_input([])
-            scraper = dict(settings.existing_scraper_subnets) if settings.managed_prometheus else {}
+            scraper = dict(settings.existing_scraper_subnets)
+            if settings.managed_prometheus and settings.scraper_network == "cluster":
+                scraper = {
+                    subnet: aws.ec2.get_subnet(
+                        id=subnet, opts=pulumi.InvokeOptions(parent=self)
+                    ).cidr_block
+                    for subnet in settings.existing_private_subnet_ids
+                }
+            elif not settings.managed_prometheus:
+                scraper = {}
             self.scraper_subnet_ids = pulumi.Output.from_input(list(scraper))
             self.scraper_subnet_cidrs = tuple(scraper.values())
         else:
@@ -206,11 +219,14 @@ class Network(pulumi.ComponentResource):
             opts=here,
         )
         self.vpc_id = vpc.id
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.scraper_subnet_cidrs = ()
         self.scraper_subnet_ids = pulumi.Output.from_input([])
-        if settings.managed_prometheus:
+        if settings.managed_prometheus and settings.scraper_network == "dedicated":
             self._scraper_subnets(name, args, vpc, zones, tags)
-        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
+        elif settings.managed_prometheus:
+            self.scraper_subnet_ids = self.private_subnet_ids
+            self.scraper_subnet_cidrs = tuple(private_cidrs)
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
 
     def _scraper_subnets(self, name: str, args: NetworkArgs, vpc, zones, tags) -> None:

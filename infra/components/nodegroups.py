@@ -215,8 +215,11 @@ class NodePoolGroup(pulumi.ComponentResource):
                 min_size=pool.min_size, max_size=pool.max_size, desired_size=pool.desired_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            # EKS replaces or reboots nodes that report unhealthy (kubelet, GPU/NVIDIA errors
-            # through the node monitoring agent) instead of leaving them to rot.
+            # EKS replaces or reboots a node whose conditions stay false (EKS user guide,
+            # "Automatically repair nodes"): Ready for 30 minutes; with the node monitoring
+            # agent add-on (infra/program.py installs it wherever node groups exist) also
+            # AcceleratedHardwareReady (GPU: NVIDIA XID errors, DCGM) for 10 minutes, and
+            # KernelReady, NetworkingReady, StorageReady, ContainerRuntimeReady for 30.
             node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)

@@ -75,7 +75,8 @@ SYNC_CONTAINER = "model-sync"
 
 # Non-root ids. The tensorflow/serving image declares no user and needs no writable path but
 # /tmp; the sync image's Dockerfile creates this uid. Both share one group for the model volume.
-TFSERVING_UID = 1000
+# 10000 and up: no uid of the node's own users (checkov CKV_K8S_40, "high UID").
+TFSERVING_UID = 10000
 SYNC_UID = 10001
 SHARED_GID = 10001
 ZONE_KEY = "topology.kubernetes.io/zone"

@@ -57,10 +57,20 @@ class Settings:
         doc="Private subnets (2+ AZs) for nodes and the control plane when existingVpcId is set.",
         default=[], parse=values.subnet_ids,
     )  # fmt: skip
+    scraper_network: str = setting(
+        doc="Where the managed Prometheus scraper's network interfaces go: cluster (AMP's "
+        "documented path: the cluster's private subnets and security group; NetworkPolicies "
+        "then admit those subnets on the metrics ports, TF Serving's REST port among them) or "
+        "dedicated (subnets of its own, from the VPC this stack creates or "
+        "existingScraperSubnets, and a security group admitted on the scrape ports only), "
+        "docs/observability.md.",
+        default="cluster", choices=("cluster", "dedicated"),
+    )  # fmt: skip
     existing_scraper_subnets: Mapping[str, str] = setting(
-        doc="With existingVpcId and managedPrometheus: the managed Prometheus scraper's own "
-        "subnets (2+ AZs, nothing else in them), as {subnet id: its CIDR}; the serving "
-        "NetworkPolicy admits these CIDRs on the metrics ports (docs/observability.md).",
+        doc="With existingVpcId, managedPrometheus and scraperNetwork dedicated: the managed "
+        "Prometheus scraper's own subnets (2+ AZs, nothing else in them), as {subnet id: its "
+        "CIDR}; the NetworkPolicies admit these CIDRs on the metrics ports "
+        "(docs/observability.md).",
         default={}, parse=values.scraper_subnets,
     )  # fmt: skip
     # -- cluster
@@ -127,9 +137,12 @@ class Settings:
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
         doc="Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
-        "kubernetesVersion), metrics-server (CPU metrics for the HPAs).",
+        "kubernetesVersion), metrics-server (CPU metrics for the HPAs), "
+        "eks-node-monitoring-agent (the node conditions node groups' repair acts on; Auto Mode "
+        "has it built in). Under autoMode only metrics-server is installed.",
         default={"vpc-cni": "v1.22.4-eksbuild.3", "coredns": "v1.14.3-eksbuild.14",
-                 "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6"},
+                 "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6",
+                 "eks-node-monitoring-agent": "v1.7.0-eksbuild.1"},
         parse=values.addon_versions,
     )  # fmt: skip
     kms_deletion_window_days: int = setting(
@@ -278,12 +291,12 @@ def _network(s: Settings, c: Checks) -> None:
         c.fail("existingPrivateSubnetIds", "EKS needs private subnets in at least 2 AZs")
     elif not s.existing_vpc_id and s.existing_private_subnet_ids:
         c.fail("existingPrivateSubnetIds", "only used with existingVpcId; set both or neither")
-    # In an existing VPC the managed scraper needs subnets of its own: the serving NetworkPolicy
-    # admits their CIDRs, so they must hold nothing else (docs/observability.md).
-    if not (s.existing_vpc_id and s.managed_prometheus):
+    # A dedicated scraper network in an existing VPC needs subnets of its own: the
+    # NetworkPolicies admit their CIDRs, so they must hold nothing else (docs/observability.md).
+    if not (s.existing_vpc_id and s.managed_prometheus and s.scraper_network == "dedicated"):
         if s.existing_scraper_subnets:
-            c.fail("existingScraperSubnets", "only used with existingVpcId and managedPrometheus: "
-                   "true")  # fmt: skip
+            c.fail("existingScraperSubnets", "only used with existingVpcId, managedPrometheus: "
+                   "true and scraperNetwork: dedicated")  # fmt: skip
     elif len(s.existing_scraper_subnets) < 2:
         c.fail(
             "existingScraperSubnets",

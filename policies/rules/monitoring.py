@@ -2,10 +2,13 @@
 only the workspace may publish alerts, the managed scraper's Kubernetes role only reads, and the
 scraper's network reach is exactly its metrics ports.
 
-The managed scraper has no pod: it connects from ENIs in its own subnets, whose CIDRs it carries
-in the tag ``tfserving-eks/scraper-cidrs`` (infra/components/monitoring.py). NetworkPolicies
-must admit those CIDRs on the serving pods' metrics ports, and nothing else from them; its
-security group may be admitted by other groups on the scrape ports only and admit nothing.
+The managed scraper has no pod: it connects from ENIs in the subnets it is given, whose CIDRs it
+carries in the tag ``tfserving-eks/scraper-cidrs`` (infra/components/monitoring.py).
+NetworkPolicies must admit those CIDRs on the serving pods' metrics ports, and nothing else from
+them. Its network is one of two: AMP's documented path, the cluster's own subnets and security
+group (nothing to check beyond that the subnets are the cluster's), or subnets and a security
+group of its own, which may be admitted by other groups on the scrape ports only and admit
+nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ SCOPING_KEYS = ("aws:sourcearn", "aws:sourceaccount")
 SCRAPER = "aws:amp/scraper:Scraper"
 SCRAPER_CIDRS_TAG = "tfserving-eks/scraper-cidrs"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 # TF Serving's REST port (its Prometheus endpoint) and the model-sync sidecar's metrics port.
 SERVING_METRICS_PORTS = frozenset({8501, 8503})
@@ -201,11 +205,19 @@ def _scraper_network_policies(
 def _scraper_security_groups(
     args: StackValidationArgs, scraper: PolicyResource, report: ReportViolation
 ) -> None:
-    groups = [g for g in deps(scraper, "source") if g.resource_type == SECURITY_GROUP]
+    sources = deps(scraper, "source")
+    groups = [g for g in sources if g.resource_type == SECURITY_GROUP]
     if not groups:
+        subnets = set(as_list(get(scraper.props, "source", "eks", "subnetIds")))
+        clusters = of_type(args.resources, EKS_CLUSTER)
+        if subnets and any(
+            subnets == set(as_list(get(c.props, "vpcConfig", "subnetIds"))) for c in clusters
+        ):
+            return  # AMP's documented path: the cluster's own subnets and security group
         report(
-            f"Scraper {scraper.name} must use a security group of its own declared in this stack "
-            "(not the cluster's: that one admits all traffic between its members).",
+            f"Scraper {scraper.name} must use either the cluster's own subnets and security group "
+            "(AMP's documented path) or a security group of its own declared in this stack, in "
+            "subnets of its own.",
             scraper.urn,
         )
     urns = {g.urn for g in groups}

@@ -35,6 +35,7 @@ COMMANDS = {
     "policies.runner": [*PYTHON, "policies.runner"],
     "scripts/bench_sync.py": [sys.executable, "scripts/bench_sync.py"],
     "scripts/bootstrap": ["bash", "scripts/bootstrap"],
+    "scripts/checkov": ["bash", "scripts/checkov"],
     "scripts/lock": ["bash", "scripts/lock"],
     "scripts/local-run": ["bash", "scripts/local-run"],
     # Installs Debian's prometheus when missing: --help must not.
@@ -56,6 +57,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 OWN_PARSERS = {
     "devtools.server",
     "scripts/bootstrap",
+    "scripts/checkov",
     "scripts/lock",
     "scripts/local-run",
     "scripts/prometheus",

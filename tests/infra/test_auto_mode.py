@@ -154,7 +154,10 @@ def test_what_each_mode_keeps_of_the_node_group_path(auto) -> None:
             for d in of(cap, "kubernetes:apps/v1:DaemonSet")
         )
     else:
-        assert addons == {"vpc-cni", "coredns", "kube-proxy", "metrics-server"}
+        # The node monitoring agent goes with node repair, on every node group.
+        assert addons == {
+            "vpc-cni", "coredns", "kube-proxy", "metrics-server", "eks-node-monitoring-agent"
+        }  # fmt: skip
         assert "aws:eks/nodeGroup:NodeGroup" in types
         assert "tfserving-eks:cluster:NvidiaDevicePlugin" in types
 

@@ -232,14 +232,22 @@ def test_core_addons_pinned(ng: StackCapture) -> None:
     addons = {r.inputs["addonName"]: r.inputs for r in of(cap, "aws:eks/addon:Addon")}
     pinned = settings_of(cap).addon_versions
     assert {name: a["addonVersion"] for name, a in addons.items()} == dict(pinned)
-    # NetworkPolicies are enforced only with the VPC CNI's network policy agent on; the other
-    # add-ons keep their defaults.
+    # NetworkPolicies are enforced only with the VPC CNI's network policy agent on; the node
+    # monitoring agent's nv-hostengine must tolerate the GPU taint; the other add-ons keep their
+    # defaults.
     assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
-    assert all("configurationValues" not in a for n, a in addons.items() if n != "vpc-cni")
+    monitor = json.loads(addons["eks-node-monitoring-agent"]["configurationValues"])
+    assert monitor == {
+        "dcgmAgent": {
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        }
+    }
+    configured = {"vpc-cni", "eks-node-monitoring-agent"}
+    assert all("configurationValues" not in a for n, a in addons.items() if n not in configured)
     assert of(cap, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     order = [r.inputs["addonName"] for r in of(cap, "aws:eks/addon:Addon")]
-    # Deployments that need nodes come after the node groups; the CNI and kube-proxy before.
-    assert sorted(order[2:]) == ["coredns", "metrics-server"]
+    # Add-ons whose pods need nodes come after the node groups; the CNI and kube-proxy before.
+    assert sorted(order[2:]) == ["coredns", "eks-node-monitoring-agent", "metrics-server"]
 
 
 def _groups(cap: StackCapture) -> dict[str, dict[str, Any]]:
@@ -452,6 +460,7 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
         "subnet-0a1b2c3d4e5f6071a": "10.9.0.0/28",
         "subnet-0a1b2c3d4e5f6071b": "10.9.0.16/28",
     }
+    stack["config"]["tfserving-eks:scraperNetwork"] = "dedicated"
     stack["config"]["tfserving-eks:existingScraperSubnets"] = scraper
     (tmp_path / "Pulumi.shared.yaml").write_text(yaml.safe_dump(stack))
     cap = capture_stack("shared", tmp_path)
@@ -525,16 +534,19 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         if r.name.startswith("image-mirror-")
     }
     # What the stack runs: TF Serving's CPU and GPU builds for the models on each, the
-    # autoscaler and the device plugin with node groups (no autoscaler while migrating), DCGM on
-    # GPU pools, KEDA for models woken on request.
+    # autoscaler and the device plugin with node groups (no autoscaler while migrating; the
+    # plugin for AL2023 pools only), DCGM on GPU pools, kube-state-metrics where the capacity
+    # alert is uploaded, KEDA for models woken on request.
     settings = settings_of(cap)
     gpu_pools = bool(settings.gpu_node_pools)
+    al2023 = any(p.ami_type.startswith("AL2023_") for p in settings.gpu_node_pools)
     wanted = {
         "serving": any(m.gpus == 0 for m in settings.models),
         "serving-gpu": any(m.gpus > 0 for m in settings.models),
         "cluster-autoscaler": settings.compute_mode == "nodeGroups",
-        "nvidia-device-plugin": settings.node_groups and gpu_pools,
+        "nvidia-device-plugin": settings.node_groups and al2023,
         "dcgm-exporter": gpu_pools and bool(settings.dcgm_exporter_image),
+        "kube-state-metrics": gpu_pools and settings.managed_prometheus,
         **dict.fromkeys(
             {*KEDA_IMAGES, *ADDON_IMAGES}, any(m.wake_on_request for m in settings.models)
         ),

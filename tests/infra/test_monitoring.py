@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.capture import StackCapture
+from infra.capture import StackCapture, stack_config
 from infra.components import monitoring, serving_pod
 from infra.components.dcgm_exporter import DcgmExporterArgs, dcgm_pod_template
 from infra.components.k8s_common import WorkloadArgsError
+from infra.components.kube_state_metrics import kube_state_metrics_args
+from infra.metric_producers import PRODUCERS
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
-from infra.settings import DCGM_EXPORTER_IMAGE
+from infra.settings import DCGM_EXPORTER_IMAGE, settings_from_config
 from tests.infra.conftest import STACKS
 
 DIGEST = "sha256:" + "ab" * 32
@@ -151,3 +153,75 @@ def test_alert_manager_definition_is_amp_shaped() -> None:
     text = monitoring.alert_manager_definition("arn:aws:sns:eu-west-1:1:t", "eu-west-1")
     outer = yaml.safe_load(text)
     assert list(outer) == ["alertmanager_config"] and isinstance(outer["alertmanager_config"], str)
+
+
+def test_dcgm_exporter_asks_each_node_family_for_all_gpus_without_privilege() -> None:
+    """AL2023's runtime honours NVIDIA_VISIBLE_DEVICES for unprivileged pods; Bottlerocket's only
+    a /dev/null mount under /var/run/nvidia-container-devices (infra/components/dcgm_exporter.py).
+    Neither needs root, a capability or a GPU of the node's."""
+    spec = dcgm_pod_template(dcgm_args(), {})["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert "DCGM_EXPORTER_KUBERNETES" not in env  # GPU-to-pod labels need the kubelet's socket
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    request = volumes[mounts["/var/run/nvidia-container-devices/all"]]
+    assert request["hostPath"] == {"path": "/dev/null", "type": "CharDevice"}
+    assert [v for v in volumes.values() if "hostPath" in v] == [request]
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] >= 10000
+    assert spec["securityContext"]["runAsUser"] == context["runAsUser"]
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["privileged"] is False and context["allowPrivilegeEscalation"] is False
+    assert spec["automountServiceAccountToken"] is False
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+
+
+@pytest.mark.parametrize("mode", ["nodeGroups", "migrating", "autoMode"])
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_telemetry_runs_on_every_gpu_pool_in_every_compute_mode(mode_captures, stack, mode):
+    c = mode_captures(stack, mode)
+    settings = settings_from_config(stack, stack_config(stack))  # pools: the same in every mode
+    (daemonset,) = [
+        r
+        for r in of_type(c, "kubernetes:apps/v1:DaemonSet")
+        if r.inputs["metadata"]["name"] == "dcgm-exporter"
+    ]
+    spec = daemonset.inputs["spec"]["template"]["spec"]
+    (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    # Only the pool label: node groups and Auto Mode NodePools of a pool carry it alike.
+    assert term["matchExpressions"] == [
+        {
+            "key": POOL_LABEL_KEY,
+            "operator": "In",
+            "values": sorted(p.name for p in settings.gpu_node_pools),
+        }
+    ]
+    # kube-state-metrics, for the capacity alert, on the system pool both modes have.
+    (ksm,) = [
+        r
+        for r in of_type(c, "kubernetes:apps/v1:Deployment")
+        if r.inputs["metadata"]["name"] == "kube-state-metrics"
+    ]
+    assert ksm.inputs["spec"]["template"]["spec"]["nodeSelector"] == {POOL_LABEL_KEY: "system"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kube_state_metrics_watches_pods_and_exposes_only_the_table_series(captures, stack):
+    args = kube_state_metrics_args()
+    assert "--resources=pods" in args
+    (allow,) = [a for a in args if a.startswith("--metric-allowlist=")]
+    assert set(allow.split("=", 1)[1].split(",")) == PRODUCERS["kube-state-metrics"].metrics
+    c = captures[stack]
+    (role,) = [
+        r
+        for r in of_type(c, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+        if r.inputs["metadata"]["name"] == "kube-state-metrics"
+    ]
+    assert role.inputs["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
+    ]

@@ -7,9 +7,12 @@ import ipaddress
 from typing import Any
 
 import pytest
+import yaml
 
-from infra.capture import StackCapture, stack_config
+from infra.capture import REPO_ROOT, StackCapture, capture_stack, stack_config
 from infra.components import monitoring, network, serving_pod
+from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
+from infra.components.kube_state_metrics import METRICS_PORT as KUBE_STATE_METRICS_PORT
 from infra.components.model_serving import network_policy_spec
 from infra.naming import PROJECT
 from infra.settings import InvalidSettingsError, settings_from_config
@@ -37,7 +40,57 @@ def test_scraper_subnets_come_from_a_slice_no_other_subnet_uses(cidr, zones) -> 
     assert all(ipaddress.IPv4Network(c).prefixlen <= 28 for c in scraper)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+def _network(stack: str) -> str:
+    return settings_from_config(stack, stack_config(stack)).scraper_network
+
+
+DEDICATED = [s for s in STACKS if _network(s) == "dedicated"]
+ON_CLUSTER = [s for s in STACKS if _network(s) == "cluster"]
+
+
+@pytest.mark.parametrize("stack", ON_CLUSTER)
+def test_by_default_the_scraper_uses_the_cluster_subnets_and_group(captures, stack) -> None:
+    """AMP's documented path: subnetIds and securityGroupIds are "the Amazon EKS cluster VPC
+    configuration" (AMP API reference, EksConfiguration)."""
+    c = captures[stack]
+    (scraper,) = of_type(c, "aws:amp/scraper:Scraper")
+    (cluster,) = of_type(c, "aws:eks/cluster:Cluster")
+    eks = scraper.inputs["source"]["eks"]
+    assert eks["subnetIds"] == cluster.inputs["vpcConfig"]["subnetIds"]
+    private = sorted(
+        r.inputs["cidrBlock"]
+        for r in of_type(c, "aws:ec2/subnet:Subnet")
+        if r.name.startswith("network-private-")
+    )
+    assert sorted(scraper.inputs["tags"][monitoring.SCRAPER_CIDRS_TAG].split()) == private
+    # No subnet, group or rule of its own: the cluster security group admits its members.
+    assert not [r for r in c.resources if "scraper" in r.name and r.type != scraper.type]
+    assert len(eks["securityGroupIds"]) == 1
+
+
+def test_an_existing_vpc_on_the_cluster_path_reads_its_subnets_cidrs(tmp_path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    document = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"][f"{PROJECT}:scraperNetwork"] = "cluster"
+    document["config"][f"{PROJECT}:existingScraperSubnets"] = {}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    c = capture_stack("prod", tmp_path)
+    (scraper,) = of_type(c, "aws:amp/scraper:Scraper")
+    private = document["config"][f"{PROJECT}:existingPrivateSubnetIds"]
+    assert scraper.inputs["source"]["eks"]["subnetIds"] == private
+    cidrs = scraper.inputs["tags"][monitoring.SCRAPER_CIDRS_TAG].split()
+    assert len(set(cidrs)) == len(private)  # one per subnet, from ec2 DescribeSubnets (mocked)
+    (serving,) = [
+        r
+        for r in of_type(c, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if r.inputs["metadata"]["name"] == "mnist-ingress"
+    ]
+    admitted = [p["ipBlock"]["cidr"] for r in serving.inputs["spec"]["ingress"] for p in r["from"]
+                if "ipBlock" in p]  # fmt: skip
+    assert sorted(admitted) == sorted(cidrs)
+
+
+@pytest.mark.parametrize("stack", DEDICATED)
 def test_the_scraper_uses_its_own_subnets_and_group(captures, stack) -> None:
     c = captures[stack]
     (scraper,) = of_type(c, "aws:amp/scraper:Scraper")
@@ -67,7 +120,7 @@ def test_the_scraper_uses_its_own_subnets_and_group(captures, stack) -> None:
     )
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", DEDICATED)
 def test_the_cluster_group_admits_the_scraper_on_the_scrape_ports_only(captures, stack) -> None:
     c = captures[stack]
     (scraper,) = of_type(c, "aws:amp/scraper:Scraper")
@@ -103,19 +156,28 @@ def test_serving_policies_admit_the_scraper_subnets_on_the_metrics_ports(capture
     cidrs = scraper.inputs["tags"][monitoring.SCRAPER_CIDRS_TAG].split()
     policies = of_type(c, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     assert policies
+    # What each workload's policy admits from the scraper: its metrics ports, or nothing.
+    ports = {
+        "tfserving": {serving_pod.REST_PORT, serving_pod.SYNC_METRICS_PORT},
+        "dcgm-exporter": {DCGM_METRICS_PORT},
+        "kube-state-metrics": {KUBE_STATE_METRICS_PORT},
+        "nvidia-device-plugin": set(),
+        "cluster-autoscaler": set(),
+    }
     for policy in policies:
+        app = policy.inputs["metadata"]["labels"]["app.kubernetes.io/name"]
         by_ip = [
             rule
             for rule in policy.inputs["spec"]["ingress"]
             if any("ipBlock" in peer for peer in rule["from"])
         ]
-        assert len(by_ip) == 1
+        if not ports[app]:
+            assert policy.inputs["spec"]["ingress"] == [], app
+            continue
+        assert len(by_ip) == 1, app
         (rule,) = by_ip
-        assert [p["ipBlock"]["cidr"] for p in rule["from"]] == cidrs
-        assert {p["port"] for p in rule["ports"]} == {
-            serving_pod.REST_PORT,
-            serving_pod.SYNC_METRICS_PORT,
-        }
+        assert sorted(p["ipBlock"]["cidr"] for p in rule["from"]) == sorted(cidrs)
+        assert {p["port"] for p in rule["ports"]} == ports[app]
 
 
 def test_without_a_scraper_the_policy_admits_namespaces_only() -> None:
@@ -185,5 +247,12 @@ def test_scraper_subnets_are_refused_where_unused() -> None:
     with pytest.raises(InvalidSettingsError) as caught:
         settings_from_config("dev", dev)
     assert [(p.key, p.message) for p in caught.value.problems] == [
-        ("existingScraperSubnets", "only used with existingVpcId and managedPrometheus: true")
+        (
+            "existingScraperSubnets",
+            "only used with existingVpcId, managedPrometheus: true and scraperNetwork: dedicated",
+        )
     ]
+    prod = _config(scraperNetwork="cluster")  # prod's subnets, on the cluster path
+    with pytest.raises(InvalidSettingsError) as caught:
+        settings_from_config("prod", prod)
+    assert [p.key for p in caught.value.problems] == ["existingScraperSubnets"]

@@ -167,6 +167,7 @@ def test_stacks_differ_where_the_issue_says() -> None:
                     "subnet-0123456789abcdef0",
                     "subnet-0123456789abcdef1",
                 ],
+                "scraperNetwork": "dedicated",
                 "existingScraperSubnets": {
                     "subnet-0123456789abcdef2": "10.0.255.0/28",
                     "subnet-0123456789abcdef3": "10.0.255.16/28",
@@ -261,6 +262,7 @@ def test_an_existing_vpc_stack_with_a_private_endpoint(
         "apiAccessCidrs": ["10.20.0.0/16"],
         "existingVpcId": "vpc-0123456789abcdef0",
         "existingPrivateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "scraperNetwork": "dedicated",
         "existingScraperSubnets": {
             "subnet-0123456789abcdef2": "10.0.255.0/28",
             "subnet-0123456789abcdef3": "10.0.255.16/28",

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
 import pulumi
 import pytest
 
+from infra.capture import stack_config
 from infra.components import cluster_autoscaler as ca
 from infra.components import device_plugin as dp
 from infra.components.k8s_common import WorkloadArgsError
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY
+from infra.program import device_plugin_pools
+from infra.settings import settings_from_config
 from tests.infra.conftest_workloads import (
     CLUSTER_NAME,
     OIDC_HOST,
@@ -75,7 +79,7 @@ def plugin_pod(records: list[Declared]) -> dict[str, Any]:
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES_VERSIONS)
 def test_every_object_validates_against_the_kubernetes_schema(records, version):
     kubernetes = [r for r in records if r.is_kubernetes]
-    assert len(kubernetes) == 8
+    assert len(kubernetes) == 10
     for record in kubernetes:
         kubernetes_validate.validate(as_manifest(record), version, strict=True)
 
@@ -248,3 +252,34 @@ def test_device_plugin_needs_pools_and_a_pinned_image():
     assert len(caught.value.problems) == 2
     assert "gpu_pools is empty" in str(caught.value)
     assert "moving 'latest' tag" in str(caught.value)
+
+
+def test_device_plugin_probes_its_registration_socket_and_admits_no_ingress(records):
+    (container,) = plugin_pod(records)["spec"]["containers"]
+    socket = ["test", "-S", "/var/lib/kubelet/device-plugins/nvidia-gpu.sock"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == socket
+    policies = [r for r in records if r.type.endswith("NetworkPolicy")]
+    assert {p.name for p in policies} == {
+        "autoscaler-network-policy",
+        "device-plugin-network-policy",
+    }
+    for policy in policies:
+        assert policy.inputs["spec"]["ingress"] == []
+        assert policy.inputs["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_device_plugin_only_on_al2023_pools() -> None:
+    """Bottlerocket runs NVIDIA's plugin itself (bottlerocket-os/bottlerocket#3992)."""
+    base = settings_from_config("prod", stack_config("prod"))
+    pools = {
+        p.name: replace(p, ami_type=ami)
+        for p, ami in zip(
+            [base.gpu_node_pools[0], replace(base.gpu_node_pools[0], name="br")],
+            ["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"],
+            strict=True,
+        )
+    }
+    settings = replace(base, gpu_node_pools=tuple(pools.values()))
+    assert device_plugin_pools(settings) == ("gpu",)
+    assert device_plugin_pools(replace(settings, compute_mode="autoMode")) == ()

@@ -142,9 +142,23 @@ def test_the_scraper_must_name_its_cidrs() -> None:
 def test_the_scraper_needs_its_own_declared_group() -> None:
     records = stack(groups=("sg-0123456789abcdef0",), rules=[])
     assert messages(records) == [
-        "Scraper scraper must use a security group of its own declared in this stack (not the "
-        "cluster's: that one admits all traffic between its members)."
+        "Scraper scraper must use either the cluster's own subnets and security group (AMP's "
+        "documented path) or a security group of its own declared in this stack, in subnets of "
+        "its own."
     ]
+
+
+def cluster(subnets=("subnet-1", "subnet-2")) -> dict:
+    return record("aws:eks/cluster:Cluster", "cluster", {"vpcConfig": {"subnetIds": list(subnets)}})
+
+
+def test_on_the_cluster_subnets_the_cluster_group_is_amps_documented_path() -> None:
+    # The cluster security group (EKS's, not declared here) with the cluster's own subnets.
+    on_cluster = [*stack(groups=("sg-0123456789abcdef0",), rules=[]), cluster()]
+    assert messages(on_cluster) == []
+    # In other subnets the cluster's group would reach the whole cluster from outside it.
+    elsewhere = [*stack(groups=("sg-0123456789abcdef0",), rules=[]), cluster(("subnet-9",))]
+    assert messages(elsewhere) == messages(stack(groups=("sg-0123456789abcdef0",), rules=[]))
 
 
 def test_the_cluster_group_admits_the_scraper_on_scrape_ports_only() -> None:
