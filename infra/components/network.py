@@ -16,8 +16,13 @@ plane get the private subnets; the VPC CNI gives pods addresses of their node's 
 route table has only the VPC's local route. That is what lets the serving NetworkPolicy admit the
 scraper by address (docs/observability.md).
 
+The model endpoint's load balancer (``modelEndpoint``, docs/endpoint.md) goes into the public
+subnets, which hold nothing else but the NAT gateways (an internal load balancer may sit in
+subnets with an internet route; its scheme, not its subnets, keeps it off the internet): their
+CIDRs are ``endpoint_subnet_cidrs``, which the serving NetworkPolicies admit on the serving ports.
+
 With ``existing_vpc_id`` set, nothing is created: the given private subnets, and the given
-scraper subnets with their CIDRs, are passed through.
+scraper and endpoint subnets with their CIDRs, are passed through.
 """
 
 from __future__ import annotations
@@ -69,14 +74,17 @@ def scraper_subnet_plan(cidr: str, zones: int) -> list[str]:
 
 class Network(pulumi.ComponentResource):
     """Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``,
-    ``scraper_subnet_ids``; ``scraper_subnet_cidrs`` is a plain tuple (known before deploy, so
-    NetworkPolicies can name it)."""
+    ``scraper_subnet_ids``, ``endpoint_subnet_ids``; ``scraper_subnet_cidrs`` and
+    ``endpoint_subnet_cidrs`` are plain tuples (known before deploy, so NetworkPolicies can name
+    them)."""
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
     scraper_subnet_ids: pulumi.Output[list[str]]
     scraper_subnet_cidrs: tuple[str, ...]
+    endpoint_subnet_ids: pulumi.Output[list[str]]
+    endpoint_subnet_cidrs: tuple[str, ...]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -92,6 +100,10 @@ class Network(pulumi.ComponentResource):
             scraper = dict(settings.existing_scraper_subnets) if settings.managed_prometheus else {}
             self.scraper_subnet_ids = pulumi.Output.from_input(list(scraper))
             self.scraper_subnet_cidrs = tuple(scraper.values())
+            endpoint = settings.model_endpoint
+            given = dict(endpoint.existing_subnets) if endpoint else {}
+            self.endpoint_subnet_ids = pulumi.Output.from_input(list(given))
+            self.endpoint_subnet_cidrs = tuple(given.values())
         else:
             self._create(name, args)
         self.register_outputs(
@@ -100,6 +112,7 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
                 "public_subnet_ids": self.public_subnet_ids,
                 "scraper_subnet_ids": self.scraper_subnet_ids,
+                "endpoint_subnet_ids": self.endpoint_subnet_ids,
             }
         )
 
@@ -212,6 +225,8 @@ class Network(pulumi.ComponentResource):
             self._scraper_subnets(name, args, vpc, zones, tags)
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+        self.endpoint_subnet_ids = self.public_subnet_ids
+        self.endpoint_subnet_cidrs = tuple(public_cidrs)
 
     def _scraper_subnets(self, name: str, args: NetworkArgs, vpc, zones, tags) -> None:
         here = pulumi.ResourceOptions(parent=self)

@@ -104,10 +104,12 @@ def test_serving_policies_admit_the_scraper_subnets_on_the_metrics_ports(capture
     policies = of_type(c, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     assert policies
     for policy in policies:
+        # The other rule by address is the model endpoint's (tests/infra/test_endpoint.py).
         by_ip = [
             rule
             for rule in policy.inputs["spec"]["ingress"]
             if any("ipBlock" in peer for peer in rule["from"])
+            and serving_pod.SYNC_METRICS_PORT in {p["port"] for p in rule["ports"]}
         ]
         assert len(by_ip) == 1
         (rule,) = by_ip
