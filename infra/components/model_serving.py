@@ -390,9 +390,7 @@ class ModelServing(pulumi.ComponentResource):
         )
         # pulumi-kubernetes waits for a Service's endpoints like the model's own: same options.
         on_service = (await_annotations, pulumi.ResourceOptions.merge(child, awaited))
-        stable_service = self._track_service(
-            name, STABLE, labels, namespace, selector, on_service
-        )
+        stable_service = self._track_service(name, STABLE, labels, namespace, selector, on_service)
         canary_service = None
         if model.canary_version is not None:
             # Its own selector (the stable Deployment's selector predates tracks and stays as it
