@@ -251,6 +251,9 @@ def test_placeholders_are_named_by_key() -> None:
         "replace the example values in the stack file: tfserving-eks:adminPrincipalArns[0] (the "
         "example account 111122223333); tfserving-eks:deployerPrincipalArns[0] (the example "
         "account 111122223333); tfserving-eks:dockerHubCredentialArn (the example account "
+        "111122223333); tfserving-eks:modelEndpoint.allowedCidrs[0] (the documentation range "
+        "203.0.113.0/24 (TEST-NET)); tfserving-eks:modelEndpoint.certificateArn (the example "
+        "account 111122223333); tfserving-eks:modelEndpoint.trustStoreArn (the example account "
         "111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
         "203.0.113.0/24 (TEST-NET))"
     )
@@ -513,6 +516,20 @@ def _dev_all_pass(stubs: Stubs) -> None:
     stubs.stub("secretsmanager").add_response(
         "describe_secret", {"ARN": DOCKER_HUB_SECRET, "Name": secret_name}
     )
+    # The model endpoint's certificate (tests/ops/test_preflight_endpoint.py has its cases).
+    endpoint = DEV.model_endpoint
+    certificate = _real_values(endpoint.certificate_arn)
+    stubs.stub("acm").add_response(
+        "describe_certificate",
+        {
+            "Certificate": {
+                "CertificateArn": certificate,
+                "DomainName": f"*.{endpoint.domain}",
+                "Status": "ISSUED",
+            }
+        },
+        {"CertificateArn": certificate},
+    )
 
 
 def test_all_pass_exits_0_with_one_line_per_check_and_json(
@@ -546,6 +563,7 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
         "control-plane-log-group",
         "docker-hub-credential",
         "images-pinned-by-digest",
+        "endpoint-certificate",
         "state-backend",
         "secrets-provider",
     ]
@@ -566,7 +584,7 @@ def test_one_failure_exits_1(root: Path, capsys, monkeypatch) -> None:
     )
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 13 checks failed")
+    assert "FAIL  gpu-vcpu-quotas" in out and out.rstrip().endswith("1 of 14 checks failed")
 
 
 def test_unknown_stack_exits_2(root: Path, capsys) -> None:
