@@ -45,6 +45,7 @@ from infra import iam
 from infra.components import endpoint_routes as routes
 from infra.components import serving_pod
 from infra.components.k8s_common import metadata, recommended_labels
+from infra.components.keda import COLD_START_WAIT
 from infra.naming import child, merge_tags
 from infra.settings import ModelSettings, Settings
 
@@ -106,6 +107,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             subnets=args.subnet_ids,
             ip_address_type="ipv4",
             drop_invalid_header_fields=True,
+            idle_timeout=routes.idle_timeout_seconds(settings, COLD_START_WAIT),
             enable_deletion_protection=settings.protect_data,
             tags=tags,
             opts=here,

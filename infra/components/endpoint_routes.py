@@ -53,6 +53,11 @@ DEREGISTRATION_DELAY_SECONDS = 30
 # The KEDA HTTP add-on interceptor's admin port, where it answers /readyz (kedacore/charts
 # http-add-on/values.yaml interceptor.admin.port at c4b92e9, chart 0.15.0; interceptor/admin.go).
 INTERCEPTOR_ADMIN_PORT = 9090
+# The load balancer closes a connection on which no byte moved for its idle timeout (60 s by
+# default, at most 4000 s: Elastic Load Balancing user guide, "Connection idle timeout"). The
+# KEDA interceptor holds a request for a model at zero until a pod is ready, silently, for up to
+# its readiness timeout (infra/components/keda.py COLD_START_WAIT): the timeout must outlast it.
+DEFAULT_IDLE_TIMEOUT_SECONDS = 60
 # Listener rule priorities are 1-50000; each model takes two adjacent ones (gRPC, REST).
 _PRIORITY_SLOTS = 24999
 
@@ -208,3 +213,15 @@ def rest_paths(model: str) -> list[str]:
     """TF Serving's REST routes of one model: status, metadata, predict/classify/regress, with
     or without a version or label."""
     return [f"/v1/models/{model}*"]
+
+
+def idle_timeout_seconds(settings: Settings, cold_start_wait: str) -> int:
+    """The load balancer's idle timeout: its default, or, when a model is woken on request,
+    the interceptor's hold (``cold_start_wait``, e.g. ``15m``) plus a minute."""
+    if not any(m.wake_on_request for m in settings.models):
+        return DEFAULT_IDLE_TIMEOUT_SECONDS
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = cold_start_wait[:-1], cold_start_wait[-1:]
+    if unit not in units or not number.isdigit():
+        raise ValueError(f"cold start wait {cold_start_wait!r}: use <n>s, <n>m or <n>h")
+    return min(4000, int(number) * units[unit] + 60)

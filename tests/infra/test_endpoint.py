@@ -86,6 +86,9 @@ def test_one_load_balancer_with_the_stacks_scheme_in_the_endpoint_subnets(case) 
     assert lb.inputs["loadBalancerType"] == "application"
     assert lb.inputs["internal"] is (endpoint.scheme == "internal")
     assert lb.inputs["dropInvalidHeaderFields"] is True
+    # A request held while a model woken on request starts must outlast the idle timeout.
+    woken = any(m.wake_on_request for m in settings.models)
+    assert lb.inputs["idleTimeout"] == (15 * 60 + 60 if woken else 60)
     assert lb.inputs["enableDeletionProtection"] is settings.protect_data
     if settings.existing_vpc_id:
         assert lb.inputs["subnets"] == list(endpoint.existing_subnets)
@@ -380,3 +383,11 @@ def test_rule_priorities_stay_put_when_models_come_and_go() -> None:
 def test_colliding_priorities_move_to_the_next_free_slot(monkeypatch) -> None:
     monkeypatch.setattr(routes.zlib, "crc32", lambda data: 7)
     assert routes.rule_priorities(["b", "a", "c"]) == {"a": 15, "b": 17, "c": 19}
+
+
+def test_the_idle_timeout_outlasts_the_interceptors_hold() -> None:
+    dev = settings_from_config("dev", stack_config("dev"))
+    assert routes.idle_timeout_seconds(dev, "2h") == 4000  # the load balancer's ceiling
+    assert routes.idle_timeout_seconds(dev, "90s") == 150
+    with pytest.raises(ValueError, match="use <n>s, <n>m or <n>h"):
+        routes.idle_timeout_seconds(dev, "soon")
