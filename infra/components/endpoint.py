@@ -288,7 +288,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             protocol_version=spec.protocol_version,
             target_type="ip",
             vpc_id=vpc_id,
-            deregistration_delay=str(routes.DEREGISTRATION_DELAY_SECONDS),
+            deregistration_delay=routes.DEREGISTRATION_DELAY_SECONDS,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True,
                 protocol="HTTP",

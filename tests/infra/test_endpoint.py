@@ -186,7 +186,7 @@ def test_target_groups_speak_each_protocol_and_check_health_without_waking(case)
         inputs = group.inputs
         assert inputs["targetType"] == "ip" and inputs["protocol"] == "HTTP"
         assert inputs["tags"][iam.ENDPOINT_TAG] == settings.cluster_name
-        assert inputs["deregistrationDelay"] == str(routes.DEREGISTRATION_DELAY_SECONDS)
+        assert inputs["deregistrationDelay"] == routes.DEREGISTRATION_DELAY_SECONDS
         check = inputs["healthCheck"]
         if key.startswith("keda-interceptor"):
             # The admin port's readiness: a check on the proxy port would route to a model and
