@@ -70,6 +70,20 @@ def chart_values(
             "annotations": {"eks.amazonaws.com/role-arn": role_arn},
         },
         "nodeSelector": dict(node_selector),
+        # The house rules for every container (the chart's default context lacks the
+        # capability drop and seccomp profile); the requests are the chart's own commented
+        # example (values.yaml), the memory limit twice that.
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "256Mi"},
+        },
         "createIngressClassResource": False,
         "disableIngressClassAnnotation": True,
         "enableServiceMutatorWebhook": False,

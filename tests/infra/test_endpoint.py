@@ -295,6 +295,10 @@ def test_the_controller_is_pinned_mirrored_and_binds_only(mode_captures) -> None
     assert values["serviceAccount"]["name"] == SERVICE_ACCOUNT
     assert values["nodeSelector"] == {"tfserving-eks/pool": "system"}
     assert values["createIngressClassResource"] is False
+    context = values["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+    assert values["resources"]["limits"]["memory"]
     assert values["enableServiceMutatorWebhook"] is False
     # Its own role, trusting exactly its service account.
     (role,) = [r for r in of(cap, "aws:iam/role:Role") if r.name == "lb-controller-role"]
