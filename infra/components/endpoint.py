@@ -22,7 +22,8 @@
 - with ``hostedZoneId``, the ``*.<domain>`` alias record to the load balancer.
 
 Why the program declares the load balancer instead of an Ingress: a weighted forward of an
-Ingress may only name Services of the Ingress's own namespace, but a model woken on request is
+Ingress may only name Services of the Ingress's own namespace (Kubernetes API,
+``IngressServiceBackend``), but a model woken on request is
 reached through the KEDA interceptor in the ``keda`` namespace while its canary runs in the
 model's; EKS does not support moving a load balancer from the self-managed controller to Auto
 Mode (EKS user guide, "Learn about VPC Networking and Load Balancing in EKS Auto Mode"), so an
