@@ -183,6 +183,18 @@ class _Mocks(mocks.Mocks):
                 f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/scraper.aps.amazonaws.com/"
                 f"AWSServiceRoleForAmazonPrometheusScraper_{ident[:15]}"
             )
+        elif t.startswith("aws:lb/"):
+            # Elastic Load Balancing ids are the ARNs (pulumi-aws lb resources).
+            kind = {"LoadBalancer": "loadbalancer/app", "TargetGroup": "targetgroup",
+                    "Listener": "listener/app", "ListenerRule": "listener-rule/app"}  # fmt: skip
+            part = kind.get(t.rsplit(":", 1)[1], t.rsplit(":", 1)[1].lower())
+            label = (state.get("name") or state.get("namePrefix", "") + ident[:20])[:32]
+            rid = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:{part}/{label}/{ident[:16]}"
+            state["arn"] = rid
+            if t == "aws:lb/loadBalancer:LoadBalancer":
+                scheme = "internal-" if state.get("internal") else ""
+                state["dnsName"] = f"{scheme}{name}-{ident[:10]}.{region}.elb.amazonaws.com"
+                state["zoneId"] = f"Z{ident[:13].upper()}"
         elif t == "docker-build:index:Image":
             state["digest"] = f"sha256:{_token(self.stack, name, length=64)}"
         elif t.startswith("kubernetes:") and isinstance(state.get("metadata"), dict):

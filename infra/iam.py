@@ -14,7 +14,9 @@ The shapes follow terraform-aws-iam ``iam-role-for-service-accounts`` (trust pin
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -42,6 +44,20 @@ CLUSTER_AUTOSCALER_MUTATING_ACTIONS = (
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",
 )
+
+
+# The AWS Load Balancer Controller's published policy (docs/install/iam_policy.json at v3.5.0,
+# infra/upstream/README.md); the controller's role gets a subset of it.
+LB_CONTROLLER_UPSTREAM_POLICY = (
+    Path(__file__).resolve().parent / "upstream" / "aws-load-balancer-controller_iam_policy.json"
+)
+LB_CONTROLLER_TARGET_ACTIONS = (
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:DeregisterTargets",
+)
+# Tag on every target group of the model endpoint: the controller may change the targets of
+# tagged groups of its own cluster only.
+ENDPOINT_TAG = "tfserving-eks/cluster"
 
 
 def issuer_host(issuer_url: str) -> str:
@@ -154,6 +170,46 @@ def cluster_autoscaler_policy_document(cluster_name: str) -> PolicyDocument:
     }
 
 
+@functools.cache
+def lb_controller_read_actions() -> tuple[str, ...]:
+    """The published policy's read-only statement (Describe/Get on "*"), as published."""
+    upstream = json.loads(LB_CONTROLLER_UPSTREAM_POLICY.read_text())
+    (found,) = [
+        s["Action"]
+        for s in upstream["Statement"]
+        if s.get("Resource") == "*"
+        and "Condition" not in s
+        and all(a.split(":", 1)[1].startswith(("Describe", "Get")) for a in s["Action"])
+        and any(a.startswith("elasticloadbalancing:") for a in s["Action"])
+    ]
+    return tuple(found)
+
+
+def lb_controller_policy_document(cluster_name: str) -> PolicyDocument:
+    """What the controller needs to keep target group bindings in step: read anything (the
+    published read-only statement), register and deregister targets only in target groups
+    tagged as this cluster's endpoint groups (`ENDPOINT_TAG`). The published policy's
+    statement for these two actions has no condition; the tag narrows it to this stack."""
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "Describe",
+                "Effect": "Allow",
+                "Action": list(lb_controller_read_actions()),
+                "Resource": "*",
+            },
+            {
+                "Sid": "BindTargetsOfThisCluster",
+                "Effect": "Allow",
+                "Action": list(LB_CONTROLLER_TARGET_ACTIONS),
+                "Resource": "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{ENDPOINT_TAG}": cluster_name}},
+            },
+        ],
+    }
+
+
 def tls_only_bucket_policy_document(bucket_arn: str) -> PolicyDocument:
     """Bucket policy denying every request made without TLS, on the bucket and its objects."""
     return {
@@ -203,3 +259,8 @@ def cluster_autoscaler_policy(cluster_name: pulumi.Input[str]) -> pulumi.Output[
 def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """JSON of :func:`tls_only_bucket_policy_document`."""
     return _json_output(tls_only_bucket_policy_document, bucket_arn)
+
+
+def lb_controller_policy(cluster_name: pulumi.Input[str]) -> pulumi.Output[str]:
+    """JSON of :func:`lb_controller_policy_document`."""
+    return _json_output(lb_controller_policy_document, cluster_name)

@@ -22,6 +22,10 @@ OUTPUTS: dict[str, str] = {
     "grpcEndpoints": "Model name -> `<svc>.<ns>.svc.cluster.local:8500` (in-cluster gRPC).",
     "ecrRepositoryUrl": "ECR repository of the model-sync image.",
     "syncImage": "Model-sync image the pods run (by digest when built by the stack).",
+    "endpointDnsName": "DNS name of the model endpoint's load balancer: point `*.<domain>` at it "
+    "(done for you with `modelEndpoint.hostedZoneId`); empty without `modelEndpoint`.",
+    "modelUrls": "Model name -> `https://<model>.<domain>`, its REST base URL from outside the "
+    "cluster (gRPC: `<model>.<domain>:443`); empty without `modelEndpoint`.",
 }
 
 SECRET_OUTPUTS = frozenset({"kubeconfig"})
@@ -43,6 +47,8 @@ class StackOutputs:
     grpc_endpoints: Mapping[str, pulumi.Input[str]]
     ecr_repository_url: pulumi.Input[str]
     sync_image: pulumi.Input[str]
+    endpoint_dns_name: pulumi.Input[str]
+    model_urls: Mapping[str, str]
 
     def as_exports(self) -> dict[str, object]:
         return {
@@ -56,6 +62,8 @@ class StackOutputs:
             "grpcEndpoints": dict(self.grpc_endpoints),
             "ecrRepositoryUrl": self.ecr_repository_url,
             "syncImage": self.sync_image,
+            "endpointDnsName": self.endpoint_dns_name,
+            "modelUrls": dict(self.model_urls),
         }
 
 

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.components import lb_controller
 from infra.components.auto_mode import AutoModeNodePools, AutoModeNodePoolsArgs, AutoModeNodeRole
 from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
 from infra.components.cluster import (
@@ -34,6 +35,8 @@ from infra.components.cluster import (
 from infra.components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs, image_for
 from infra.components.dcgm_exporter import DcgmExporter, DcgmExporterArgs
 from infra.components.device_plugin import DEVICE_PLUGIN_IMAGE, DevicePluginArgs, NvidiaDevicePlugin
+from infra.components.endpoint import EndpointModel, ModelEndpoint, ModelEndpointArgs
+from infra.components.endpoint_routes import INTERCEPTOR_ADMIN_PORT, LBC, Interceptor
 from infra.components.image_mirror import ImageMirror, ImageMirrorArgs
 from infra.components.k8s_common import recommended_labels
 from infra.components.keda import (
@@ -42,6 +45,7 @@ from infra.components.keda import (
     KEDA_IMAGES,
     PROXY_HOST,
     PROXY_PORT,
+    PROXY_SERVICE,
     KedaHttpAddon,
     KedaHttpAddonArgs,
 )
@@ -49,6 +53,7 @@ from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.kube_state_metrics import IMAGE as KUBE_STATE_METRICS_IMAGE
 from infra.components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
+from infra.components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.components.model_serving import ModelServing
 from infra.components.model_serving_args import ModelServingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs, rule_files
@@ -187,6 +192,10 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
         "dcgm-exporter": settings.dcgm_exporter_image if settings.gpu_node_pools else "",
         "kube-state-metrics": (
             KUBE_STATE_METRICS_IMAGE if wants_kube_state_metrics(settings) else ""
+        ),
+        # Binds the model endpoint's target groups where node groups run (Auto Mode has its own).
+        lb_controller.MIRROR_ROLE: (
+            lb_controller.IMAGE if settings.node_groups and settings.model_endpoint else ""
         ),
     }
     if any(m.wake_on_request for m in models):
@@ -430,6 +439,7 @@ def build(settings: Settings) -> StackOutputs:
                 scraper_cidrs=network.scraper_subnet_cidrs,
                 interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if interceptor else "",
                 interceptor_namespace=KEDA_NAMESPACE,
+                endpoint_cidrs=network.endpoint_subnet_cidrs if settings.model_endpoint else (),
             ),
             opts=pulumi.ResourceOptions.merge(
                 on_cluster, after_keda if m.wake_on_request else pulumi.ResourceOptions()
@@ -437,6 +447,11 @@ def build(settings: Settings) -> StackOutputs:
         )
         for m in settings.models
     }
+    endpoint = None
+    if settings.model_endpoint is not None:
+        endpoint = _model_endpoint(
+            settings, network, cluster, served, interceptor, pulled, on_cluster, tags
+        )
     return StackOutputs(
         region=settings.region,
         cluster_name=cluster.name,
@@ -451,4 +466,59 @@ def build(settings: Settings) -> StackOutputs:
         grpc_endpoints={name: s.grpc_endpoint for name, s in served.items()},
         ecr_repository_url=registry.repository_url,
         sync_image=registry.image_ref,
+        endpoint_dns_name=endpoint.dns_name if endpoint else "",
+        model_urls=dict(endpoint.urls) if endpoint else {},
+    )
+
+
+def _model_endpoint(
+    settings: Settings,
+    network: Network,
+    cluster: Cluster,
+    served: dict[str, ModelServing],
+    interceptor: KedaHttpAddon | None,
+    pulled: dict[str, pulumi.Output[str]],
+    on_cluster: pulumi.ResourceOptions,
+    tags: dict[str, str],
+) -> ModelEndpoint:
+    """The load balancer every model is reached through from outside the cluster, and on node
+    groups the controller that binds the serving pods to it (docs/endpoint.md)."""
+    binding_after: dict[str, list[pulumi.Resource]] = {}
+    if settings.node_groups:
+        controller = LoadBalancerController(
+            "lb-controller",
+            LoadBalancerControllerArgs(
+                cluster_name=cluster.name,
+                region=settings.region,
+                vpc_id=network.vpc_id,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer=cluster.oidc_issuer,
+                pull_image=pulled[lb_controller.MIRROR_ROLE],
+                node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
+                tags=tags,
+            ),
+            opts=on_cluster,
+        )
+        binding_after[LBC] = [controller.release]
+    return ModelEndpoint(
+        "endpoint",
+        ModelEndpointArgs(
+            settings=settings,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.endpoint_subnet_ids,
+            cluster_security_group_id=cluster.cluster_security_group_id,
+            models=[
+                EndpointModel(m, served[m.name].namespace, served[m.name].track_services)
+                for m in settings.models
+            ],
+            tags=tags,
+            interceptor=(
+                Interceptor(KEDA_NAMESPACE, PROXY_SERVICE, PROXY_PORT, INTERCEPTOR_ADMIN_PORT)
+                if interceptor
+                else None
+            ),
+            interceptor_after=[interceptor] if interceptor else [],
+            binding_after=binding_after,
+        ),
+        opts=on_cluster,
     )

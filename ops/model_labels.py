@@ -1,10 +1,19 @@
-"""Move a model's TF Serving version label (``stable``, ``canary``, ...) in a stack file.
+"""Move a model's TF Serving version label (``stable``, ``canary``, ...) and its canary's share
+of requests in a stack file.
 
-``python -m ops.model_labels --stack STACK --model NAME --label LABEL (--version N | --remove)``
-rewrites ``tfserving-eks:models.<NAME>.labels.<LABEL>`` in ``Pulumi.<STACK>.yaml`` and nothing
+``python -m ops.model_labels --stack STACK --model NAME [--label LABEL (--version N | --remove)]
+[--share PERCENT]`` rewrites ``tfserving-eks:models.<NAME>.labels.<LABEL>`` and/or
+``tfserving-eks:models.<NAME>.canaryTrafficPercent`` in ``Pulumi.<STACK>.yaml`` and nothing
 else: comments, key order and layout stay as they were (ruamel.yaml round trip), so the pull
-request that carries the change shows a one-line diff. Label moves are how versions are promoted
-and rolled back: they are config changes, reviewed and deployed like any other.
+request that carries the change shows a one-line diff per value. Label moves and share moves
+are how versions are promoted and rolled back: they are config changes, reviewed and deployed
+like any other. The canary gate applies its decisions through this command too: promote is
+``--label stable --version <canary> --share 100``, roll back ``--share 0`` (docs/endpoint.md).
+
+A move that starts a new canary (the ``canary`` label moves to a version other than stable's and
+than before) without ``--share`` resets a share of 0 (left by a rollback: no canary track would
+run) or 100 (left by a promotion: the canary would take every request) to the declared default;
+any other share is the team's chosen start and stays.
 
 When the model's version policy is ``specific:...`` and the new version is not in it, the version
 is added (a label may only name a version the policy serves). The whole stack config is then
@@ -35,14 +44,24 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from cli.args import bounded
 from contracts.tfconfig import ConfigError, VersionPolicy
-from infra.settings import Settings, SettingsError, declarations, full_name, settings_from_config
+from infra.settings import (
+    ModelSettings,
+    Settings,
+    SettingsError,
+    declarations,
+    full_name,
+    settings_from_config,
+)
+from infra.settings.models import CANARY, STABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_KEY = full_name("models")
 
 
 STORE_ENV = "TFSE_MODEL_STORE"
+SHARE_KEY = declarations(ModelSettings)["canaryTrafficPercent"]
 
 
 class LabelError(Exception):
@@ -106,11 +125,17 @@ def _plain(value: Any) -> Any:
 
 
 def move_label(
-    text: str, stack: str, model: str, label: str, version: int | None
+    text: str,
+    stack: str,
+    model: str,
+    label: str | None,
+    version: int | None,
+    share: int | None = None,
 ) -> tuple[str, str]:
     """Returns the new stack file text and a one-line description of the change.
 
-    ``version=None`` removes the label. Raises :class:`LabelError` or the settings error.
+    ``label=None`` moves no label; ``version=None`` (with a label) removes it; ``share`` sets
+    ``canaryTrafficPercent``. Raises :class:`LabelError` or the settings error.
     """
     yaml = _yaml()
     document = yaml.load(text)
@@ -128,29 +153,73 @@ def move_label(
     labels = spec.get("labels")
     if labels is None:
         labels = spec["labels"] = CommentedMap()
-    before = labels.get(label)
+    canary_before = _canary(labels)
     changes = []
-    if version is None:
-        if label not in labels:
-            raise LabelError(f"model {model!r} has no label {label!r} in stack {stack}")
-        del labels[label]
-        changes.append(f"{model} {label} {before} -> (removed)")
-    else:
-        labels[label] = version
-        changes.append(f"{model} {label} {before if before is not None else '(none)'} -> {version}")
-        policy_text = str(spec.get("versionPolicy", "latest"))
-        try:
-            policy = VersionPolicy.parse(policy_text)
-        except ConfigError:
-            policy = None  # reported by the settings check below
-        if policy is not None and policy.kind == "specific" and version not in policy.versions:
-            widened = VersionPolicy.specific(sorted({*policy.versions, version}))
-            spec["versionPolicy"] = str(widened)
-            changes.append(f"versionPolicy {policy_text} -> {widened}")
+    if label is not None:
+        changes += _move(spec, labels, model, label, version, stack)
+    current = spec.get(SHARE_KEY.key, SHARE_KEY.default)
+    if share is None and _starts_canary(canary_before, _canary(labels)) and current in (0, 100):
+        share = SHARE_KEY.default
+    if share is not None and share != current:
+        spec[SHARE_KEY.key] = share
+        changes.append(f"{model} {SHARE_KEY.key} {current} -> {share}")
+    if not changes:
+        raise LabelError(f"nothing to change for {model!r} in stack {stack}")
     settings_from_config(stack, _plain(config))
     out = io.StringIO()
     yaml.dump(document, out)
     return out.getvalue(), f"Pulumi.{stack}.yaml: " + "; ".join(changes)
+
+
+def _canary(labels: Any) -> int | None:
+    """The version the canary label names while it differs from stable's (a canary track)."""
+    canary, stable = labels.get(CANARY), labels.get(STABLE)
+    return canary if None not in (canary, stable) and canary != stable else None
+
+
+def _starts_canary(before: int | None, after: int | None) -> bool:
+    return after is not None and after != before
+
+
+def _move(
+    spec: Any, labels: Any, model: str, label: str, version: int | None, stack: str
+) -> list[str]:
+    before = labels.get(label)
+    if version is None:
+        if label not in labels:
+            raise LabelError(f"model {model!r} has no label {label!r} in stack {stack}")
+        del labels[label]
+        return [f"{model} {label} {before} -> (removed)"]
+    labels[label] = version
+    changes = [f"{model} {label} {before if before is not None else '(none)'} -> {version}"]
+    policy_text = str(spec.get("versionPolicy", "latest"))
+    try:
+        policy = VersionPolicy.parse(policy_text)
+    except ConfigError:
+        policy = None  # reported by the settings check below
+    if policy is not None and policy.kind == "specific" and version not in policy.versions:
+        widened = VersionPolicy.specific(sorted({*policy.versions, version}))
+        spec["versionPolicy"] = str(widened)
+        changes.append(f"versionPolicy {policy_text} -> {widened}")
+    return changes
+
+
+def gate_move(decision: str, model: ModelSettings) -> dict[str, Any] | None:
+    """How the canary gate's decision (``python -m ops.canary decide``) is applied to a model
+    that runs a canary track: the arguments of this command, as a move. ``promote``: ``stable``
+    to the canary's version and the share to 100 (every request on it, no canary track left);
+    ``rollback``: the share to 0 (no request reaches the canary, its track goes away; the
+    label keeps naming the rejected version until the next canary moves it); ``hold``: none."""
+    canary = model.canary_version
+    if canary is None:
+        raise LabelError(f"model {model.name!r} runs no canary track: nothing to decide")
+    if decision == "promote":
+        return {"label": STABLE, "version": canary, "share": 100}
+    if decision == "rollback":
+        return {"label": "", "version": "", "share": 0}
+    if decision == "hold":
+        return None
+    raise LabelError(f"unknown decision {decision!r}: promote, rollback or hold")
 
 
 def replace_keeping_mode(path: Path, text: str) -> None:
@@ -169,15 +238,23 @@ def replace_keeping_mode(path: Path, text: str) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ops.model_labels",
-        description="Point a model's version label at a version in Pulumi.<stack>.yaml "
-        "(promote, canary, roll back). The stack config is validated before it is written.",
+        description="Point a model's version label at a version, and set its canary's share of "
+        "requests, in Pulumi.<stack>.yaml (promote, canary, roll back). The stack config is "
+        "validated before it is written.",
     )
     parser.add_argument("--stack", required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--label", required=True, help="e.g. stable or canary")
-    target = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--label", help="e.g. stable or canary")
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--version", type=int, help="the version the label points at")
     target.add_argument("--remove", action="store_true", help="drop the label")
+    parser.add_argument(
+        "--share",
+        type=bounded(int, minimum=0, maximum=100),
+        metavar="PERCENT",
+        help="canaryTrafficPercent: the canary's share of the model endpoint's requests "
+        "(0 runs no canary track; 100 sends it every request)",
+    )
     parser.add_argument(
         "--store",
         default=os.environ.get(STORE_ENV),
@@ -197,14 +274,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="validate and check, print the change, write nothing",
     )
     args = parser.parse_args(argv)
-    if args.require_store_check and not args.store and not args.remove:
+    moves_label = args.version is not None or args.remove
+    if args.label is None and moves_label:
+        parser.error("--version and --remove need --label")
+    if args.label is not None and not moves_label:
+        parser.error("--label needs --version or --remove")
+    if args.label is None and args.share is None:
+        parser.error("give --label with --version or --remove, and/or --share")
+    if args.require_store_check and not args.store and args.version is not None:
         parser.error(f"--require-store-check needs --store (or {STORE_ENV})")
     return args
 
 
 def _check_store(args: argparse.Namespace) -> int | None:
     """Checks the version against the store; an exit code when the move must not happen."""
-    if args.remove:
+    if args.version is None:
         return None
     if not args.store:
         print(
@@ -239,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path.is_file():
             raise LabelError(f"no stack file {path}")
         text, change = move_label(
-            path.read_text(), args.stack, args.model, args.label, args.version
+            path.read_text(), args.stack, args.model, args.label, args.version, args.share
         )
         refused = _check_store(args)
     except (LabelError, SettingsError, ConfigError) as exc:

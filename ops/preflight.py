@@ -54,6 +54,7 @@ CHECKS: tuple[Callable[[Context], Check], ...] = (
     runner.check_api_reachable,
     checks.check_log_group,
     checks.check_image_digests,
+    checks.check_endpoint_certificate,
     checks.check_state_backend,
     checks.check_secrets_provider,
 )

@@ -571,3 +571,55 @@ def check_image_digests(ctx: Context) -> Check:
         PASS,
         f"every image is pulled by digest: {'; '.join(f'{k} {v}' for k, v in images.items())}",
     )
+
+
+def host_covered(host: str, names: list[str]) -> bool:
+    """Whether a certificate name covers ``host``: equal, or a wildcard ``*.rest`` standing for
+    exactly one leftmost label (RFC 6125 section 6.4.3, as ACM issues wildcards)."""
+    host = host.lower()
+    for name in (n.lower() for n in names):
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+def check_endpoint_certificate(ctx: Context) -> Check:
+    """The model endpoint's certificate exists in the stack's region, is ISSUED, and covers
+    every model's host (docs/endpoint.md): the HTTPS listener cannot be created with a
+    certificate that is not issued, and clients refuse a name it does not cover."""
+    name = "endpoint-certificate"
+    endpoint = ctx.settings.model_endpoint
+    if endpoint is None:
+        return Check(name, SKIP, "no modelEndpoint: the models are reachable in the cluster only")
+    arn = endpoint.certificate_arn
+    try:
+        found = ctx.clients("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name,
+            FAIL,
+            f"{arn} is not readable ({error_text(exc)}): request a certificate for "
+            f"*.{endpoint.domain} in {ctx.settings.region} (aws acm request-certificate, DNS "
+            "validation) and put its ARN in modelEndpoint.certificateArn",
+        )
+    status = found.get("Status", "")
+    if status != "ISSUED":
+        return Check(
+            name,
+            FAIL,
+            f"{arn} is {status or 'in no known state'}, not ISSUED: complete its DNS validation "
+            "(aws acm describe-certificate shows the CNAME record to create), or request a new one",
+        )
+    names = [found.get("DomainName", ""), *found.get("SubjectAlternativeNames", [])]
+    hosts = [endpoint.host(m.name) for m in ctx.settings.models]
+    missing = [h for h in hosts if not host_covered(h, names)]
+    if missing:
+        return Check(
+            name,
+            FAIL,
+            f"{arn} covers {', '.join(sorted(set(names)))} but not {', '.join(missing)}: issue "
+            f"one for *.{endpoint.domain} (or name every model's host)",
+        )
+    return Check(name, PASS, f"{arn} is ISSUED and covers {', '.join(hosts)}")

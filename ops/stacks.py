@@ -12,8 +12,9 @@ Prints one JSON object, ``{stack: facts}`` for every ``Pulumi.<stack>.yaml``, an
   runner the endpoint would not admit);
 - ``hostedReach``: whether a GitHub-hosted runner reaches the API endpoint (public and open to
   ``0.0.0.0/0``), i.e. whether pull-request previews need no runner of their own;
-- ``canaries``: the models whose ``canary`` label differs from ``stable`` (the canary gate judges
-  those).
+- ``canaries``: the models that run a canary track (their ``canary`` label differs from
+  ``stable`` and their ``canaryTrafficPercent`` is above 0: ``ModelSettings.canary_version``);
+  the canary gate judges those.
 
 Exit 0, or 2 with the settings error when a stack file is invalid (nothing is written).
 """
@@ -47,11 +48,7 @@ def facts(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
         "region": s.region,
         "runner": list(s.deploy_runner.labels),
         "hostedReach": open_endpoint,
-        "canaries": sorted(
-            m.name
-            for m in s.models
-            if {"stable", "canary"} <= set(m.labels) and m.labels["stable"] != m.labels["canary"]
-        ),
+        "canaries": sorted(m.name for m in s.models if m.canary_version is not None),
     }
 
 

@@ -9,17 +9,22 @@
 - a ConfigMap with TF Serving's ``models.config``, batching parameters and monitoring config,
   rendered by `contracts.tfconfig` (the project's only renderer);
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
-  Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
-  NetworkPolicy admitting only the listed namespaces on the serving ports, and the managed
-  Prometheus scraper's subnets on the metrics ports;
-- when the ``canary`` label names another version than ``stable`` and ``canary_weight`` > 0, a
-  canary track: a second Deployment (``<model>-canary``, fixed size from the weight) behind the
-  same Service, with its own ConfigMap in which ``stable`` also names the canary version. Requests
-  for ``labels/stable`` (the clients' default) reaching a canary pod are answered by the canary
-  version: the canary gets its share of traffic without clients opting in. ``labels/canary`` and
-  explicit version numbers work on every pod of both tracks (canary pods load both versions).
-  Every pod carries ``track: stable|canary``; the scrape configuration copies it onto every
-  metric (docs/observability.md).
+  Service (gRPC 8500, REST 8501) over every serving pod for in-cluster clients, one Service per
+  track (``<model>-stable``, ``<model>-canary``) for the model endpoint's target groups, a
+  HorizontalPodAutoscaler, a PodDisruptionBudget and a NetworkPolicy admitting only the listed
+  namespaces and the model endpoint's subnets on the serving ports, and the managed Prometheus
+  scraper's subnets on the metrics ports;
+- when the ``canary`` label names another version than ``stable`` and ``canary_traffic_percent``
+  > 0, a canary track: a second Deployment (``<model>-canary``) with its own HPA between its
+  share of minReplicas and of maxReplicas (`ModelSettings.canary_min_replicas`), its own
+  Service, and its own ConfigMap in which ``stable`` also names the canary version: requests for
+  ``labels/stable`` reaching a canary pod are answered by the canary version. The model
+  endpoint sends ``canary_traffic_percent`` of the model's requests to the canary Service and
+  the rest to the stable one, per request (infra/components/endpoint.py); in-cluster clients of
+  the model's Service reach the pods of both tracks as before. ``labels/canary`` and explicit
+  version numbers work on every pod of both tracks (canary pods load both versions). Every pod
+  carries ``track: stable|canary``; the scrape configuration copies it onto every metric
+  (docs/observability.md).
 
 pulumi-kubernetes waits for the Deployment to be rolled out and for the Service to have ready
 endpoints (10 minutes by default). Serving pods become ready only once a model version is in the
@@ -140,6 +145,7 @@ def network_policy_spec(
     allowed_namespaces: tuple[str, ...],
     scraper_cidrs: tuple[str, ...] = (),
     interceptor_namespace: str | None = None,
+    endpoint_cidrs: tuple[str, ...] = (),
 ) -> Manifest:
     """Ingress to the serving ports only from the listed namespaces and this one; to the metrics
     ports only from the managed Prometheus scraper's subnets.
@@ -151,7 +157,11 @@ def network_policy_spec(
     endpoint shares it) and the sidecar's metrics port. Egress is left open: the sidecar must
     reach S3 and STS, whose addresses are not stable enough to list. With
     ``interceptor_namespace`` (a model woken on request) the KEDA HTTP add-on's interceptor is
-    admitted on the REST port only: it proxies HTTP and nothing else.
+    admitted on the REST port only: it proxies HTTP and nothing else. With ``endpoint_cidrs``
+    (the model endpoint's subnets, which hold nothing but the load balancer's nodes and NAT
+    gateways) the load balancer is admitted on the serving ports: with IP targets it connects
+    from its own addresses in those subnets (Elastic Load Balancing user guide, "Target groups
+    for your Application Load Balancers", IP targets).
     """
     sources = sorted({namespace, *allowed_namespaces})
     scraper_rule = {
@@ -184,10 +194,47 @@ def network_policy_spec(
                     {"protocol": "TCP", "port": serving_pod.REST_PORT},
                 ],
             },
+            *([endpoint_rule(endpoint_cidrs)] if endpoint_cidrs else []),
             *([scraper_rule] if scraper_cidrs else []),
             *([interceptor_rule(interceptor_namespace)] if interceptor_namespace else []),
         ],
     }
+
+
+def endpoint_rule(cidrs: tuple[str, ...]) -> Manifest:
+    """The model endpoint's load balancer, by address, on the serving ports only."""
+    return {
+        "from": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
+        "ports": [
+            {"protocol": "TCP", "port": serving_pod.GRPC_PORT},
+            {"protocol": "TCP", "port": serving_pod.REST_PORT},
+        ],
+    }
+
+
+def serving_ports() -> list[Manifest]:
+    """The Service ports: gRPC 8500 (HTTP/2) and REST 8501."""
+    return [
+        {
+            "name": "grpc",
+            "port": serving_pod.GRPC_PORT,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        },
+        {
+            "name": "http",
+            "port": serving_pod.REST_PORT,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+    ]
+
+
+def track_service_name(model: str, track: str) -> str:
+    """The Service of one track (the model endpoint's target groups bind to it)."""
+    return f"{model}-{track}"
 
 
 def interceptor_rule(namespace: str) -> Manifest:
@@ -227,7 +274,8 @@ def http_scaled_object_spec(
 
 
 class ModelServing(pulumi.ComponentResource):
-    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, HPA, PDB, policy."""
+    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, HPA, PDB, policy.
+    ``track_services``: track -> the name of its Service (``canary`` only with a canary track)."""
 
     namespace: pulumi.Output[str]
     service_name: pulumi.Output[str]
@@ -338,31 +386,16 @@ class ModelServing(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=metadata(model.name, labels, namespace, await_annotations),
-            spec={
-                "type": "ClusterIP",
-                "selector": dict(selector),
-                "ports": [
-                    {
-                        "name": "grpc",
-                        "port": serving_pod.GRPC_PORT,
-                        "targetPort": "grpc",
-                        "protocol": "TCP",
-                        "appProtocol": "grpc",
-                    },
-                    {
-                        "name": "http",
-                        "port": serving_pod.REST_PORT,
-                        "targetPort": "http",
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    },
-                ],
-            },
+            spec={"type": "ClusterIP", "selector": dict(selector), "ports": serving_ports()},
             opts=pulumi.ResourceOptions.merge(child, awaited),
         )
+        # pulumi-kubernetes waits for a Service's endpoints like the model's own: same options.
+        on_service = (await_annotations, pulumi.ResourceOptions.merge(child, awaited))
+        stable_service = self._track_service(name, STABLE, labels, namespace, selector, on_service)
+        canary_service = None
         if model.canary_version is not None:
             # Its own selector (the stable Deployment's selector predates tracks and stays as it
-            # is, being immutable); the Service selects both tracks.
+            # is, being immutable); the model's Service selects both tracks.
             canary_selector = {**selector, TRACK_LABEL: CANARY}
             canary_files = render_config_files(model, CANARY)
             canary_config = k8s.core.v1.ConfigMap(
@@ -382,7 +415,11 @@ class ModelServing(pulumi.ComponentResource):
                 canary_model_config(model).policy,
                 canary_selector,
             )
-            k8s.apps.v1.Deployment(
+            # No replicas: the canary's HPA owns its count (a model idle at zero still gets a
+            # canary floor of one, so the stable track's "created at 0" does not apply here).
+            canary_spec = self._deployment_spec(canary_selector, canary_template, args)
+            canary_spec.pop("replicas", None)
+            canary = k8s.apps.v1.Deployment(
                 f"{name}-canary-deployment",
                 metadata=metadata(
                     f"{model.name}-canary",
@@ -390,16 +427,27 @@ class ModelServing(pulumi.ComponentResource):
                     namespace,
                     await_annotations,
                 ),
-                spec={
-                    **self._deployment_spec(canary_selector, canary_template, args),
-                    # Fixed: the canary's share is its pod count against stable's.
-                    "replicas": model.canary_replicas,
-                },
+                spec=canary_spec,
                 # Awaited exactly like the stable track (GPU cold start, or skipAwait).
                 opts=pulumi.ResourceOptions.merge(child, awaited),
             )
+            self._autoscaler(
+                f"{name}-canary",
+                args,
+                {**labels, TRACK_LABEL: CANARY},
+                namespace,
+                canary,
+                child,
+                replicas=(model.canary_min_replicas, model.canary_max_replicas),
+                object_name=f"{model.name}-canary",
+            )
+            canary_service = self._track_service(
+                name, CANARY, labels, namespace, canary_selector, on_service
+            )
         if model.wake_on_request:
             # KEDA makes the HPA of its own; a second one on the same Deployment would fight it.
+            # The interceptor forwards to the stable track only: the canary's share of requests
+            # is the model endpoint's to give (per request), not a share of the pods.
             k8s.apiextensions.CustomResource(
                 f"{name}-http-scaler",
                 api_version=HTTP_SCALED_OBJECT_API[0],
@@ -408,12 +456,21 @@ class ModelServing(pulumi.ComponentResource):
                 spec=http_scaled_object_spec(
                     args,
                     deployment.metadata.apply(lambda m: m.name),
-                    service.metadata.apply(lambda m: m.name),
+                    stable_service.metadata.apply(lambda m: m.name),
                 ),
                 opts=child,
             )
         else:
-            self._autoscaler(name, args, labels, namespace, deployment, child)
+            self._autoscaler(
+                name,
+                args,
+                labels,
+                namespace,
+                deployment,
+                child,
+                replicas=(max(1, model.min_replicas), model.max_replicas),
+                object_name=model.name,
+            )
         self._guards(name, args, labels, namespace, selector, child)
 
         service_name = service.metadata.apply(lambda m: m.name)
@@ -427,14 +484,42 @@ class ModelServing(pulumi.ComponentResource):
         )
         self.grpc_endpoint = pulumi.Output.concat(host, f":{serving_pod.GRPC_PORT}")
         self.role_arn = role.arn
+        self.track_services = {STABLE: stable_service.metadata.apply(lambda m: m.name)}
+        if canary_service is not None:
+            self.track_services[CANARY] = canary_service.metadata.apply(lambda m: m.name)
         self.register_outputs(
             {
                 "namespace": self.namespace,
                 "service_name": self.service_name,
+                "track_services": self.track_services,
                 "rest_endpoint": self.rest_endpoint,
                 "grpc_endpoint": self.grpc_endpoint,
                 "role_arn": self.role_arn,
             }
+        )
+
+    @staticmethod
+    def _track_service(
+        name: str,
+        track: str,
+        labels: Mapping[str, str],
+        namespace: pulumi.Input[str],
+        selector: Mapping[str, str],
+        awaited: tuple[Mapping[str, str], pulumi.ResourceOptions],
+    ) -> k8s.core.v1.Service:
+        """The Service of one track: what the model endpoint's target groups bind to.
+        ``awaited``: the model Service's await annotations and options."""
+        model = labels["app.kubernetes.io/instance"]
+        annotations, opts = awaited
+        return k8s.core.v1.Service(
+            f"{name}-{track}-service",
+            metadata=metadata(track_service_name(model, track), labels, namespace, annotations),
+            spec={
+                "type": "ClusterIP",
+                "selector": {**selector, TRACK_LABEL: track},
+                "ports": serving_ports(),
+            },
+            opts=opts,
         )
 
     @staticmethod
@@ -445,20 +530,23 @@ class ModelServing(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         deployment: k8s.apps.v1.Deployment,
         child: pulumi.ResourceOptions,
+        replicas: tuple[int, int],
+        object_name: str,
     ) -> None:
+        """An HPA (named ``object_name``) on ``deployment`` between ``replicas`` (min, max).
+        The HPA API refuses a minimum of 0 (HPAScaleToZero is an alpha gate EKS does not turn
+        on): a Deployment scaled to 0 disables its HPA until something scales it up."""
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
-            metadata=metadata(args.model.name, labels, namespace),
+            metadata=metadata(object_name, labels, namespace),
             spec={
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
                     "kind": "Deployment",
                     "name": deployment.metadata.apply(lambda m: m.name),
                 },
-                # The HPA API refuses 0 (HPAScaleToZero is an alpha gate EKS does not turn
-                # on). A Deployment scaled to 0 disables its HPA until something scales it up.
-                "minReplicas": max(1, args.model.min_replicas),
-                "maxReplicas": args.model.max_replicas,
+                "minReplicas": replicas[0],
+                "maxReplicas": replicas[1],
                 "metrics": [
                     {
                         "type": "Resource",
@@ -514,6 +602,7 @@ class ModelServing(pulumi.ComponentResource):
                 args.model.allowed_namespaces,
                 args.scraper_cidrs,
                 args.interceptor_namespace if args.model.wake_on_request else None,
+                args.endpoint_cidrs,
             ),
             opts=child,
         )

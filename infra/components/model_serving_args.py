@@ -41,6 +41,9 @@ class ModelServingArgs:
     # (infra.components.keda): its REST endpoint, admitted on the REST port.
     interceptor_endpoint: str = ""
     interceptor_namespace: str = "keda"
+    # CIDRs of the model endpoint's subnets (infra.components.endpoint): its load balancer is
+    # admitted on the serving ports. Empty: the stack has no model endpoint.
+    endpoint_cidrs: tuple[str, ...] = ()
     # Below: TF Serving and pod timings the stack does not expose as settings. The pod's
     # requests come from infra.settings.sizing (the settings' fit check uses the same figures).
     cpu_limit_millicores: int = 2000

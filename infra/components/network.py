@@ -20,8 +20,13 @@ plane get the private subnets; the VPC CNI gives pods addresses of their node's 
 their route table has only the VPC's local route. That lets the NetworkPolicies admit the scraper
 by address without admitting any pod (docs/observability.md).
 
+The model endpoint's load balancer (``modelEndpoint``, docs/endpoint.md) goes into the public
+subnets, which hold nothing else but the NAT gateways (an internal load balancer may sit in
+subnets with an internet route; its scheme, not its subnets, keeps it off the internet): their
+CIDRs are ``endpoint_subnet_cidrs``, which the serving NetworkPolicies admit on the serving ports.
+
 With ``existing_vpc_id`` set, nothing is created: the given private subnets, and the given
-scraper subnets with their CIDRs, are passed through.
+scraper and endpoint subnets with their CIDRs, are passed through.
 """
 
 from __future__ import annotations
@@ -73,14 +78,17 @@ def scraper_subnet_plan(cidr: str, zones: int) -> list[str]:
 
 class Network(pulumi.ComponentResource):
     """Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``,
-    ``scraper_subnet_ids``; ``scraper_subnet_cidrs`` is a plain tuple (known before deploy, so
-    NetworkPolicies can name it)."""
+    ``scraper_subnet_ids``, ``endpoint_subnet_ids``; ``scraper_subnet_cidrs`` and
+    ``endpoint_subnet_cidrs`` are plain tuples (known before deploy, so NetworkPolicies can name
+    them)."""
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
     scraper_subnet_ids: pulumi.Output[list[str]]
     scraper_subnet_cidrs: tuple[str, ...]
+    endpoint_subnet_ids: pulumi.Output[list[str]]
+    endpoint_subnet_cidrs: tuple[str, ...]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -105,6 +113,10 @@ class Network(pulumi.ComponentResource):
                 scraper = {}
             self.scraper_subnet_ids = pulumi.Output.from_input(list(scraper))
             self.scraper_subnet_cidrs = tuple(scraper.values())
+            endpoint = settings.model_endpoint
+            given = dict(endpoint.existing_subnets) if endpoint else {}
+            self.endpoint_subnet_ids = pulumi.Output.from_input(list(given))
+            self.endpoint_subnet_cidrs = tuple(given.values())
         else:
             self._create(name, args)
         self.register_outputs(
@@ -113,6 +125,7 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
                 "public_subnet_ids": self.public_subnet_ids,
                 "scraper_subnet_ids": self.scraper_subnet_ids,
+                "endpoint_subnet_ids": self.endpoint_subnet_ids,
             }
         )
 
@@ -228,6 +241,8 @@ class Network(pulumi.ComponentResource):
             self.scraper_subnet_ids = self.private_subnet_ids
             self.scraper_subnet_cidrs = tuple(private_cidrs)
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+        self.endpoint_subnet_ids = self.public_subnet_ids
+        self.endpoint_subnet_cidrs = tuple(public_cidrs)
 
     def _scraper_subnets(self, name: str, args: NetworkArgs, vpc, zones, tags) -> None:
         here = pulumi.ResourceOptions(parent=self)

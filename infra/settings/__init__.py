@@ -13,7 +13,6 @@ only in these values: no code branches on the stack name.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
@@ -21,9 +20,11 @@ from typing import Any
 
 from infra.naming import PROJECT
 from infra.settings.declare import Checks, Problem, declarations, parse
+from infra.settings.endpoint import ModelEndpoint
 from infra.settings.models import Batching, ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
 from infra.settings.stack import DCGM_EXPORTER_IMAGE, Settings
+from infra.settings.values import REGION
 
 __all__ = [
     "DCGM_EXPORTER_IMAGE",
@@ -31,6 +32,7 @@ __all__ = [
     "Batching",
     "GpuNodePool",
     "InvalidSettingsError",
+    "ModelEndpoint",
     "ModelSettings",
     "NodePool",
     "Problem",
@@ -58,7 +60,6 @@ REMOVED_KEYS = {
     "it with the environment secrets DOCKERHUB_USERNAME and DOCKERHUB_TOKEN, docs/deploy.md) "
     "and delete this key",
 }
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 def full_name(key: str) -> str:
@@ -94,7 +95,7 @@ def parse_settings(
     :class:`InvalidSettingsError` naming every problem at once.
     """
     c = Checks(today)
-    if not isinstance(region, str) or not _REGION.match(region):
+    if not isinstance(region, str) or not REGION.match(region):
         c.fail("aws:region", f"{region!r}: set the stack's AWS region (e.g. eu-west-1)")
     declared = declarations(Settings)
     unknown = "unknown config key; the declared keys are in Pulumi.yaml"

@@ -335,7 +335,11 @@ def read(cls: Any, raw: Any, at: str, c: Checks, **fixed: Any) -> Any:
     if not isinstance(raw, dict):
         c.fail(at, f"expected an object of {', '.join(declared)}, got {_json(raw)}")
         raw, into, good = {}, Checks(), False  # its placeholders, silently
+    removed: Mapping[str, str] = getattr(cls, "REMOVED_FIELDS", {})
     for extra in sorted(set(raw) - set(declared)):
+        if extra in removed:  # a field that existed once: say what replaced it
+            c.fail(_key(at, extra), removed[extra])
+            continue
         c.fail(at, f"unknown field {extra!r}; known fields: {', '.join(sorted(declared))}")
     values = {}
     for key, d in declared.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import infra.settings.values as values
 from contracts import rules
@@ -55,6 +55,14 @@ class Batching:
 class ModelSettings:
     """One model to serve, in its own namespace named after the model."""
 
+    # Fields that existed once, with what replaced them (the parser says so instead of
+    # "unknown field").
+    REMOVED_FIELDS: ClassVar[Mapping[str, str]] = {
+        "canaryWeight": "removed: the canary's share is now a share of requests, "
+        "canaryTrafficPercent (0-100, default 10), weighted by the model endpoint whatever "
+        "the pod counts; rename the key (docs/endpoint.md)",
+    }
+
     name: str = entry_name("name", parse=rules.validate_model_name)
     version_policy: VersionPolicy = setting(
         doc="Versions to serve: latest[:N], all, or specific:V1,V2,...",
@@ -90,12 +98,14 @@ class ModelSettings:
     target_cpu_utilization: int = setting(
         doc="HPA target CPU utilization, percent.", default=70, minimum=1, maximum=100
     )
-    canary_weight: int = setting(
-        doc="Percent of the serving pods (at minReplicas) in the canary track while the canary "
-        "label names another version than stable; 0: no canary track (docs/observability.md).",
+    canary_traffic_percent: int = setting(
+        doc="Percent of the model's requests through the model endpoint that go to the canary "
+        "track while the canary label names another version than stable: the load balancer "
+        "weights the two tracks' target groups per request, whatever their pod counts. 0 runs "
+        "no canary track; 100 sends every endpoint request to it (docs/endpoint.md).",
         default=10,
         minimum=0,
-        maximum=50,
+        maximum=100,
     )
     cpu_millicores: int = setting(doc="CPU request of the TF Serving container.", minimum=100)
     model_memory_mib: int = setting(
@@ -183,18 +193,29 @@ class ModelSettings:
     def canary_version(self) -> int | None:
         """The version the canary track serves, or None when there is no canary track."""
         stable, canary = self.labels.get(STABLE), self.labels.get(CANARY)
-        if self.canary_weight == 0 or canary is None or stable is None or canary == stable:
+        if self.canary_traffic_percent == 0 or None in (canary, stable) or canary == stable:
             return None
         return canary
 
     @property
-    def canary_replicas(self) -> int:
-        """Canary pods so that they are about ``canary_weight`` percent of all pods at
-        minReplicas (at least one; none for a model kept at zero)."""
-        if self.min_replicas == 0:
+    def canary_min_replicas(self) -> int:
+        """The canary track's floor: its share of minReplicas, rounded up, at least one pod.
+
+        The share is a share of requests (the load balancer weights the tracks), so the canary
+        needs about that share of the capacity. A model idle at zero still gets one canary pod:
+        the canary share of its requests has somewhere to go as soon as they arrive, and a
+        canary that serves nothing cannot be judged (docs/endpoint.md)."""
+        if self.canary_version is None:
             return 0
-        share = self.min_replicas * self.canary_weight / (100 - self.canary_weight)
-        return max(1, round(share))
+        return max(1, -(-self.min_replicas * self.canary_traffic_percent // 100))
+
+    @property
+    def canary_max_replicas(self) -> int:
+        """The canary track's ceiling: its share of maxReplicas, rounded up."""
+        if self.canary_version is None:
+            return 0
+        share = -(-self.max_replicas * self.canary_traffic_percent // 100)
+        return max(self.canary_min_replicas, share)
 
     def pods_per_node(self, pool: NodePool) -> int:
         """Serving pods one node of ``pool`` holds (by GPUs; 1 on a CPU pool)."""

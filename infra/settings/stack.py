@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import infra.settings.values as values
 from infra import instances
 from infra.settings.declare import Checks, setting
+from infra.settings.endpoint import ModelEndpoint
 from infra.settings.fit import check_fit
 from infra.settings.models import ModelSettings
 from infra.settings.pools import SYSTEM_POOL, GpuNodePool, NodePool, SystemNodePool
@@ -222,6 +223,13 @@ class Settings:
                            "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
                                         "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},
     )  # fmt: skip
+    model_endpoint: ModelEndpoint | None = setting(
+        doc="How clients outside the cluster reach the models: one Application Load Balancer, "
+        "TLS always, authenticated, each model at https://<model>.<domain> (REST) and "
+        "<model>.<domain>:443 (gRPC), with the request-level canary split (docs/endpoint.md). "
+        "Unset: the models are reachable only inside the cluster.",
+        default=None,
+    )
     await_serving_rollout: bool = setting(
         doc="Let pulumi up wait (30m) for serving pods to be ready. Off by default: a new "
         "stack's bucket is empty, and the pods turn ready by themselves after the first model "

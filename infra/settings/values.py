@@ -13,10 +13,18 @@ from contracts import rules
 from infra import instances
 from infra.settings.declare import SettingError
 
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+_TRUST_STORE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:truststore/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
+)
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_HOSTED_ZONE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+_SSL_POLICY = re.compile(r"^ELBSecurityPolicy-[A-Za-z0-9-]+$")
 
 
 def cidr(value: str) -> str:
@@ -63,6 +71,15 @@ def subnet_ids(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def scraper_subnets(given: Mapping[str, str]) -> Mapping[str, str]:
     """{subnet id: its CIDR}, the CIDRs apart from each other."""
+    return _subnet_cidrs(given, "scraper")
+
+
+def endpoint_subnets(given: Mapping[str, str]) -> Mapping[str, str]:
+    """The model endpoint's own subnets: {subnet id: its CIDR}, the CIDRs apart."""
+    return _subnet_cidrs(given, "endpoint")
+
+
+def _subnet_cidrs(given: Mapping[str, str], what: str) -> Mapping[str, str]:
     subnet_ids(tuple(given))
     nets = []
     for subnet, block in given.items():
@@ -72,7 +89,7 @@ def scraper_subnets(given: Mapping[str, str]) -> Mapping[str, str]:
             why = f"{block!r} is not an IPv4 CIDR (the subnet's CIDR block)"
             raise SettingError(why, subnet) from None
     if any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :]):
-        raise ValueError("the scraper subnets' CIDRs overlap: give each subnet's own CIDR block")
+        raise ValueError(f"the {what} subnets' CIDRs overlap: give each subnet's own CIDR block")
     return given
 
 
@@ -144,3 +161,43 @@ def namespaces(values: tuple[str, ...]) -> tuple[str, ...]:
     if not all(rules.is_short_dns_label(n) for n in values):
         raise ValueError("give a list of namespace names (DNS labels)")
     return values
+
+
+def dns_name(value: str) -> str:
+    """A lowercase DNS name of 2+ labels (a domain the models get hosts under)."""
+    labels = value.split(".")
+    if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a lowercase DNS name of two or more labels (e.g. models.example.com)"
+        )
+    return value
+
+
+def acm_certificate_arn(value: str) -> str:
+    if not _ACM_ARN.match(value):
+        raise ValueError(
+            f"{value!r} is not an ACM certificate ARN "
+            "(arn:aws:acm:<region>:<account>:certificate/<id>)"
+        )
+    return value
+
+
+def trust_store_arn(value: str) -> str:
+    if value and not _TRUST_STORE_ARN.match(value):
+        raise ValueError(
+            f"{value!r} is not an ELB trust store ARN "
+            "(arn:aws:elasticloadbalancing:<region>:<account>:truststore/<name>/<id>)"
+        )
+    return value
+
+
+def ssl_policy(value: str) -> str:
+    if not _SSL_POLICY.match(value):
+        raise ValueError(f"{value!r} is not an ELB security policy name (ELBSecurityPolicy-...)")
+    return value
+
+
+def hosted_zone_id(value: str) -> str:
+    if value and not _HOSTED_ZONE.match(value):
+        raise ValueError(f"{value!r} is not a Route 53 hosted zone id (Z...)")
+    return value

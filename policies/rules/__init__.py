@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, monitoring, nodepools, nodes, s3
+from . import (
+    ecr,
+    eks,
+    elb,
+    iam,
+    kms,
+    kubernetes,
+    kubernetes_stack,
+    monitoring,
+    nodepools,
+    nodes,
+    s3,
+)
 
 ALL_POLICIES: list[Policy] = [
     *eks.POLICIES,
@@ -18,6 +30,7 @@ ALL_POLICIES: list[Policy] = [
     *s3.POLICIES,
     *iam.POLICIES,
     *ecr.POLICIES,
+    *elb.POLICIES,
     *kubernetes.POLICIES,
     *kubernetes_stack.POLICIES,
     *monitoring.POLICIES,

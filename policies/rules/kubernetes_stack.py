@@ -67,7 +67,7 @@ def _autoscaler_for(resources: list[PolicyResource], deployment: PolicyResource)
 def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
     minimum = args.get_config().get("minReplicas", DEFAULT_MIN_REPLICAS)
     for deployment in serving_deployments(args.resources):
-        # A canary track is small on purpose (canaryWeight, docs/observability.md): the stable
+        # A canary track is small on purpose (canaryTrafficPercent, docs/endpoint.md): the stable
         # track beside it keeps the floor.
         if get(pod_labels(deployment.resource_type, deployment.props), "track") == "canary":
             continue

@@ -26,6 +26,7 @@ from serving.client.base import (
     Prediction,
     VersionStatus,
 )
+from serving.client.endpoint import TlsOptions, connect_endpoint
 from serving.client.errors import (
     ClientError,
     ConnectionFailed,
@@ -51,17 +52,28 @@ __all__ = [
     "Prediction",
     "RestClient",
     "ServerError",
+    "TlsOptions",
     "UnexpectedResponse",
     "VersionStatus",
     "connect",
+    "connect_endpoint",
     "fetch_predict_signature",
     "load_images",
     "predict_with_signature",
 ]
 
 
-def connect(*, rest: str | None = None, grpc: str | None = None, timeout: float = 10.0) -> Any:
-    """A `ModelClient` for exactly one of a REST base URL or a gRPC ``HOST:PORT``."""
+def connect(
+    *,
+    rest: str | None = None,
+    grpc: str | None = None,
+    timeout: float = 10.0,
+    tls: TlsOptions | None = None,
+) -> Any:
+    """A `ModelClient` for exactly one of a REST base URL or a gRPC ``HOST:PORT``; with ``tls``,
+    over TLS with its CA and client certificate (the model endpoint, serving/client/endpoint.py)."""
+    if tls is not None:
+        return connect_endpoint(rest=rest, grpc=grpc, tls=tls, timeout=timeout)
     if (rest is None) == (grpc is None):
         raise InvalidInput("give exactly one of a REST URL or a gRPC HOST:PORT")
     if rest is not None:

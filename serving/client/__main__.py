@@ -31,6 +31,7 @@ import numpy as np
 from cli.args import positive_float, positive_int
 from serving.client import connect
 from serving.client.base import DEFAULT_SIGNATURE, Prediction, VersionStatus
+from serving.client.endpoint import add_tls_arguments, tls_from_args
 from serving.client.errors import (
     ClientError,
     ConnectionFailed,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=positive_float, default=10.0, help="seconds per call (default: 10)"
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_tls_arguments(common)
     common.add_argument(
         "--verbose",
         action="store_true",
@@ -141,7 +143,11 @@ def _main(
     generic = args.command == "predict" and bool(args.inputs_json or args.input)
     try:
         batch = load_images(args.files) if args.command == "predict" and not generic else None
-        with client_factory(rest=args.rest, grpc=args.grpc, timeout=args.timeout) as client:
+        tls = tls_from_args(args)
+        secure = {} if tls is None else {"tls": tls}  # the model endpoint (docs/endpoint.md)
+        with client_factory(
+            rest=args.rest, grpc=args.grpc, timeout=args.timeout, **secure
+        ) as client:
             spec = {"version": args.version, "label": args.label}
             if generic:
                 name, outputs = _predict_any(client, args, spec)

@@ -407,7 +407,11 @@ def test_canary_gate_runs_on_a_schedule_and_proposes_the_move(
     # The gate holds the query role; the pull request job holds write access and no role.
     assert steps_using(decide, OIDC_ACTION) and not steps_using(propose, OIDC_ACTION)
     (move,) = [s for s in propose["steps"] if "ops.model_labels" in s.get("run", "")]
+    # The decision is applied by the label mover: promote with the label and share 100,
+    # rollback with share 0 (ops.model_labels.gate_move).
+    assert '--share "$SHARE"' in move["run"]
     assert '--label "$LABEL" --version "$VERSION"' in move["run"]
+    assert "gate_move(decision" in text and "model.canary_version is None" in text
     (create,) = steps_using(propose, "peter-evans/create-pull-request")
     assert create["with"]["add-paths"] == "Pulumi.${{ env.STACK }}.yaml"
 

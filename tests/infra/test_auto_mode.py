@@ -234,6 +234,9 @@ def test_the_crds_in_the_repo_name_their_source_and_version() -> None:
         ("karpenter.sh/v1", "NodePool"),
         ("eks.amazonaws.com/v1", "NodeClass"),
         ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
+        ("elbv2.k8s.aws/v1alpha1", "TargetGroupBinding"),
+        ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"),
+        ("eks.amazonaws.com/v1", "TargetGroupBinding"),
     }
     assert crd_schemas.is_cluster_scoped("karpenter.sh/v1", "NodePool")
     assert not crd_schemas.is_cluster_scoped("apps/v1", "Deployment")

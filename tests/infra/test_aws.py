@@ -163,11 +163,12 @@ def test_cluster(cap: StackCapture) -> None:
 
 def test_private_endpoint_admits_the_listed_networks_on_https_only(cap: StackCapture) -> None:
     (cluster,) = of(cap, "aws:eks/cluster:Cluster")
-    # Rules by address (the managed scraper is admitted by its security group: test_monitoring_*).
+    # Rules by address (the managed scraper is admitted by its security group: test_monitoring_*;
+    # the model endpoint's load balancer group has rules of its own: tests/infra/test_endpoint.py).
     rules = [
         r
         for r in of(cap, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-        if "referencedSecurityGroupId" not in r.inputs
+        if "referencedSecurityGroupId" not in r.inputs and r.parent == cluster.parent
     ]
     assert [r.inputs["cidrIpv4"] for r in rules] == list(settings_of(cap).api_access_cidrs)
     # The group EKS created for the cluster (vpcConfig.clusterSecurityGroupId): the capture's
@@ -462,6 +463,11 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
     }
     stack["config"]["tfserving-eks:scraperNetwork"] = "dedicated"
     stack["config"]["tfserving-eks:existingScraperSubnets"] = scraper
+    endpoint = {
+        "subnet-0a1b2c3d4e5f6071c": "10.9.1.0/26",
+        "subnet-0a1b2c3d4e5f6071d": "10.9.1.64/26",
+    }
+    stack["config"]["tfserving-eks:modelEndpoint"]["existingSubnets"] = endpoint
     (tmp_path / "Pulumi.shared.yaml").write_text(yaml.safe_dump(stack))
     cap = capture_stack("shared", tmp_path)
     types = {r.type for r in cap.resources}
@@ -471,6 +477,7 @@ def test_existing_vpc_is_used_as_is(tmp_path) -> None:
     assert node_subnets(cap) == set(subnets)
     (collector,) = of(cap, "aws:amp/scraper:Scraper")
     assert collector.inputs["source"]["eks"]["subnetIds"] == list(scraper)
+    assert one(cap, "aws:lb/loadBalancer:LoadBalancer")["subnets"] == list(endpoint)
 
 
 def test_unknown_stack_is_a_clear_error() -> None:
@@ -550,6 +557,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         **dict.fromkeys(
             {*KEDA_IMAGES, *ADDON_IMAGES}, any(m.wake_on_request for m in settings.models)
         ),
+        # Binds the model endpoint's target groups where node groups run (docs/endpoint.md).
+        "aws-load-balancer-controller": settings.node_groups and bool(settings.model_endpoint),
     }
     assert set(builds) == {role for role, on in wanted.items() if on}
     # A preview builds, pulls and pushes nothing (pulumi-docker-build builds on preview unless
@@ -578,10 +587,15 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
     # their one shared, immutable tag (its chart has a single tag value).
     for release in of(cap, "kubernetes:helm.sh/v3:Release"):
         values = json.dumps(release.inputs["values"])
-        assert "ghcr.io" not in values and host in values
-        assert f"tfserving-{cap.stack}/mirror/kedacore/" in values
+        assert "ghcr.io" not in values and "public.ecr.aws" not in values and host in values
+        upstream = (
+            "eks" if release.inputs["chart"] == "aws-load-balancer-controller" else "kedacore"
+        )
+        assert f"tfserving-{cap.stack}/mirror/{upstream}/" in values
         if release.inputs["chart"] == "keda":
             assert values.count("@sha256:") == 3
+        elif release.inputs["chart"] == "aws-load-balancer-controller":
+            assert release.inputs["values"]["image"]["tag"].count("@sha256:") == 1
         else:
             assert release.inputs["values"]["images"]["tag"] == ADDON_SHARED_TAG
             assert {builds[r]["tags"][0].rpartition(":")[2] for r in ADDON_IMAGES} == {

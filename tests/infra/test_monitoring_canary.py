@@ -1,5 +1,6 @@
-"""The canary track: a second Deployment behind the model's Service, sized by canaryWeight,
-serving the canary version to default (``labels/stable``) traffic, every pod labelled by track."""
+"""The canary track: a second Deployment behind the model's Service and a Service of its own,
+sized by canaryTrafficPercent (a share of requests, so a share of the capacity), serving the
+canary version to default (``labels/stable``) traffic, every pod labelled by track."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _declare(**overrides) -> list[Declared]:
 
 @pytest.fixture(scope="module")
 def with_canary() -> list[Declared]:
-    return _declare(canary_weight=25)
+    return _declare(canary_traffic_percent=25)
 
 
 def deployments(records: list[Declared]) -> dict[str, dict]:
@@ -31,7 +32,10 @@ def test_a_differing_canary_gets_its_own_deployment_behind_the_service(with_cana
     found = deployments(with_canary)
     assert set(found) == {"mnist", "mnist-canary"}
     stable, canary = found["mnist"], found["mnist-canary"]
-    (service,) = by_type(with_canary, "kubernetes:core/v1:Service")
+    (service,) = [
+        r for r in by_type(with_canary, "kubernetes:core/v1:Service")
+        if r.inputs["metadata"]["name"] == "mnist"
+    ]  # fmt: skip
     selector = service.inputs["spec"]["selector"]
     for deployment in (stable, canary):
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -39,9 +43,24 @@ def test_a_differing_canary_gets_its_own_deployment_behind_the_service(with_cana
     assert stable["spec"]["template"]["metadata"]["labels"]["track"] == "stable"
     assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
     assert canary["spec"]["selector"]["matchLabels"]["track"] == "canary"
-    # 25 % of the pods at minReplicas 2: one canary pod beside two stable ones (1/3).
-    assert canary["spec"]["replicas"] == 1
-    assert "replicas" not in stable["spec"]  # the HPA owns stable's count
+    # The HPAs own both counts: 25 % of minReplicas 2 and maxReplicas 4, rounded up.
+    assert "replicas" not in stable["spec"] and "replicas" not in canary["spec"]
+    hpas = {
+        r.inputs["spec"]["scaleTargetRef"]["name"]: r.inputs["spec"]
+        for r in by_type(with_canary, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    }
+    assert (hpas["mnist-canary"]["minReplicas"], hpas["mnist-canary"]["maxReplicas"]) == (1, 1)
+    assert (hpas["mnist"]["minReplicas"], hpas["mnist"]["maxReplicas"]) == (2, 4)
+
+
+def test_each_track_has_a_service_of_its_own(with_canary) -> None:
+    found = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]["selector"]
+        for r in by_type(with_canary, "kubernetes:core/v1:Service")
+    }
+    assert set(found) == {"mnist", "mnist-stable", "mnist-canary"}
+    assert found["mnist-stable"] == {**found["mnist"], "track": "stable"}
+    assert found["mnist-canary"] == {**found["mnist"], "track": "canary"}
 
 
 def test_the_canary_track_maps_stable_to_the_canary_version(with_canary) -> None:
@@ -62,20 +81,33 @@ def test_the_canary_track_maps_stable_to_the_canary_version(with_canary) -> None
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"canary_weight": 0},
-        {"canary_weight": 25, "labels": {"stable": 3, "canary": 3}},
-        {"canary_weight": 25, "labels": {"stable": 3}},
+        {"canary_traffic_percent": 0},
+        {"canary_traffic_percent": 25, "labels": {"stable": 3, "canary": 3}},
+        {"canary_traffic_percent": 25, "labels": {"stable": 3}},
     ],
-    ids=["weight-0", "same-version", "no-canary"],
+    ids=["share-0", "same-version", "no-canary"],
 )
 def test_no_canary_track_without_a_distinct_canary(overrides) -> None:
     assert set(deployments(_declare(**overrides))) == {"mnist"}
 
 
-@pytest.mark.parametrize(("weight", "replicas"), [(10, 1), (50, 2), (40, 1)])
-def test_canary_pods_follow_the_weight(weight: int, replicas: int) -> None:
-    assert gpu_model(canary_weight=weight).canary_replicas == replicas
+@pytest.mark.parametrize(
+    ("share", "minimum", "maximum", "bounds"),
+    [(10, 2, 4, (1, 1)), (25, 3, 12, (1, 3)), (50, 3, 12, (2, 6)), (100, 3, 12, (3, 12)),
+     (10, 0, 2, (1, 1))],
+    ids=["small", "quarter", "half", "all", "idle-at-zero"],
+)  # fmt: skip
+def test_canary_capacity_follows_its_share_of_requests(share, minimum, maximum, bounds) -> None:
+    model = gpu_model(canary_traffic_percent=share, min_replicas=minimum, max_replicas=maximum)
+    assert (model.canary_min_replicas, model.canary_max_replicas) == bounds
+
+
+def test_no_canary_capacity_without_a_canary_track() -> None:
+    model = gpu_model(canary_traffic_percent=0)
+    assert (model.canary_min_replicas, model.canary_max_replicas) == (0, 0)
 
 
 def test_stable_configuration_is_unchanged_by_the_track() -> None:
-    assert render_config_files(gpu_model(canary_weight=25)) == render_config_files(gpu_model())
+    assert render_config_files(gpu_model(canary_traffic_percent=25)) == render_config_files(
+        gpu_model()
+    )

@@ -32,6 +32,14 @@ MODEL = declarations(ModelSettings)
 ADDONS = stack_config("dev")[f"{PROJECT}:addonVersions"]
 SYSTEM_POOL = stack_config("dev")[f"{PROJECT}:systemNodePool"]
 DEV_POOLS = stack_config("dev")[f"{PROJECT}:gpuNodePools"]
+# dev's model endpoint, with subnets of its own as a stack in an existing VPC must give.
+EXISTING_VPC_ENDPOINT = {
+    **stack_config("dev")[f"{PROJECT}:modelEndpoint"],
+    "existingSubnets": {
+        "subnet-0123456789abcdef4": "10.0.254.0/26",
+        "subnet-0123456789abcdef5": "10.0.254.64/26",
+    },
+}
 
 
 def _config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
@@ -172,6 +180,7 @@ def test_stacks_differ_where_the_issue_says() -> None:
                     "subnet-0123456789abcdef2": "10.0.255.0/28",
                     "subnet-0123456789abcdef3": "10.0.255.16/28",
                 },
+                "modelEndpoint": EXISTING_VPC_ENDPOINT,
                 "apiAccessCidrs": [],
             },
             "apiAccessCidrs",
@@ -267,6 +276,7 @@ def test_an_existing_vpc_stack_with_a_private_endpoint(
             "subnet-0123456789abcdef2": "10.0.255.0/28",
             "subnet-0123456789abcdef3": "10.0.255.16/28",
         },
+        "modelEndpoint": EXISTING_VPC_ENDPOINT,
         "managedPrometheus": True,
         # The runner inside the VPC, in the subnets apiAccessCidrs admits.
         "deployRunner": {"labels": ["self-hosted", "in-vpc"], "cidrs": ["10.20.8.0/24"]},
@@ -342,7 +352,12 @@ GPU_POOL = next(iter(stack_config("prod")[f"{PROJECT}:gpuNodePools"]))  # prod's
         ),
         ({"minReplicas": 2, "maxReplicas": 1}, "models.mnist", "greater than maxReplicas"),
         ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
-        ({"canaryWeight": 60}, "models.mnist.canaryWeight", "between 0 and 50"),
+        (
+            {"canaryTrafficPercent": 101},
+            "models.mnist.canaryTrafficPercent",
+            "between 0 and 100",
+        ),
+        ({"canaryWeight": 10}, "models.mnist.canaryWeight", "removed: the canary's share"),
         (
             {"versionPolicy": "latest:2", "maxVersionsOnDisk": 3},
             "models.mnist.maxVersionsOnDisk",

@@ -100,7 +100,7 @@ GPU_MODEL = {
     "minReplicas": 2,
     "maxReplicas": 4,
     "targetCpuUtilization": 70,
-    "canaryWeight": 0,
+    "canaryTrafficPercent": 0,
     "cpuMillicores": 1000,
     "modelMemoryMiB": 512,
     "modelDiskMiB": 40,
@@ -201,6 +201,7 @@ def test_declares_one_of_each_object_under_the_component(gpu):
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Namespace",
             "kubernetes:core/v1:Service",
+            "kubernetes:core/v1:Service",  # the stable track's, for the model endpoint
             "kubernetes:core/v1:ServiceAccount",
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "kubernetes:policy/v1:PodDisruptionBudget",
@@ -242,7 +243,7 @@ def test_recommended_labels_everywhere_and_selectors_on_the_stable_subset(gpu):
     selector = deployment["selector"]["matchLabels"]
     assert set(selector) == STABLE
     assert selector.items() <= deployment["template"]["metadata"]["labels"].items()
-    service = one(records, "kubernetes:core/v1:Service").inputs["spec"]
+    service = services(records)["mnist"]["spec"]
     pdb = one(records, "kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
     policy = one(records, "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     assert service["selector"] == selector
@@ -553,13 +554,24 @@ def test_only_the_sync_sidecar_gets_the_irsa_credentials(gpu):
 # --- Service, HPA, PDB, NetworkPolicy --------------------------------------------------------
 
 
+def services(records) -> dict[str, dict]:
+    return {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in by_type(records, "kubernetes:core/v1:Service")
+    }
+
+
 def test_service_is_cluster_internal_with_grpc_and_rest(gpu):
     records, _ = gpu
-    service = one(records, "kubernetes:core/v1:Service").inputs
-    assert service["metadata"]["name"] == "mnist"
-    assert service["spec"]["type"] == "ClusterIP"
-    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
-    assert ports == {"grpc": (8500, "grpc"), "http": (8501, "http")}
+    found = services(records)
+    assert set(found) == {"mnist", "mnist-stable"}
+    for service in found.values():
+        assert service["spec"]["type"] == "ClusterIP"
+        ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+        assert ports == {"grpc": (8500, "grpc"), "http": (8501, "http")}
+    # The model's Service reaches every serving pod; the track's only the stable track's.
+    selector = found["mnist"]["spec"]["selector"]
+    assert found["mnist-stable"]["spec"]["selector"] == {**selector, "track": "stable"}
 
 
 def test_hpa_scales_the_deployment_within_bounds(gpu):

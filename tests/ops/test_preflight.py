@@ -282,6 +282,9 @@ def test_placeholders_are_named_by_key() -> None:
         "replace the example values in the stack file: tfserving-eks:adminPrincipalArns[0] (the "
         "example account 111122223333); tfserving-eks:deployRunner.cidrs[0] (the documentation "
         "range 203.0.113.0/24 (TEST-NET)); tfserving-eks:deployerPrincipalArns[0] (the example "
+        "account 111122223333); tfserving-eks:modelEndpoint.allowedCidrs[0] (the documentation "
+        "range 203.0.113.0/24 (TEST-NET)); tfserving-eks:modelEndpoint.certificateArn (the "
+        "example account 111122223333); tfserving-eks:modelEndpoint.trustStoreArn (the example "
         "account 111122223333); tfserving-eks:publicAccessCidrs[0] (the documentation range "
         "203.0.113.0/24 (TEST-NET)); tfserving-eks:viewerPrincipalArns[0] (the example account "
         "111122223333)"
@@ -656,6 +659,20 @@ def _dev_all_pass(stubs: Stubs, root: Path) -> None:
     _eks_version(stubs, K8S_SUPPORT.end_of_standard, K8S_SUPPORT.end_of_extended)
     _addon_versions(stubs, ADDONS)
     stubs.stub("logs").add_response("describe_log_groups", {"logGroups": []})
+    # The model endpoint's certificate (tests/ops/test_preflight_endpoint.py has its cases).
+    endpoint = DEV.model_endpoint
+    certificate = _real_values(endpoint.certificate_arn)
+    stubs.stub("acm").add_response(
+        "describe_certificate",
+        {
+            "Certificate": {
+                "CertificateArn": certificate,
+                "DomainName": f"*.{endpoint.domain}",
+                "Status": "ISSUED",
+            }
+        },
+        {"CertificateArn": certificate},
+    )
 
 
 def test_all_pass_exits_0_with_one_line_per_check_and_json(
@@ -693,6 +710,7 @@ def test_all_pass_exits_0_with_one_line_per_check_and_json(
         "api-endpoint-reachable",
         "control-plane-log-group",
         "images-pinned-by-digest",
+        "endpoint-certificate",
         "state-backend",
         "secrets-provider",
     ]
