@@ -41,6 +41,7 @@ READ_ONLY_ACCESS = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 INLINE_POLICY_LIMIT = 10240
 # What `python -m ops.preflight` reads besides what the deploy policy already grants.
 PREFLIGHT_READS = (
+    "acm:DescribeCertificate",  # endpoint-certificate: the model endpoint's certificate
     "ec2:DescribeAvailabilityZones",
     "ec2:DescribeInstanceTypeOfferings",
     "ec2:DescribeInstanceTypes",

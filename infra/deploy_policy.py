@@ -16,7 +16,8 @@ Kubernetes objects and Helm releases need no IAM action: they go through the clu
 the deploy role's EKS access entry (``deployerPrincipalArns``). Three grants are scoped: the node,
 cluster and add-on roles may only be passed to EKS and EC2 (``iam:PassedToService``), service-linked
 roles may only be created for the services the stack uses (``iam:AWSServiceName``: EKS, its node
-groups, Auto Scaling, EC2 Spot, the managed Prometheus scraper), and the rest applies to ``*``:
+groups, Auto Scaling, EC2 Spot, the managed Prometheus scraper, Elastic Load Balancing for the
+model endpoint), and the rest applies to ``*``:
 the roles and buckets are auto-named (their names end in a random suffix) and the stack
 creates them, so there is no ARN to name beforehand, except S3: its actions apply only to the
 stack's buckets, named as Pulumi auto-names them (the logical name and a random suffix). The
@@ -64,6 +65,14 @@ _EKS_TAGS = ("eks:TagResource", "eks:UntagResource")
 _APS_TAGS = ("aps:ListTagsForResource", "aps:TagResource", "aps:UntagResource")
 # Pulumi-aws reads and writes tags through the resource's own service API.
 _LOGS_TAGS = ("logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource")
+# ELB tags on create (CreateLoadBalancer, CreateListener, CreateRule and CreateTargetGroup also
+# authorize elasticloadbalancing:AddTags: Service Authorization Reference, Elastic Load
+# Balancing V2, "API operations"), reads them with DescribeTags and changes them in place.
+_ELB_TAGS = (
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:RemoveTags",
+)
 
 ACTIONS: dict[str, tuple[str, ...]] = {
     # -- network
@@ -320,6 +329,57 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "logs:PutRetentionPolicy",
         *_LOGS_TAGS,
     ),
+    # -- the model endpoint (terraform-provider-aws internal/service/elbv2: load_balancer.go,
+    # listener.go, listener_rule.go, target_group.go; route53/record.go). The listener only names
+    # the certificate and the trust store (modelEndpoint): neither is read or changed by the
+    # deploy role. The load balancer's delete waits for its network interfaces to go.
+    "aws:lb/loadBalancer:LoadBalancer": (
+        "ec2:DescribeNetworkInterfaces",
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:DescribeCapacityReservation",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:SetIpAddressType",
+        "elasticloadbalancing:SetSecurityGroups",
+        "elasticloadbalancing:SetSubnets",
+        *_ELB_TAGS,
+    ),
+    "aws:lb/listener:Listener": (
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:DescribeListenerAttributes",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:ModifyListenerAttributes",
+        *_ELB_TAGS,
+    ),
+    "aws:lb/listenerRule:ListenerRule": (
+        "elasticloadbalancing:CreateRule",
+        "elasticloadbalancing:DeleteRule",
+        "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:ModifyRule",
+        "elasticloadbalancing:SetRulePriorities",
+        *_ELB_TAGS,
+    ),
+    "aws:lb/targetGroup:TargetGroup": (
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+        *_ELB_TAGS,
+    ),
+    # Only with modelEndpoint.hostedZoneId: the *.<domain> alias (create and delete wait for the
+    # change to be INSYNC; the zone's name completes the record's).
+    "aws:route53/record:Record": (
+        "route53:ChangeResourceRecordSets",
+        "route53:GetChange",
+        "route53:GetHostedZone",
+        "route53:ListResourceRecordSets",
+    ),
     # -- monitoring
     "aws:amp/workspace:Workspace": (
         "aps:CreateLoggingConfiguration",
@@ -403,6 +463,7 @@ SERVICE_LINKED = (
     "autoscaling.amazonaws.com",
     "eks-nodegroup.amazonaws.com",
     "eks.amazonaws.com",
+    "elasticloadbalancing.amazonaws.com",
     "scraper.aps.amazonaws.com",
     "spot.amazonaws.com",
 )
@@ -436,7 +497,13 @@ def actions_for(types: Iterable[str], invokes: Iterable[str] = INVOKES) -> list[
             "and delete call to infra/deploy_policy.py (ACTIONS or INVOKES), from the Service "
             "Authorization Reference"
         )
-    if needed & {"eks:CreateCluster", "eks:CreateNodegroup", "aps:CreateScraper"}:
+    creates_with_linked_role = {
+        "aps:CreateScraper",
+        "eks:CreateCluster",
+        "eks:CreateNodegroup",
+        "elasticloadbalancing:CreateLoadBalancer",
+    }
+    if needed & creates_with_linked_role:
         needed.add("iam:CreateServiceLinkedRole")
     return sorted(needed)
 

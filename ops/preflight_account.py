@@ -6,10 +6,11 @@ account hold the service-linked roles the stack's services need.
   from the program run under mocks), with the context keys its scoped grants test. Denied
   actions are named: ``up`` would stop at the first of them, half-way.
 - ``service-linked-roles``: the roles EKS, its node groups, Auto Scaling, the managed
-  Prometheus scraper and EC2 Spot act through. EKS, node groups, Auto Scaling and the scraper
-  create theirs on first use when the caller may call ``iam:CreateServiceLinkedRole`` (the deploy
-  policy grants it for exactly these); a spot pool needs ``AWSServiceRoleForEC2Spot`` and nothing
-  creates it on the way (the account bootstrap does, ``createSpotServiceLinkedRole``).
+  Prometheus scraper, Elastic Load Balancing (the model endpoint) and EC2 Spot act through. EKS,
+  node groups, Auto Scaling, the scraper and Elastic Load Balancing create theirs on first use
+  when the caller may call ``iam:CreateServiceLinkedRole`` (the deploy policy grants it for
+  exactly these); a spot pool needs ``AWSServiceRoleForEC2Spot`` and nothing creates it on the
+  way (the account bootstrap does, ``createSpotServiceLinkedRole``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ NODEGROUP_SLR = ("eks-nodegroup.amazonaws.com", "AWSServiceRoleForAmazonEKSNodeg
 AUTOSCALING_SLR = ("autoscaling.amazonaws.com", "AWSServiceRoleForAutoScaling")
 SCRAPER_SLR = ("scraper.aps.amazonaws.com", "AWSServiceRoleForAmazonPrometheusScraper")
 SPOT_SLR = ("spot.amazonaws.com", "AWSServiceRoleForEC2Spot")
+ELB_SLR = ("elasticloadbalancing.amazonaws.com", "AWSServiceRoleForElasticLoadBalancing")
 # SimulatePrincipalPolicy evaluates this many actions per call here (pages stay small).
 SIMULATE_BATCH = 50
 
@@ -38,6 +40,8 @@ def needed_service_linked_roles(ctx: Context) -> list[tuple[str, str]]:
         needed += [NODEGROUP_SLR, AUTOSCALING_SLR]
     if s.managed_prometheus:
         needed.append(SCRAPER_SLR)
+    if s.model_endpoint is not None:
+        needed.append(ELB_SLR)
     if any(p.capacity_type == "SPOT" for p in s.gpu_node_pools):
         needed.append(SPOT_SLR)
     return needed
