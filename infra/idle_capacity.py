@@ -7,12 +7,12 @@ shows them for every committed stack in both compute modes (a test keeps the pag
 - ``idle``: nobody sends a request. ``nodeGroups`` (and ``migrating``, which still has the node
   groups): the cluster autoscaler never takes a node group below its ``minSize``, and a GPU pool
   keeps enough nodes for the serving pods that ``minReplicas`` holds up. ``autoMode``: a NodePool
-  keeps no idle node. GPU nodes run only for the ``minReplicas`` of the models on them (0 when
-  every model idles at zero); CPU models need room for their requests; and Auto Mode's
-  ``general-purpose`` pool starts one node for metrics-server, the one add-on that runs as a pod
-  (Auto Mode picks its instance type).
+  keeps no idle node. GPU nodes run only for the ``minReplicas`` of the models on them and their
+  canary tracks' floors (0 when every model idles at zero without a canary); CPU models need
+  room for their requests; and Auto Mode's ``general-purpose`` pool starts one node for
+  metrics-server, the one add-on that runs as a pod (Auto Mode picks its instance type).
 - ``minReplicas``: every model awake at its floor: ``minReplicas`` pods, at least one (a model
-  idle at zero, woken), plus its canary pods.
+  idle at zero, woken), plus its canary track's floor.
 - ``maximum``: every pool at ``maxSize`` (the node groups' ceiling; in autoMode the NodePool's
   limits are ``maxSize`` nodes of its largest type).
 
@@ -43,19 +43,13 @@ class IdleNodes:
     disk_size_gib: int = 0
 
 
-def _awake_pods(model: ModelSettings) -> int:
-    """Serving pods of a model awake at its floor: stable and canary."""
-    floor = max(1, model.min_replicas)
-    if model.canary_version is None:
-        return floor
-    share = floor * model.canary_weight / (100 - model.canary_weight)
-    return floor + max(1, round(share))
-
-
 def _pods(model: ModelSettings, scenario: str) -> int:
-    if scenario == "idle":
-        return model.min_replicas + (model.canary_replicas if model.canary_version else 0)
-    return _awake_pods(model)
+    """Serving pods of a model at its floor: the stable track's ``minReplicas`` (at least one
+    once awake) and the canary track's own floor (`ModelSettings.canary_min_replicas`: its share
+    of ``minReplicas``, at least one pod while its share of requests is above 0, even for a model
+    idle at zero; none without a canary track)."""
+    stable = model.min_replicas if scenario == "idle" else max(1, model.min_replicas)
+    return stable + model.canary_min_replicas
 
 
 def _serving_nodes(settings: Settings, pool: NodePool, scenario: str) -> int:

@@ -179,3 +179,30 @@ def test_every_report_says_whether_the_prices_were_checked_against_their_sources
     else:
         assert "NOT yet checked against the pricing pages" in said
     assert said in (REPO_ROOT / "docs" / "cost.md").read_text().replace("\n", " ")
+
+
+def test_a_canary_track_keeps_its_floor_even_for_a_model_idle_at_zero() -> None:
+    # dev's mnist idles at zero, alone on its GPU pool; in autoMode a pool keeps no idle node, so
+    # what runs at idle is exactly what its models hold up.
+    def with_canary(share: int):
+        def edit(config: dict[str, Any]) -> None:
+            config[f"{PROJECT}:computeMode"] = "autoMode"
+            mnist = config[f"{PROJECT}:models"]["mnist"]
+            mnist["labels"] = {"stable": 1, "canary": 2}
+            mnist["canaryTrafficPercent"] = share
+            config[POOLS] = {k: {**v, "minSize": 0, "desiredSize": 0}
+                             for k, v in config[POOLS].items()}  # fmt: skip
+
+        return edit
+
+    for share in (0, 10):
+        settings = _settings("dev", with_canary(share))
+        mnist = next(m for m in settings.models if m.name == "mnist")
+        assert mnist.min_replicas == 0 and mnist.wake_on_request
+        assert [m.name for m in settings.models if m.node_pool == mnist.node_pool] == ["mnist"]
+        pool = settings.pools[mnist.node_pool]
+        (idle,) = [n for n in nodes(settings, "idle") if n.pool == pool.name]
+        # The canary's floor (at least one pod while its share is above 0), and nothing else.
+        expected = -(-mnist.canary_min_replicas // mnist.pods_per_node(pool))
+        assert idle.count == expected
+        assert (idle.count > 0) == (share > 0)
