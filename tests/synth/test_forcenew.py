@@ -33,7 +33,7 @@ def test_pulumi_aws_ships_no_replace_metadata() -> None:
 
     root = importlib.resources.files(pulumi_aws)
     assert not [p.name for p in root.iterdir() if p.name.endswith(".json") and "schema" in p.name]
-    source = inspect.getsource(importlib.import_module("pulumi_aws.eks.node_group"))
+    source = inspect.getsource(inspect.getmodule(_resource_class("aws:eks/nodeGroup:NodeGroup")))
     assert "forces new resource" not in source.lower()
 
 
@@ -41,12 +41,19 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _resource_class(token: str) -> type:
+    """The class of a type token, through its package (``pulumi_aws.ec2.Vpc``): pulumi_aws's
+    packages load lazily, and importing one of their modules directly first leaves the package
+    without the names its ``__init__`` exports, which would break every later capture in this
+    process."""
+    _, module_path, cls_name = token.split(":")
+    service = module_path.partition("/")[0]
+    return getattr(importlib.import_module(f"pulumi_aws.{service}"), cls_name)
+
+
 @pytest.mark.parametrize("token", sorted(REPLACE_ON_CHANGE))
 def test_every_input_in_the_table_exists_on_the_installed_resource(token: str) -> None:
-    _, module_path, cls_name = token.split(":")
-    service, _, resource = module_path.partition("/")
-    module = importlib.import_module(f"pulumi_aws.{service}.{_snake(resource)}")
-    cls = getattr(module, cls_name)
+    cls = _resource_class(token)
     params = set(inspect.signature(cls._internal_init).parameters)
     for path in REPLACE_ON_CHANGE[token]:
         top = _snake(path.split(".")[0])
