@@ -32,10 +32,23 @@ def test_committed_stacks(capsys) -> None:
         # Neither committed endpoint admits GitHub's shared ranges (the policy pack forbids
         # 0.0.0.0/0), so previews need a runner of their own.
         assert facts["hostedReach"] is False
+        # A canary track runs where the labels differ and the canary has a share of requests.
         assert facts["canaries"] == sorted(
             m.name for m in settings.models
             if m.labels.get("canary") not in (None, m.labels.get("stable"))
+            and m.canary_traffic_percent > 0
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(("share", "judged"), [(0, []), (25, ["mnist"])])
+def test_a_canary_at_share_0_is_no_canary(root: Path, share: int, judged: list[str]) -> None:
+    path = root / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(path.read_text())
+    mnist = doc["config"]["tfserving-eks:models"]["mnist"]
+    mnist["labels"] = {"stable": 1, "canary": 2}
+    mnist["canaryTrafficPercent"] = share
+    path.write_text(yaml.safe_dump(doc))
+    assert stacks.facts("dev", root)["canaries"] == judged
 
 
 def test_an_open_endpoint_is_reached_by_hosted_runners(root: Path) -> None:
