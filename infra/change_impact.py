@@ -4,7 +4,9 @@
 are `infra.changes.EFFECTS`. The sentence speaks of running pods: a rolling update, a config
 reload without restart, or nodes replaced so that every pod on them moves (a node group
 replaced, a launch template or NodePool change that renews its nodes). A canary track that a
-promotion or rollback ends is named as such.
+promotion or rollback ends is named as such, every object of it (its Deployment, ConfigMap,
+Service, autoscaler, and the model endpoint's target groups and bindings), and a listener rule
+whose weights move says what share of requests goes where.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ from infra.naming import POOL_LABEL_KEY
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet", "StatefulSet"})
 MODELS_CONFIG = "models.config"
 TRACK_LABEL = "track"
+# The tag the model endpoint's target groups carry their track in (infra.components.endpoint).
+TRACK_TAG = "tfserving-eks/track"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+# What each object of a canary track is, for the sentence of its deletion.
+_CANARY_PARTS = {
+    "ConfigMap": "TF Serving config",
+    "Service": "Service (what its target groups bind to)",
+    "HorizontalPodAutoscaler": "autoscaler",
+    "ScaledObject": "autoscaler",
+    "TargetGroupBinding": "binding of its pods to the model endpoint's target group",
+    "TargetGroup": "target group on the model endpoint",
+}
 _POLL_FLAG = "--model_config_file_poll_wait_seconds="
 _POLICY_FLAG = "--policy"
 # Names of the pool resources the program declares (infra.components.nodegroups, auto_mode).
@@ -205,8 +219,20 @@ def _configmap_impact(
     return "in-place", f"{files} updated in place; no workload of this plan mounts it"
 
 
+def _forwarded(record: Mapping[str, Any]) -> Any:
+    """The target groups (with their weights) a listener rule's forward action names."""
+    for action in (record.get("inputs") or {}).get("actions") or []:
+        groups = ((action or {}).get("forward") or {}).get("targetGroups")
+        if groups:
+            return groups
+    return None
+
+
 def _aws_impact(
-    record: Mapping[str, Any], diffs: Sequence[Any], workloads: Sequence[Mapping[str, Any]]
+    base: Mapping[str, Any],
+    record: Mapping[str, Any],
+    diffs: Sequence[Any],
+    workloads: Sequence[Mapping[str, Any]],
 ) -> tuple[str, str]:
     record_type = str(record["type"])
     pool = pool_of(record)
@@ -226,6 +252,16 @@ def _aws_impact(
                 "node group scaling bounds change in place; nodes are added or removed by the "
                 "cluster autoscaler, running nodes stay"
             )
+    if (
+        record_type == LISTENER_RULE
+        and paths
+        and all(p.startswith("actions") and ".forward.targetGroups" in p for p in paths)
+    ):
+        return "in-place", (
+            "the rule's weights change in place: the share of this host's requests per target "
+            f"group moves from {_weights(_forwarded(base))} to {_weights(_forwarded(record))} "
+            "(per request, whatever the pod counts; no pod restarts)"
+        )
     if record_type == "aws:ec2/launchTemplate:LaunchTemplate":
         return "in-place", (
             f"a new launch template version; the node group of pool {pool or '?'} replaces its "
@@ -303,23 +339,47 @@ def impact_of(
                     "and terminates the old group's, respecting PodDisruptionBudgets)"
                 )
             return "replace", why
-        return _aws_impact(record, diffs, workloads)
+        return _aws_impact(base, record, diffs, workloads)
     return (
         "unknown",
         "unknown offline (no replace-on-change table for this type): see the real preview",
     )
 
 
+def _weights(groups: Any) -> str:
+    """``90 % / 10 %`` from a forward action's target groups (their weights, in order)."""
+    if not isinstance(groups, list) or not groups:
+        return _show(groups)
+    weights = [g.get("weight", 1) if isinstance(g, Mapping) else 1 for g in groups]
+    total = sum(w for w in weights if isinstance(w, int)) or 1
+    return " / ".join(
+        f"{round(100 * w / total)} %" if isinstance(w, int) else _show(w) for w in weights
+    )
+
+
+def is_canary_track(record: Mapping[str, Any]) -> bool:
+    """Whether an object belongs to a model's canary track: its ``track`` label (Kubernetes) or
+    tag (the model endpoint's target groups)."""
+    inputs = record.get("inputs") or {}
+    metadata = inputs.get("metadata")
+    labels = (metadata.get("labels") if isinstance(metadata, Mapping) else None) or {}
+    tags = inputs.get("tags")  # a map on AWS resources; other types may use the name otherwise
+    track_tag = tags.get(TRACK_TAG) if isinstance(tags, Mapping) else None
+    return labels.get(TRACK_LABEL) == "canary" or track_tag == "canary"
+
+
 def _deleted(record: Mapping[str, Any], kind: str | None, ident: str) -> str:
-    labels = (((record.get("inputs") or {}).get("metadata") or {}).get("labels")) or {}
-    canary = labels.get(TRACK_LABEL) == "canary"
+    canary = is_canary_track(record)
     if kind in WORKLOAD_KINDS and canary:
         return (
             f"deleted: the canary track ends, its pods stop ({ident}); the stable Deployment "
-            "serves every request (a promotion or rollback made canary equal stable)"
+            "serves every request (a promotion made canary equal stable, or a rollback set "
+            "canaryTrafficPercent to 0)"
         )
     if kind in WORKLOAD_KINDS:
         return f"deleted: the pods of {ident} stop"
-    if kind == "ConfigMap" and canary:
-        return "deleted: the canary track's TF Serving config, with the canary Deployment"
+    if canary:
+        part = str(record["type"]).rpartition(":")[2] if kind is None else kind
+        what = _CANARY_PARTS.get(part, part)
+        return f"deleted: the canary track's {what}, with the canary Deployment"
     return "deleted"

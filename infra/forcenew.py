@@ -95,6 +95,29 @@ REPLACE_ON_CHANGE: Mapping[str, frozenset[str]] = {
     "aws:ecr/repository:Repository": frozenset({"name", "encryptionConfigurations"}),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": frozenset({"repository"}),
     "aws:autoscaling/tag:Tag": frozenset({"autoscalingGroupName", "tag"}),
+    # The model endpoint: read from hashicorp/terraform-provider-aws internal/service/elbv2/
+    # load_balancer.go (commit 00edc94b), listener.go (8a04c06a), listener_rule.go (032c4f07) and
+    # target_group.go (013cfb4c). A rule's priority changes in place (SetRulePriorities) and its
+    # actions and conditions with ModifyRule; a listener's certificate, TLS policy, mutual TLS
+    # and default actions with ModifyListener. An ALB's subnetMappings may also force a new
+    # load balancer (its CustomizeDiff); the program sets `subnets`, which change in place.
+    "aws:lb/loadBalancer:LoadBalancer": frozenset(
+        {"customerOwnedIpv4Pool", "internal", "loadBalancerType", "name", "namePrefix"}
+    ),
+    "aws:lb/listener:Listener": frozenset({"loadBalancerArn"}),
+    "aws:lb/listenerRule:ListenerRule": frozenset({"listenerArn"}),
+    "aws:lb/targetGroup:TargetGroup": frozenset(
+        {
+            "ipAddressType",
+            "name",
+            "namePrefix",
+            "port",
+            "protocol",
+            "protocolVersion",
+            "targetType",
+            "vpcId",
+        }
+    ),
 }
 # Kubernetes objects pulumi-kubernetes replaces instead of patching: a new name or namespace is
 # another object, and a workload's selector is immutable in the API (apps/v1 "field is

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.change_impact import LISTENER_RULE
 from infra.changes import ACTIONS, ChangeSet, change_id, diff_lines
 from infra.cost import CostReport
 from infra.idle_capacity import SCENARIOS
@@ -225,11 +226,15 @@ def render_changes(changes: ChangeSet, stack: str) -> list[str]:
                 "",
             ]
         if ended:
+            rules = any(c.action == "update" and c.type == LISTENER_RULE for c in changes.changes)
             lines += [
-                "**A canary track ends** (a promotion or rollback made `canary` equal "
-                "`stable`): this removes "
+                "**A canary track ends** (a promotion made `canary` equal `stable` and moved "
+                "its share to 100, or a rollback moved its share, `canaryTrafficPercent`, to "
+                "0): this removes "
                 + ", ".join(f"`{_cell(c.id)}`" for c in ended)
-                + "; the stable Deployment serves every request.",
+                + "; the stable Deployment serves every request"
+                + (" (the listener rules send them all to it)" if rules else "")
+                + ".",
                 "",
             ]
     if changes.new_findings or changes.resolved_findings:

@@ -47,10 +47,14 @@ from infra.components import endpoint_routes as routes
 from infra.components import serving_pod
 from infra.components.k8s_common import metadata, recommended_labels
 from infra.components.keda import COLD_START_WAIT
+from infra.components.model_serving import TRACK_LABEL
 from infra.naming import child, merge_tags
 from infra.settings import ModelSettings, Settings
 
 TYPE_TOKEN = "tfserving-eks:endpoint:ModelEndpoint"
+# A model's target groups carry their track (stable, canary) like its Kubernetes objects carry
+# the ``track`` label: synth's plan says what a canary track's end removes (infra.change_impact).
+TRACK_TAG = "tfserving-eks/track"
 NOT_FOUND_BODY = '{"error": "no model is served at this host and path"}'
 
 
@@ -301,7 +305,11 @@ class ModelEndpoint(pulumi.ComponentResource):
                 healthy_threshold=2,
                 unhealthy_threshold=2,
             ),
-            tags={**tags, "tfserving-eks/target": spec.key},
+            tags={
+                **tags,
+                "tfserving-eks/target": spec.key,
+                **({TRACK_TAG: spec.track} if spec.model else {}),
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -317,6 +325,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         service = owner.track_services[spec.track] if owner else spec.service
         instance = spec.model or "keda-interceptor"
         labels = recommended_labels("model-endpoint", instance, "v1", "load-balancer-binding")
+        if spec.model:
+            labels = {**labels, TRACK_LABEL: spec.track}
         k8s.apiextensions.CustomResource(
             child(name, f"{spec.key}-binding"),
             api_version=routes.BINDING_API[spec.controller],

@@ -513,7 +513,12 @@ class ModelServing(pulumi.ComponentResource):
         annotations, opts = awaited
         return k8s.core.v1.Service(
             f"{name}-{track}-service",
-            metadata=metadata(track_service_name(model, track), labels, namespace, annotations),
+            metadata=metadata(
+                track_service_name(model, track),
+                {**labels, TRACK_LABEL: track},
+                namespace,
+                annotations,
+            ),
             spec={
                 "type": "ClusterIP",
                 "selector": {**selector, TRACK_LABEL: track},

@@ -236,7 +236,9 @@ def test_recommended_labels_everywhere_and_selectors_on_the_stable_subset(gpu):
     for record in records:
         if record.is_kubernetes:
             labels = record.inputs["metadata"]["labels"]
-            assert set(labels) == RECOMMENDED, record.type
+            # A track's own objects (its Service, pods) also say which track they serve.
+            assert set(labels) - {"track"} == RECOMMENDED, record.type
+            assert labels.get("track", "stable") in ("stable", "canary"), record.type
             assert labels["app.kubernetes.io/managed-by"] == "pulumi"
             assert labels["app.kubernetes.io/instance"] == "mnist"
     deployment = one(records, "kubernetes:apps/v1:Deployment").inputs["spec"]

@@ -109,12 +109,13 @@ def test_the_plan_diff_says_what_share_moves(stack_root: Path) -> None:
     head = [mask_sensitive(r.as_dict()) for r in capture_stack("prod", stack_root).resources]
     changes = compare(base, head)
     old = MNIST.canary_traffic_percent
-    by_id = {c.id.rsplit("::", 1)[-1]: c for c in changes.changes}
+    by_id = {c.id: c for c in changes.changes}
     for protocol in ("grpc", "rest"):
-        rule = by_id[f"endpoint-mnist-{protocol}"]
+        rule = by_id[f"ListenerRule/aws:lb/endpoint-mnist-{protocol}"]
         assert rule.action == "update"
         moved = {(d.before, d.after) for d in rule.diffs if d.path.endswith(".weight")}
         assert moved == {(100 - old, 60), (old, 40)}
+        assert f"from {100 - old} % / {old} % to 60 % / 40 %" in rule.impact
     hpa = by_id["HorizontalPodAutoscaler/mnist/mnist-canary"]
     assert {d.path: (d.before, d.after) for d in hpa.diffs} == {
         "spec.maxReplicas": (MNIST.canary_max_replicas, -(-MNIST.max_replicas * 40 // 100)),

@@ -22,6 +22,7 @@ import yaml
 
 from infra import synth
 from infra.capture import capture_stack, stack_config
+from infra.change_impact import change_id, is_canary_track
 from infra.changes import Change, ChangeSet, compare, diff_values
 from infra.synth import findings_from, load_policy_config, mask_sensitive, run_policies
 from infra.synth_report import render_changes
@@ -224,11 +225,9 @@ def test_policy_relevant_change_names_the_new_finding(base, head) -> None:
     assert "Policy: 1 new finding (1 mandatory), 0 resolved." in section
 
 
-def test_cli_compare_on_a_label_move_that_widens_the_policy(
-    base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # prod serves specific:1,2; moving stable to 3 adds version 3 to the policy. One more
-    # version stays loaded, so the pod's memory grows and the pods roll: the diff says so.
+def _synth_compare(base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+    """``python -m infra.synth --stack prod --compare BASE`` with prod's scenario as the base
+    and ``text`` as the head's stack file; returns the head's output directory."""
     base_dir = tmp_path / "base"
     base_dir.mkdir()
     (base_dir / "resources.json").write_text(json.dumps(base["prod"]))
@@ -239,11 +238,19 @@ def test_cli_compare_on_a_label_move_that_widens_the_policy(
     (base_dir / "stack-config.json").write_text(
         json.dumps({"stack": "prod", "config": stack_config("prod", base_root)})
     )
-    text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 3)
     monkeypatch.setattr(synth, "ROOT", _project(tmp_path, "prod", text))
     out = tmp_path / "head"
-
     assert synth.main(["--stack", "prod", "--out", str(out), "--compare", str(base_dir)]) in (0, 1)
+    return out
+
+
+def test_cli_compare_on_a_label_move_that_widens_the_policy(
+    base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prod serves specific:1,2; moving stable to 3 adds version 3 to the policy. One more
+    # version stays loaded, so the pod's memory grows and the pods roll: the diff says so.
+    text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 3)
+    out = _synth_compare(base, tmp_path, monkeypatch, text)
 
     changes = json.loads((out / "changes.json").read_text())
     assert set(changes) == {"changes", "counts", "policy", "settings", "cost"}
@@ -365,27 +372,88 @@ def test_forcenew_argument_set_for_the_first_time_is_a_conditional_replace() -> 
     assert change.impact.startswith("replaced: AWS cannot change roleArn in place")
 
 
-def test_a_promotion_says_what_it_removes_and_the_docs_agree(base, head) -> None:
-    # prod's canary (version 2) is promoted: stable moves to it, so the canary track ends.
-    text, _ = move_label(_edited("prod"), "prod", "mnist", "stable", 2)
+def _canary_track(records: list[dict[str, Any]]) -> set[str]:
+    """Ids of the canary track's objects in a plan (their ``track`` label or tag)."""
+    return {change_id(r) for r in records if is_canary_track(r)}
+
+
+@pytest.mark.parametrize(
+    ("decision", "label", "version", "share"),
+    [("promote", "stable", 2, 100), ("rollback", None, None, 0)],
+)
+def test_a_gate_move_says_what_it_removes_and_the_docs_agree(
+    base, head, decision: str, label: str | None, version: int | None, share: int
+) -> None:
+    # prod's canary (version 2, 10 % of requests) is promoted (stable to 2, share 100) or
+    # rolled back (share 0), as ops.model_labels.gate_move applies the gate's decision: either
+    # way the canary track ends, and every object of it goes.
+    text, _ = move_label(_edited("prod"), "prod", "mnist", label, version, share)
     changes = compare(base["prod"], head("prod", text))
     by_id = _by_id(changes)
-    assert {c.id for c in changes.changes if c.action == "delete"} == {
-        "Deployment/mnist/mnist-canary",
-        "ConfigMap/mnist/mnist-tfserving-canary",
-    }
+    track = _canary_track(base["prod"])
+    kinds = {i.split("/", 1)[0] for i in track}
+    assert {"Deployment", "ConfigMap", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert {"TargetGroup", "TargetGroupBinding"} <= kinds  # the model endpoint's, per track
+    assert {c.id for c in changes.changes if c.action == "delete"} == track
     assert "the canary track ends" in by_id["Deployment/mnist/mnist-canary"].impact
-    assert by_id["ConfigMap/mnist/mnist-tfserving"].effect == "config-reload"
+    for ident in track:
+        assert "canary track" in by_id[ident].impact, ident
+    # The listener rules send every request to the stable track, in place.
+    rules = [c for c in changes.changes if c.type == "aws:lb/listenerRule:ListenerRule"]
+    assert {c.id for c in rules} == {
+        "ListenerRule/aws:lb/endpoint-mnist-grpc",
+        "ListenerRule/aws:lb/endpoint-mnist-rest",
+    }
+    for rule in rules:
+        assert (rule.action, rule.effect) == ("update", "in-place")
+        assert "from 90 % / 10 % to 100 %" in rule.impact
+    # Only a promotion touches the stable track's models.config (stable now names 2).
+    config = by_id.get("ConfigMap/mnist/mnist-tfserving")
+    assert (config.effect if config else None) == (
+        "config-reload" if decision == "promote" else None
+    )
     section = "\n".join(render_changes(changes, "prod"))
     removes = (
-        "this removes `ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`"
+        "this removes `ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`, "
+        "`HorizontalPodAutoscaler/mnist/mnist-canary`, `Service/mnist/mnist-canary`, "
+        "`TargetGroup/aws:lb/endpoint-mnist-canary-grpc-lbc`"
     )
     assert "**A canary track ends**" in section and removes in section
+    assert "(the listener rules send them all to it)" in section
     # Both pages quote what the comment says.
     for page in ("gitops.md", "observability.md"):
         text = " ".join((ROOT / "docs" / page).read_text().split())
         assert "A canary track ends" in text, page
         assert "`ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`" in text
+        assert "`HorizontalPodAutoscaler/mnist/mnist-canary`, `Service/mnist/mnist-canary`" in text
+
+
+def test_a_share_move_shows_in_the_comment(
+    base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The canary's share of requests moves 10 -> 25 (python -m ops.model_labels --share 25):
+    # the comment names the setting, old -> new, and the listener rules' weights it moves.
+    text, _ = move_label(_edited("prod"), "prod", "mnist", None, None, 25)
+    out = _synth_compare(base, tmp_path, monkeypatch, text)
+
+    changes = json.loads((out / "changes.json").read_text())
+    assert changes["settings"] == [
+        {
+            "scope": "model mnist",
+            "key": "models.mnist.canaryTrafficPercent",
+            "before": 10,
+            "after": 25,
+        }
+    ]
+    summary = (out / "summary.md").read_text()
+    settings = summary.split("#### Settings changed")[1].split("####")[0]
+    assert "- **model mnist**: `models.mnist.canaryTrafficPercent` 10 → 25" in settings
+    assert "moves from 90 % / 10 % to 75 % / 25 %" in summary
+    # The canary's autoscaler follows its share (ceil of the share of min and maxReplicas).
+    hpa = next(
+        c for c in changes["changes"] if c["id"] == "HorizontalPodAutoscaler/mnist/mnist-canary"
+    )
+    assert hpa["action"] == "update"
 
 
 def test_memory_and_stack_wide_changes_name_their_settings(base, head) -> None:
