@@ -10,8 +10,8 @@ from typing import Any
 
 from infra.capture import stack_config
 from infra.naming import PROJECT
-from infra.settings import settings_from_config
-from infra.settings.declare import Checks, entry_name, read, setting
+from infra.settings import ModelSettings, settings_from_config
+from infra.settings.declare import Checks, declarations, entry_name, read, setting
 from infra.settings_diff import ADDED, REMOVED, _walk, raw_changes, settings_changes
 
 MODELS, POOLS = f"{PROJECT}:models", f"{PROJECT}:gpuNodePools"
@@ -86,10 +86,28 @@ def test_models_added_and_removed_are_one_line_each() -> None:
 
 
 def test_an_omitted_key_compares_by_its_default() -> None:
-    def edit(config: dict[str, Any]) -> None:
-        config[MODELS]["mnist"]["canaryWeight"] = 20
+    # dev's mnist leaves canaryTrafficPercent to its declared default.
+    assert "canaryTrafficPercent" not in stack_config("dev")[MODELS]["mnist"]
+    default = declarations(ModelSettings)["canaryTrafficPercent"].default
 
-    assert _changes("prod", edit) == [("model mnist", "models.mnist.canaryWeight", 10, 20)]
+    def edit(config: dict[str, Any]) -> None:
+        config[MODELS]["mnist"]["canaryTrafficPercent"] = 25
+
+    assert _changes("dev", edit) == [
+        ("model mnist", "models.mnist.canaryTrafficPercent", default, 25)
+    ]
+
+
+def test_a_canary_share_move_is_named_old_to_new() -> None:
+    # What the canary gate and `ops.model_labels --share` change (prod sets it explicitly).
+    before = stack_config("prod")[MODELS]["mnist"]["canaryTrafficPercent"]
+
+    def edit(config: dict[str, Any]) -> None:
+        config[MODELS]["mnist"]["canaryTrafficPercent"] = 25
+
+    assert _changes("prod", edit) == [
+        ("model mnist", "models.mnist.canaryTrafficPercent", before, 25)
+    ]
 
 
 def test_no_change_no_line() -> None:
