@@ -404,6 +404,8 @@ def test_canary_gate_runs_on_a_schedule_and_proposes_the_move(
     pick = next(s for s in jobs(canary)["stacks"]["steps"] if s.get("id") == "pick")
     assert "python -m ops.stacks" in pick["run"] and 'f["canaries"]' in pick["run"]
     assert propose["env"]["STACK"] == "${{ matrix.move.stack }}"
+    # ... which each move carries from the decide job of its stack.
+    assert '"stack": stack, "model": model.name, **move' in text
     # The gate holds the query role; the pull request job holds write access and no role.
     assert steps_using(decide, OIDC_ACTION) and not steps_using(propose, OIDC_ACTION)
     (move,) = [s for s in propose["steps"] if "ops.model_labels" in s.get("run", "")]
