@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 
 from infra.capture import stack_config
 from infra.settings import settings_from_config
+from ops.preflight import CHECKS
 from ops.preflight_checks import (
-    CHECKS,
     FAIL,
     PASS,
     SKIP,
