@@ -435,7 +435,7 @@ def test_truncated_variables_load_as_data_loss(toy_source: Path, tmp_path: Path)
     try:
         with pytest.raises(Unknown, match="DATA_LOSS"):
             manager.start([ModelConfig(name="toy", base_path=str(base))])
-        (status,) = manager.status("toy", None, None)
+        (status,) = manager.status("toy", None)
         assert (status.state, status.error_code) == ("END", "DATA_LOSS")
         assert re.search(r"variables are truncated or corrupt", status.error_message)
     finally:
@@ -466,7 +466,7 @@ def test_a_broadcast_in_a_warmup_record_fails_the_load_not_the_server(
     try:
         with pytest.raises(Unknown, match="RESOURCE_EXHAUSTED"):
             manager.start([ModelConfig(name="toy", base_path=str(base))])
-        (status,) = manager.status("toy", None, None)
+        (status,) = manager.status("toy", None)
         assert (status.state, status.error_code) == ("END", "RESOURCE_EXHAUSTED")
     finally:
         manager.stop()
