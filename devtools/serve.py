@@ -18,6 +18,7 @@ started), 1 a model that does not load.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import re
@@ -139,6 +140,19 @@ def _server_argv(args: argparse.Namespace, config: Path) -> list[str]:
     ]
 
 
+def _reach(host: str) -> str:
+    """Who can call a server bound to `host`, in words."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "this machine only" if host == "localhost" else f"the interface of {host}"
+    if address.is_loopback:
+        return "this machine only"
+    if address.is_unspecified:
+        return "every interface: other machines can call it"
+    return f"the interface {host}"
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"  # reachable from this machine; other machines use its address
@@ -151,7 +165,7 @@ def example_lines(name: str, metadata: dict[str, Any], rest: str, folder: Path) 
     from serving.client.signature import signature_from_metadata, tf_example_hint
 
     route = f"{rest}/v1/models/{quote(name, safe='')}"
-    lines = [f"  status:  curl {route}", f"  inputs:  curl {route}/metadata"]
+    lines = [f"  status:   curl {route}", f"  metadata: curl {route}/metadata"]
     signatures = metadata["metadata"]["signature_def"]["signature_def"]
     servable = sorted(k for k in signatures if not k.startswith("__"))
     predict = [k for k in servable if tf_example_hint(signature_from_metadata(metadata, k)) is None]
@@ -171,7 +185,7 @@ def example_lines(name: str, metadata: dict[str, Any], rest: str, folder: Path) 
         request = folder / f"request-{len(list(folder.glob('request-*.json'))) + 1}.json"
         request.write_text(body)
         data = f"@{request}"
-    lines.append(f"  predict: curl -d {data} {route}:predict")
+    lines.append(f"  predict:  curl -d {data} {route}:predict")
     return lines
 
 
@@ -187,8 +201,7 @@ def report(
 ) -> None:
     host = _url_host(args.host)
     rest, grpc = f"http://{host}:{server.rest_port}", f"{host}:{server.grpc_port}"
-    where = "this machine only" if args.host.startswith("127.") else f"{args.host}"
-    print(f"Serving {len(models)} model(s) on {args.host} ({where})", file=out)
+    print(f"Serving {len(models)} model(s) on {args.host} ({_reach(args.host)})", file=out)
     print(f"  REST {rest}    gRPC {grpc}", file=out)
     for model in models:
         states = {s.version: s.state for s in server.manager.status(model.name, None)}
