@@ -77,7 +77,7 @@ def test_tf1_graphs_run_with_shapes_left_to_the_runtime(predictions):
     with pytest.raises(grpc.RpcError) as info:  # dtypes are checked (GetInputValues)
         predictions.Predict(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Expects arg[x] to be float but double is provided" in info.value.details()
+    assert "Expects arg[0] to be float but double is provided" in info.value.details()
 
 
 def test_predict_by_label_with_several_inputs_and_an_output_filter(predictions):
@@ -134,7 +134,7 @@ def test_predict_string_tensors(predictions):
         (
             lambda r: r.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1], np.int32))),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "Expects arg[x] to be float but int32 is provided",
+            "Expects arg[0] to be float but int32 is provided",
         ),
         (
             lambda r: r.output_filter.append("nope"),
