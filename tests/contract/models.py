@@ -14,7 +14,8 @@ Built here with TensorFlow (nothing is downloaded), the way TF Serving's test da
   ``tensorflow/serving/regress``.
 - ``toy_tf2``: a TF2 ``tf.Module`` written here for what the above lack: two inputs and two outputs
   (``multi``), string tensors (``strings``), a [-1] float ``serving_default`` and ``tf.Example``
-  classify/regress signatures saved as TF2 saves every signature (method predict).
+  classify/regress signatures saved as TF2 saves every signature (method predict). It is also
+  served as ``Toy Model:v1/beta``: a name with a space, a colon and a slash.
 
 ``python -m tests.contract.models OUT [--base-path /models]`` writes them under OUT with
 ``OUT/models.config`` naming them at ``/models/<name>`` (the container path the pull-request
@@ -33,6 +34,9 @@ TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
 HALF_PLUS_TWO = "half_plus_two"
 HALF_PLUS_THREE = "saved_model_half_plus_three"
 TOY = "toy_tf2"
+# The toy again, under a name only a percent-encoded REST route can carry: TF Serving takes any
+# name (and two names on one base path).
+ODD_NAME = "Toy Model:v1/beta"
 VERSION = 123  # TF Serving's testdata version directories are 00000123 (and 00000124)
 LABEL = "Version_Label"  # http_rest_api_handler_test.cc's kTestModelVersionLabel
 
@@ -183,6 +187,7 @@ def model_configs(base_path: str) -> list[ModelConfig]:
         ModelConfig(name=HALF_PLUS_TWO, base_path=f"{base_path}/{HALF_PLUS_TWO}"),
         ModelConfig(name=HALF_PLUS_THREE, base_path=f"{base_path}/{HALF_PLUS_THREE}"),
         ModelConfig(name=TOY, base_path=f"{base_path}/{TOY}"),
+        ModelConfig(name=ODD_NAME, base_path=f"{base_path}/{TOY}"),
     ]
 
 

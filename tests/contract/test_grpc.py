@@ -24,7 +24,14 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.contract.models import HALF_PLUS_THREE, HALF_PLUS_TWO, LABEL, TOY, TWO_VERSIONS
+from tests.contract.models import (
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    LABEL,
+    ODD_NAME,
+    TOY,
+    TWO_VERSIONS,
+)
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
@@ -257,3 +264,14 @@ def test_get_model_status_ignores_labels(models):
     with pytest.raises(grpc.RpcError) as info:
         status(models, TWO_VERSIONS, version=124)  # on disk, but not a version the policy serves
     assert info.value.details() == f"Could not find version 124 of model {TWO_VERSIONS}"
+
+
+def test_any_model_name_over_grpc(predictions, models, server):
+    response = predictions.Predict(predict_request(ODD_NAME, x=np.array([2.0], np.float32)))
+    assert response.model_spec.name == ODD_NAME
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [3.0]
+    assert status(models, ODD_NAME) == [(1, AVAILABLE, 0)]
+    from serving.client.grpc_client import GrpcClient  # this project's client, no TensorFlow
+
+    with GrpcClient(server.grpc_target, timeout=30) as client:
+        assert client.metadata(ODD_NAME)["model_spec"]["name"] == ODD_NAME

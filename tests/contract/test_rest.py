@@ -12,10 +12,20 @@ TF Serving with ``--serving-rest-url`` (see conftest.py).
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
+import numpy as np
 import pytest
 
-from tests.contract.models import HALF_PLUS_THREE, HALF_PLUS_TWO, LABEL, TOY, TWO_VERSIONS
+from serving.client import RestClient
+from tests.contract.models import (
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    LABEL,
+    ODD_NAME,
+    TOY,
+    TWO_VERSIONS,
+)
 
 TWO = f"/v1/models/{TWO_VERSIONS}"
 THREE = f"/v1/models/{HALF_PLUS_THREE}"
@@ -342,3 +352,18 @@ def test_a_signature_tensor_without_a_shape_has_no_tensor_shape(server):
     _, reply = server.rest("GET", f"{THREE}/metadata")
     x = reply["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"]
     assert x == {"dtype": "DT_FLOAT", "name": "x:0"}
+
+
+def test_any_model_name_reaches_its_model_percent_encoded(server):
+    # The route captures `[^/:]+` and the handler decodes it (DecodeArg, http_rest_api_util.cc).
+    path = f"/v1/models/{quote(ODD_NAME, safe='')}"
+    assert server.rest("POST", f"{path}:predict", {"instances": [1.0]}) == (
+        200,
+        {"predictions": [2.5]},
+    )
+    status, reply = server.rest("GET", f"{path}/metadata")
+    assert (status, reply["model_spec"]["name"]) == (200, ODD_NAME)
+    with RestClient(server.rest_url, timeout=30) as client:
+        assert [s.state for s in client.status(ODD_NAME)] == ["AVAILABLE"]
+        outputs = client.predict_raw(ODD_NAME, {"x": np.array([2.0], np.float32)})
+    assert outputs["y"].tolist() == [3.0]
