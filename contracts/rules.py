@@ -3,8 +3,17 @@
 A model name, a version number, an image reference and the warmup batch limit are each checked by
 the model stage (publish), the sync agent (reading the store), the stack settings and TF Serving's
 config rendering. Each rule lives here once, so a name the store accepts is a name the stack
-accepts. Every function raises :class:`RuleError` (a ``ValueError``) with a message that names the
-value, what is wrong and what to do; callers wrap it in their own error type where they need one.
+accepts.
+
+Model names follow two rules, because TF Serving and Kubernetes disagree on what a name is:
+`validate_serving_name` is TF Serving's (any text; the local server, the client and the
+``models.config`` parser use it, so they take every name TF Serving takes, ``half_plus_two``
+included), and `validate_model_name` the stricter one of every place where the name becomes a
+Kubernetes object, an S3 prefix or part of an AWS resource name (the stack settings, the store,
+publish, the sync agent).
+
+Every function raises :class:`RuleError` (a ``ValueError``) with a message that names the value,
+what is wrong and what to do; callers wrap it in their own error type where they need one.
 """
 
 from __future__ import annotations
@@ -18,12 +27,14 @@ __all__ = [
     "MODEL_NAME_MAX",
     "WARMUP_MAX_BATCH",
     "RuleError",
+    "dns_label_for",
     "is_model_name",
     "is_short_dns_label",
     "parse_version_dir",
     "problem",
     "validate_image_reference",
     "validate_model_name",
+    "validate_serving_name",
     "validate_version",
 ]
 
@@ -66,17 +77,48 @@ def is_short_dns_label(name: object) -> bool:
 
 
 def is_model_name(name: object) -> bool:
+    """A name the stack and the store accept (`validate_model_name`)."""
     return is_short_dns_label(name)
 
 
+def dns_label_for(name: str) -> str | None:
+    """The stack-safe spelling of a TF Serving model name (``half_plus_two`` ->
+    ``half-plus-two``), or None when nothing of it survives."""
+    label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:MODEL_NAME_MAX].rstrip("-")
+    return label or None
+
+
 def validate_model_name(name: object) -> str:
+    """A model name where it becomes a Kubernetes namespace, Service and label value, an S3 key
+    segment and part of IAM role names: the stack settings, the store, publish and sync."""
     if not is_model_name(name):
+        suggestion = dns_label_for(name) if isinstance(name, str) else None
+        instead = f", e.g. {suggestion!r}" if suggestion and suggestion != name else ""
         raise RuleError(
             f"invalid model name {name!r}: use 1-{MODEL_NAME_MAX} lowercase letters, digits or "
-            "'-', starting and ending with a letter or digit (it becomes a Kubernetes namespace "
-            "and Service, an S3 prefix and a TF Serving model name)"
+            f"'-', starting and ending with a letter or digit{instead}. In a stack or model store "
+            "the name becomes a Kubernetes namespace and Service (DNS-1123 labels), an S3 prefix "
+            "and part of IAM role names; TF Serving itself takes any name, and the local server "
+            "serves this one as it is (python -m devtools.serve DIR)"
         )
     return str(name)
+
+
+def validate_serving_name(name: object) -> str:
+    """A model name as TF Serving takes it: any non-empty text.
+
+    TF Serving puts no rule on names (``ServerCore``'s ``ValidateModelConfigList`` checks only
+    that each appears once); REST routes carry any of them percent-encoded (the handler decodes
+    the captured name, ``DecodeArg`` in http_rest_api_util.cc). The empty name is refused here
+    although TF Serving would load it: no request can name it (REST routes need one, gRPC answers
+    "ModelSpec has no name specified.").
+    """
+    if not isinstance(name, str) or not name:
+        raise RuleError(
+            f"invalid model name {name!r}: give a non-empty name (TF Serving would load a model "
+            "with an empty name, but no request could reach it)"
+        )
+    return name
 
 
 def validate_version(version: object) -> int:

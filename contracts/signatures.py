@@ -67,7 +67,10 @@ def summarize_tensor_info(info: Any) -> dict[str, Any]:
     enum_value = field.enum_type.values_by_number.get(info.dtype)
     dtype = dtype_name(enum_value.name) if enum_value else str(info.dtype)
     shape = info.tensor_shape
-    dims = None if shape.unknown_rank else [int(dim.size) for dim in shape.dim]
+    # No tensor_shape at all (old TF1 exports, TF Serving's half_plus_three) says as little as
+    # an unknown rank: any shape, not a scalar.
+    unknown = not info.HasField("tensor_shape") or shape.unknown_rank
+    dims = None if unknown else [int(dim.size) for dim in shape.dim]
     return {"dtype": dtype, "shape": dims}
 
 

@@ -166,7 +166,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         try:
-            rules.validate_model_name(self.name)
+            # TF Serving's rule, not the stack's: a models.config that works against TF Serving
+            # works here (the stack checks its own names, `rules.validate_model_name`).
+            rules.validate_serving_name(self.name)
         except rules.RuleError as exc:
             raise ConfigError(str(exc)) from None
         if not isinstance(self.base_path, str) or not self.base_path.strip():

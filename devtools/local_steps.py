@@ -37,6 +37,7 @@ V1_SEED = 42
 # Version 2 is the same recipe trained longer: same seed and split, different weights.
 V2_EXTRA_EPOCHS = 4
 LOAD_THINK_TIME_S = 0.02
+BATCHING_FILE, MONITORING_FILE = "batching_parameters.txt", "monitoring.config"
 
 
 def grpc_client(target: str, timeout: float) -> Any:
@@ -61,6 +62,8 @@ class Options:
     load_seconds: float
     concurrency: int
     synth: bool
+    # `--export DIR/<name>`: the user's model directories, served instead of the recipes.
+    exports: tuple[Path, ...] = ()
 
 
 def say(step: str, message: str) -> None:
@@ -177,10 +180,16 @@ def publish_second(procs: Processes, store: Store, export: Export) -> None:
     say("3/8 store", f"published {SECOND_MODEL} version {export.version} to {STORE_URI}/")
 
 
+def start_local_store(procs: Processes) -> Store:
+    """The loopback S3 endpoint with the run's empty bucket."""
+    store = Store(start_local_s3(procs, "3/8 store", BUCKET))
+    say("3/8 store", f"S3 endpoint {store.endpoint}, bucket {BUCKET}")
+    return store
+
+
 def start_store(procs: Processes, options: Options, exports: tuple[Export, Export]) -> Store:
     step = "3/8 store"
-    store = Store(start_local_s3(procs, step, BUCKET))
-    say(step, f"S3 endpoint {store.endpoint}, bucket {BUCKET}")
+    store = start_local_store(procs)
     _publish(procs, step, store, exports[0])
     say(step, f"published version {exports[0].version} to {STORE_URI}/{MODEL}/")
     return store
@@ -247,10 +256,8 @@ def start_serving(
     models_config = serving_dir / "models.config"
     # Written atomically: the server never reads a half-written models.config.
     write_atomic(models_config, tfconfig.render_models_config([config, *others]).encode())
-    batching = serving_dir / "batching_parameters.txt"
-    batching.write_text(tfconfig.render_batching_parameters(model.batching))
-    monitoring = serving_dir / "monitoring.config"
-    monitoring.write_text(tfconfig.render_monitoring_config())
+    (serving_dir / BATCHING_FILE).write_text(tfconfig.render_batching_parameters(model.batching))
+    (serving_dir / MONITORING_FILE).write_text(tfconfig.render_monitoring_config())
 
     sync = _start_sync(procs, store, MODEL, models_dir, serving_dir)
     syncs = [(MODEL, first, sync)]
@@ -266,31 +273,10 @@ def start_serving(
         wait_until(step, f"{name} version {version} on local disk", synced, 120, agent.log)
         say(step, f"sync agent placed {name} version {version} in {models_dir / name}")
 
-    port_file = serving_dir / "ports.json"
-    port_file.unlink(missing_ok=True)
-    server = procs.start(
-        "server",
-        [
-            "-m", "devtools.server", "--port=-1", "--rest_api_port=-1", f"--port_file={port_file}",
-            f"--model_config_file={models_config}", "--model_config_file_poll_wait_seconds=1",
-            "--file_system_poll_wait_seconds=1", "--enable_batching",
-            f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
-            "--enable_model_warmup", "--allow_version_labels_for_unavailable_models",
-        ],
-    )  # fmt: skip
-
-    def ports() -> dict[str, int] | None:
-        server.check_alive(step)
-        try:
-            return json.loads(port_file.read_text())
-        except (OSError, ValueError):
-            return None
-
-    bound = wait_until(step, "the server's ports", ports, 240, server.log)
-    procs.add_ports([bound["rest"], bound["grpc"]])
+    rest_url, grpc_target, server = start_stand_in(procs, step, serving_dir)
     serving = Serving(
-        rest_url=f"http://127.0.0.1:{bound['rest']}",
-        grpc_target=f"127.0.0.1:{bound['grpc']}",
+        rest_url=rest_url,
+        grpc_target=grpc_target,
         models_config=models_config,
         model_config=config,
         model_dir=models_dir / MODEL,
@@ -306,10 +292,55 @@ def start_serving(
     return serving
 
 
+def start_stand_in(procs: Processes, step: str, serving_dir: Path) -> tuple[str, str, Any]:
+    """The stand-in as the pods run TF Serving, on ``serving_dir``'s models.config,
+    batching_parameters.txt and monitoring.config: (REST URL, gRPC target, its service)."""
+    port_file = serving_dir / "ports.json"
+    port_file.unlink(missing_ok=True)
+    server = procs.start(
+        "server",
+        [
+            "-m", "devtools.server", "--port=-1", "--rest_api_port=-1", f"--port_file={port_file}",
+            f"--model_config_file={serving_dir / 'models.config'}",
+            "--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1",
+            "--enable_batching", f"--batching_parameters_file={serving_dir / BATCHING_FILE}",
+            f"--monitoring_config_file={serving_dir / MONITORING_FILE}",
+            "--enable_model_warmup", "--allow_version_labels_for_unavailable_models",
+        ],
+    )  # fmt: skip
+
+    def ports() -> dict[str, int] | None:
+        server.check_alive(step)
+        try:
+            return json.loads(port_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    bound = wait_until(step, "the server's ports", ports, 240, server.log)
+    procs.add_ports([bound["rest"], bound["grpc"]])
+    return f"http://127.0.0.1:{bound['rest']}", f"127.0.0.1:{bound['grpc']}", server
+
+
 def wait_available(
     step: str, serving: Serving, version: int, timeout_s: float = 180, model: str = MODEL
 ) -> None:
-    with RestClient(serving.rest_url, timeout=5) as client:
+    what = f"version {version} AVAILABLE" if model == MODEL else None
+    wait_version_available(
+        step, serving.rest_url, model, version, serving.stand_in_log, timeout_s, what
+    )
+
+
+def wait_version_available(
+    step: str,
+    rest_url: str,
+    model: str,
+    version: int,
+    log: Path,
+    timeout_s: float = 180,
+    what: str | None = None,
+) -> None:
+    """Until the server reports `model` `version` AVAILABLE, or fail the step."""
+    with RestClient(rest_url, timeout=5) as client:
 
         def available() -> bool:
             try:
@@ -318,10 +349,8 @@ def wait_available(
                 return False
             return states.get(version) == "AVAILABLE"
 
-        what = f"version {version} AVAILABLE"
-        if model != MODEL:
-            what = f"{model} {what}"
-        wait_until(step, what, available, timeout_s, serving.stand_in_log)
+        what = what or f"{model} version {version} AVAILABLE"
+        wait_until(step, what, available, timeout_s, log)
 
 
 # --- 5. evaluate ------------------------------------------------------------------------------

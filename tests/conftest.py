@@ -26,6 +26,22 @@ for _var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_var, None)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, at the root, so the options exist however the run is started (tests/contract).
+    group = parser.getgroup("contract", "TF Serving contract tests (tests/contract)")
+    group.addoption(
+        "--serving-rest-url",
+        default=os.environ.get("TF_SERVING_REST_URL") or None,
+        help="run tests/contract against this REST base URL (with --serving-grpc-target) "
+        "instead of the local stand-in; env TF_SERVING_REST_URL",
+    )
+    group.addoption(
+        "--serving-grpc-target",
+        default=os.environ.get("TF_SERVING_GRPC_TARGET") or None,
+        help="the same server's gRPC HOST:PORT; env TF_SERVING_GRPC_TARGET",
+    )
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto S3 server on 127.0.0.1 (a real HTTP S3 endpoint), shared by the session."""

@@ -9,10 +9,12 @@ Defaults are TF Serving's (``model_servers/server.h``), except where this stand-
 ``--port_file`` (write the bound ports as JSON, for ephemeral ``:0`` ports in tests: pass
 ``--port=0`` and the gRPC server is disabled exactly as in TF Serving, so tests ask for a free
 port with ``--rest_api_port=-1``/``--port=-1``, meaning "pick any free port") and
-``--max_request_bytes`` (largest REST body or gRPC message accepted), and the limits that keep
-hostile or merely huge requests from exhausting memory, threads or sockets (docs/hostile-input.md):
-``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``, ``--rest_api_max_connections``,
-``--rest_api_header_timeout_in_ms`` and ``--grpc_max_concurrent_rpcs``.
+``--max_request_bytes`` (largest REST body or gRPC message accepted), ``--host`` (the address
+to bind: loopback unless told otherwise, where TF Serving binds every interface), and the limits
+that keep hostile or merely huge requests from exhausting memory, threads or sockets
+(docs/hostile-input.md): ``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``,
+``--rest_api_max_connections``, ``--rest_api_header_timeout_in_ms`` and
+``--grpc_max_concurrent_rpcs``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class ServerOptions:
     rest_api_max_connections: int = 256
     rest_api_header_timeout_in_ms: int = 10000
     grpc_max_concurrent_rpcs: int = 256
-    host: str = "0.0.0.0"
+    # Loopback: a development server answers this machine only unless told otherwise
+    # (--host=0.0.0.0 for every interface, where tensorflow_model_server binds: server.cc).
+    host: str = "127.0.0.1"
 
 
 _HELP = {
@@ -89,7 +93,7 @@ _HELP = {
     "rest_api_max_connections": "open REST connections; beyond: 503 and close",
     "rest_api_header_timeout_in_ms": "time a client has to send a request's line and headers",
     "grpc_max_concurrent_rpcs": "gRPC calls running or queued; beyond: RESOURCE_EXHAUSTED",
-    "host": "address to bind",
+    "host": "address to bind (0.0.0.0: every interface)",
 }
 
 

@@ -404,15 +404,14 @@ class ModelManager:
         available = [v for v in model.versions.values() if v.state == AVAILABLE]
         return max(available, key=lambda v: v.version, default=None)
 
-    def status(self, name: str, version: int | None, label: str | None) -> list[VersionStatus]:
-        """GetModelStatus: every version this server has seen, newest first.
+    def status(self, name: str, version: int | None) -> list[VersionStatus]:
+        """GetModelStatus: every version this server has seen, newest first, or the one asked for.
 
-        TF Serving ignores a label here and lists every version; this server resolves it to its
-        version, which is what ``GET /v1/models/NAME/labels/L`` promises in TF Serving's docs.
+        There is no label here: TF Serving's ``GetModelStatusWithModelSpec``
+        (get_model_status_impl.cc) reads only the spec's version, so a status request by label,
+        known or not, lists every version.
         """
         with self._lock:
-            if label is not None:
-                version = self._resolve_label(name, label)
             model = self._models.get(name)
             versions = model.versions if model else {}
             if version is not None:

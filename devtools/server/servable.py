@@ -286,12 +286,16 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
             f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}."
         )
+    # TF Serving's text comes from the session's call frame (FunctionCallFrame::SetArgs), which
+    # numbers the feeds in the order DirectSession sorts them: by tensor name.
+    feeds = sorted(signature.definition.inputs[alias].name for alias in signature.inputs)
     for alias, array in inputs.items():
         spec = signature.inputs[alias]
         got = dtype_of(array)
         if got != spec.dtype:
+            index = feeds.index(signature.definition.inputs[alias].name)
             raise InvalidArgument(
-                f"Expects arg[{alias}] to be {dtype_name(spec.dtype)} but {dtype_name(got)} is "
+                f"Expects arg[{index}] to be {dtype_name(spec.dtype)} but {dtype_name(got)} is "
                 "provided"
             )
 

@@ -24,8 +24,11 @@ SIGNATURE_DEF_FIELD = "signature_def"
 def status_response(
     manager: ModelManager, name: str, version: int | None, label: str | None
 ) -> get_model_status_pb2.GetModelStatusResponse:
+    """GetModelStatus. The `label` is ignored, as TF Serving ignores it (any label, even an
+    unknown one, answers with every version's state: get_model_status_impl.cc)."""
+    del label
     response = get_model_status_pb2.GetModelStatusResponse()
-    for row in manager.status(name, version, label):
+    for row in manager.status(name, version):
         entry = response.model_version_status.add()
         entry.version = row.version
         entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(row.state)

@@ -188,6 +188,8 @@ def _main(
         return EXIT_CONNECTION
     except ServerError as exc:
         print(f"error: {where} answered {exc.status}: {exc.message}", file=err)
+        for note in exc.notes:
+            print(f"note: {note}", file=err)
         return EXIT_SERVER
     except (UnexpectedResponse, ClientError) as exc:
         print(f"error: {where}: {exc}", file=err)
@@ -218,6 +220,7 @@ def _predict_any(
         load_npy_inputs,
         prepare_inputs,
         read_json_file,
+        shape_notes,
         signature_from_metadata,
     )
 
@@ -231,7 +234,13 @@ def _predict_any(
     else:
         inputs = load_npy_inputs(args.input)
     prepared = prepare_inputs(inputs, signature)
-    return name, client.predict_raw(args.model, prepared, signature_name=name, **spec)
+    try:
+        return name, client.predict_raw(args.model, prepared, signature_name=name, **spec)
+    except ServerError as exc:
+        # Shapes are left to the server, as TF Serving leaves them to the model; when it refuses
+        # the request, say which inputs differ from the declared shapes.
+        exc.notes = shape_notes(prepared, signature)
+        raise
 
 
 def _print_outputs(

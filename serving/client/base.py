@@ -10,7 +10,6 @@ named tensors.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -39,9 +38,6 @@ PROBABILITIES_OUTPUT = "probabilities"
 CLASSES_OUTPUT = "classes"
 IMAGE_SHAPE = (28, 28, 1)
 
-# TF Serving's REST routes capture names with `[^/:]+`; anything else would change the route, so
-# refuse it here with a clear message instead of sending a request that hits the wrong URL.
-_PATH_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
 _INT64_MAX = 2**63 - 1
 
 
@@ -104,11 +100,13 @@ class ModelClient(Protocol):
 
 
 def check_model_spec(model: str, version: int | None, label: str | None) -> None:
-    """Refuse a model spec TF Serving could not route: bad name, bad version, version and label."""
-    if not isinstance(model, str) or not _PATH_SAFE.match(model):
-        raise InvalidInput(
-            f"model name {model!r} is not valid: use letters, digits and . _ ~ - only"
-        )
+    """Refuse a model spec TF Serving could not route: no name, bad version, version and label.
+
+    Any non-empty name or label goes: TF Serving takes any model name, and the REST client
+    percent-encodes both into the route (TF Serving decodes them, http_rest_api_util.cc).
+    """
+    if not isinstance(model, str) or not model:
+        raise InvalidInput(f"model name {model!r} is not valid: give the model's name")
     if version is not None and label is not None:
         raise InvalidInput(
             f"give a version ({version}) or a label ({label!r}), not both: "
@@ -118,8 +116,8 @@ def check_model_spec(model: str, version: int | None, label: str | None) -> None
         isinstance(version, bool) or not isinstance(version, int) or not 0 < version <= _INT64_MAX
     ):
         raise InvalidInput(f"version {version!r} is not valid: use a positive integer")
-    if label is not None and (not isinstance(label, str) or not _PATH_SAFE.match(label)):
-        raise InvalidInput(f"label {label!r} is not valid: use letters, digits and . _ ~ - only")
+    if label is not None and (not isinstance(label, str) or not label):
+        raise InvalidInput(f"label {label!r} is not valid: give the label's name")
 
 
 def check_images(images: np.ndarray) -> np.ndarray:

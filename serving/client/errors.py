@@ -39,13 +39,16 @@ class ServerError(ClientError):
     """The server answered with an error.
 
     `status` is the HTTP status (REST) or the gRPC status code name (gRPC); `message` is the
-    server's own error text (TF Serving's ``{"error": ...}`` value or the gRPC details).
+    server's own error text (TF Serving's ``{"error": ...}`` value or the gRPC details);
+    `notes` what the client knows that may explain it (e.g. inputs whose shape differs from the
+    signature's), empty unless a caller adds some.
     """
 
     def __init__(self, status: int | str, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.notes: list[str] = []
 
 
 class UnexpectedResponse(ClientError):

@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -247,11 +248,13 @@ def _compact(batch: np.ndarray) -> list[Any]:
 
 
 def _model_path(model: str, version: int | None, label: str | None) -> str:
-    path = f"/v1/models/{model}"
+    # Percent-encoded, every byte but unreserved ones: TF Serving's routes capture `[^/:]+` and
+    # then decode it (DecodeArg, http_rest_api_util.cc), so any name reaches the right model.
+    path = f"/v1/models/{quote(model, safe='')}"
     if version is not None:
         path += f"/versions/{version}"
     elif label is not None:
-        path += f"/labels/{label}"
+        path += f"/labels/{quote(label, safe='')}"
     return path
 
 

@@ -1,9 +1,11 @@
 """Predict for any model and signature: inputs from JSON or `.npy` files, checked against metadata.
 
 The signature is fetched from the server (`metadata`, the same document over REST and gRPC) and
-each input is converted to its declared dtype and checked against its declared shape before
-anything is sent, so a wrong name, dtype or shape is an `InvalidInput` naming the input, not a
-server error. Inputs come as:
+each input is checked by name and converted to its declared dtype before anything is sent, so a
+missing or unknown input or a wrong dtype is an `InvalidInput` naming the input, not a server
+error. Shapes are the model's business, as in TF Serving (it checks names and dtypes only):
+`shape_notes` says which inputs differ from the declared shape, to explain a server error. A
+classify or regress signature is named as such, with the request it needs. Inputs come as:
 
 - JSON in TF Serving's REST request shapes (tensorflow_serving/g3doc/api_rest.md): row format
   ``{"instances": [{"x": ..., "y": ...}, ...]}`` (or a list of plain values for a one-input
@@ -32,7 +34,9 @@ __all__ = [
     "load_npy_inputs",
     "predict_with_signature",
     "prepare_inputs",
+    "shape_notes",
     "signature_from_metadata",
+    "tf_example_hint",
 ]
 
 _NUMPY_DTYPES = {
@@ -66,11 +70,17 @@ def signature_from_metadata(metadata: Mapping[str, Any], signature_name: str) ->
     signature = signatures[signature_name]
 
     def tensor(info: Mapping[str, Any]) -> dict[str, Any]:
-        shape = info.get("tensor_shape") or {}
-        dims = None if shape.get("unknown_rank") else [int(d["size"]) for d in shape.get("dim", [])]
+        # No tensor_shape at all (TF1 exports such as TF Serving's half_plus_three) is an unknown
+        # shape, like an unknown rank; a tensor_shape without dims is a scalar.
+        shape = info.get("tensor_shape")
+        if not isinstance(shape, Mapping) or shape.get("unknown_rank"):
+            dims = None
+        else:
+            dims = [int(d["size"]) for d in shape.get("dim", [])]
         return {"dtype": dtype_name(str(info.get("dtype", ""))), "shape": dims}
 
     return {
+        "name": signature_name,
         "method": signature.get("method_name", ""),
         "inputs": {k: tensor(v) for k, v in (signature.get("inputs") or {}).items()},
         "outputs": {k: tensor(v) for k, v in (signature.get("outputs") or {}).items()},
@@ -103,6 +113,12 @@ def load_json_inputs(
     document: Any, input_names: Sequence[str]
 ) -> tuple[dict[str, Any], str | None]:
     """Named input arrays (and the signature_name, if the document names one) from a request."""
+    if isinstance(document, dict) and "examples" in document:
+        raise InvalidInput(
+            'the JSON is a classify/regress request ("examples": tf.Example features); this '
+            "client sends predict requests only: POST it to /v1/models/MODEL:classify or "
+            ":regress (api_rest.md), e.g. with curl -d @FILE"
+        )
     if not isinstance(document, dict) or ("instances" in document) == ("inputs" in document):
         raise InvalidInput(
             'JSON inputs must be an object with exactly one of "instances" (row format) or '
@@ -159,7 +175,7 @@ def load_npy_inputs(pairs: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
-    dtype, shape = spec["dtype"], spec["shape"]
+    dtype = spec["dtype"]
     array = np.asarray(value)
     if dtype == "string":
         if array.dtype.kind not in "OSU":
@@ -177,20 +193,62 @@ def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> np.ndarray:
             )
     else:
         raise InvalidInput(f"input {name!r} has dtype {dtype}, which this client cannot send")
-    if shape is not None:
-        fits = len(shape) == converted.ndim and all(
-            want in (-1, got) for want, got in zip(shape, converted.shape, strict=True)
-        )
-        if not fits:
-            raise InvalidInput(
-                f"input {name!r} must have shape {shape} (-1 = any size), got "
-                f"{list(converted.shape)}"
-            )
     return converted
 
 
+def shape_notes(inputs: Mapping[str, Any], signature: Mapping[str, Any]) -> list[str]:
+    """Inputs whose shape differs from the declared one, in words (for an error's explanation).
+
+    Never a reason to refuse: TF Serving checks names and dtypes, not shapes (PreProcessPrediction
+    in predict_util.cc), and models run on shapes their signature does not declare (TF Serving's
+    half_plus_two declares x [-1, 1] and answers {"instances": [1.0, 2.0]}).
+    """
+    notes = []
+    for name, spec in sorted(signature["inputs"].items()):
+        shape, value = spec["shape"], inputs.get(name)
+        if shape is None or value is None:
+            continue
+        got = list(np.shape(value))
+        fits = len(shape) == len(got) and all(w in (-1, g) for w, g in zip(shape, got, strict=True))
+        if not fits:
+            declared = f"the signature declares {shape} (-1 = any)"
+            notes.append(f"input {name!r} has shape {got}; {declared}")
+    return notes
+
+
+# The methods whose signatures take serialized tf.Example protos, and their gRPC method names.
+_EXAMPLE_APIS = {"tensorflow/serving/classify": "Classify", "tensorflow/serving/regress": "Regress"}
+
+
+def tf_example_hint(signature: Mapping[str, Any]) -> str | None:
+    """For a classify or regress signature, what it is and the request it needs; else None."""
+    api = _EXAMPLE_APIS.get(str(signature.get("method", "")))
+    if api is None:
+        return None
+    name, verb = signature.get("name", "SIGNATURE"), api.lower()
+    return (
+        f"signature {name!r} is a {verb} signature: it takes tf.Example protos, not tensors. "
+        f"Send a {verb} request instead: REST POST /v1/models/MODEL:{verb} with "
+        f'{{"signature_name": "{name}", "examples": [{{"FEATURE": VALUE, ...}}]}} '
+        f"(api_rest.md), or gRPC PredictionService/{api} with a {api}Request"
+    )
+
+
 def prepare_inputs(inputs: Mapping[str, Any], signature: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs converted to the signature's dtypes; refuses missing, unknown or misshapen ones."""
+    """Inputs converted to the signature's dtypes; refuses missing or unknown ones.
+
+    For a classify or regress signature the refusal says so and names the request it needs.
+    """
+    try:
+        return _prepare(inputs, signature)
+    except InvalidInput as exc:
+        hint = tf_example_hint(signature)
+        if hint is None:
+            raise
+        raise InvalidInput(f"{exc}; {hint}") from None
+
+
+def _prepare(inputs: Mapping[str, Any], signature: Mapping[str, Any]) -> dict[str, Any]:
     wanted = signature["inputs"]
     missing, unknown = sorted(wanted.keys() - inputs.keys()), sorted(inputs.keys() - wanted.keys())
     if missing or unknown:
@@ -219,11 +277,9 @@ def fetch_predict_signature(
     """The named predict signature of a served model, from its metadata."""
     metadata = client.metadata(model, version=version, label=label)
     signature = signature_from_metadata(metadata, signature_name)
-    if signature["method"] and signature["method"] != "tensorflow/serving/predict":
-        raise InvalidInput(
-            f"signature {signature_name!r} is a {signature['method'].rsplit('/', 1)[-1]} "
-            "signature (tf.Example in); this client sends predict requests only"
-        )
+    hint = tf_example_hint(signature)
+    if hint is not None:
+        raise InvalidInput(f"{hint}; this client sends predict requests only")
     return signature
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import numpy as np
@@ -71,15 +72,33 @@ def test_predict_routes_version_and_label(
     [
         ({"version": 1, "label": "stable"}, "not both"),
         ({"version": 0}, "positive integer"),
-        ({"label": "a/b"}, "label 'a/b' is not valid"),
+        ({"label": ""}, "label '' is not valid"),
     ],
 )
 def test_bad_model_spec_is_refused_before_sending(fake_server: Any, kwargs, message) -> None:
     with pytest.raises(InvalidInput, match=message):
         client_for(fake_server).predict("mnist", np.zeros((1, 28, 28, 1)), **kwargs)
-    with pytest.raises(InvalidInput, match="model name 'a:b' is not valid"):
-        client_for(fake_server).status("a:b")
+    with pytest.raises(InvalidInput, match="model name '' is not valid"):
+        client_for(fake_server).status("")
     assert fake_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("name", "label", "path"),
+    [
+        # TF Serving's own model names: any text, the route carries it percent-encoded and the
+        # server decodes it (DecodeArg in http_rest_api_util.cc).
+        ("half_plus_two", None, "/v1/models/half_plus_two"),
+        ("Resnet V2", "Version_Label", "/v1/models/Resnet%20V2/labels/Version_Label"),
+        ("team/a:b", "a/b", "/v1/models/team%2Fa%3Ab/labels/a%2Fb"),
+    ],
+)
+def test_any_model_name_and_label_is_routed_percent_encoded(
+    fake_server: Any, name: str, label: str | None, path: str
+) -> None:
+    fake_server.routes[f"GET {unquote(path)}"] = (200, {"model_version_status": []})  # decoded
+    client_for(fake_server).status(name, label=label)
+    assert fake_server.requests[0].url.raw_path.decode() == path
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (1, 28, 28), (0, 28, 28, 1), (1, 27, 28, 1)])

@@ -449,6 +449,15 @@ def test_a_bad_model_name_is_reported_with_its_other_problems() -> None:
     assert "models.b.batching" in keys
 
 
+def test_a_tf_serving_name_the_stack_cannot_use_says_why_and_what_instead() -> None:
+    # TF Serving serves half_plus_two; the stack cannot: the name becomes a namespace.
+    models = {"half_plus_two": _prod_model()["mnist"]}
+    ((key, message),) = _problems("prod", _config("prod", models=models))
+    assert key == "models.half_plus_two"
+    assert "e.g. 'half-plus-two'" in message
+    assert "Kubernetes namespace and Service" in message and "an S3 prefix" in message
+
+
 def _one_gpu_pool(max_size: int) -> dict[str, Any]:
     return {
         GPU_POOL: {"instanceTypes": ["g5.xlarge"], "minSize": 0, "maxSize": max_size,

@@ -2,15 +2,13 @@
 
 Models are built without training (seeded or fixed weights), once per session:
 
-- ``toy``: TF Serving's own test model in spirit (``half_plus_two``): ``serving_default``
-  ``x`` float [-1] -> ``y = 0.5 x + offset``; ``multi`` (two inputs, two outputs); ``strings``
-  (DT_STRING in, ``length`` and ``echo_bytes`` out); ``classify_x_to_y`` and ``regress_x_to_y``
-  that parse ``tf.Example`` features ``x``.
-- ``half-plus-two``: TF Serving's ``half_plus_two`` test model rebuilt with ``tf.compat.v1``
-  (``saved_model_half_plus_two.py``): a TF1 graph parsing ``tf.Example`` feature ``x`` into a
-  [?,1] tensor, ``y = a*x + b`` with variables a=0.5, b=2, and the predict, regress and classify
-  signatures of the original. (Model names here may not contain '_', hence the dashes.)
+- ``toy``: `tests.contract.models.export_toy` (the contract tests' ``toy_tf2``):
+  ``serving_default`` ``x`` float [-1] -> ``y = 0.5 x + offset``; ``multi`` (two inputs, two
+  outputs); ``strings`` (DT_STRING in, ``length`` and ``echo_bytes`` out); ``classify_x_to_y``
+  and ``regress_x_to_y`` that parse ``tf.Example`` features ``x``.
 - the root conftest's MNIST-signature ``tiny_savedmodel``.
+
+TF Serving's own test models (``half_plus_two`` and its kin) are in tests/contract.
 """
 
 from __future__ import annotations
@@ -22,95 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-def export_toy(path: Path, offset: float = 2.0) -> None:
-    import tensorflow as tf
-
-    class Toy(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = tf.Variable(0.5)
-            self.b = tf.Variable(offset)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def half_plus(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"y": x * self.a + self.b}
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, 2], tf.float32, name="a"),
-                tf.TensorSpec([None], tf.int64, name="b"),
-            ]
-        )
-        def multi(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"sum": tf.reduce_sum(a, axis=1), "b_twice": b * 2}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])
-        def strings(self, s: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"length": tf.strings.length(s), "echo_bytes": s}
-
-        def _x(self, inputs: tf.Tensor) -> tf.Tensor:
-            spec = {"x": tf.io.FixedLenFeature([1], tf.float32)}
-            return tf.io.parse_example(inputs, spec)["x"] * self.a + self.b
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"scores": self._x(inputs)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def regress(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"outputs": self._x(inputs)}
-
-    toy = Toy()
-    tf.saved_model.save(
-        toy,
-        str(path),
-        signatures={
-            "serving_default": toy.half_plus,
-            "multi": toy.multi,
-            "strings": toy.strings,
-            "classify_x_to_y": toy.classify,
-            "regress_x_to_y": toy.regress,
-        },
-    )
-
-
-def export_half_plus_two(path: Path) -> None:
-    """TF Serving's half_plus_two, built the way its testdata script builds it (TF1 graph)."""
-    import tensorflow as tf
-
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default(), v1.Session(graph=graph) as session:
-        a = v1.Variable(0.5, name="a")
-        b = v1.Variable(2.0, name="b")
-        serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
-        parsed = v1.io.parse_example(serialized, {"x": v1.io.FixedLenFeature([1], tf.float32)})
-        x = tf.identity(parsed["x"], name="x")  # static shape [?,1]
-        y = tf.identity(a * x + b, name="y")
-        info = v1.saved_model.utils.build_tensor_info
-        build = v1.saved_model.signature_def_utils.build_signature_def
-        signatures = {
-            "serving_default": build({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
-            "regress_x_to_y": build(
-                {"inputs": info(serialized)}, {"outputs": info(y)}, "tensorflow/serving/regress"
-            ),
-            "classify_x_to_y": build(
-                {"inputs": info(serialized)}, {"scores": info(y)}, "tensorflow/serving/classify"
-            ),
-        }
-        session.run(v1.global_variables_initializer())
-        builder = v1.saved_model.builder.SavedModelBuilder(str(path))
-        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures)
-        builder.save()
-
-
-@pytest.fixture(scope="session")
-def half_plus_two_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A base path holding half-plus-two version 1."""
-    base = tmp_path_factory.mktemp("tf1_models") / "half-plus-two"
-    export_half_plus_two(base / "1")
-    return base
+from tests.contract.models import export_toy
 
 
 def write_warmup(version_dir: Path, model: str, batches: list[np.ndarray], key: str) -> None:

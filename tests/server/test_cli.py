@@ -33,6 +33,9 @@ def test_flags_use_tf_serving_syntax_and_defaults():
     assert (options.port, options.rest_api_port, options.enable_batching) == (8500, 8501, True)
     assert options.enable_model_warmup is True  # TF Serving's default
     assert options.file_system_poll_wait_seconds == 1
+    # Not TF Serving's: a development server answers this machine only unless told otherwise.
+    assert options.host == "127.0.0.1"
+    assert parse_flags(["--model_config_file=/c", "--host=0.0.0.0"]).host == "0.0.0.0"
     assert (
         parse_flags(["--model_config_file=/c", "--enable_model_warmup=false"]).enable_model_warmup
         is False

@@ -285,46 +285,6 @@ def test_grpc_calls_over_the_cap_are_resource_exhausted(serve, toy_base: Path, t
         assert list(first.result().outputs["y"].float_val) == [2.5]
 
 
-# --- TF Serving's semantics: no shape check, TF1 graphs run in a Session ------------------------
-
-
-@pytest.fixture(scope="module")
-def tf1_server(serve, half_plus_two_base: Path):
-    return serve(["--model_name=half-plus-two", f"--model_base_path={half_plus_two_base}"])
-
-
-def test_tf1_half_plus_two_answers_like_tf_serving(tf1_server):
-    # api_rest.md's example: x is [?,1] in the graph, [3] in the request; TF Serving runs it.
-    status, _, body = post(
-        tf1_server.rest_port,
-        "/v1/models/half-plus-two:predict",
-        b'{"instances": [1.0, 2.0, 5.0]}',
-    )
-    assert (status, json.loads(body)) == (200, {"predictions": [2.5, 3.0, 4.5]})
-    status, _, body = post(
-        tf1_server.rest_port,
-        "/v1/models/half-plus-two:regress",
-        b'{"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}, {"x": 3.0}]}',
-    )
-    assert (status, json.loads(body)) == (200, {"results": [2.5, 3.5]})
-
-
-def test_tf1_half_plus_two_over_grpc(tf1_server):
-    channel = grpc.insecure_channel(f"127.0.0.1:{tf1_server.grpc_port}")
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half-plus-two"
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0], [4.0]], np.float32)))
-    response = stub.Predict(request, timeout=30)
-    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5], [4.0]]
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float64)))
-    with pytest.raises(grpc.RpcError) as info:  # dtypes are checked, as GetInputValues does
-        stub.Predict(request, timeout=30)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Expects arg[x] to be float but double is provided" in info.value.details()
-    channel.close()
-
-
 # --- gRPC: bad tensors are INVALID_ARGUMENT / RESOURCE_EXHAUSTED, never INTERNAL ----------------
 
 
@@ -435,7 +395,7 @@ def test_truncated_variables_load_as_data_loss(toy_source: Path, tmp_path: Path)
     try:
         with pytest.raises(Unknown, match="DATA_LOSS"):
             manager.start([ModelConfig(name="toy", base_path=str(base))])
-        (status,) = manager.status("toy", None, None)
+        (status,) = manager.status("toy", None)
         assert (status.state, status.error_code) == ("END", "DATA_LOSS")
         assert re.search(r"variables are truncated or corrupt", status.error_message)
     finally:
@@ -466,7 +426,7 @@ def test_a_broadcast_in_a_warmup_record_fails_the_load_not_the_server(
     try:
         with pytest.raises(Unknown, match="RESOURCE_EXHAUSTED"):
             manager.start([ModelConfig(name="toy", base_path=str(base))])
-        (status,) = manager.status("toy", None, None)
+        (status,) = manager.status("toy", None)
         assert (status.state, status.error_code) == ("END", "RESOURCE_EXHAUSTED")
     finally:
         manager.stop()
