@@ -19,6 +19,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.components.auto_mode import AutoModeNodePools, AutoModeNodePoolsArgs, AutoModeNodeRole
 from infra.components.bucket import MODEL_PREFIX, ModelBucket, ModelBucketArgs
@@ -40,19 +41,21 @@ from infra.components.keda import (
     KEDA_IMAGES,
     PROXY_HOST,
     PROXY_PORT,
-    KedaHttpAddon,
-    KedaHttpAddonArgs,
+    Keda,
+    KedaArgs,
 )
 from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import ModelServing
 from infra.components.model_serving_args import ModelServingArgs
-from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs, scrape_configuration
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
+from infra.components.scaling import MetricsWorkspace, duration_seconds
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
+from infra.scaling_query import rate_window
 from infra.settings import SYSTEM_POOL, NodePool, Settings, load_settings
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
@@ -142,10 +145,19 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
         ),
         "dcgm-exporter": settings.dcgm_exporter_image if settings.gpu_node_pools else "",
     }
+    images.update(KEDA_IMAGES)  # every model scales through KEDA
     if any(m.wake_on_request for m in models):
-        images.update(KEDA_IMAGES)
         images.update(ADDON_IMAGES)
     return {role: image for role, image in images.items() if image}
+
+
+def scrape_interval_seconds(scrape_config: str) -> int:
+    """The managed scraper's ``global.scrape_interval`` (monitoring/scrape/eks.yml), in seconds:
+    the scaling queries' rate window is four of them."""
+    interval = (yaml.safe_load(scrape_config) or {}).get("global", {}).get("scrape_interval")
+    if not isinstance(interval, str):
+        raise ValueError("monitoring/scrape/eks.yml: give global.scrape_interval (e.g. 30s)")
+    return duration_seconds(interval)
 
 
 def build(settings: Settings) -> StackOutputs:
@@ -303,8 +315,10 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
+    workspace = None
     if settings.managed_prometheus:
-        Monitoring(
+        scrape = scrape_configuration()
+        monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
                 cluster_name=cluster.name,
@@ -317,8 +331,16 @@ def build(settings: Settings) -> StackOutputs:
                 protect=settings.protect_data,
                 alert_emails=settings.alert_emails,
                 tags=tags,
+                scrape_configuration=scrape,
             ),
             opts=on_cluster,
+        )
+        # What every model's scaling queries read: the workspace the scraper writes to.
+        workspace = MetricsWorkspace(
+            arn=monitoring.workspace_arn,
+            endpoint=monitoring.prometheus_endpoint,
+            region=settings.region,
+            window=rate_window(scrape_interval_seconds(scrape)),
         )
     if settings.managed_prometheus and settings.gpu_node_pools and not settings.dcgm_exporter_image:
         # Turned off in stack config (the default runs NVIDIA's image, mirrored by digest).
@@ -339,19 +361,23 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
-    # Once per stack, only when a model is woken by its first request (docs/gpu-capacity.md).
-    interceptor = None
-    if any(m.wake_on_request for m in settings.models):
-        interceptor = KedaHttpAddon(
-            "keda",
-            KedaHttpAddonArgs(
-                pull_images={r: pulled[r] for r in (*KEDA_IMAGES, *ADDON_IMAGES)},
-                node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
-            ),
-            opts=on_cluster,
-        )
-    # An HTTPScaledObject needs the add-on's CRD: models woken on request wait for the add-on.
-    after_keda = pulumi.ResourceOptions(depends_on=[interceptor] if interceptor else [])
+    # Once per stack: every model scales through KEDA; the HTTP add-on only when a model is
+    # woken by its first request (docs/autoscaling.md, docs/gpu-capacity.md).
+    woken = any(m.wake_on_request for m in settings.models)
+    keda = Keda(
+        "keda",
+        KedaArgs(
+            pull_images={r: pulled[r] for r in (*KEDA_IMAGES, *(ADDON_IMAGES if woken else ()))},
+            node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            tags=tags,
+            http_addon=woken,
+        ),
+        opts=on_cluster,
+    )
+    # ScaledObjects (and InterceptorRoutes) need KEDA's (and the add-on's) CRDs.
+    after_keda = pulumi.ResourceOptions(depends_on=keda.releases)
     served = {
         m.name: ModelServing(
             f"model-{m.name}",
@@ -368,12 +394,11 @@ def build(settings: Settings) -> StackOutputs:
                 tags=tags,
                 pull_images=serving_pulls,
                 scraper_cidrs=network.scraper_subnet_cidrs,
-                interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if interceptor else "",
+                interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if woken else "",
                 interceptor_namespace=KEDA_NAMESPACE,
+                metrics_workspace=workspace,
             ),
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster, after_keda if m.wake_on_request else pulumi.ResourceOptions()
-            ),
+            opts=pulumi.ResourceOptions.merge(on_cluster, after_keda),
         )
         for m in settings.models
     }

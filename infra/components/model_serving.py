@@ -9,9 +9,11 @@
 - a ConfigMap with TF Serving's ``models.config``, batching parameters and monitoring config,
   rendered by `contracts.tfconfig` (the project's only renderer);
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
-  Service (gRPC 8500, REST 8501), a HorizontalPodAutoscaler, a PodDisruptionBudget and a
-  NetworkPolicy admitting only the listed namespaces on the serving ports, and the managed
-  Prometheus scraper's subnets on the metrics ports;
+  Service (gRPC 8500, REST 8501), a PodDisruptionBudget and a NetworkPolicy admitting only the
+  listed namespaces on the serving ports, and the managed Prometheus scraper's subnets on the
+  metrics ports;
+- its scaling (`infra.components.scaling.ModelScaling`): a KEDA ScaledObject per Deployment on the
+  model's ``scaling`` signal, and the HTTP add-on's route when it is woken on request;
 - when the ``canary`` label names another version than ``stable`` and ``canary_weight`` > 0, a
   canary track: a second Deployment (``<model>-canary``, fixed size from the weight) behind the
   same Service, with its own ConfigMap in which ``stable`` also names the canary version. Requests
@@ -42,7 +44,7 @@ import pulumi_kubernetes as k8s
 
 from contracts import tfconfig
 from infra import iam
-from infra.components import serving_pod
+from infra.components import scaling, serving_pod
 from infra.components.k8s_common import (
     PART_OF,
     Manifest,
@@ -65,8 +67,6 @@ SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 IRSA_SKIP_CONTAINERS_ANNOTATION = "eks.amazonaws.com/skip-containers"
 # Pod label naming the track; monitoring/scrape/eks.yml turns it into the `track` metric label.
 TRACK_LABEL = "track"
-# The KEDA HTTP add-on's resource (schema: infra/crds/http.keda.sh_httpscaledobjects.yaml).
-HTTP_SCALED_OBJECT_API = ("http.keda.sh/v1alpha1", "HTTPScaledObject")
 
 
 def canary_model_config(model: ModelSettings) -> tfconfig.ModelConfig:
@@ -126,9 +126,8 @@ def rollout_await(await_rollout: bool) -> tuple[pulumi.ResourceOptions, dict[str
 
 def idle_at_zero(min_replicas: int) -> pulumi.ResourceOptions:
     """A model with ``min_replicas`` 0 starts with no pod, and ``pulumi up`` leaves the count to
-    whoever scaled it since (``kubectl scale``, docs/gpu-capacity.md): ``replicas`` is written at
-    creation only. While the count is 0 the HPA does nothing ("scaling is disabled since the
-    replica count of the target is zero"); from 1 it scales between 1 and maxReplicas."""
+    KEDA (and whoever scaled it since, ``kubectl scale``, docs/gpu-capacity.md): ``replicas`` is
+    written at creation only."""
     if min_replicas > 0:
         return pulumi.ResourceOptions()
     return pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
@@ -204,30 +203,9 @@ def interceptor_rule(namespace: str) -> Manifest:
     }
 
 
-def http_scaled_object_spec(
-    args: ModelServingArgs, target: pulumi.Input[str], service: pulumi.Input[str]
-) -> Manifest:
-    """The KEDA HTTP add-on's HTTPScaledObject (``http.keda.sh/v1alpha1``) of a model woken on
-    request: the interceptor routes ``/v1/models/<name>...`` (TF Serving's REST paths; any Host
-    header) to the model's Service on the REST port, and KEDA scales the Deployment between 0 and
-    maxReplicas on the requests in flight, back to 0 after ``scaledown_period_seconds`` idle."""
-    return {
-        "scaleTargetRef": {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": target,
-            "service": service,
-            "port": serving_pod.REST_PORT,
-        },
-        "pathPrefixes": [f"/v1/models/{args.model.name}"],
-        "replicas": {"min": 0, "max": args.model.max_replicas},
-        "scaledownPeriod": args.scaledown_period_seconds,
-        "timeouts": {"conditionWait": args.cold_start_wait},
-    }
-
-
 class ModelServing(pulumi.ComponentResource):
-    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, HPA, PDB, policy."""
+    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, scaling, PDB,
+    policy."""
 
     namespace: pulumi.Output[str]
     service_name: pulumi.Output[str]
@@ -313,6 +291,7 @@ class ModelServing(pulumi.ComponentResource):
                         # into every container unless told otherwise; TF Serving reads only local
                         # disk, so only the sync sidecar gets the bucket-reading credentials.
                         IRSA_SKIP_CONTAINERS_ANNOTATION: serving_pod.TFSERVING_CONTAINER,
+                        **scaling.pod_annotations(model),
                     },
                     service_account_name=account.metadata.apply(lambda m: m.name),
                     config_map_name=track_config.metadata.apply(lambda m: m.name),
@@ -360,6 +339,7 @@ class ModelServing(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(child, awaited),
         )
+        tracks = [scaling.ScaledTrack(STABLE, deployment.metadata.apply(lambda m: m.name))]
         if model.canary_version is not None:
             # Its own selector (the stable Deployment's selector predates tracks and stays as it
             # is, being immutable); the Service selects both tracks.
@@ -382,7 +362,7 @@ class ModelServing(pulumi.ComponentResource):
                 canary_model_config(model).policy,
                 canary_selector,
             )
-            k8s.apps.v1.Deployment(
+            canary = k8s.apps.v1.Deployment(
                 f"{name}-canary-deployment",
                 metadata=metadata(
                     f"{model.name}-canary",
@@ -392,28 +372,37 @@ class ModelServing(pulumi.ComponentResource):
                 ),
                 spec={
                     **self._deployment_spec(canary_selector, canary_template, args),
-                    # Fixed: the canary's share is its pod count against stable's.
+                    # Its size at minReplicas: the canary's share is its pod count against
+                    # stable's. Created so; then its own ScaledObject owns the count.
                     "replicas": model.canary_replicas,
                 },
                 # Awaited exactly like the stable track (GPU cold start, or skipAwait).
-                opts=pulumi.ResourceOptions.merge(child, awaited),
-            )
-        if model.wake_on_request:
-            # KEDA makes the HPA of its own; a second one on the same Deployment would fight it.
-            k8s.apiextensions.CustomResource(
-                f"{name}-http-scaler",
-                api_version=HTTP_SCALED_OBJECT_API[0],
-                kind=HTTP_SCALED_OBJECT_API[1],
-                metadata=metadata(model.name, labels, namespace),
-                spec=http_scaled_object_spec(
-                    args,
-                    deployment.metadata.apply(lambda m: m.name),
-                    service.metadata.apply(lambda m: m.name),
+                opts=pulumi.ResourceOptions.merge(
+                    child,
+                    pulumi.ResourceOptions.merge(
+                        awaited, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
+                    ),
                 ),
-                opts=child,
             )
-        else:
-            self._autoscaler(name, args, labels, namespace, deployment, child)
+            tracks.append(scaling.ScaledTrack(CANARY, canary.metadata.apply(lambda m: m.name)))
+        # KEDA makes and owns each Deployment's HPA (one per track).
+        scaling.ModelScaling(
+            f"{name}-scaling",
+            scaling.ModelScalingArgs(
+                model=model,
+                namespace=namespace,
+                labels=labels,
+                tracks=tuple(tracks),
+                service=service.metadata.apply(lambda m: m.name),
+                oidc_provider_arn=args.oidc_provider_arn,
+                oidc_issuer=args.oidc_issuer,
+                tags=args.tags,
+                workspace=args.metrics_workspace,
+                cooldown_seconds=args.scaledown_period_seconds,
+                cold_start_wait=args.cold_start_wait,
+            ),
+            opts=child,
+        )
         self._guards(name, args, labels, namespace, selector, child)
 
         service_name = service.metadata.apply(lambda m: m.name)
@@ -435,51 +424,6 @@ class ModelServing(pulumi.ComponentResource):
                 "grpc_endpoint": self.grpc_endpoint,
                 "role_arn": self.role_arn,
             }
-        )
-
-    @staticmethod
-    def _autoscaler(
-        name: str,
-        args: ModelServingArgs,
-        labels: Mapping[str, str],
-        namespace: pulumi.Input[str],
-        deployment: k8s.apps.v1.Deployment,
-        child: pulumi.ResourceOptions,
-    ) -> None:
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=metadata(args.model.name, labels, namespace),
-            spec={
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": deployment.metadata.apply(lambda m: m.name),
-                },
-                # The HPA API refuses 0 (HPAScaleToZero is an alpha gate EKS does not turn
-                # on). A Deployment scaled to 0 disables its HPA until something scales it up.
-                "minReplicas": max(1, args.model.min_replicas),
-                "maxReplicas": args.model.max_replicas,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": args.model.target_cpu_utilization,
-                            },
-                        },
-                    }
-                ],
-                # Scale in slowly: a new pod costs a model download and a warm-up.
-                "behavior": {
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 300,
-                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                    }
-                },
-            },
-            opts=child,
         )
 
     @staticmethod
@@ -522,8 +466,8 @@ class ModelServing(pulumi.ComponentResource):
     def _deployment_spec(
         selector: Mapping[str, str], template: Manifest, args: ModelServingArgs
     ) -> dict[str, Any]:
-        # No `replicas`: the HPA owns the count. Declaring it here would reset the Deployment to
-        # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out). A model
+        # No `replicas`: KEDA's HPA owns the count. Declaring it here would reset the Deployment
+        # to that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out). A model
         # idle at zero is created with 0 (see idle_at_zero).
         return {
             **({"replicas": 0} if args.model.min_replicas == 0 else {}),

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pulumi
 
 from infra.components.k8s_common import WorkloadArgsError
 from infra.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:  # infra.components.scaling imports serving_pod, which imports this module
+    from infra.components.scaling import MetricsWorkspace
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class ModelServingArgs:
     # (infra.components.keda): its REST endpoint, admitted on the REST port.
     interceptor_endpoint: str = ""
     interceptor_namespace: str = "keda"
+    # The stack's managed Prometheus workspace, which the scaling triggers query (none: only a
+    # model scaling on cpu can do without).
+    metrics_workspace: MetricsWorkspace | None = None
     # Below: sizing, TF Serving and pod timings the stack does not expose as settings. Memory =
     # (versions resident + 1) x modelMemoryMiB + overhead_mib: every version the policy serves
     # stays loaded, and a swap loads the new one beside them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import infra.settings.values as values
 from contracts import rules
@@ -18,6 +18,7 @@ from contracts.tfconfig import (
 )
 from infra.settings.declare import Checks, entry_name, setting
 from infra.settings.pools import SYSTEM_POOL, NodePool
+from infra.settings.scaling import CPU, IN_FLIGHT, REQUEST_SIGNALS, Scaling
 
 STABLE, CANARY = "stable", "canary"  # the version labels of the two serving tracks
 
@@ -55,6 +56,13 @@ class Batching:
 class ModelSettings:
     """One model to serve, in its own namespace named after the model."""
 
+    # Fields that existed once, with what replaced them (a plain "unknown field" would not say).
+    REMOVED: ClassVar[Mapping[str, str]] = {
+        "targetCpuUtilization": "removed: CPU does not show a saturated GPU or a full batching "
+        "queue; models scale on scaling.signal (default inFlight, docs/autoscaling.md). To keep "
+        "scaling on CPU write scaling: {signal: cpu, target: <percent>} and delete this key",
+    }
+
     name: str = entry_name("name", parse=rules.validate_model_name)
     version_policy: VersionPolicy = setting(
         doc="Versions to serve: latest[:N], all, or specific:V1,V2,...",
@@ -86,9 +94,12 @@ class ModelSettings:
         "while a pod starts). gRPC still needs a warm pod (docs/gpu-capacity.md).",
         default=False,
     )
-    max_replicas: int = setting(doc="Most serving pods (HPA).", minimum=1)
-    target_cpu_utilization: int = setting(
-        doc="HPA target CPU utilization, percent.", default=70, minimum=1, maximum=100
+    max_replicas: int = setting(
+        doc="Most serving pods, both tracks together (KEDA ScaledObjects).", minimum=1
+    )
+    scaling: Scaling = setting(
+        doc="How the serving pods scale: signal, target per pod, stabilization windows.",
+        default={},
     )
     canary_weight: int = setting(
         doc="Percent of the serving pods (at minReplicas) in the canary track while the canary "
@@ -158,6 +169,19 @@ class ModelSettings:
                 f"only for a model idle at zero: minReplicas is {self.min_replicas}, set it to 0 "
                 "or drop wakeOnRequest (a warm model needs no wake-up)",
             )
+        signal = self.scaling.signal
+        if self.wake_on_request and signal not in REQUEST_SIGNALS:
+            c.fail(
+                f"{at}.scaling.signal",
+                f"{signal}: a model woken on request scales on what the KEDA HTTP interceptor "
+                f"counts too, {' or '.join(REQUEST_SIGNALS)}, so waking and scaling use one target",
+            )
+        if self.min_replicas == 0 and signal == CPU:
+            c.fail(
+                f"{at}.scaling.signal",
+                "cpu cannot scale a model idle at zero (KEDA refuses a ScaledObject with only a "
+                "CPU trigger and minReplicaCount 0): use a request signal or raise minReplicas",
+            )
 
     def model_config(self, models_dir: str) -> ModelConfig:
         """TF Serving's entry for this model, read from ``models_dir/<name>``."""
@@ -167,6 +191,16 @@ class ModelSettings:
             policy=self.version_policy,
             labels=dict(self.labels),
         )
+
+    @property
+    def scaling_target(self) -> int:
+        """The target of `scaling`; unset with inFlight: the pod's batch capacity, the requests
+        TF Serving's batch threads work on at once (more wait in its batching queue)."""
+        if self.scaling.target is not None:
+            return self.scaling.target
+        if self.scaling.signal != IN_FLIGHT:
+            raise ValueError(f"{self.name}: scaling.target is required with {self.scaling.signal}")
+        return self.batching.max_batch_size * self.batching.num_batch_threads
 
     @property
     def versions_on_disk(self) -> int:

@@ -195,8 +195,7 @@ class Settings:
     models: tuple[ModelSettings, ...] = setting(
         doc="Models to serve, by name.",
         default={"mnist": {"versionPolicy": "latest:2", "labels": {}, "nodePool": "gpu",
-                           "gpus": 1, "minReplicas": 2, "maxReplicas": 4,
-                           "targetCpuUtilization": 70, "cpuMillicores": 1000,
+                           "gpus": 1, "minReplicas": 2, "maxReplicas": 4, "cpuMillicores": 1000,
                            "modelMemoryMiB": 512, "modelDiskMiB": 256, "allowedNamespaces": [],
                            "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
                                         "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import ecr, eks, iam, kms, kubernetes, kubernetes_stack, monitoring, nodepools, nodes, s3
+from . import (
+    ecr,
+    eks,
+    iam,
+    kms,
+    kubernetes,
+    kubernetes_stack,
+    monitoring,
+    nodepools,
+    nodes,
+    s3,
+    scaling,
+)
 
 ALL_POLICIES: list[Policy] = [
     *eks.POLICIES,
@@ -20,6 +32,7 @@ ALL_POLICIES: list[Policy] = [
     *ecr.POLICIES,
     *kubernetes.POLICIES,
     *kubernetes_stack.POLICIES,
+    *scaling.POLICIES,
     *monitoring.POLICIES,
 ]
 

@@ -521,7 +521,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
     }
     # What the stack runs: TF Serving's CPU and GPU builds for the models on each, the
     # autoscaler and the device plugin with node groups (no autoscaler while migrating), DCGM on
-    # GPU pools, KEDA for models woken on request.
+    # GPU pools, KEDA (every model scales through it), its HTTP add-on for models woken on
+    # request.
     settings = settings_of(cap)
     gpu_pools = bool(settings.gpu_node_pools)
     wanted = {
@@ -530,9 +531,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         "cluster-autoscaler": settings.compute_mode == "nodeGroups",
         "nvidia-device-plugin": settings.node_groups and gpu_pools,
         "dcgm-exporter": gpu_pools and bool(settings.dcgm_exporter_image),
-        **dict.fromkeys(
-            {*KEDA_IMAGES, *ADDON_IMAGES}, any(m.wake_on_request for m in settings.models)
-        ),
+        **dict.fromkeys(KEDA_IMAGES, True),
+        **dict.fromkeys(ADDON_IMAGES, any(m.wake_on_request for m in settings.models)),
     }
     assert set(builds) == {role for role, on in wanted.items() if on}
     for role, build in builds.items():

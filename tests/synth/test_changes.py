@@ -139,16 +139,21 @@ def test_batching_and_replica_changes(base, head) -> None:
     assert "only at start" in config.impact and "Deployment/mnist/mnist" in config.impact
     deployment = changes["Deployment/mnist/mnist"]
     assert deployment.effect == "rollout"
-    # dev's mnist idles at zero (minReplicas 0 declares replicas: 0); from 2 the HPA owns it.
-    assert deployment.fields == [
+    # dev's mnist idles at zero (minReplicas 0 declares replicas: 0); from 2 KEDA owns it. A
+    # warm model's pods no longer keep their node from consolidation (woken ones do).
+    assert sorted(deployment.fields) == sorted([
         'spec.template.metadata.annotations["checksum/startup-config"]',
+        'spec.template.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"]',
+        'spec.template.metadata.annotations["karpenter.sh/do-not-disrupt"]',
         "spec.replicas",
-    ]
+    ])  # fmt: skip
     assert "batching or monitoring config changed" in deployment.impact
-    # Woken on request at 0, kept warm from 2: KEDA's HTTPScaledObject gives way to an HPA.
-    hpa = changes["HorizontalPodAutoscaler/mnist/mnist"]
-    assert hpa.action == "create"
-    assert changes["HTTPScaledObject/mnist/mnist"].action == "delete"
+    # Woken on request at 0, kept warm from 2: the same ScaledObject, from 2 and without the
+    # HTTP add-on's trigger; the InterceptorRoute goes.
+    scaled = changes["ScaledObject/mnist/mnist"]
+    assert scaled.action == "update"
+    assert "spec.minReplicaCount" in scaled.fields
+    assert changes["InterceptorRoute/mnist/mnist"].action == "delete"
 
 
 def test_new_model_and_removed_model(base, head) -> None:
@@ -211,9 +216,9 @@ def test_policy_relevant_change_names_the_new_finding(base, head) -> None:
     assert [f["rule"] for f in changes.new_findings] == ["k8s-serving-min-replicas"]
     assert changes.new_findings[0]["level"] == "mandatory"
     assert changes.resolved_findings == ()
-    # The rule judges the Deployment; the change that caused it is the HPA's minReplicas.
+    # The rule judges the Deployment; the change that caused it is the ScaledObject's minimum.
     assert changes.new_findings[0]["id"] == "Deployment/mnist/mnist"
-    assert [c.id for c in changes.changes] == ["HorizontalPodAutoscaler/mnist/mnist"]
+    assert [c.id for c in changes.changes] == ["ScaledObject/mnist/mnist"]
     section = "\n".join(render_changes(changes, "prod"))
     assert "- ⚠️ new mandatory `k8s-serving-min-replicas` on `Deployment/mnist/mnist`: " in section
     assert "Policy: 1 new finding (1 mandatory), 0 resolved." in section
