@@ -121,9 +121,16 @@ def prometheus_trigger(
     server_address: pulumi.Input[str],
     region: str | None,
     authentication: str | None,
+    from_zero: bool = False,
 ) -> Manifest:
     """KEDA's Prometheus trigger. With `region` and `authentication` (a TriggerAuthentication
-    with AWS pod identity) the scaler signs its queries with SigV4 for the managed workspace."""
+    with AWS pod identity) the scaler signs its queries with SigV4 for the managed workspace.
+
+    `from_zero` (a Deployment that may go to zero): the trigger counts as active only from one
+    pod's worth of load (``activationThreshold`` = the target; KEDA's default is any value above
+    0). The sync sidecar's status calls to TF Serving would otherwise keep an idle model awake
+    for ever; whether a model woken on request is in use is the HTTP add-on's trigger's to say,
+    which counts only the requests clients send through the interceptor."""
     trigger: Manifest = {
         "type": "prometheus",
         "name": signal,
@@ -134,6 +141,7 @@ def prometheus_trigger(
             "threshold": str(target),
             # No pod serving (a track at zero): no series, read as 0 (the scaler's default).
             "ignoreNullValues": "true",
+            **({"activationThreshold": str(target)} if from_zero else {}),
             **({"awsRegion": region} if region else {}),
         },
     }
@@ -301,8 +309,15 @@ class ModelScaling(pulumi.ComponentResource):
         # KEDA appends /api/v1/query to the address; the workspace endpoint ends with "/".
         address = pulumi.Output.from_input(workspace.endpoint).apply(lambda e: e.rstrip("/"))
         auth_name = authentication_name(model) if authentication is not None else None
+        from_zero = replica_bounds(model, track)[0] == 0
         return prometheus_trigger(
-            scaling.signal, model.scaling_target, query, address, workspace.region, auth_name
+            scaling.signal,
+            model.scaling_target,
+            query,
+            address,
+            workspace.region,
+            auth_name,
+            from_zero,
         )
 
     def _identity(self, name: str, args: ModelScalingArgs) -> k8s.apiextensions.CustomResource:

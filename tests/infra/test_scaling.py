@@ -108,6 +108,10 @@ def test_each_trigger_carries_the_query_of_its_models_signal(cap: StackCapture) 
         address = trigger["metadata"]["serverAddress"]
         assert address.startswith("https://aps-workspaces.") and not address.endswith("/")
         assert trigger["metadata"]["awsRegion"] == stack_config(cap.stack)["aws:region"]
+        # A Deployment that may go to zero is active only from one pod's load: the sidecar's
+        # status calls must not keep it awake (the HTTP add-on's trigger says who is calling).
+        activation = trigger["metadata"].get("activationThreshold")
+        assert activation == (str(model.scaling_target) if spec["minReplicaCount"] == 0 else None)
 
 
 def test_the_triggers_sign_in_as_a_query_only_role_keda_assumes(cap: StackCapture) -> None:
