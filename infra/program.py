@@ -6,7 +6,8 @@ tests can run it for any stack. Importing this module creates nothing.
 
 Order of concerns: KMS keys -> network -> cluster (+ OIDC, access entries) -> add-ons that do not
 need nodes -> node groups -> CoreDNS -> model bucket and ECR -> the Kubernetes provider ->
-cluster autoscaler, NVIDIA device plugin and one ``ModelServing`` per model.
+cluster autoscaler, NVIDIA device plugin, monitoring, KEDA and one ``ModelServing`` per model
+(each scaled by KEDA on its declared signal, docs/autoscaling.md).
 
 ``computeMode`` picks where nodes come from (docs/gpu-capacity.md): ``nodeGroups`` as above;
 ``autoMode`` turns on EKS Auto Mode and declares a NodeClass and NodePool per pool instead of node
@@ -47,12 +48,12 @@ from infra.components.keda import (
 from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
 from infra.components.model_serving import ModelServing
-from infra.components.model_serving_args import ModelServingArgs
+from infra.components.model_serving_args import MetricsWorkspace, ModelServingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs, scrape_configuration
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
-from infra.components.scaling import MetricsWorkspace, duration_seconds
+from infra.components.scaling import duration_seconds
 from infra.naming import GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
 from infra.scaling_query import rate_window
@@ -67,7 +68,7 @@ ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 # With only Auto Mode nodes, Auto Mode runs pod networking itself and replaces CoreDNS and
 # kube-proxy "with service functionality" (EKS user guide, "Update the Kubernetes Version of an EKS
 # Auto Mode cluster"; the vpc-cni and kube-proxy add-ons list EC2 as their only compute type).
-# metrics-server is still needed for the HPAs.
+# metrics-server is still needed for CPU scaling (KEDA's cpu trigger) and `kubectl top`.
 AUTO_MODE_ADDONS = frozenset({"metrics-server"})
 
 

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import pulumi
 
 from infra.components.k8s_common import WorkloadArgsError
 from infra.settings import ModelSettings, Settings
 
-if TYPE_CHECKING:  # infra.components.scaling imports serving_pod, which imports this module
-    from infra.components.scaling import MetricsWorkspace
+
+@dataclass(frozen=True)
+class MetricsWorkspace:
+    """The stack's managed Prometheus workspace, as the triggers use it. ``endpoint`` is the
+    workspace's ``prometheus_endpoint`` (``https://aps-workspaces.<region>.amazonaws.com/
+    workspaces/<id>/``); ``window`` the rate window of the queries."""
+
+    arn: pulumi.Input[str]
+    endpoint: pulumi.Input[str]
+    region: str
+    window: str
 
 
 @dataclass(frozen=True)

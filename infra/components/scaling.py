@@ -49,6 +49,7 @@ import pulumi_kubernetes as k8s
 from infra import iam
 from infra.components import serving_pod
 from infra.components.k8s_common import PART_OF, Manifest, metadata
+from infra.components.model_serving_args import MetricsWorkspace
 from infra.scaling_query import scaling_query
 from infra.settings import ModelSettings
 from infra.settings.models import CANARY, STABLE
@@ -121,16 +122,16 @@ def prometheus_trigger(
     server_address: pulumi.Input[str],
     region: str | None,
     authentication: str | None,
-    from_zero: bool = False,
+    woken: bool = False,
 ) -> Manifest:
     """KEDA's Prometheus trigger. With `region` and `authentication` (a TriggerAuthentication
     with AWS pod identity) the scaler signs its queries with SigV4 for the managed workspace.
 
-    `from_zero` (a Deployment that may go to zero): the trigger counts as active only from one
-    pod's worth of load (``activationThreshold`` = the target; KEDA's default is any value above
-    0). The sync sidecar's status calls to TF Serving would otherwise keep an idle model awake
-    for ever; whether a model woken on request is in use is the HTTP add-on's trigger's to say,
-    which counts only the requests clients send through the interceptor."""
+    `woken` (beside the HTTP add-on's trigger): the trigger counts as active only from one pod's
+    worth of load (``activationThreshold`` = the target; KEDA's default is any value above 0),
+    so whether the model is in use, and goes back to zero after ``cooldownPeriod``, is the
+    add-on's trigger's to say: it counts only the requests clients send through the
+    interceptor, never the sync sidecar's status calls on the pod's loopback."""
     trigger: Manifest = {
         "type": "prometheus",
         "name": signal,
@@ -141,7 +142,7 @@ def prometheus_trigger(
             "threshold": str(target),
             # No pod serving (a track at zero): no series, read as 0 (the scaler's default).
             "ignoreNullValues": "true",
-            **({"activationThreshold": str(target)} if from_zero else {}),
+            **({"activationThreshold": str(target)} if woken else {}),
             **({"awsRegion": region} if region else {}),
         },
     }
@@ -204,18 +205,6 @@ def interceptor_route_spec(
         "scalingMetric": {metric: {"targetValue": model.scaling_target}},
         "timeouts": {"readiness": readiness},
     }
-
-
-@dataclass(frozen=True)
-class MetricsWorkspace:
-    """The stack's managed Prometheus workspace, as the triggers use it. ``endpoint`` is the
-    workspace's ``prometheus_endpoint`` (``https://aps-workspaces.<region>.amazonaws.com/
-    workspaces/<id>/``); ``window`` the rate window of the queries."""
-
-    arn: pulumi.Input[str]
-    endpoint: pulumi.Input[str]
-    region: str
-    window: str
 
 
 @dataclass(frozen=True)
@@ -309,7 +298,7 @@ class ModelScaling(pulumi.ComponentResource):
         # KEDA appends /api/v1/query to the address; the workspace endpoint ends with "/".
         address = pulumi.Output.from_input(workspace.endpoint).apply(lambda e: e.rstrip("/"))
         auth_name = authentication_name(model) if authentication is not None else None
-        from_zero = replica_bounds(model, track)[0] == 0
+        woken = model.wake_on_request and track == STABLE  # beside wake_trigger
         return prometheus_trigger(
             scaling.signal,
             model.scaling_target,
@@ -317,7 +306,7 @@ class ModelScaling(pulumi.ComponentResource):
             address,
             workspace.region,
             auth_name,
-            from_zero,
+            woken,
         )
 
     def _identity(self, name: str, args: ModelScalingArgs) -> k8s.apiextensions.CustomResource:

@@ -112,7 +112,7 @@ class Settings:
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
         doc="Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
-        "kubernetesVersion), metrics-server (CPU metrics for the HPAs).",
+        "kubernetesVersion), metrics-server (CPU metrics for models scaling on cpu).",
         default={"vpc-cni": "v1.22.4-eksbuild.3", "coredns": "v1.14.3-eksbuild.14",
                  "kube-proxy": "v1.36.0-eksbuild.17", "metrics-server": "v0.8.1-eksbuild.6"},
         parse=values.addon_versions,

@@ -108,10 +108,11 @@ def test_each_trigger_carries_the_query_of_its_models_signal(cap: StackCapture) 
         address = trigger["metadata"]["serverAddress"]
         assert address.startswith("https://aps-workspaces.") and not address.endswith("/")
         assert trigger["metadata"]["awsRegion"] == stack_config(cap.stack)["aws:region"]
-        # A Deployment that may go to zero is active only from one pod's load: the sidecar's
-        # status calls must not keep it awake (the HTTP add-on's trigger says who is calling).
+        # Beside the HTTP add-on's trigger, active only from one pod's load: whether a woken
+        # model is in use is the interceptor's to say (it sees only the clients' requests).
+        woken = spec["triggers"][-1]["type"] == "external-push"
         activation = trigger["metadata"].get("activationThreshold")
-        assert activation == (str(model.scaling_target) if spec["minReplicaCount"] == 0 else None)
+        assert activation == (str(model.scaling_target) if woken else None)
 
 
 def test_the_triggers_sign_in_as_a_query_only_role_keda_assumes(cap: StackCapture) -> None:

@@ -28,9 +28,8 @@ from infra.components.model_serving import (
     render_config_files,
     startup_config_checksum,
 )
-from infra.components.model_serving_args import ModelServingArgs
+from infra.components.model_serving_args import MetricsWorkspace, ModelServingArgs
 from infra.components.scaling import TYPE_TOKEN as SCALING_TYPE_TOKEN
-from infra.components.scaling import MetricsWorkspace
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
 from infra.settings import ModelSettings, settings_from_config
