@@ -75,7 +75,7 @@ TARGET = 2  # in-flight requests per pod
 SCALE_UP_WINDOW_S, SCALE_DOWN_WINDOW_S = 0, 6
 MAX_REPLICAS = 8
 # (concurrency, seconds): a rising load, then none.
-STEPS: tuple[tuple[int, float], ...] = ((1, 3.5), (4, 3.5), (8, 3.5), (0, 11.5))
+STEPS: tuple[tuple[int, float], ...] = ((1, 4.5), (4, 4.5), (8, 4.5), (0, 12.0))
 
 
 @dataclass(frozen=True)
@@ -89,20 +89,27 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One load step as it ran: its concurrency and when it began and ended (seconds into the
+    run; a step lasts its planned time plus what the load generator needs to start its workers
+    and let the last requests finish)."""
+
+    concurrency: int
+    began_s: float
+    ended_s: float
+
+
+@dataclass(frozen=True)
 class Proof:
     query: str
     spec: dict[str, Any]
     evaluations: tuple[Evaluation, ...]
-    steps: tuple[tuple[int, float], ...]
+    steps: tuple[Step, ...]
 
-    def step_of(self, evaluation: Evaluation) -> int:
-        """The index of the load step an evaluation fell in."""
-        elapsed = 0.0
-        for index, (_, seconds) in enumerate(self.steps):
-            elapsed += seconds
-            if evaluation.at_s < elapsed:
-                return index
-        return len(self.steps) - 1
+    @property
+    def load_end_s(self) -> float:
+        """When the last request of the last loaded step ended."""
+        return max(s.ended_s for s in self.steps if s.concurrency)
 
     def table(self) -> str:
         lines = ["   t s | load (concurrency) | query answer | HPA recommends | replicas"]
@@ -243,7 +250,7 @@ def _ask(url: str, query: str) -> float | None:
 
 def drive(
     prometheus_url: str, rest: int, spec: dict[str, Any], steps: Sequence[tuple[int, float]]
-) -> list[Evaluation]:
+) -> tuple[list[Evaluation], list[Step]]:
     """The stepped load in a thread; every PERIOD_S the query is asked and the HPA steps."""
     query = spec["triggers"][0]["metadata"]["query"]
     url = f"http://127.0.0.1:{rest}/v1/models/{MODEL}:predict"
@@ -253,28 +260,31 @@ def drive(
         client = httpx.Client(timeout=30)
         return lambda: client.post(url, json={"instances": [0.5]}).raise_for_status()
 
+    ran: list[Step] = []
+
     def load() -> None:
         for concurrency, seconds in steps:
             current["concurrency"] = concurrency
+            began = time.monotonic() - start
             if concurrency:
                 run_load(make_call, concurrency=concurrency, duration_s=seconds)
             else:
                 time.sleep(seconds)
+            ran.append(Step(concurrency, began, time.monotonic() - start))
 
     hpa = HpaSimulator(HpaSpec.from_scaled_object(spec), replicas=spec["minReplicaCount"])
     worker = threading.Thread(target=load, daemon=True)
-    began = time.monotonic()
+    start = time.monotonic()
     worker.start()
     evaluations = []
-    total = sum(seconds for _, seconds in steps)
-    while (now := time.monotonic() - began) < total:
+    while worker.is_alive():
+        now = time.monotonic() - start
         answer = _ask(prometheus_url, query)
         # The query answers per serving pod; here one pod served all of it.
         decision = hpa.step(now, answer or 0.0)
         evaluations.append(Evaluation(now, current["concurrency"], answer, decision))
-        time.sleep(max(0.0, PERIOD_S - (time.monotonic() - began - now)))
-    worker.join(timeout=60)
-    return evaluations
+        time.sleep(max(0.0, PERIOD_S - (time.monotonic() - start - now)))
+    return evaluations, ran
 
 
 def run(workdir: Path, steps: Sequence[tuple[int, float]] = STEPS) -> Proof:
@@ -295,8 +305,9 @@ def run(workdir: Path, steps: Sequence[tuple[int, float]] = STEPS) -> Proof:
             prom.wait_for_samples("up == 1", 2, timeout_s=15)
             prom.wait_for_samples("tfserving_sync_versions_served > 0", 1, timeout_s=15)
             spec = scaled_object(prom.url, rate_window(SCRAPE_S))
-            evaluations = drive(prom.url, rest, spec, steps)
-    return Proof(spec["triggers"][0]["metadata"]["query"], spec, tuple(evaluations), tuple(steps))
+            evaluations, ran = drive(prom.url, rest, spec, steps)
+    query = spec["triggers"][0]["metadata"]["query"]
+    return Proof(query, spec, tuple(evaluations), tuple(ran))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

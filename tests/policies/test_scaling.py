@@ -7,9 +7,10 @@ import copy
 
 import pytest
 
+from policies.rules import kubernetes as k8s
 from policies.rules import kubernetes_stack as k8s_stack
 from policies.rules import scaling
-from tests.policies.support import record, run
+from tests.policies.support import messages, record, run
 from tests.policies.test_kubernetes import DEPLOYMENT, GOOD, graph
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -140,3 +141,18 @@ def test_the_replica_floor_reads_a_scaled_objects_minimum() -> None:
     unset = scaled_object(IN_FLIGHT)
     del unset["inputs"]["spec"]["minReplicaCount"]
     assert len(run(policy, graph(hpa=unset), {"minReplicas": 1})) == 1
+
+
+def test_keda_objects_live_in_the_models_namespace() -> None:
+    for kind, api in (
+        ("ScaledObject", "keda.sh/v1alpha1"),
+        ("TriggerAuthentication", "keda.sh/v1alpha1"),
+        ("InterceptorRoute", "http.keda.sh/v1beta1"),
+    ):
+        type_ = f"kubernetes:{api}:{kind}"
+        inputs = {"apiVersion": api, "kind": kind, "metadata": {"name": "mnist"}, "spec": {}}
+        assert messages(k8s.k8s_no_default_namespace, type_, inputs) == [
+            "metadata.namespace must name the workload's own namespace, not `default`."
+        ]
+        inputs["metadata"]["namespace"] = "mnist"
+        assert messages(k8s.k8s_no_default_namespace, type_, inputs) == []
