@@ -217,6 +217,10 @@ class ScaledTrack:
 
 @dataclass(frozen=True)
 class ModelScalingArgs:
+    """Inputs of `ModelScaling`: the model's declared settings, the Deployments to scale, its
+    Service (the route's target), the cluster's OIDC provider (the query role's trust) and the
+    stack's workspace (none: only a model scaling on cpu can do without)."""
+
     model: ModelSettings
     namespace: pulumi.Input[str]
     labels: Mapping[str, str]
