@@ -1,6 +1,7 @@
 """Strict offline schemas for the custom resources the program declares (EKS Auto Mode's
-NodeClass, Karpenter's NodePool, the KEDA HTTP add-on's HTTPScaledObject), read from the CRDs
-kept in ``infra/crds/``.
+NodeClass, Karpenter's NodePool, KEDA's ScaledObject and TriggerAuthentication, the KEDA HTTP
+add-on's InterceptorRoute, the model endpoint's TargetGroupBindings), read from the CRDs kept in
+``infra/crds/``.
 
 ``kubernetes-validate`` bundles only the built-in API, so without this a NodePool would go
 unchecked until the API server sees it. Each CRD's ``openAPIV3Schema`` is turned into a JSON

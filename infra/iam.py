@@ -142,6 +142,23 @@ def model_reader_policy_document(
     }
 
 
+def metrics_query_policy_document(workspace_arn: str) -> PolicyDocument:
+    """PromQL queries on one Amazon Managed Service for Prometheus workspace, nothing else:
+    ``aps:QueryMetrics`` is what ``GET /workspaces/<id>/api/v1/query`` needs (AMP API reference;
+    AWS managed policy AmazonPrometheusQueryAccess)."""
+    return {
+        "Version": IAM_VERSION,
+        "Statement": [
+            {
+                "Sid": "QueryTheStackWorkspace",
+                "Effect": "Allow",
+                "Action": "aps:QueryMetrics",
+                "Resource": workspace_arn,
+            }
+        ],
+    }
+
+
 def cluster_autoscaler_policy_document(cluster_name: str) -> PolicyDocument:
     """Describe anywhere; scale and terminate only ASGs tagged as owned by and enabled for
     this cluster's autoscaler (the tags the node groups carry)."""
@@ -249,6 +266,11 @@ def model_reader_policy(
 ) -> pulumi.Output[str]:
     """JSON of :func:`model_reader_policy_document`."""
     return _json_output(model_reader_policy_document, bucket_arn, kms_key_arn, model_prefix)
+
+
+def metrics_query_policy(workspace_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """JSON of :func:`metrics_query_policy_document`."""
+    return _json_output(metrics_query_policy_document, workspace_arn)
 
 
 def cluster_autoscaler_policy(cluster_name: pulumi.Input[str]) -> pulumi.Output[str]:

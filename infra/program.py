@@ -8,7 +8,8 @@ Order of concerns: KMS keys -> network -> cluster (+ OIDC, access entries) -> ad
 need nodes -> node groups -> CoreDNS, metrics-server and the node monitoring agent -> model
 bucket and ECR -> the Kubernetes provider -> cluster autoscaler, NVIDIA device plugin, the
 metrics producers the stack's alert rules read (DCGM exporter, kube-state-metrics) with the
-managed Prometheus workspace, and one ``ModelServing`` per model.
+managed Prometheus workspace, KEDA, one ``ModelServing`` per model (each scaled by KEDA on its
+declared signal, docs/autoscaling.md) and the model endpoint.
 
 ``computeMode`` picks where nodes come from (docs/gpu-capacity.md): ``nodeGroups`` as above;
 ``autoMode`` turns on EKS Auto Mode and declares a NodeClass and NodePool per pool instead of node
@@ -21,6 +22,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.components import lb_controller
 from infra.components.auto_mode import AutoModeNodePools, AutoModeNodePoolsArgs, AutoModeNodeRole
@@ -46,8 +48,8 @@ from infra.components.keda import (
     PROXY_HOST,
     PROXY_PORT,
     PROXY_SERVICE,
-    KedaHttpAddon,
-    KedaHttpAddonArgs,
+    Keda,
+    KedaArgs,
 )
 from infra.components.keda import NAMESPACE as KEDA_NAMESPACE
 from infra.components.kms import EncryptionKey, EncryptionKeyArgs
@@ -55,14 +57,21 @@ from infra.components.kube_state_metrics import IMAGE as KUBE_STATE_METRICS_IMAG
 from infra.components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
 from infra.components.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.components.model_serving import ModelServing
-from infra.components.model_serving_args import ModelServingArgs
-from infra.components.monitoring import Monitoring, MonitoringArgs, rule_files
+from infra.components.model_serving_args import MetricsWorkspace, ModelServingArgs
+from infra.components.monitoring import (
+    Monitoring,
+    MonitoringArgs,
+    rule_files,
+    scrape_configuration,
+)
 from infra.components.network import Network, NetworkArgs
 from infra.components.nodegroups import NodePoolGroup, NodePoolGroupArgs, NodeRole, VpcCniRole
 from infra.components.registry import SyncImageRegistry, SyncImageRegistryArgs
+from infra.components.scaling import duration_seconds
 from infra.metric_producers import rule_files_for
 from infra.naming import GPU_TAINT_EFFECT, GPU_TAINT_KEY, POOL_LABEL_KEY, base_tags
 from infra.outputs import StackOutputs, export
+from infra.scaling_query import rate_window
 from infra.settings import SYSTEM_POOL, NodePool, Settings, load_settings
 
 # Add-ons whose pods need nodes to become healthy are created after the node groups.
@@ -88,8 +97,9 @@ ADDON_CONFIGURATION = {
 # With only Auto Mode nodes, Auto Mode runs pod networking itself and replaces CoreDNS and
 # kube-proxy "with service functionality" (EKS user guide, "Update the Kubernetes Version of an EKS
 # Auto Mode cluster"; the vpc-cni and kube-proxy add-ons list EC2 as their only compute type).
-# metrics-server is still needed for the HPAs. Auto Mode has the node monitoring agent built in
-# (EKS user guide, "Detect node health issues and enable automatic node repair").
+# metrics-server is still needed for CPU scaling (KEDA's cpu trigger) and `kubectl top`. Auto
+# Mode has the node monitoring agent built in (EKS user guide, "Detect node health issues and
+# enable automatic node repair").
 AUTO_MODE_ADDONS = frozenset({"metrics-server"})
 
 
@@ -198,10 +208,19 @@ def mirrored_images(settings: Settings) -> dict[str, str]:
             lb_controller.IMAGE if settings.node_groups and settings.model_endpoint else ""
         ),
     }
+    images.update(KEDA_IMAGES)  # every model scales through KEDA
     if any(m.wake_on_request for m in models):
-        images.update(KEDA_IMAGES)
         images.update(ADDON_IMAGES)
     return {role: image for role, image in images.items() if image}
+
+
+def scrape_interval_seconds(scrape_config: str) -> int:
+    """The managed scraper's ``global.scrape_interval`` (monitoring/scrape/eks.yml), in seconds:
+    the scaling queries' rate window is four of them."""
+    interval = (yaml.safe_load(scrape_config) or {}).get("global", {}).get("scrape_interval")
+    if not isinstance(interval, str):
+        raise ValueError("monitoring/scrape/eks.yml: give global.scrape_interval (e.g. 30s)")
+    return duration_seconds(interval)
 
 
 def build(settings: Settings) -> StackOutputs:
@@ -358,8 +377,10 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
+    workspace = None
     if settings.managed_prometheus:
-        Monitoring(
+        scrape = scrape_configuration()
+        monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
                 cluster_name=cluster.name,
@@ -374,8 +395,16 @@ def build(settings: Settings) -> StackOutputs:
                 alert_emails=settings.alert_emails,
                 rules=rule_files(rule_files_for(metric_producers(settings))),
                 tags=tags,
+                scrape_configuration=scrape,
             ),
             opts=on_cluster,
+        )
+        # What every model's scaling queries read: the workspace the scraper writes to.
+        workspace = MetricsWorkspace(
+            arn=monitoring.workspace_arn,
+            endpoint=monitoring.prometheus_endpoint,
+            region=settings.region,
+            window=rate_window(scrape_interval_seconds(scrape)),
         )
     if settings.managed_prometheus and settings.gpu_node_pools and not settings.dcgm_exporter_image:
         # Turned off in stack config (the default runs NVIDIA's image, mirrored by digest).
@@ -408,19 +437,23 @@ def build(settings: Settings) -> StackOutputs:
             ),
             opts=on_cluster,
         )
-    # Once per stack, only when a model is woken by its first request (docs/gpu-capacity.md).
-    interceptor = None
-    if any(m.wake_on_request for m in settings.models):
-        interceptor = KedaHttpAddon(
-            "keda",
-            KedaHttpAddonArgs(
-                pull_images={r: pulled[r] for r in (*KEDA_IMAGES, *ADDON_IMAGES)},
-                node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
-            ),
-            opts=on_cluster,
-        )
-    # An HTTPScaledObject needs the add-on's CRD: models woken on request wait for the add-on.
-    after_keda = pulumi.ResourceOptions(depends_on=[interceptor] if interceptor else [])
+    # Once per stack: every model scales through KEDA; the HTTP add-on only when a model is
+    # woken by its first request (docs/autoscaling.md, docs/gpu-capacity.md).
+    woken = any(m.wake_on_request for m in settings.models)
+    keda = Keda(
+        "keda",
+        KedaArgs(
+            pull_images={r: pulled[r] for r in (*KEDA_IMAGES, *(ADDON_IMAGES if woken else ()))},
+            node_selector={POOL_LABEL_KEY: SYSTEM_POOL},
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            tags=tags,
+            http_addon=woken,
+        ),
+        opts=on_cluster,
+    )
+    # ScaledObjects (and InterceptorRoutes) need KEDA's (and the add-on's) CRDs.
+    after_keda = pulumi.ResourceOptions(depends_on=keda.releases)
     served = {
         m.name: ModelServing(
             f"model-{m.name}",
@@ -437,20 +470,19 @@ def build(settings: Settings) -> StackOutputs:
                 tags=tags,
                 pull_images=serving_pulls,
                 scraper_cidrs=network.scraper_subnet_cidrs,
-                interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if interceptor else "",
+                interceptor_endpoint=f"http://{PROXY_HOST}:{PROXY_PORT}" if woken else "",
                 interceptor_namespace=KEDA_NAMESPACE,
                 endpoint_cidrs=network.endpoint_subnet_cidrs if settings.model_endpoint else (),
+                metrics_workspace=workspace,
             ),
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster, after_keda if m.wake_on_request else pulumi.ResourceOptions()
-            ),
+            opts=pulumi.ResourceOptions.merge(on_cluster, after_keda),
         )
         for m in settings.models
     }
     endpoint = None
     if settings.model_endpoint is not None:
         endpoint = _model_endpoint(
-            settings, network, cluster, served, interceptor, pulled, on_cluster, tags
+            settings, network, cluster, served, keda if woken else None, pulled, on_cluster, tags
         )
     return StackOutputs(
         region=settings.region,
@@ -476,7 +508,7 @@ def _model_endpoint(
     network: Network,
     cluster: Cluster,
     served: dict[str, ModelServing],
-    interceptor: KedaHttpAddon | None,
+    interceptor: Keda | None,
     pulled: dict[str, pulumi.Output[str]],
     on_cluster: pulumi.ResourceOptions,
     tags: dict[str, str],

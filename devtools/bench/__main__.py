@@ -4,7 +4,7 @@
 python -m devtools.bench --export DIR/mnist [--duration 10] [--warmup 2] [--concurrency 1,8,32]
                         [--max-batch-size 32] [--batch-timeout-micros 2000] [--num-batch-threads 2]
                         [--delivery store|copy] [--skip-naive] [--skip-rollout] [--json FILE]
-                        [--keep-workdir]
+                        [--latency-objective-ms MS] [--keep-workdir]
 ```
 
 Prints (and with ``--json`` writes) requests/s and p50/p99 latency of single-image requests at
@@ -12,8 +12,11 @@ each concurrency, for the local server with batching over REST and gRPC and for 
 (``model.predict`` per request, REST), next to the raw in-process throughput of the same
 SavedModel at the matching batch sizes; then a rollout run: steady gRPC load while the next
 version is published to a loopback S3 and synced into the server's model directory, counting
-failed and wrong answers. Every server runs in its own process; the load generator is this
-process (see `devtools.bench.load`). Bounded: each run stops after ``--duration`` seconds.
+failed and wrong answers. With ``--latency-objective-ms`` it also says, per server and protocol,
+at which concurrency p99 crosses that objective: the in-flight and requests/s scaling targets
+that keep a pod within it (`devtools.bench.objective`, docs/autoscaling.md). Every server runs in
+its own process; the load generator is this process (see `devtools.bench.load`). Bounded: each
+run stops after ``--duration`` seconds.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from cli.args import positive_float
 from contracts.tfconfig import BatchingParameters
 from devtools.bench.load import run_load
+from devtools.bench.objective import crossings
 from devtools.bench.processes import RunningServer, start_local_server, start_naive_server
 from devtools.bench.raw import measure_raw
 from devtools.bench.report import ServerRun, markdown_report
@@ -89,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-rollout", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every figure here as JSON")
+    parser.add_argument(
+        "--latency-objective-ms",
+        type=positive_float,
+        help="say at which concurrency p99 crosses this many ms: the scaling target per pod",
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and copies")
     return parser
 
@@ -194,8 +204,18 @@ def _run(
     note = METHOD_NOTE + f" Batching: {_describe(batching)}."
     print(markdown_report(runs, raw, rollout, machine=machine, method_note=note))
     _print_targets(runs, raw, rollout, args.concurrency)
+    found = []
+    if args.latency_objective_ms is not None:
+        served = [r for r in runs if r.server != NULL_LABEL]  # the null server serves no model
+        found = crossings(served, args.latency_objective_ms)
+        print(f"\nLatency objective p99 <= {args.latency_objective_ms:g} ms:")
+        for crossing in found:
+            print(f"- {crossing.sentence()}")
     if args.json:
-        args.json.write_text(json.dumps(_as_json(runs, raw, rollout, batching), indent=2) + "\n")
+        document = _as_json(runs, raw, rollout, batching)
+        if args.latency_objective_ms is not None:
+            document["latency_objective"] = [c.as_json() for c in found]
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

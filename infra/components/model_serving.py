@@ -11,20 +11,23 @@
 - a Deployment (TF Serving + the model-sync native sidecar, see `serving_pod`), a ClusterIP
   Service (gRPC 8500, REST 8501) over every serving pod for in-cluster clients, one Service per
   track (``<model>-stable``, ``<model>-canary``) for the model endpoint's target groups, a
-  HorizontalPodAutoscaler, a PodDisruptionBudget and a NetworkPolicy admitting only the listed
-  namespaces and the model endpoint's subnets on the serving ports, and the managed Prometheus
-  scraper's subnets on the metrics ports;
+  PodDisruptionBudget and a NetworkPolicy admitting only the listed namespaces and the model
+  endpoint's subnets on the serving ports, and the managed Prometheus scraper's subnets on the
+  metrics ports;
+- its scaling (`infra.components.scaling.ModelScaling`): a KEDA ScaledObject per Deployment on
+  the model's ``scaling`` signal, each between its own track's bounds, and the HTTP add-on's
+  route to the stable track's Service when the model is woken on request;
 - when the ``canary`` label names another version than ``stable`` and ``canary_traffic_percent``
-  > 0, a canary track: a second Deployment (``<model>-canary``) with its own HPA between its
-  share of minReplicas and of maxReplicas (`ModelSettings.canary_min_replicas`), its own
-  Service, and its own ConfigMap in which ``stable`` also names the canary version: requests for
-  ``labels/stable`` reaching a canary pod are answered by the canary version. The model
-  endpoint sends ``canary_traffic_percent`` of the model's requests to the canary Service and
-  the rest to the stable one, per request (infra/components/endpoint.py); in-cluster clients of
-  the model's Service reach the pods of both tracks as before. ``labels/canary`` and explicit
-  version numbers work on every pod of both tracks (canary pods load both versions). Every pod
-  carries ``track: stable|canary``; the scrape configuration copies it onto every metric
-  (docs/observability.md).
+  > 0, a canary track: a second Deployment (``<model>-canary``) whose ScaledObject keeps it
+  between its share of minReplicas and of maxReplicas (`ModelSettings.canary_min_replicas`,
+  ``canary_max_replicas``), its own Service, and its own ConfigMap in which ``stable`` also
+  names the canary version: requests for ``labels/stable`` reaching a canary pod are answered
+  by the canary version. The model endpoint sends ``canary_traffic_percent`` of the model's
+  requests to the canary Service and the rest to the stable one, per request
+  (infra/components/endpoint.py); in-cluster clients of the model's Service reach the pods of
+  both tracks as before. ``labels/canary`` and explicit version numbers work on every pod of
+  both tracks (canary pods load both versions). Every pod carries ``track: stable|canary``; the
+  scrape configuration copies it onto every metric (docs/observability.md).
 
 pulumi-kubernetes waits for the Deployment to be rolled out and for the Service to have ready
 endpoints (10 minutes by default). Serving pods become ready only once a model version is in the
@@ -47,7 +50,7 @@ import pulumi_kubernetes as k8s
 
 from contracts import tfconfig
 from infra import iam
-from infra.components import serving_pod
+from infra.components import scaling, serving_pod
 from infra.components.k8s_common import (
     PART_OF,
     Manifest,
@@ -70,8 +73,6 @@ SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 IRSA_SKIP_CONTAINERS_ANNOTATION = "eks.amazonaws.com/skip-containers"
 # Pod label naming the track; monitoring/scrape/eks.yml turns it into the `track` metric label.
 TRACK_LABEL = "track"
-# The KEDA HTTP add-on's resource (schema: infra/crds/http.keda.sh_httpscaledobjects.yaml).
-HTTP_SCALED_OBJECT_API = ("http.keda.sh/v1alpha1", "HTTPScaledObject")
 
 
 def canary_model_config(model: ModelSettings) -> tfconfig.ModelConfig:
@@ -131,9 +132,8 @@ def rollout_await(await_rollout: bool) -> tuple[pulumi.ResourceOptions, dict[str
 
 def idle_at_zero(min_replicas: int) -> pulumi.ResourceOptions:
     """A model with ``min_replicas`` 0 starts with no pod, and ``pulumi up`` leaves the count to
-    whoever scaled it since (``kubectl scale``, docs/gpu-capacity.md): ``replicas`` is written at
-    creation only. While the count is 0 the HPA does nothing ("scaling is disabled since the
-    replica count of the target is zero"); from 1 it scales between 1 and maxReplicas."""
+    KEDA (and whoever scaled it since, ``kubectl scale``, docs/gpu-capacity.md): ``replicas`` is
+    written at creation only."""
     if min_replicas > 0:
         return pulumi.ResourceOptions()
     return pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
@@ -251,30 +251,9 @@ def interceptor_rule(namespace: str) -> Manifest:
     }
 
 
-def http_scaled_object_spec(
-    args: ModelServingArgs, target: pulumi.Input[str], service: pulumi.Input[str]
-) -> Manifest:
-    """The KEDA HTTP add-on's HTTPScaledObject (``http.keda.sh/v1alpha1``) of a model woken on
-    request: the interceptor routes ``/v1/models/<name>...`` (TF Serving's REST paths; any Host
-    header) to the model's Service on the REST port, and KEDA scales the Deployment between 0 and
-    maxReplicas on the requests in flight, back to 0 after ``scaledown_period_seconds`` idle."""
-    return {
-        "scaleTargetRef": {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": target,
-            "service": service,
-            "port": serving_pod.REST_PORT,
-        },
-        "pathPrefixes": [f"/v1/models/{args.model.name}"],
-        "replicas": {"min": 0, "max": args.model.max_replicas},
-        "scaledownPeriod": args.scaledown_period_seconds,
-        "timeouts": {"conditionWait": args.cold_start_wait},
-    }
-
-
 class ModelServing(pulumi.ComponentResource):
-    """TF Serving for one model: namespace, IRSA, config, Deployment, Service, HPA, PDB, policy.
+    """TF Serving for one model: namespace, IRSA, config, Deployments, Services, scaling, PDB,
+    policy.
     ``track_services``: track -> the name of its Service (``canary`` only with a canary track)."""
 
     namespace: pulumi.Output[str]
@@ -361,6 +340,7 @@ class ModelServing(pulumi.ComponentResource):
                         # into every container unless told otherwise; TF Serving reads only local
                         # disk, so only the sync sidecar gets the bucket-reading credentials.
                         IRSA_SKIP_CONTAINERS_ANNOTATION: serving_pod.TFSERVING_CONTAINER,
+                        **scaling.pod_annotations(model),
                     },
                     service_account_name=account.metadata.apply(lambda m: m.name),
                     config_map_name=track_config.metadata.apply(lambda m: m.name),
@@ -392,6 +372,11 @@ class ModelServing(pulumi.ComponentResource):
         # pulumi-kubernetes waits for a Service's endpoints like the model's own: same options.
         on_service = (await_annotations, pulumi.ResourceOptions.merge(child, awaited))
         stable_service = self._track_service(name, STABLE, labels, namespace, selector, on_service)
+        tracks = [
+            scaling.ScaledTrack(
+                STABLE, deployment.metadata.apply(lambda m: m.name), {**labels, TRACK_LABEL: STABLE}
+            )
+        ]
         canary_service = None
         if model.canary_version is not None:
             # Its own selector (the stable Deployment's selector predates tracks and stays as it
@@ -415,8 +400,8 @@ class ModelServing(pulumi.ComponentResource):
                 canary_model_config(model).policy,
                 canary_selector,
             )
-            # No replicas: the canary's HPA owns its count (a model idle at zero still gets a
-            # canary floor of one, so the stable track's "created at 0" does not apply here).
+            # No replicas: the canary's ScaledObject owns its count (a model idle at zero still
+            # gets a canary floor of one, so the stable track's "created at 0" does not apply).
             canary_spec = self._deployment_spec(canary_selector, canary_template, args)
             canary_spec.pop("replicas", None)
             canary = k8s.apps.v1.Deployment(
@@ -431,46 +416,36 @@ class ModelServing(pulumi.ComponentResource):
                 # Awaited exactly like the stable track (GPU cold start, or skipAwait).
                 opts=pulumi.ResourceOptions.merge(child, awaited),
             )
-            self._autoscaler(
-                f"{name}-canary",
-                args,
-                {**labels, TRACK_LABEL: CANARY},
-                namespace,
-                canary,
-                child,
-                replicas=(model.canary_min_replicas, model.canary_max_replicas),
-                object_name=f"{model.name}-canary",
+            tracks.append(
+                scaling.ScaledTrack(
+                    CANARY,
+                    canary.metadata.apply(lambda m: m.name),
+                    {**labels, TRACK_LABEL: CANARY},
+                )
             )
             canary_service = self._track_service(
                 name, CANARY, labels, namespace, canary_selector, on_service
             )
-        if model.wake_on_request:
-            # KEDA makes the HPA of its own; a second one on the same Deployment would fight it.
-            # The interceptor forwards to the stable track only: the canary's share of requests
-            # is the model endpoint's to give (per request), not a share of the pods.
-            k8s.apiextensions.CustomResource(
-                f"{name}-http-scaler",
-                api_version=HTTP_SCALED_OBJECT_API[0],
-                kind=HTTP_SCALED_OBJECT_API[1],
-                metadata=metadata(model.name, labels, namespace),
-                spec=http_scaled_object_spec(
-                    args,
-                    deployment.metadata.apply(lambda m: m.name),
-                    stable_service.metadata.apply(lambda m: m.name),
-                ),
-                opts=child,
-            )
-        else:
-            self._autoscaler(
-                name,
-                args,
-                labels,
-                namespace,
-                deployment,
-                child,
-                replicas=(max(1, model.min_replicas), model.max_replicas),
-                object_name=model.name,
-            )
+        # KEDA makes and owns each Deployment's HPA (one per track). The interceptor of a model
+        # woken on request forwards to the stable track only: the canary's share of requests is
+        # the model endpoint's to give (per request), not a share of the pods.
+        scaling.ModelScaling(
+            f"{name}-scaling",
+            scaling.ModelScalingArgs(
+                model=model,
+                namespace=namespace,
+                labels=labels,
+                tracks=tuple(tracks),
+                service=stable_service.metadata.apply(lambda m: m.name),
+                oidc_provider_arn=args.oidc_provider_arn,
+                oidc_issuer=args.oidc_issuer,
+                tags=args.tags,
+                workspace=args.metrics_workspace,
+                cooldown_seconds=args.scaledown_period_seconds,
+                cold_start_wait=args.cold_start_wait,
+            ),
+            opts=child,
+        )
         self._guards(name, args, labels, namespace, selector, child)
 
         service_name = service.metadata.apply(lambda m: m.name)
@@ -528,54 +503,6 @@ class ModelServing(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _autoscaler(
-        name: str,
-        args: ModelServingArgs,
-        labels: Mapping[str, str],
-        namespace: pulumi.Input[str],
-        deployment: k8s.apps.v1.Deployment,
-        child: pulumi.ResourceOptions,
-        replicas: tuple[int, int],
-        object_name: str,
-    ) -> None:
-        """An HPA (named ``object_name``) on ``deployment`` between ``replicas`` (min, max).
-        The HPA API refuses a minimum of 0 (HPAScaleToZero is an alpha gate EKS does not turn
-        on): a Deployment scaled to 0 disables its HPA until something scales it up."""
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=metadata(object_name, labels, namespace),
-            spec={
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": deployment.metadata.apply(lambda m: m.name),
-                },
-                "minReplicas": replicas[0],
-                "maxReplicas": replicas[1],
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": args.model.target_cpu_utilization,
-                            },
-                        },
-                    }
-                ],
-                # Scale in slowly: a new pod costs a model download and a warm-up.
-                "behavior": {
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 300,
-                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                    }
-                },
-            },
-            opts=child,
-        )
-
-    @staticmethod
     def _guards(
         name: str,
         args: ModelServingArgs,
@@ -616,7 +543,7 @@ class ModelServing(pulumi.ComponentResource):
     def _deployment_spec(
         selector: Mapping[str, str], template: Manifest, args: ModelServingArgs
     ) -> dict[str, Any]:
-        # No `replicas`: the HPA owns the count. Declaring it here would reset the Deployment to
+        # No `replicas`: KEDA's HPA owns the count. Declaring it here would reset the Deployment to
         # that number on every `pulumi up` (Kubernetes' HPA docs say to leave it out). A model
         # idle at zero is created with 0 (see idle_at_zero).
         return {

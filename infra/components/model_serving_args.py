@@ -19,6 +19,18 @@ from infra.settings import ModelSettings, Settings
 
 
 @dataclass(frozen=True)
+class MetricsWorkspace:
+    """The stack's managed Prometheus workspace, as the triggers use it. ``endpoint`` is the
+    workspace's ``prometheus_endpoint`` (``https://aps-workspaces.<region>.amazonaws.com/
+    workspaces/<id>/``); ``window`` the rate window of the queries."""
+
+    arn: pulumi.Input[str]
+    endpoint: pulumi.Input[str]
+    region: str
+    window: str
+
+
+@dataclass(frozen=True)
 class ModelServingArgs:
     """Inputs of `ModelServing`. Plain values except where typed `pulumi.Input`."""
 
@@ -44,6 +56,9 @@ class ModelServingArgs:
     # CIDRs of the model endpoint's subnets (infra.components.endpoint): its load balancer is
     # admitted on the serving ports. Empty: the stack has no model endpoint.
     endpoint_cidrs: tuple[str, ...] = ()
+    # The stack's managed Prometheus workspace, which the scaling triggers query (none: only a
+    # model scaling on cpu can do without).
+    metrics_workspace: MetricsWorkspace | None = None
     # Below: TF Serving and pod timings the stack does not expose as settings. The pod's
     # requests come from infra.settings.sizing (the settings' fit check uses the same figures).
     cpu_limit_millicores: int = 2000

@@ -13,7 +13,9 @@ declared dataclass (a nested object, or ``nested=`` when ``parse`` turns it into
 :class:`Checks`:
 
 1. every field: unknown fields, missing required ones, JSON type, choices, bounds, ``parse``. A
-   bad value is reported and replaced by a placeholder so the rest is still read;
+   bad value is reported and replaced by a placeholder so the rest is still read. A field the
+   class lists in its ``REMOVED_FIELDS`` mapping (key -> what replaced it) is reported with that
+   message instead of as unknown;
 2. the cross-field rules: a declared class may define ``check(self, c, at, root)``. It runs on
    every object whose own fields were all good, children before their parent; ``at`` is the
    object's key (``models.mnist``) and ``root`` the whole parsed object.
@@ -335,12 +337,12 @@ def read(cls: Any, raw: Any, at: str, c: Checks, **fixed: Any) -> Any:
     if not isinstance(raw, dict):
         c.fail(at, f"expected an object of {', '.join(declared)}, got {_json(raw)}")
         raw, into, good = {}, Checks(), False  # its placeholders, silently
-    removed: Mapping[str, str] = getattr(cls, "REMOVED_FIELDS", {})
+    removed: Mapping[str, str] = getattr(cls, "REMOVED_FIELDS", {})  # field -> what replaced it
     for extra in sorted(set(raw) - set(declared)):
         if extra in removed:  # a field that existed once: say what replaced it
             c.fail(_key(at, extra), removed[extra])
-            continue
-        c.fail(at, f"unknown field {extra!r}; known fields: {', '.join(sorted(declared))}")
+        else:
+            c.fail(at, f"unknown field {extra!r}; known fields: {', '.join(sorted(declared))}")
     values = {}
     for key, d in declared.items():
         values[d.field], ok = _read_value(d, raw.get(key, _MISSING), _key(at, key), into)

@@ -18,6 +18,7 @@ from contracts.tfconfig import (
 )
 from infra.settings.declare import Checks, entry_name, setting
 from infra.settings.pools import SYSTEM_POOL, NodePool
+from infra.settings.scaling import CPU, IN_FLIGHT, REQUEST_SIGNALS, Scaling
 
 STABLE, CANARY = "stable", "canary"  # the version labels of the two serving tracks
 
@@ -61,6 +62,9 @@ class ModelSettings:
         "canaryWeight": "removed: the canary's share is now a share of requests, "
         "canaryTrafficPercent (0-100, default 10), weighted by the model endpoint whatever "
         "the pod counts; rename the key (docs/endpoint.md)",
+        "targetCpuUtilization": "removed: CPU does not show a saturated GPU or a full batching "
+        "queue; models scale on scaling.signal (default inFlight, docs/autoscaling.md). To keep "
+        "scaling on CPU write scaling: {signal: cpu, target: <percent>} and delete this key",
     }
 
     name: str = entry_name("name", parse=rules.validate_model_name)
@@ -94,9 +98,12 @@ class ModelSettings:
         "while a pod starts). gRPC still needs a warm pod (docs/gpu-capacity.md).",
         default=False,
     )
-    max_replicas: int = setting(doc="Most serving pods (HPA).", minimum=1)
-    target_cpu_utilization: int = setting(
-        doc="HPA target CPU utilization, percent.", default=70, minimum=1, maximum=100
+    max_replicas: int = setting(
+        doc="Most serving pods, both tracks together (KEDA ScaledObjects).", minimum=1
+    )
+    scaling: Scaling = setting(
+        doc="How the serving pods scale: signal, target per pod, stabilization windows.",
+        default={},
     )
     canary_traffic_percent: int = setting(
         doc="Percent of the model's requests through the model endpoint that go to the canary "
@@ -154,9 +161,18 @@ class ModelSettings:
             c.fail(f"{at}.gpus", f"pool {pool.name!r} has no GPUs; set gpus to 0 or pick a GPU "
                    "pool")  # fmt: skip
 
+        floors = max(1, self.min_replicas) + self.canary_min_replicas
         if self.min_replicas > self.max_replicas:
             c.fail(at, f"minReplicas {self.min_replicas} is greater than maxReplicas "
                    f"{self.max_replicas}")  # fmt: skip
+        elif self.canary_version is not None and floors > self.max_replicas:
+            c.fail(
+                f"{at}.maxReplicas",
+                f"{self.max_replicas} cannot hold both tracks: the stable track's floor "
+                f"({max(1, self.min_replicas)}, at least one pod) and the canary's "
+                f"({self.canary_min_replicas}) need {floors}, and maxReplicas bounds both "
+                "together; raise maxReplicas or set canaryTrafficPercent to 0",
+            )
         if self.version_policy.kind == "all" and self.max_versions_on_disk is None:
             c.fail(f"{at}.maxVersionsOnDisk", "required by the 'all' policy: give how many "
                    "versions to keep on disk")  # fmt: skip
@@ -169,6 +185,19 @@ class ModelSettings:
                 f"only for a model idle at zero: minReplicas is {self.min_replicas}, set it to 0 "
                 "or drop wakeOnRequest (a warm model needs no wake-up)",
             )
+        signal = self.scaling.signal
+        if self.wake_on_request and signal not in REQUEST_SIGNALS:
+            c.fail(
+                f"{at}.scaling.signal",
+                f"{signal}: a model woken on request scales on what the KEDA HTTP interceptor "
+                f"counts too, {' or '.join(REQUEST_SIGNALS)}, so waking and scaling use one target",
+            )
+        if self.min_replicas == 0 and signal == CPU:
+            c.fail(
+                f"{at}.scaling.signal",
+                "cpu cannot scale a model idle at zero (KEDA refuses a ScaledObject with only a "
+                "CPU trigger and minReplicaCount 0): use a request signal or raise minReplicas",
+            )
 
     def model_config(self, models_dir: str) -> ModelConfig:
         """TF Serving's entry for this model, read from ``models_dir/<name>``."""
@@ -178,6 +207,16 @@ class ModelSettings:
             policy=self.version_policy,
             labels=dict(self.labels),
         )
+
+    @property
+    def scaling_target(self) -> int:
+        """The target of `scaling`; unset with inFlight: the pod's batch capacity, the requests
+        TF Serving's batch threads work on at once (more wait in its batching queue)."""
+        if self.scaling.target is not None:
+            return self.scaling.target
+        if self.scaling.signal != IN_FLIGHT:
+            raise ValueError(f"{self.name}: scaling.target is required with {self.scaling.signal}")
+        return self.batching.max_batch_size * self.batching.num_batch_threads
 
     @property
     def versions_on_disk(self) -> int:
@@ -211,11 +250,19 @@ class ModelSettings:
 
     @property
     def canary_max_replicas(self) -> int:
-        """The canary track's ceiling: its share of maxReplicas, rounded up."""
+        """The canary track's ceiling: its share of maxReplicas, rounded up, within what the
+        stable track's floor (one pod at least, to wake) leaves: maxReplicas bounds both tracks
+        together, which is what the pools' capacity check counts on."""
         if self.canary_version is None:
             return 0
         share = -(-self.max_replicas * self.canary_traffic_percent // 100)
-        return max(self.canary_min_replicas, share)
+        room = self.max_replicas - max(1, self.min_replicas)
+        return max(self.canary_min_replicas, min(share, room))
+
+    @property
+    def stable_max_replicas(self) -> int:
+        """The stable track's ceiling: maxReplicas less the canary track's."""
+        return self.max_replicas - self.canary_max_replicas
 
     def pods_per_node(self, pool: NodePool) -> int:
         """Serving pods one node of ``pool`` holds (by GPUs; 1 on a CPU pool)."""

@@ -138,7 +138,7 @@ class Settings:
     )  # fmt: skip
     addon_versions: Mapping[str, str] = setting(
         doc="Pinned EKS add-on versions: vpc-cni, coredns, kube-proxy (kube-proxy must match "
-        "kubernetesVersion), metrics-server (CPU metrics for the HPAs), "
+        "kubernetesVersion), metrics-server (CPU metrics for models scaling on cpu), "
         "eks-node-monitoring-agent (the node conditions node groups' repair acts on; Auto Mode "
         "has it built in). Under autoMode only metrics-server is installed.",
         default={"vpc-cni": "v1.22.4-eksbuild.3", "coredns": "v1.14.3-eksbuild.14",
@@ -217,8 +217,7 @@ class Settings:
     models: tuple[ModelSettings, ...] = setting(
         doc="Models to serve, by name.",
         default={"mnist": {"versionPolicy": "latest:2", "labels": {}, "nodePool": "gpu",
-                           "gpus": 1, "minReplicas": 2, "maxReplicas": 4,
-                           "targetCpuUtilization": 70, "cpuMillicores": 1000,
+                           "gpus": 1, "minReplicas": 2, "maxReplicas": 4, "cpuMillicores": 1000,
                            "modelMemoryMiB": 512, "modelDiskMiB": 256, "allowedNamespaces": [],
                            "batching": {"maxBatchSize": 32, "batchTimeoutMicros": 2000,
                                         "maxEnqueuedBatches": 100, "numBatchThreads": 4}}},

@@ -20,6 +20,7 @@ from . import (
     nodepools,
     nodes,
     s3,
+    scaling,
 )
 
 ALL_POLICIES: list[Policy] = [
@@ -33,6 +34,7 @@ ALL_POLICIES: list[Policy] = [
     *elb.POLICIES,
     *kubernetes.POLICIES,
     *kubernetes_stack.POLICIES,
+    *scaling.POLICIES,
     *monitoring.POLICIES,
 ]
 

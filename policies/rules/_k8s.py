@@ -30,6 +30,9 @@ HPA = (
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
     "kubernetes:autoscaling/v1:HorizontalPodAutoscaler",
 )
+# KEDA's ScaledObject (it makes and owns an HPA) and the HTTP add-on's route.
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Repositories that are TF Serving, wherever they are mirrored (Docker Hub, the stack's ECR copy).
 SERVING_REPOSITORY_SUFFIX = "tensorflow/serving"

@@ -287,6 +287,9 @@ NAMESPACED = (
     "HorizontalPodAutoscaler",
     "NetworkPolicy",
     "Ingress",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "InterceptorRoute",
 )
 
 

@@ -1,11 +1,12 @@
-"""Kubernetes rules that need several objects: serving replicas (with their autoscaler),
+"""Kubernetes rules that need several objects: serving replicas (with their autoscaler: an HPA or
+a KEDA ScaledObject),
 PodDisruptionBudgets and NetworkPolicies around TF Serving workloads, and the vpc-cni add-on
 setting without which EKS accepts NetworkPolicies but never enforces them.
 
 Objects are matched the way Kubernetes matches them: a PDB or NetworkPolicy covers a
 Deployment when it is in the same namespace and its selector matches the pod template's labels;
-an HPA targets a Deployment named in its scaleTargetRef (or, when that name is not known yet,
-whose `spec` input was computed from the Deployment).
+an autoscaler (HPA or ScaledObject) targets a Deployment named in its scaleTargetRef (or, when
+that name is not known yet, whose `spec` input was computed from the Deployment).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._k8s import (
     HPA,
     NETWORK_POLICY,
     PDB,
+    SCALED_OBJECT,
     is_serving,
     name_of,
     namespace_of,
@@ -51,17 +53,39 @@ def serving_deployments(resources: list[PolicyResource]) -> list[PolicyResource]
     return [r for r in resources if r.resource_type == DEPLOYMENT and judge(lambda r=r: serving(r))]
 
 
-def _autoscaler_for(resources: list[PolicyResource], deployment: PolicyResource):
+def autoscalers_for(
+    resources: list[PolicyResource], deployment: PolicyResource, types: tuple[str, ...]
+) -> list[PolicyResource]:
+    """The autoscalers of `types` (HPA, ScaledObject) whose scaleTargetRef is `deployment`
+    (a ScaledObject's kind defaults to Deployment)."""
     name = name_of(deployment.props)
     namespace = namespace_of(deployment.props)
-    for hpa in (r for r in resources if r.resource_type in HPA):
-        ref = get(hpa.props, "spec", "scaleTargetRef", default={})
-        if get(ref, "kind") != "Deployment" or namespace_of(hpa.props) != namespace:
+    found = []
+    for scaler in (r for r in resources if r.resource_type in types):
+        ref = get(scaler.props, "spec", "scaleTargetRef", default={})
+        default_kind = "Deployment" if scaler.resource_type == SCALED_OBJECT else None
+        if get(ref, "kind", default=default_kind) != "Deployment":
+            continue
+        if namespace_of(scaler.props) != namespace:
             continue
         by_name = name is not None and get(ref, "name") == name
-        if by_name or any(d.urn == deployment.urn for d in deps(hpa, "spec")):
-            return hpa
-    return None
+        if by_name or any(d.urn == deployment.urn for d in deps(scaler, "spec")):
+            found.append(scaler)
+    return found
+
+
+def _autoscaler_for(resources: list[PolicyResource], deployment: PolicyResource):
+    found = autoscalers_for(resources, deployment, (*HPA, SCALED_OBJECT))
+    return found[0] if found else None
+
+
+def _floor_of(scaler: PolicyResource) -> tuple[int, str]:
+    """An autoscaler's fewest replicas: an HPA's minReplicas defaults to 1, a ScaledObject's
+    minReplicaCount to 0 (KEDA's CRD)."""
+    if scaler.resource_type == SCALED_OBJECT:
+        minimum = get(scaler.props, "spec", "minReplicaCount", default=0)
+        return minimum, f"ScaledObject {scaler.name} minReplicaCount"
+    return get(scaler.props, "spec", "minReplicas", default=1), f"HPA {scaler.name} minReplicas"
 
 
 def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -74,14 +98,11 @@ def _min_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
 
         def floor(d: PolicyResource = deployment) -> tuple[int, str]:
             if get(d.props, "spec", "replicas") == 0:
-                # Idle at zero: the HPA does nothing while its target has 0 replicas.
+                # Idle at zero: an HPA does nothing while its target has 0 replicas.
                 return 0, "spec.replicas 0, which disables its HPA until scaled up"
-            hpa = _autoscaler_for(args.resources, d)
-            if hpa is not None:
-                # An HPA overrides spec.replicas; its minReplicas defaults to 1.
-                return get(
-                    hpa.props, "spec", "minReplicas", default=1
-                ), f"HPA {hpa.name} minReplicas"
+            scaler = _autoscaler_for(args.resources, d)
+            if scaler is not None:
+                return _floor_of(scaler)  # an autoscaler overrides spec.replicas
             return get(d.props, "spec", "replicas", default=1), "spec.replicas"
 
         judged = judge(floor)
@@ -281,50 +302,8 @@ k8s_network_policies_enforced = StackValidationPolicy(
     validate=_network_policies_enforced,
 )
 
-HTTP_SCALED_OBJECT = "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject"
-
-
-def _woken_on_request(args: StackValidationArgs, report: ReportViolation) -> None:
-    deployments = [r for r in args.resources if r.resource_type == DEPLOYMENT]
-    for scaler in (r for r in args.resources if r.resource_type == HTTP_SCALED_OBJECT):
-        spec = get(scaler.props, "spec", default={})
-        minimum = get(spec, "replicas", "min", default=0)
-        if minimum != 0:
-            report(
-                f"HTTPScaledObject {scaler.name} keeps {minimum} replica(s): a model woken on "
-                "request scales from replicas.min 0 (a warm model needs an HPA instead).",
-                scaler.urn,
-            )
-        target = get(spec, "scaleTargetRef", "name")
-        namespace = namespace_of(scaler.props)
-        for deployment in deployments:
-            if namespace_of(deployment.props) != namespace or (
-                name_of(deployment.props) != target
-                and not any(d.urn == deployment.urn for d in deps(scaler, "spec"))
-            ):
-                continue
-            hpa = judge(lambda d=deployment: _autoscaler_for(args.resources, d))
-            if hpa is not None:
-                report(
-                    f"Deployment {deployment.name} is scaled by HTTPScaledObject {scaler.name} "
-                    f"and by HPA {hpa.name}: KEDA makes an HPA of its own, and two autoscalers "
-                    "on one Deployment fight; remove the HPA.",
-                    hpa.urn,
-                )
-
-
-k8s_woken_on_request = StackValidationPolicy(
-    name="k8s-wake-on-request",
-    description="A model woken on request (HTTPScaledObject) scales from zero and has no HPA "
-    "of the program's beside KEDA's.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_woken_on_request,
-)
-
-
 POLICIES = [
     k8s_serving_min_replicas,
-    k8s_woken_on_request,
     k8s_serving_pdb,
     k8s_serving_network_policy,
     k8s_network_policies_enforced,

@@ -15,6 +15,7 @@ import pytest
 
 from devtools.bench.__main__ import main as bench_main
 from devtools.bench.load import LoadResult, run_load
+from devtools.bench.objective import crossings
 from devtools.bench.processes import start_naive_server
 from devtools.bench.raw import RawResult
 from devtools.bench.report import ServerRun, markdown_report
@@ -99,6 +100,33 @@ def test_markdown_report_relates_servers_to_naive_and_raw() -> None:
     assert lines[-1] == "How."
 
 
+def _timed(concurrency: int, p99_ms: float, failures: int = 0) -> ServerRun:
+    """A run of 100 requests, 99 of them at 1 ms and one at `p99_ms` x 2 (so p99 ~ p99_ms)."""
+    latencies = np.array([1.0] * 98 + [p99_ms, p99_ms * 2])
+    load = LoadResult(concurrency, 10.0, latencies, failures)
+    return ServerRun("local (batching)", "gRPC", load, 1.0, 0.5)
+
+
+def test_the_objective_is_crossed_between_two_measured_concurrencies() -> None:
+    runs = [_timed(1, 20.0), _timed(4, 60.0), _timed(8, 140.0), _timed(16, 400.0)]
+    (crossing,) = crossings(runs, 100)
+    assert (crossing.within.load.concurrency, crossing.crossed.load.concurrency) == (4, 8)
+    assert crossing.sentence().startswith(
+        "local (batching) gRPC: p99 <= 100 ms held up to concurrency 4 (p99 "
+    )
+    assert crossing.sentence().endswith(": inFlight target 4 per pod, or requestsPerSecond 10")
+    assert crossing.as_json()["crossed"]["concurrency"] == 8
+    # Never crossed; crossed at once; a run with failures never meets it.
+    (never,) = crossings(runs, 10_000)
+    assert never.crossed is None and "the highest measured" in never.sentence()
+    (at_once,) = crossings(runs, 5)
+    assert at_once.within is None and "crossed already at concurrency 1" in at_once.sentence()
+    (failing,) = crossings([_timed(1, 20.0), _timed(4, 20.0, failures=3)], 100)
+    assert failing.crossed.load.concurrency == 4
+    with pytest.raises(ValueError, match="must be positive"):
+        crossings(runs, 0)
+
+
 @pytest.fixture(scope="module")
 def naive_server(tiny_savedmodel):
     """The naive server in a thread of this process (its CLI is the same code in a process)."""
@@ -172,6 +200,8 @@ def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> 
                 "--skip-naive",
                 "--json",
                 str(figures),
+                "--latency-objective-ms",
+                "60000",
             ),
             *("--delivery", "copy"),
         ]
@@ -193,6 +223,10 @@ def test_a_whole_tiny_benchmark_run(tiny_savedmodel, tmp_path: Path, capsys) -> 
     rollout = document["rollout"]
     assert (rollout["failed"], rollout["wrong_answers"], rollout["notes"]) == (0, 0, [])
     assert set(rollout["answers_per_version"]) == {"1", "2"}
+    # Both protocols of the local server against the objective (a minute: never crossed here).
+    assert "Latency objective p99 <= 60000 ms:" in out
+    assert [(c["protocol"], c["within"]["concurrency"], c["crossed"]) for c in
+            document["latency_objective"]] == [("REST", 2, None), ("gRPC", 2, None)]  # fmt: skip
 
 
 def test_benchmark_without_an_export_exits_2(tmp_path: Path, capsys) -> None:

@@ -233,10 +233,12 @@ def test_the_crds_in_the_repo_name_their_source_and_version() -> None:
     assert set(crd_schemas.crd_versions()) == {
         ("karpenter.sh/v1", "NodePool"),
         ("eks.amazonaws.com/v1", "NodeClass"),
-        ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
         ("elbv2.k8s.aws/v1alpha1", "TargetGroupBinding"),
         ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"),
         ("eks.amazonaws.com/v1", "TargetGroupBinding"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"),
+        ("http.keda.sh/v1beta1", "InterceptorRoute"),
     }
     assert crd_schemas.is_cluster_scoped("karpenter.sh/v1", "NodePool")
     assert not crd_schemas.is_cluster_scoped("apps/v1", "Deployment")

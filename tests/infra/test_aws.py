@@ -543,7 +543,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
     # What the stack runs: TF Serving's CPU and GPU builds for the models on each, the
     # autoscaler and the device plugin with node groups (no autoscaler while migrating; the
     # plugin for AL2023 pools only), DCGM on GPU pools, kube-state-metrics where the capacity
-    # alert is uploaded, KEDA for models woken on request.
+    # alert is uploaded, KEDA (every model scales through it), its HTTP add-on for models woken
+    # on request.
     settings = settings_of(cap)
     gpu_pools = bool(settings.gpu_node_pools)
     al2023 = any(p.ami_type.startswith("AL2023_") for p in settings.gpu_node_pools)
@@ -554,9 +555,8 @@ def test_every_third_party_image_is_mirrored_and_pulled_by_digest(cap: StackCapt
         "nvidia-device-plugin": settings.node_groups and al2023,
         "dcgm-exporter": gpu_pools and bool(settings.dcgm_exporter_image),
         "kube-state-metrics": gpu_pools and settings.managed_prometheus,
-        **dict.fromkeys(
-            {*KEDA_IMAGES, *ADDON_IMAGES}, any(m.wake_on_request for m in settings.models)
-        ),
+        **dict.fromkeys(KEDA_IMAGES, True),
+        **dict.fromkeys(ADDON_IMAGES, any(m.wake_on_request for m in settings.models)),
         # Binds the model endpoint's target groups where node groups run (docs/endpoint.md).
         "aws-load-balancer-controller": settings.node_groups and bool(settings.model_endpoint),
     }

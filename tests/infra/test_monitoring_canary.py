@@ -1,6 +1,7 @@
 """The canary track: a second Deployment behind the model's Service and a Service of its own,
-sized by canaryTrafficPercent (a share of requests, so a share of the capacity), serving the
-canary version to default (``labels/stable``) traffic, every pod labelled by track."""
+scaled by its own ScaledObject within bounds set by canaryTrafficPercent (a share of requests,
+so a share of the capacity), serving the canary version to default (``labels/stable``) traffic,
+every pod labelled by track."""
 
 from __future__ import annotations
 
@@ -43,14 +44,17 @@ def test_a_differing_canary_gets_its_own_deployment_behind_the_service(with_cana
     assert stable["spec"]["template"]["metadata"]["labels"]["track"] == "stable"
     assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
     assert canary["spec"]["selector"]["matchLabels"]["track"] == "canary"
-    # The HPAs own both counts: 25 % of minReplicas 2 and maxReplicas 4, rounded up.
+    # Each track's ScaledObject owns its count: the canary 25 % of minReplicas 2 and maxReplicas
+    # 4, rounded up; stable the rest of maxReplicas (both together stay within it).
     assert "replicas" not in stable["spec"] and "replicas" not in canary["spec"]
-    hpas = {
+    scalers = {
         r.inputs["spec"]["scaleTargetRef"]["name"]: r.inputs["spec"]
-        for r in by_type(with_canary, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+        for r in by_type(with_canary, "kubernetes:keda.sh/v1alpha1:ScaledObject")
     }
-    assert (hpas["mnist-canary"]["minReplicas"], hpas["mnist-canary"]["maxReplicas"]) == (1, 1)
-    assert (hpas["mnist"]["minReplicas"], hpas["mnist"]["maxReplicas"]) == (2, 4)
+    assert set(scalers) == {"mnist", "mnist-canary"}
+    bounds = {name: (s["minReplicaCount"], s["maxReplicaCount"]) for name, s in scalers.items()}
+    assert bounds == {"mnist-canary": (1, 1), "mnist": (2, 3)}
+    assert not by_type(with_canary, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
 
 
 def test_each_track_has_a_service_of_its_own(with_canary) -> None:
@@ -93,13 +97,17 @@ def test_no_canary_track_without_a_distinct_canary(overrides) -> None:
 
 @pytest.mark.parametrize(
     ("share", "minimum", "maximum", "bounds"),
-    [(10, 2, 4, (1, 1)), (25, 3, 12, (1, 3)), (50, 3, 12, (2, 6)), (100, 3, 12, (3, 12)),
+    [(10, 2, 4, (1, 1)), (25, 3, 12, (1, 3)), (50, 3, 12, (2, 6)), (100, 3, 12, (3, 9)),
      (10, 0, 2, (1, 1))],
     ids=["small", "quarter", "half", "all", "idle-at-zero"],
 )  # fmt: skip
 def test_canary_capacity_follows_its_share_of_requests(share, minimum, maximum, bounds) -> None:
     model = gpu_model(canary_traffic_percent=share, min_replicas=minimum, max_replicas=maximum)
     assert (model.canary_min_replicas, model.canary_max_replicas) == bounds
+    # maxReplicas bounds both tracks together; the stable track keeps room for its floor (one pod
+    # at least, to wake), so at 100 % the canary gets all but that.
+    assert model.stable_max_replicas + model.canary_max_replicas == maximum
+    assert model.stable_max_replicas >= max(1, minimum)
 
 
 def test_no_canary_capacity_without_a_canary_track() -> None:

@@ -3,6 +3,7 @@ serving NetworkPolicy admitting exactly those subnets on the metrics ports."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from typing import Any
 
@@ -212,7 +213,13 @@ def test_an_existing_vpc_stack_names_the_scraper_subnets() -> None:
             "{subnet id: CIDR}: one small subnet per AZ that holds no nodes or pods",
         )
     ]
-    assert settings_from_config("prod", _config(existingScraperSubnets={}, managedPrometheus=False))
+    # Without the workspace the models cannot scale on a request signal: CPU it is.
+    models = copy.deepcopy(stack_config("prod")[f"{PROJECT}:models"])
+    for model in models.values():
+        model["scaling"] = {"signal": "cpu", "target": 60}
+    assert settings_from_config(
+        "prod", _config(existingScraperSubnets={}, managedPrometheus=False, models=models)
+    )
 
 
 @pytest.mark.parametrize(

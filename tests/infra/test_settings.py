@@ -351,13 +351,58 @@ GPU_POOL = next(iter(stack_config("prod")[f"{PROJECT}:gpuNodePools"]))  # prod's
             "pool 'system' has no GPUs",
         ),
         ({"minReplicas": 2, "maxReplicas": 1}, "models.mnist", "greater than maxReplicas"),
-        ({"targetCpuUtilization": 150}, "models.mnist.targetCpuUtilization", "between 1 and 100"),
         (
             {"canaryTrafficPercent": 101},
             "models.mnist.canaryTrafficPercent",
             "between 0 and 100",
         ),
         ({"canaryWeight": 10}, "models.mnist.canaryWeight", "removed: the canary's share"),
+        (
+            # prod's mnist runs a canary: its floor (one pod at 10 %) comes on top of stable's.
+            {"minReplicas": 2, "maxReplicas": 2},
+            "models.mnist.maxReplicas",
+            "2 cannot hold both tracks: the stable track's floor (2, at least one pod) and the "
+            "canary's (1) need 3",
+        ),
+        (
+            {"targetCpuUtilization": 60},
+            "models.mnist.targetCpuUtilization",
+            "removed: CPU does not show a saturated GPU",
+        ),
+        (
+            {"scaling": {"signal": "cpu", "target": 150}},
+            "models.mnist.scaling.target",
+            "150: a CPU target is a percentage of the CPU request; use 1 to 100",
+        ),
+        (
+            {"scaling": {"signal": "p99Latency"}},
+            "models.mnist.scaling.target",
+            "required with signal p99Latency: give the milliseconds of p99 request latency",
+        ),
+        (
+            {"scaling": {"signal": "gpu"}},
+            "models.mnist.scaling.signal",
+            "'gpu': use inFlight, requestsPerSecond, p99Latency or cpu",
+        ),
+        (
+            {"scaling": {"scaleDownStabilizationSeconds": 7200}},
+            "models.mnist.scaling.scaleDownStabilizationSeconds",
+            "between 0 and 3600",
+        ),
+        (
+            {"minReplicas": 0, "scaling": {"signal": "cpu", "target": 70}},
+            "models.mnist.scaling.signal",
+            "cpu cannot scale a model idle at zero (KEDA refuses",
+        ),
+        (
+            {
+                "minReplicas": 0,
+                "wakeOnRequest": True,
+                "scaling": {"signal": "p99Latency", "target": 200},
+            },
+            "models.mnist.scaling.signal",
+            "p99Latency: a model woken on request scales on what the KEDA HTTP interceptor counts",
+        ),
         (
             {"versionPolicy": "latest:2", "maxVersionsOnDisk": 3},
             "models.mnist.maxVersionsOnDisk",
@@ -414,6 +459,17 @@ def test_model_problems(changes: dict[str, Any], key: str, fragment: str) -> Non
     assert problems[0][0] == key and fragment in problems[0][1]
 
 
+def test_a_request_signal_needs_the_managed_prometheus_workspace() -> None:
+    config = _config("prod", managedPrometheus=False, existingScraperSubnets={})
+    assert _problems("prod", config) == [
+        (
+            "models.mnist.scaling.signal",
+            "inFlight is read from the stack's managed Prometheus workspace, and "
+            "managedPrometheus is false: turn it on, or choose signal cpu",
+        )
+    ]
+
+
 def test_model_fields_are_the_declared_ones() -> None:
     problems = _problems("prod", _config("prod", models=_prod_model(replicas=3)))
     known = ", ".join(sorted(MODEL))
@@ -427,7 +483,16 @@ def test_omitted_model_fields_take_their_declared_defaults() -> None:
         del model[field.key]
     model["cpuMillicores"] = 1000  # what a system-pool node (m6i.large) has room for
     (served,) = settings_from_config("prod", _config("prod", models={"mnist": model})).models
-    assert served.target_cpu_utilization == MODEL["targetCpuUtilization"].default
+    # Scaling's default: requests in flight, one full batch per batch thread, the HPA's windows.
+    scaling = served.scaling
+    assert (scaling.signal, scaling.target) == ("inFlight", None)
+    assert (scaling.scale_up_stabilization_seconds, scaling.scale_down_stabilization_seconds) == (
+        0,
+        300,
+    )
+    assert served.scaling_target == served.batching.max_batch_size * (
+        served.batching.num_batch_threads
+    )
     assert served.node_pool == MODEL["nodePool"].default
     assert served.gpus == MODEL["gpus"].default
     assert str(served.version_policy) == MODEL["versionPolicy"].default

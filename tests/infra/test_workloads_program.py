@@ -55,7 +55,7 @@ def children(stack: StackCapture, component: Any) -> list[Any]:
 
 def child(stack: StackCapture, component: Any, type_: str) -> Any:
     """The component's one child of this type; a model's canary track (its own Deployment,
-    ConfigMap, HPA and Service, tests/infra/test_monitoring_canary.py) and the tracks' Services
+    ConfigMap and Service, tests/infra/test_monitoring_canary.py) and the tracks' Services
     for the model endpoint are left out: this is the model's own object."""
     (found,) = [
         r
@@ -65,10 +65,20 @@ def child(stack: StackCapture, component: Any, type_: str) -> Any:
     return found
 
 
-HTTP_SCALED = "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject"
-# Helm releases and the custom resources: not built-in objects (the CRDs check the latter).
+def descendants(stack: StackCapture, component: Any) -> list[Any]:
+    """The component's children, theirs, and so on (a model's scaling is a component of its
+    own, infra/components/scaling.py)."""
+    found = children(stack, component)
+    return found + [d for c in found if not c.custom for d in descendants(stack, c)]
+
+
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+# Helm releases and the custom resources: not built-in objects (the CRDs check the latter,
+# tests/infra/test_scaling.py and synth).
 CUSTOM = (
     "kubernetes:helm.sh/",
+    "kubernetes:keda.sh/",
     "kubernetes:http.keda.sh/",
     "kubernetes:karpenter.sh/",
     "kubernetes:eks.amazonaws.com/",
@@ -122,7 +132,7 @@ def test_one_model_serving_per_model_with_its_outputs(stack):
         service = child(stack, serving, "kubernetes:core/v1:Service").inputs["metadata"]
         host = f"{service['name']}.{service['namespace']}.svc.cluster.local"
         model = serving.name.removeprefix("model-")
-        woken = any(r.type == HTTP_SCALED for r in children(stack, serving))
+        woken = any(r.type == ROUTE for r in descendants(stack, serving))
         proxy = "http://keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local:8080"
         assert rest[model] == (proxy if woken else f"http://{host}:8501")
         assert grpc[model] == f"{host}:8500"
@@ -332,20 +342,21 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(tmp_path):
     # Written at creation only (the option is not part of the capture; the helper is).
     assert idle_at_zero(0).ignore_changes == ["spec.replicas"]
     assert idle_at_zero(1).ignore_changes is None
-    # Woken by its first REST request: KEDA's HTTPScaledObject (0 to maxReplicas), no HPA of ours.
-    scaler = child(dev, serving, HTTP_SCALED).inputs["spec"]
-    assert scaler["replicas"] == {"min": 0, "max": most}
-    assert scaler["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": "mnist",
-        # The stable track only: the canary's share is the model endpoint's to give, per request.
-        "service": "mnist-stable",
-        "port": 8501,
-    }
-    assert scaler["pathPrefixes"] == ["/v1/models/mnist"] and "hosts" not in scaler
-    assert scaler["timeouts"] == {"conditionWait": "15m"} and scaler["scaledownPeriod"] == 900
-    assert not [r for r in children(dev, serving) if r.type.endswith("HorizontalPodAutoscaler")]
+    # Woken by its first REST request: the HTTP add-on's InterceptorRoute, and KEDA's
+    # ScaledObject (0 to maxReplicas) with the add-on's trigger; no HPA of ours.
+    (scaler,) = [r.inputs["spec"] for r in descendants(dev, serving) if r.type == SCALED_OBJECT]
+    assert (scaler["minReplicaCount"], scaler["maxReplicaCount"]) == (0, most)
+    assert scaler["cooldownPeriod"] == 900
+    assert scaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "mnist"}  # fmt: skip
+    assert scaler["triggers"][-1]["metadata"]["interceptorRoute"] == "mnist"
+    (route,) = [r.inputs["spec"] for r in descendants(dev, serving) if r.type == ROUTE]
+    # The stable track only: the canary's share is the model endpoint's to give, per request.
+    assert route["target"] == {"service": "mnist-stable", "port": 8501}
+    # Any host (in-cluster clients and the model endpoint's <model>.<domain> alike).
+    assert route["rules"] == [{"paths": [{"value": "/v1/models/mnist"}]}]
+    assert route["timeouts"] == {"readiness": "15m"}
+    assert not [r for r in descendants(dev, serving) if r.type.endswith("HorizontalPodAutoscaler")]
     policy = child(dev, serving, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
     assert policy.inputs["spec"]["ingress"][-1] == {
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}],
@@ -355,7 +366,7 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(tmp_path):
         record = child(dev, serving, kind)
         assert record.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
         assert record.custom_timeouts == {}
-    warm = _dev_with(tmp_path, "warm", True, 1)  # the HPA owns the count, no replicas declared
+    warm = _dev_with(tmp_path, "warm", True, 1)  # KEDA owns the count, no replicas declared
     serving = mnist_serving(warm)
     (stable,) = [r for r in children(warm, serving) if r.name == f"{serving.name}-deployment"]
     assert "replicas" not in stable.inputs["spec"]
@@ -396,8 +407,8 @@ def test_serving_memory_fits_the_stacks_versions_during_a_swap(stack):
 
 
 def test_gpu_pools_have_a_node_for_the_surge_pod_at_maximum_scale(stack):
-    # maxSurge 1, maxUnavailable 0: at the HPA's maximum a rollout needs one pod (here one 1-GPU
-    # node) more than maxReplicas, or the new pod stays Pending and the rollout stalls.
+    # maxSurge 1, maxUnavailable 0: at the maximum a rollout needs one pod (here one 1-GPU node)
+    # more than maxReplicas (both tracks' ScaledObjects together), or the new pod stays Pending.
     groups = pools(stack)
     for serving in of_type(stack, SERVING):
         deployment = child(stack, serving, "kubernetes:apps/v1:Deployment").inputs["spec"]
@@ -405,14 +416,9 @@ def test_gpu_pools_have_a_node_for_the_surge_pod_at_maximum_scale(stack):
         pool = deployment["template"]["spec"]["nodeSelector"][POOL_LABEL]
         if pool not in gpu_pools(stack):
             continue
-        scalers = [
-            r
-            for r in children(stack, serving)
-            if r.type in (HTTP_SCALED, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
-            and "-canary-" not in r.name  # the settings' headroom rule counts the stable track
-        ]
-        (scaler,) = scalers
-        spec = scaler.inputs["spec"]
-        most = spec["replicas"]["max"] if scaler.type == HTTP_SCALED else spec["maxReplicas"]
+        scalers = [r for r in descendants(stack, serving) if r.type == SCALED_OBJECT]
+        assert scalers
+        # Both tracks together stay within maxReplicas, which the settings' headroom rule counts.
+        most = sum(r.inputs["spec"]["maxReplicaCount"] for r in scalers)
         max_nodes = groups[pool].inputs["scalingConfig"]["maxSize"]
         assert max_nodes >= most + 1

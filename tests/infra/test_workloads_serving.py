@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from contracts import tfconfig
+from infra import crd_schemas
 from infra.capture import stack_config
 from infra.components import serving_pod
 from infra.components.k8s_common import WorkloadArgsError
@@ -27,7 +28,8 @@ from infra.components.model_serving import (
     render_config_files,
     startup_config_checksum,
 )
-from infra.components.model_serving_args import ModelServingArgs
+from infra.components.model_serving_args import MetricsWorkspace, ModelServingArgs
+from infra.components.scaling import TYPE_TOKEN as SCALING_TYPE_TOKEN
 from infra.instances import SUPPORTED_KUBERNETES_VERSIONS
 from infra.naming import POOL_LABEL_KEY
 from infra.settings import ModelSettings, settings_from_config
@@ -89,6 +91,13 @@ SETTINGS = dataclasses.replace(
     serving_gpu_image="tensorflow/serving:2.20.0-gpu",
 )
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSettings)}
+WORKSPACE_ARN = "arn:aws:aps:eu-west-1:111122223333:workspace/ws-0123"
+WORKSPACE = MetricsWorkspace(
+    arn=WORKSPACE_ARN,
+    endpoint="https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-0123/",
+    region="eu-west-1",
+    window="120s",
+)
 
 
 # The GPU model as a stack file would give it (read by the settings parser, defaults and all).
@@ -99,7 +108,6 @@ GPU_MODEL = {
     "gpus": 1,
     "minReplicas": 2,
     "maxReplicas": 4,
-    "targetCpuUtilization": 70,
     "canaryTrafficPercent": 0,
     "cpuMillicores": 1000,
     "modelMemoryMiB": 512,
@@ -138,6 +146,7 @@ def gpu_args(**overrides: Any) -> ModelServingArgs:
         tags={},
         pre_stop_seconds=15,
         termination_grace_seconds=60,
+        metrics_workspace=WORKSPACE,
     )
     return ModelServingArgs(**{**values, **overrides})
 
@@ -191,13 +200,13 @@ def container(records: list[Declared], name: str) -> dict[str, Any]:
 def test_declares_one_of_each_object_under_the_component(gpu):
     records, _ = gpu
     component = one(records, TYPE_TOKEN)
-    children = [r for r in records if r is not component]
+    children = [r for r in records if r.parent.endswith(f"{TYPE_TOKEN}::mnist")]
     assert sorted(r.type for r in children) == sorted(
         [
             "aws:iam/role:Role",
             "aws:iam/rolePolicy:RolePolicy",
             "kubernetes:apps/v1:Deployment",
-            "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+            SCALING_TYPE_TOKEN,
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Namespace",
             "kubernetes:core/v1:Service",
@@ -207,8 +216,9 @@ def test_declares_one_of_each_object_under_the_component(gpu):
             "kubernetes:policy/v1:PodDisruptionBudget",
         ]
     )
-    assert all(r.parent.endswith(f"{TYPE_TOKEN}::mnist") for r in children)
-    assert all(r.name.startswith("mnist-") for r in children)
+    # The scaling component's own children (ScaledObject, its identity) are its business
+    # (tests/infra/test_scaling.py); every resource is named after the model.
+    assert all(r.name.startswith("mnist-") for r in records if r is not component)
 
 
 # The oldest and newest supported versions bracket the schemas in between.
@@ -219,7 +229,12 @@ def test_every_object_validates_against_the_kubernetes_schema(gpu, cpu, version)
     for records, _ in (gpu, cpu):
         for record in records:
             if record.is_kubernetes:
-                kubernetes_validate.validate(as_manifest(record), version, strict=True)
+                manifest = as_manifest(record)
+                custom = crd_schemas.validator(manifest["apiVersion"], manifest["kind"])
+                if custom is not None:  # KEDA's: against its CRD in infra/crds/
+                    assert [e.message for e in custom.iter_errors(manifest)] == []
+                else:
+                    kubernetes_validate.validate(manifest, version, strict=True)
 
 
 def test_outputs_are_in_cluster_endpoints(gpu):
@@ -260,7 +275,7 @@ def test_namespace_and_service_account_names_are_pinned(gpu):
     records, _ = gpu
     namespace = one(records, "kubernetes:core/v1:Namespace").inputs["metadata"]
     account = one(records, "kubernetes:core/v1:ServiceAccount").inputs
-    role = one(records, "aws:iam/role:Role")
+    role = one(records, "aws:iam/role:Role", "mnist-reader")
     assert namespace["name"] == "mnist"
     assert account["metadata"]["name"] == "tfserving"
     assert account["metadata"]["namespace"] == "mnist"
@@ -272,7 +287,7 @@ def test_namespace_and_service_account_names_are_pinned(gpu):
 
 def test_reader_role_trusts_exactly_that_service_account(gpu):
     records, _ = gpu
-    trust = json.loads(one(records, "aws:iam/role:Role").inputs["assumeRolePolicy"])
+    trust = json.loads(one(records, "aws:iam/role:Role", "mnist-reader").inputs["assumeRolePolicy"])
     (statement,) = trust["Statement"]
     assert statement["Principal"] == {"Federated": OIDC_PROVIDER_ARN}
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
@@ -286,7 +301,9 @@ def test_reader_role_trusts_exactly_that_service_account(gpu):
 
 def test_reader_policy_reads_only_this_models_prefix(gpu):
     records, _ = gpu
-    policy = json.loads(one(records, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = json.loads(
+        one(records, "aws:iam/rolePolicy:RolePolicy", "mnist-reader").inputs["policy"]
+    )
     grants = {s["Action"]: s for s in policy["Statement"]}
     assert set(grants) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
@@ -352,7 +369,7 @@ def test_rolling_update_never_drops_below_the_current_count(gpu):
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
     }
-    # The HPA owns the replica count.
+    # KEDA's HPA owns the replica count.
     assert "replicas" not in spec
 
 
@@ -553,7 +570,7 @@ def test_only_the_sync_sidecar_gets_the_irsa_credentials(gpu):
     assert names == {"tfserving", "model-sync"}
 
 
-# --- Service, HPA, PDB, NetworkPolicy --------------------------------------------------------
+# --- Service, scaling, PDB, NetworkPolicy ----------------------------------------------------
 
 
 def services(records) -> dict[str, dict]:
@@ -576,20 +593,24 @@ def test_service_is_cluster_internal_with_grpc_and_rest(gpu):
     assert found["mnist-stable"]["spec"]["selector"] == {**selector, "track": "stable"}
 
 
-def test_hpa_scales_the_deployment_within_bounds(gpu):
+def test_a_scaled_object_scales_the_deployment_within_bounds(gpu):
     records, _ = gpu
-    hpa = one(records, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    spec = hpa["spec"]
+    assert by_type(records, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
+    scaled = one(records, "kubernetes:keda.sh/v1alpha1:ScaledObject").inputs
+    spec = scaled["spec"]
     assert spec["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": "mnist",
     }
-    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 4)
-    (metric,) = spec["metrics"]
-    assert metric["resource"]["name"] == "cpu"
-    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 4)
+    # The GPU model's default: requests in flight, one full batch per batch thread (32 x 4).
+    (trigger,) = spec["triggers"]
+    assert (trigger["type"], trigger["name"], trigger["metadata"]["threshold"]) == (
+        "prometheus",
+        "inFlight",
+        "128",
+    )
 
 
 def test_disruption_budget_takes_one_pod_at_a_time(gpu):

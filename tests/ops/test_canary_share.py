@@ -6,6 +6,7 @@ come from the committed stack files."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_cli_share_flags(stack_root: Path, capsys: pytest.CaptureFixture) -> Non
 @pytest.mark.slow
 def test_the_plan_diff_says_what_share_moves(stack_root: Path) -> None:
     # What `python -m infra.synth --compare` puts in the pull request: the listener rules'
-    # weights move from (100 - old, old) to (100 - new, new), and the canary's HPA follows.
+    # weights move from (100 - old, old) to (100 - new, new), and both tracks' ScaledObjects follow.
     shutil.copytree(ROOT / "policies", stack_root / "policies")
     base = [mask_sensitive(r.as_dict()) for r in capture_stack("prod", stack_root).resources]
     assert model_labels.main(["--stack", "prod", "--model", "mnist", "--share", "40"]) == 0
@@ -116,10 +117,18 @@ def test_the_plan_diff_says_what_share_moves(stack_root: Path) -> None:
         moved = {(d.before, d.after) for d in rule.diffs if d.path.endswith(".weight")}
         assert moved == {(100 - old, 60), (old, 40)}
         assert f"from {100 - old} % / {old} % to 60 % / 40 %" in rule.impact
-    hpa = by_id["HorizontalPodAutoscaler/mnist/mnist-canary"]
-    assert {d.path: (d.before, d.after) for d in hpa.diffs} == {
-        "spec.maxReplicas": (MNIST.canary_max_replicas, -(-MNIST.max_replicas * 40 // 100)),
-        "spec.minReplicas": (MNIST.canary_min_replicas, -(-MNIST.min_replicas * 40 // 100)),
+    # Each track's ScaledObject follows: the canary's bounds are its share of min and
+    # maxReplicas, the stable track's ceiling the rest of maxReplicas.
+    moved = dataclasses.replace(MNIST, canary_traffic_percent=40)
+    canary = by_id["ScaledObject/mnist/mnist-canary"]
+    assert {d.path: (d.before, d.after) for d in canary.diffs} == {
+        "spec.maxReplicaCount": (MNIST.canary_max_replicas, moved.canary_max_replicas),
+        "spec.minReplicaCount": (MNIST.canary_min_replicas, moved.canary_min_replicas),
+    }
+    assert moved.canary_min_replicas == -(-MNIST.min_replicas * 40 // 100)
+    stable = by_id["ScaledObject/mnist/mnist"]
+    assert {d.path: (d.before, d.after) for d in stable.diffs} == {
+        "spec.maxReplicaCount": (MNIST.stable_max_replicas, moved.stable_max_replicas),
     }
     summary = "\n".join(render_changes(changes, "prod"))
     assert f"- {old}" in summary and "+ 40" in summary and "endpoint-mnist-rest" in summary

@@ -444,32 +444,3 @@ def test_unknown_addon_values_are_judged_at_up() -> None:
     unknown_name = mutate(VPC_CNI, lambda r: r["inputs"].update(addonName=UNKNOWN_STRING_VALUE))
     assert run(ENFORCED, graph(cni=unknown_values)) == []
     assert run(ENFORCED, graph(cni=unknown_name)) == []
-
-
-HTTP_SCALED = "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject"
-
-
-def _http_scaler(minimum: int = 0) -> dict:
-    return record(HTTP_SCALED, "mnist-http-scaler", {
-        "apiVersion": "http.keda.sh/v1alpha1", "kind": "HTTPScaledObject",
-        "metadata": {"name": "mnist", "namespace": "mnist"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": "mnist", "service": "mnist", "port": 8501},
-                 "replicas": {"min": minimum, "max": 2}},
-    })  # fmt: skip
-
-
-def test_a_model_woken_on_request_has_no_hpa_and_scales_from_zero() -> None:
-    policy = k8s_stack.k8s_woken_on_request
-    at_zero = graph(hpa=None)
-    at_zero[0]["inputs"]["spec"]["replicas"] = 0
-    assert run(policy, [*at_zero, _http_scaler()]) == []
-    both = [*graph(), _http_scaler()]
-    assert [r.message for r in run(policy, both)] == [
-        "Deployment mnist is scaled by HTTPScaledObject mnist-http-scaler and by HPA mnist-hpa: "
-        "KEDA makes an HPA of its own, and two autoscalers on one Deployment fight; remove the HPA."
-    ]
-    assert [r.message for r in run(policy, [*at_zero, _http_scaler(1)])] == [
-        "HTTPScaledObject mnist-http-scaler keeps 1 replica(s): a model woken on request scales "
-        "from replicas.min 0 (a warm model needs an HPA instead)."
-    ]

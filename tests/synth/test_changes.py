@@ -140,16 +140,21 @@ def test_batching_and_replica_changes(base, head) -> None:
     assert "only at start" in config.impact and "Deployment/mnist/mnist" in config.impact
     deployment = changes["Deployment/mnist/mnist"]
     assert deployment.effect == "rollout"
-    # dev's mnist idles at zero (minReplicas 0 declares replicas: 0); from 2 the HPA owns it.
-    assert deployment.fields == [
+    # dev's mnist idles at zero (minReplicas 0 declares replicas: 0); from 2 KEDA owns it. A
+    # warm model's pods no longer keep their node from consolidation (woken ones do).
+    assert sorted(deployment.fields) == sorted([
         'spec.template.metadata.annotations["checksum/startup-config"]',
+        'spec.template.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"]',
+        'spec.template.metadata.annotations["karpenter.sh/do-not-disrupt"]',
         "spec.replicas",
-    ]
+    ])  # fmt: skip
     assert "batching or monitoring config changed" in deployment.impact
-    # Woken on request at 0, kept warm from 2: KEDA's HTTPScaledObject gives way to an HPA.
-    hpa = changes["HorizontalPodAutoscaler/mnist/mnist"]
-    assert hpa.action == "create"
-    assert changes["HTTPScaledObject/mnist/mnist"].action == "delete"
+    # Woken on request at 0, kept warm from 2: the same ScaledObject, from 2 and without the
+    # HTTP add-on's trigger; the InterceptorRoute goes.
+    scaled = changes["ScaledObject/mnist/mnist"]
+    assert scaled.action == "update"
+    assert "spec.minReplicaCount" in scaled.fields
+    assert changes["InterceptorRoute/mnist/mnist"].action == "delete"
 
 
 def test_new_model_and_removed_model(base, head) -> None:
@@ -217,9 +222,9 @@ def test_policy_relevant_change_names_the_new_finding(base, head) -> None:
     assert [f["rule"] for f in changes.new_findings] == ["k8s-serving-min-replicas"]
     assert changes.new_findings[0]["level"] == "mandatory"
     assert changes.resolved_findings == ()
-    # The rule judges the Deployment; the change that caused it is the HPA's minReplicas.
+    # The rule judges the Deployment; the change that caused it is the ScaledObject's minimum.
     assert changes.new_findings[0]["id"] == "Deployment/mnist/mnist"
-    assert [c.id for c in changes.changes] == ["HorizontalPodAutoscaler/mnist/mnist"]
+    assert [c.id for c in changes.changes] == ["ScaledObject/mnist/mnist"]
     section = "\n".join(render_changes(changes, "prod"))
     assert "- ⚠️ new mandatory `k8s-serving-min-replicas` on `Deployment/mnist/mnist`: " in section
     assert "Policy: 1 new finding (1 mandatory), 0 resolved." in section
@@ -392,7 +397,7 @@ def test_a_gate_move_says_what_it_removes_and_the_docs_agree(
     by_id = _by_id(changes)
     track = _canary_track(base["prod"])
     kinds = {i.split("/", 1)[0] for i in track}
-    assert {"Deployment", "ConfigMap", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert {"Deployment", "ConfigMap", "Service", "ScaledObject"} <= kinds
     assert {"TargetGroup", "TargetGroupBinding"} <= kinds  # the model endpoint's, per track
     assert {c.id for c in changes.changes if c.action == "delete"} == track
     assert "the canary track ends" in by_id["Deployment/mnist/mnist-canary"].impact
@@ -415,7 +420,7 @@ def test_a_gate_move_says_what_it_removes_and_the_docs_agree(
     section = "\n".join(render_changes(changes, "prod"))
     removes = (
         "this removes `ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`, "
-        "`HorizontalPodAutoscaler/mnist/mnist-canary`, `Service/mnist/mnist-canary`, "
+        "`Service/mnist/mnist-canary`, `ScaledObject/mnist/mnist-canary`, "
         "`TargetGroup/aws:lb/endpoint-mnist-canary-grpc-lbc`"
     )
     assert "**A canary track ends**" in section and removes in section
@@ -425,7 +430,7 @@ def test_a_gate_move_says_what_it_removes_and_the_docs_agree(
         text = " ".join((ROOT / "docs" / page).read_text().split())
         assert "A canary track ends" in text, page
         assert "`ConfigMap/mnist/mnist-tfserving-canary`, `Deployment/mnist/mnist-canary`" in text
-        assert "`HorizontalPodAutoscaler/mnist/mnist-canary`, `Service/mnist/mnist-canary`" in text
+        assert "`Service/mnist/mnist-canary`, `ScaledObject/mnist/mnist-canary`" in text
 
 
 def test_a_share_move_shows_in_the_comment(
@@ -449,11 +454,11 @@ def test_a_share_move_shows_in_the_comment(
     settings = summary.split("#### Settings changed")[1].split("####")[0]
     assert "- **model mnist**: `models.mnist.canaryTrafficPercent` 10 → 25" in settings
     assert "moves from 90 % / 10 % to 75 % / 25 %" in summary
-    # The canary's autoscaler follows its share (ceil of the share of min and maxReplicas).
-    hpa = next(
-        c for c in changes["changes"] if c["id"] == "HorizontalPodAutoscaler/mnist/mnist-canary"
-    )
-    assert hpa["action"] == "update"
+    # The canary's ScaledObject follows its share (ceil of the share of min and maxReplicas),
+    # and the stable track's gives it the room (both together within maxReplicas 12).
+    scalers = {c["id"]: c for c in changes["changes"] if c["id"].startswith("ScaledObject/")}
+    canary, stable = scalers["ScaledObject/mnist/mnist-canary"], scalers["ScaledObject/mnist/mnist"]
+    assert canary["action"] == stable["action"] == "update"
 
 
 def test_memory_and_stack_wide_changes_name_their_settings(base, head) -> None:
