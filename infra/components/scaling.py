@@ -187,11 +187,25 @@ def scaled_object_spec(
     }
 
 
+def interceptor_paths(model: str) -> list[str]:
+    """The path prefixes that hold every TF Serving REST call of `model`.
+
+    The interceptor matches whole path segments: a rule's path and the request's become keys
+    ``<host>/<path>/`` and the longest stored key that is a prefix wins (HTTP add-on v0.15.0
+    pkg/routing/key.go ``NewKey``, tablememory.go ``Route``). ``/v1/models/<name>`` so holds
+    the status call and everything below it (``/metadata``, ``/versions/<v>:predict``,
+    ``/labels/<l>:classify``) but not ``/v1/models/<name>:predict``, whose last segment is
+    ``<name>:predict``: the three unversioned verbs are listed on their own (TF Serving REST
+    API: ``/v1/models/<name>[/versions/<v>|/labels/<l>]:(classify|regress|predict)``)."""
+    base = f"/v1/models/{model}"
+    return [base, *(f"{base}:{verb}" for verb in ("predict", "classify", "regress"))]
+
+
 def interceptor_route_spec(
     model: ModelSettings, service: pulumi.Input[str], readiness: str
 ) -> Manifest:
-    """The HTTP add-on's route of a model woken on request: TF Serving's REST paths of the model
-    (``/v1/models/<name>...``) on any host (a rule without hosts is a catch-all, v0.15.0
+    """The HTTP add-on's route of a model woken on request: the model's TF Serving REST paths
+    (`interceptor_paths`) on any host (a rule without hosts is a catch-all, v0.15.0
     pkg/routing/key.go), so both in-cluster clients calling the interceptor's Service and the
     model endpoint's requests (host ``<model>.<domain>``) reach it, to the stable track's
     Service on the REST port, scaled on the model's own target; the first request waits up to
@@ -200,7 +214,7 @@ def interceptor_route_spec(
     metric = "concurrency" if model.scaling.signal == IN_FLIGHT else "requestRate"
     return {
         "target": {"service": service, "port": serving_pod.REST_PORT},
-        "rules": [{"paths": [{"value": f"/v1/models/{model.name}"}]}],
+        "rules": [{"paths": [{"value": path} for path in interceptor_paths(model.name)]}],
         "scalingMetric": {metric: {"targetValue": model.scaling_target}},
         "timeouts": {"readiness": readiness},
     }

@@ -271,3 +271,36 @@ def test_a_request_rate_model_wakes_on_its_request_rate() -> None:
     assert route["scalingMetric"] == {"requestRate": {"targetValue": 40}}
     assert scaling.pod_annotations(model) == scaling.DO_NOT_DISRUPT
     assert scaling.pod_annotations(_model()) == {}
+
+
+def _addon_key(host: str, path: str) -> str:
+    """The HTTP add-on's routing key (v0.15.0 pkg/routing/key.go ``NewKey``)."""
+    path = path.strip("/")
+    return f"{host}/{path}/" if path else f"{host}/"
+
+
+def _routed(paths: list[str], request_path: str) -> bool:
+    """Whether a route with these paths and no hosts takes the request: the table stores one
+    catch-all key per path and routes to the longest stored key that is a prefix of the
+    request's (v0.15.0 pkg/routing/tablememory.go ``Route``, ``LongestPrefix``)."""
+    request = _addon_key("*", request_path)
+    return any(request.startswith(_addon_key("*", p)) for p in paths)
+
+
+def test_the_interceptor_route_holds_every_rest_call_of_its_model_and_no_other() -> None:
+    paths = scaling.interceptor_paths("mnist")
+    for call in (
+        "/v1/models/mnist",
+        "/v1/models/mnist/metadata",
+        "/v1/models/mnist:predict",
+        "/v1/models/mnist:classify",
+        "/v1/models/mnist:regress",
+        "/v1/models/mnist/versions/2:predict",
+        "/v1/models/mnist/labels/canary:predict",
+        "/v1/models/mnist/versions/2/metadata",
+    ):
+        assert _routed(paths, call), call
+    for call in ("/v1/models/mnist2:predict", "/v1/models/mnist2", "/v1/models", "/monitoring"):
+        assert not _routed(paths, call), call
+    # Why the verbs are listed: the model's path alone misses the default predict call.
+    assert not _routed(["/v1/models/mnist"], "/v1/models/mnist:predict")

@@ -18,6 +18,7 @@ from infra.capture import REPO_ROOT, StackCapture, capture_stack, stack_config
 from infra.components import cluster_autoscaler
 from infra.components.model_serving import TYPE_TOKEN as SERVING
 from infra.components.model_serving import idle_at_zero
+from infra.components.scaling import interceptor_paths
 from infra.settings import settings_from_config
 from serving.sync.cli import sync_parser
 from tests.infra.conftest_workloads import all_containers
@@ -353,8 +354,11 @@ def test_a_model_idle_at_zero_starts_with_no_pod_and_is_never_awaited(tmp_path):
     (route,) = [r.inputs["spec"] for r in descendants(dev, serving) if r.type == ROUTE]
     # The stable track only: the canary's share is the model endpoint's to give, per request.
     assert route["target"] == {"service": "mnist-stable", "port": 8501}
-    # Any host (in-cluster clients and the model endpoint's <model>.<domain> alike).
-    assert route["rules"] == [{"paths": [{"value": "/v1/models/mnist"}]}]
+    # Any host (in-cluster clients and the model endpoint's <model>.<domain> alike), every REST
+    # call of the model (scaling.interceptor_paths).
+    (rule,) = route["rules"]
+    assert "hosts" not in rule
+    assert [p["value"] for p in rule["paths"]] == interceptor_paths("mnist")
     assert route["timeouts"] == {"readiness": "15m"}
     assert not [r for r in descendants(dev, serving) if r.type.endswith("HorizontalPodAutoscaler")]
     policy = child(dev, serving, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
