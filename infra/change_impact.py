@@ -5,8 +5,10 @@ are `infra.changes.EFFECTS`. The sentence speaks of running pods: a rolling upda
 reload without restart, or nodes replaced so that every pod on them moves (a node group
 replaced, a launch template or NodePool change that renews its nodes). A canary track that a
 promotion or rollback ends is named as such, every object of it (its Deployment, ConfigMap,
-Service, autoscaler, and the model endpoint's target groups and bindings), and a listener rule
-whose weights move says what share of requests goes where.
+Service, KEDA ScaledObject, and the model endpoint's target groups and bindings), a listener
+rule whose weights move says what share of requests goes where, and a KEDA object (ScaledObject,
+InterceptorRoute, TriggerAuthentication) says what its change moves: bounds, signal and target,
+routing.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 _CANARY_PARTS = {
     "ConfigMap": "TF Serving config",
     "Service": "Service (what its target groups bind to)",
-    "HorizontalPodAutoscaler": "autoscaler",
-    "ScaledObject": "autoscaler",
+    "ScaledObject": "autoscaler (KEDA ScaledObject)",
     "TargetGroupBinding": "binding of its pods to the model endpoint's target group",
     "TargetGroup": "target group on the model endpoint",
 }
@@ -181,6 +182,68 @@ def _rollout_impact(
     )
 
 
+def _bounds(inputs: Mapping[str, Any]) -> str:
+    spec = inputs.get("spec") or {}
+    return f"{_show(spec.get('minReplicaCount', 0))}-{_show(spec.get('maxReplicaCount'))}"
+
+
+def _triggers(inputs: Mapping[str, Any]) -> str:
+    """``inFlight, target 32`` for each trigger of a ScaledObject (the HTTP add-on's own shown
+    as waking on request)."""
+    shown = []
+    for trigger in (inputs.get("spec") or {}).get("triggers") or []:
+        meta = trigger.get("metadata") or {}
+        if trigger.get("type") == "external-push":
+            shown.append("wake on request")
+            continue
+        target = meta.get("threshold", meta.get("value"))
+        shown.append(f"{trigger.get('name') or trigger.get('type')}, target {_show(target)}")
+    return " + ".join(shown) or "(none)"
+
+
+def _scaled_object_impact(diffs: Sequence[Any], base: Mapping, head: Mapping) -> str:
+    """What a ScaledObject change moves: KEDA updates the HPA it owns, in place, and queries its
+    triggers every ``pollingInterval`` (30 s unless set: keda.sh docs, "ScaledObject
+    specification")."""
+    paths = [d.path for d in diffs]
+    what = []
+    if any(p in ("spec.minReplicaCount", "spec.maxReplicaCount") for p in paths):
+        what.append(f"replicas {_bounds(base)} → {_bounds(head)}")
+    if any(p.startswith("spec.triggers") for p in paths):
+        what.append(f"scales on {_triggers(base)} → {_triggers(head)}")
+    if any(p.startswith("spec.advanced") for p in paths):
+        what.append("the stabilization windows")
+    if "spec.cooldownPeriod" in paths:
+        what.append("the idle time before scaling to zero")
+    if not what:
+        what.append(", ".join(paths[:3]) or "metadata")
+    return (
+        f"KEDA updates the HPA it owns in place ({'; '.join(what)}); the replica count follows "
+        "at its next poll (pollingInterval, 30 s by default), running pods do not restart"
+    )
+
+
+def _route_impact(diffs: Sequence[Any], base: Mapping, head: Mapping) -> str:
+    """What an InterceptorRoute change moves: the KEDA interceptor's routing, in place."""
+    paths = [d.path for d in diffs]
+    what = []
+    if any(p.startswith("spec.scalingMetric") for p in paths):
+        before, after = (
+            dict((i.get("spec") or {}).get("scalingMetric") or {}) for i in (base, head)
+        )
+        what.append(f"wakes and scales on {_show(before)} → {_show(after)}")
+    if any(p.startswith(("spec.target", "spec.rules")) for p in paths):
+        what.append("which requests it routes where")
+    if any(p.startswith("spec.timeouts") for p in paths):
+        what.append("how long it holds a request for a model at zero")
+    if not what:
+        what.append(", ".join(paths[:3]) or "metadata")
+    return (
+        f"the KEDA interceptor routes by the new route in place ({'; '.join(what)}); "
+        "no pod restarts"
+    )
+
+
 def _configmap_impact(
     diffs: Sequence[Any], head: Mapping, workloads: Sequence[Mapping[str, Any]]
 ) -> tuple[str, str]:
@@ -311,10 +374,14 @@ def impact_of(
                 "that no longer match as drifted and replaces them within the pool's disruption "
                 f"budget, so {_moves(pool, workloads)}"
             )
-        if kind == "HorizontalPodAutoscaler":
+        if kind == "ScaledObject":
+            return "in-place", _scaled_object_impact(diffs, base["inputs"], head["inputs"])
+        if kind == "InterceptorRoute":
+            return "in-place", _route_impact(diffs, base["inputs"], head["inputs"])
+        if kind == "TriggerAuthentication":
             return "in-place", (
-                "autoscaler bounds or target change in place; the HPA moves the replica count "
-                "into the new range at its next sync, running pods do not restart"
+                "KEDA authenticates its next metric queries with the identity it now names; "
+                "no pod restarts"
             )
         return "in-place", f"{kind} updated in place; no pod restarts"
     if rtype in REPLACE_ON_CHANGE:

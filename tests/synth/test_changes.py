@@ -22,7 +22,7 @@ import yaml
 
 from infra import synth
 from infra.capture import capture_stack, stack_config
-from infra.change_impact import change_id, is_canary_track
+from infra.change_impact import change_id, impact_of, is_canary_track
 from infra.changes import Change, ChangeSet, compare, diff_values
 from infra.synth import findings_from, load_policy_config, mask_sensitive, run_policies
 from infra.synth_report import render_changes
@@ -150,11 +150,43 @@ def test_batching_and_replica_changes(base, head) -> None:
     ])  # fmt: skip
     assert "batching or monitoring config changed" in deployment.impact
     # Woken on request at 0, kept warm from 2: the same ScaledObject, from 2 and without the
-    # HTTP add-on's trigger; the InterceptorRoute goes.
+    # HTTP add-on's trigger, its unset inFlight target following the batch capacity (32 x 2);
+    # the InterceptorRoute goes.
     scaled = changes["ScaledObject/mnist/mnist"]
     assert scaled.action == "update"
     assert "spec.minReplicaCount" in scaled.fields
+    assert scaled.effect == "in-place"
+    assert "KEDA updates the HPA it owns in place (replicas 0-2 → 2-2; scales on " in scaled.impact
+    assert "+ wake on request → inFlight, target 64; the idle time before scaling to zero)" in (
+        scaled.impact
+    )
     assert changes["InterceptorRoute/mnist/mnist"].action == "delete"
+
+
+def test_keda_objects_say_what_their_change_moves() -> None:
+    def record(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        api = "http.keda.sh/v1beta1" if kind == "InterceptorRoute" else "keda.sh/v1alpha1"
+        inputs = {"metadata": {"name": "mnist", "namespace": "mnist"}, "spec": spec}
+        return {"type": f"kubernetes:{api}:{kind}", "name": "r", "inputs": inputs}
+
+    def impact(kind: str, before: dict[str, Any], after: dict[str, Any]) -> tuple[str, str]:
+        old, new = record(kind, before), record(kind, after)
+        return impact_of("update", old, new, diff_values(old["inputs"], new["inputs"]))
+
+    route = {"target": {"service": "mnist-stable", "port": 8501}, "timeouts": {"readiness": "15m"}}
+    effect, sentence = impact(
+        "InterceptorRoute", route, {**route, "target": {"service": "mnist", "port": 8501}}
+    )
+    assert effect == "in-place" and "(which requests it routes where)" in sentence
+    assert "how long it holds" in impact("InterceptorRoute", route, {**route, "timeouts": {}})[1]
+    effect, sentence = impact(
+        "TriggerAuthentication",
+        {"podIdentity": {"roleArn": "a"}},
+        {"podIdentity": {"roleArn": "b"}},
+    )
+    assert effect == "in-place" and "the identity it now names" in sentence
+    windows = {"advanced": {"horizontalPodAutoscalerConfig": {"behavior": {}}}}
+    assert "the stabilization windows" in impact("ScaledObject", {}, windows)[1]
 
 
 def test_new_model_and_removed_model(base, head) -> None:
@@ -459,6 +491,7 @@ def test_a_share_move_shows_in_the_comment(
     scalers = {c["id"]: c for c in changes["changes"] if c["id"].startswith("ScaledObject/")}
     canary, stable = scalers["ScaledObject/mnist/mnist-canary"], scalers["ScaledObject/mnist/mnist"]
     assert canary["action"] == stable["action"] == "update"
+    assert "replicas 1-2 → 1-3" in canary["impact"] and "replicas 3-10 → 3-9" in stable["impact"]
 
 
 def test_memory_and_stack_wide_changes_name_their_settings(base, head) -> None:

@@ -1,10 +1,10 @@
 """The PR diff says when a model's scaling signal or target changes: ``python -m infra.synth
 --compare`` on dev's stack file with mnist's ``scaling`` edited, end to end (three synth runs).
 
-What the diff names is the ScaledObject's trigger (and, for a model woken on request, the
-InterceptorRoute's target): the objects the setting becomes. A generic "settings changed per
-model, old -> new" section of the PR comment is issue 26's; this test pins what the object diff
-already says.
+The comment's "Settings changed" section names the setting, old -> new (infra/settings_diff.py);
+each object it becomes (the ScaledObject's trigger and, for a model woken on request, the
+InterceptorRoute's target) is listed with what its change moves, in plain words
+(infra/change_impact.py), and caused by that setting.
 """
 
 from __future__ import annotations
@@ -62,7 +62,14 @@ def _changed(changes: dict[str, Any]) -> dict[str, list[str]]:
     return {c["id"]: c["fields"] for c in changes["changes"]}
 
 
+def _by_id(changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in changes["changes"]}
+
+
 def test_a_new_target_is_the_triggers_threshold_and_the_routes_target(diffs) -> None:
+    assert diffs["target"]["settings"] == [
+        {"scope": "model mnist", "key": "models.mnist.scaling.target", "before": 8, "after": 12}
+    ]
     assert _changed(diffs["target"]) == {
         # dev's mnist is woken on request: its Prometheus trigger activates from one pod's load.
         "ScaledObject/mnist/mnist": [
@@ -82,6 +89,24 @@ def test_a_new_signal_is_a_new_trigger_query_and_route_metric(diffs) -> None:
         "spec.scalingMetric.concurrency",
         "spec.scalingMetric.requestRate",
     }
-    # The PR comment lists the change with its object (the generic "settings changed" section
-    # is issue 26's).
-    assert "ScaledObject/mnist/mnist" in diffs["summary"]
+    # In plain words, each caused by the settings that changed.
+    by_id = _by_id(diffs["signal"])
+    scaled, route = by_id["ScaledObject/mnist/mnist"], by_id["InterceptorRoute/mnist/mnist"]
+    assert (
+        "scales on inFlight, target 8 + wake on request → "
+        "requestsPerSecond, target 40 + wake on request"
+    ) in scaled["impact"]
+    assert "running pods do not restart" in scaled["impact"]
+    assert 'wakes and scales on {"concurrency": {"targetValue": 8}} → ' in route["impact"]
+    for change in (scaled, route):
+        assert change["causes"] == [
+            "models.mnist.scaling.signal: inFlight → requestsPerSecond",
+            "models.mnist.scaling.target: 8 → 40",
+        ]
+    # The PR comment's settings section says it first, old -> new.
+    settings = diffs["summary"].split("#### Settings changed")[1].split("####")[0]
+    assert (
+        "- **model mnist**: `models.mnist.scaling.signal` inFlight → requestsPerSecond; "
+        "`models.mnist.scaling.target` 8 → 40"
+    ) in settings
+    assert "`ScaledObject/mnist/mnist`: KEDA updates the HPA it owns in place" in diffs["summary"]
