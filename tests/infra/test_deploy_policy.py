@@ -110,6 +110,31 @@ def test_parliament_finds_nothing_unexpected(captures: dict[str, StackCapture], 
     assert not unexpected
 
 
+def test_the_scaling_query_right_is_the_workloads_not_the_deployers(
+    captures: dict[str, StackCapture],
+) -> None:
+    # Each model's scaling role (infra/components/scaling.py) may run PromQL queries on the
+    # stack's workspace; the deploy role creates that role and its inline policy (iam:CreateRole,
+    # iam:PutRolePolicy) but never holds the right itself. The query policy lints clean too.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from parliament import analyze_policy_string
+
+    for stack, cap in captures.items():
+        inline = {
+            r.name: r.inputs["policy"]
+            for r in cap.resources
+            if r.type == "aws:iam/rolePolicy:RolePolicy" and r.name.endswith("-scaling-query")
+        }
+        assert inline, stack  # the committed stacks' models scale on request signals
+        for name, text in inline.items():
+            assert _actions(json.loads(text)) == {"aps:QueryMetrics"}, name
+            assert analyze_policy_string(text).findings == [], name
+        deployer = _actions(deploy_policy.policy_document(_records(cap)))
+        assert "aps:QueryMetrics" not in deployer
+        assert {"iam:CreateRole", "iam:PutRolePolicy"} <= deployer
+
+
 def test_a_misspelt_action_is_what_parliament_catches() -> None:
     # The lint above can fail: an action AWS does not define is reported.
     with warnings.catch_warnings():
