@@ -12,7 +12,8 @@ tests/infra/test_monitoring_producers.py parses every rule of every file (promql
 fails unless each metric it reads is in this table for a producer its file names (or recorded
 by a rule of the same file), and unless each stack, in each compute mode, declares the pods and
 scrape job of every producer of every file it uploads. A producer or rule file added without
-its row here fails there.
+its row here fails there. The ScaledObjects' queries (`infra.scaling_query`) read the
+``tfserving`` and ``model-sync`` rows too, and the same test file checks them against this table.
 """
 
 from __future__ import annotations

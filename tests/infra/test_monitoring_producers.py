@@ -19,7 +19,9 @@ from infra.capture import REPO_ROOT, StackCapture, capture_stack, stack_config
 from infra.metric_producers import PRODUCERS, RULE_FILES, rule_files_for
 from infra.naming import PROJECT
 from infra.program import metric_producers
+from infra.scaling_query import scaling_query
 from infra.settings import Settings, settings_from_config
+from infra.settings.scaling import IN_FLIGHT, P99_LATENCY, REQUESTS_PER_SECOND
 from serving.sync.metrics import SyncMetrics
 from tests.infra.conftest import COMPUTE_MODES, STACKS, stack_root_in_mode
 
@@ -197,3 +199,12 @@ def test_rule_file_paths_are_namespace_names() -> None:
     for name in RULE_FILES:
         assert Path(name).stem == name and name[0].isalnum()
         assert all(ch.isalnum() or ch in "-._" for ch in name)
+
+
+def test_every_scaling_query_reads_what_tf_serving_and_the_sync_agent_produce() -> None:
+    # The ScaledObjects' queries (infra/scaling_query.py) read the same table: a name either
+    # producer stops exporting would leave every model scaling on nothing (read as 0).
+    produced = PRODUCERS["tfserving"].metrics | PRODUCERS["model-sync"].metrics
+    for signal in (IN_FLIGHT, REQUESTS_PER_SECOND, P99_LATENCY):
+        read = metrics_read(scaling_query(signal, "mnist", "mnist", "stable", "120s"))
+        assert read and read <= produced, (signal, read - produced)
