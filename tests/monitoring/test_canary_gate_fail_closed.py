@@ -108,7 +108,7 @@ def exposition(track: str, elapsed: float) -> str:
 
 def start_target(track: str, started: float) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = exposition(track, time.monotonic() - started).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
