@@ -277,7 +277,8 @@ class ModelManager:
             if self.batcher is not None:
                 servable.set_runner(self._batched_runner(servable))
             if self.options.enable_model_warmup:
-                self._warmup(servable)
+                self._warmup(servable)  # measures the signatures its records call
+            servable.measure_unmeasured()  # the others, on a probe where one can be made
         except ServingError as exc:
             self._fail(record, sid, path, exc, servable)
             return
