@@ -23,6 +23,8 @@ import pytest
 from devtools.local_prometheus import LocalPrometheus, ScrapeTarget
 from ops import canary
 
+pytestmark = pytest.mark.hostile
+
 SCRAPE_S = 0.5
 BUCKETS = (1000.0, 10_000.0, 100_000.0)  # microseconds, plus +Inf
 

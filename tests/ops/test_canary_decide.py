@@ -18,6 +18,8 @@ import pytest
 from ops import canary
 from ops.canary import Thresholds, TrackFigures
 
+pytestmark = pytest.mark.hostile
+
 LIMITS = Thresholds()
 MODEL, WINDOW = "mnist", 600
 

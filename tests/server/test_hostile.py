@@ -30,6 +30,8 @@ from tensorflow_serving.apis import (
 from devtools.server.errors import ServerConfigError
 from devtools.server.flags import parse_flags
 
+pytestmark = pytest.mark.hostile
+
 
 def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict, bytes]:
     """Send raw bytes, read one response: (status, lower-cased headers, body)."""

@@ -125,3 +125,18 @@ def test_a_version_of_nineteen_digits_is_served(conv_server) -> None:
         server.rest_port, f"/v1/models/conv/versions/{INT64_MAX}:predict", good
     )
     assert status == 200, reply
+
+
+def test_the_server_refuses_to_run_with_onednn_on(monkeypatch, toy_base) -> None:
+    """In a process where TensorFlow was already loaded with oneDNN on, the server would abort
+    on the first input of the wrong rank: it refuses to start instead, saying why."""
+    from devtools.server import server as server_module
+    from devtools.server.errors import ServerConfigError
+    from devtools.server.flags import parse_flags
+    from model import tf_runtime
+
+    monkeypatch.setattr(tf_runtime, "onednn_enabled", lambda: True)
+    monkeypatch.setattr(server_module, "onednn_problem", tf_runtime.onednn_problem)
+    options = parse_flags(["--port=-1", "--model_name=toy", f"--model_base_path={toy_base}"])
+    with pytest.raises(ServerConfigError, match="TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow"):
+        server_module.ModelServer(options).start()

@@ -33,6 +33,8 @@ from tests.sync.helpers import (
 )
 from tests.sync.test_agent import NAME, make_agent, running, versions, wait_for
 
+pytestmark = pytest.mark.hostile
+
 
 def failures(agent, reason: str) -> float:
     return agent.metrics.registry.get_sample_value(
