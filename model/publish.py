@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -49,10 +48,8 @@ from contracts.store import (
     StoreURIError,
     VersionExistsError,
     VersionManifest,
-    check_manifest_bounds,
     content_prefix,
     list_committed,
-    parse_manifest,
     read_manifest,
     read_manifest_etag,
     scan_export,
@@ -62,7 +59,7 @@ from contracts.store import (
 from model.errors import ExportError, PublishError
 from model.publish_contract import Claim, claim, read_marker, references, release
 from model.replay import replay_warmup
-from model.validate import check_contract, read_warmup
+from model.validate import check_contract, check_readable, generated_names, read_warmup
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 PROGRESS_THRESHOLD = MULTIPART_THRESHOLD  # files this large get a progress line
@@ -279,42 +276,6 @@ def _print_contract(stream: TextIO) -> Any:
     return report
 
 
-# Keras 3's generated names (docs/bring-your-own-model.md, "Export a SavedModel version"): inputs
-# after their Keras tensor or input layer, outputs numbered. They change when the model is built
-# differently, and the names are the contract.
-GENERATED_NAME = re.compile(r"^(keras_tensor(_\d+)?|input_layer(_\d+)?|output_\d+)$")
-
-
-def generated_names(signatures: dict[str, Any]) -> list[str]:
-    """``signature: input|output 'name'`` for every tensor name Keras 3 generated."""
-    found = []
-    for key, signature in sorted(signatures.items()):
-        for kind in ("inputs", "outputs"):
-            for alias in sorted(signature.get(kind) or {}):
-                if GENERATED_NAME.match(alias):
-                    found.append(f"{key}: {kind[:-1]} {alias!r}")
-    return found
-
-
-def check_readable(manifest: VersionManifest) -> None:
-    """ExportError unless the manifest, and the contract marker made from it, are what every
-    reader accepts (`contracts.store.parse_manifest`: size, depth, format): checked before the
-    first write, so a refusal burns no version number."""
-    from model.publish_contract import marker_body
-
-    name, version = manifest.model, manifest.version
-    try:
-        parse_manifest(manifest.to_json(), name, version)
-        check_manifest_bounds(marker_body(name, version, dict(manifest.signatures)), name)
-    except ManifestError as exc:
-        raise ExportError(
-            f"{name}/{version}: the manifest this export makes would be refused by the store's "
-            f"readers ({exc}); nothing was written. The manifest carries the signatures and "
-            f"these keys of metrics.json: {', '.join(MANIFEST_METRICS)}; shrink what is large "
-            "or deep there"
-        ) from exc
-
-
 def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> VersionManifest:
     """Publish `args.export`; returns the committed manifest. `s3` overrides the boto3 client."""
     location = StoreLocation.parse(args.store)
@@ -353,7 +314,7 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
         signatures=signatures,
         metrics=_manifest_metrics(args.export, stream),
     )
-    check_readable(manifest)
+    check_readable(manifest, MANIFEST_METRICS)
     s3 = s3 if s3 is not None else make_client(args.endpoint_url)
     bucket = location.bucket
 
@@ -498,7 +459,7 @@ def commit_version(
             manifest, held = claim(
                 s3, location, manifest, replaced, allow_signature_change, _print_contract(stream)
             )
-        check_readable(manifest)  # with its signature_change record
+        check_readable(manifest, MANIFEST_METRICS)  # with its signature_change record
         try:
             with guarded("writing the manifest (commit)"):
                 s3.put_object(

@@ -13,12 +13,14 @@ publish is committing: `model.publish_contract`) and refuses incompatible change
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contracts.signatures import Difference, breaking, compare, summarize_signature_defs
+from contracts.store import ManifestError, VersionManifest, parse_manifest
 from model.errors import ExportError, SignatureContractError
 
 SERVE_TAG = "serve"
@@ -197,6 +199,41 @@ def validate_export(directory: Path) -> dict[str, dict[str, Any]]:
     check_variables(directory)
     check_warmup(directory, signatures)
     return signatures
+
+
+# Keras 3's generated names (docs/bring-your-own-model.md, "Export a SavedModel version"): inputs
+# after their Keras tensor or input layer, outputs numbered. They change when the model is built
+# differently, and the names are the contract.
+GENERATED_NAME = re.compile(r"^(keras_tensor(_\d+)?|input_layer(_\d+)?|output_\d+)$")
+
+
+def generated_names(signatures: dict[str, Any]) -> list[str]:
+    """``signature: input|output 'name'`` for every tensor name Keras 3 generated."""
+    found = []
+    for key, signature in sorted(signatures.items()):
+        for kind in ("inputs", "outputs"):
+            for alias in sorted(signature.get(kind) or {}):
+                if GENERATED_NAME.match(alias):
+                    found.append(f"{key}: {kind[:-1]} {alias!r}")
+    return found
+
+
+def check_readable(manifest: VersionManifest, manifest_metrics: Sequence[str] = ()) -> None:
+    """ExportError unless the manifest is what every reader accepts
+    (`contracts.store.parse_manifest`: size, depth, format): checked before the first write, so
+    a refusal burns no version number. (The contract marker carries a part of it, its
+    signatures, so it is within the bounds too.) `manifest_metrics` are the keys of metrics.json
+    it carries, for the message."""
+    name, version = manifest.model, manifest.version
+    try:
+        parse_manifest(manifest.to_json(), name, version)
+    except ManifestError as exc:
+        raise ExportError(
+            f"{name}/{version}: the manifest this export makes would be refused by the store's "
+            f"readers ({exc}); nothing was written. The manifest carries the signatures and "
+            f"these keys of metrics.json: {', '.join(manifest_metrics)}; shrink what is large "
+            "or deep there"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ops import canary
+from ops import canary, canary_query
 from ops.canary import Thresholds, TrackFigures
 
 pytestmark = pytest.mark.hostile
@@ -355,8 +355,8 @@ def test_other_urls_are_not_signed(monkeypatch: pytest.MonkeyPatch) -> None:
         (httpx.Response(503, text="overloaded"), "answered 503: overloaded"),
         (httpx.Response(200, text="<html>login</html>"), "did not answer JSON: <html>login</html>"),
         (
-            httpx.Response(200, content=b"[" * (canary.MAX_ANSWER_BYTES + 1)),
-            f"answered more than {canary.MAX_ANSWER_BYTES} bytes",
+            httpx.Response(200, content=b"[" * (canary_query.MAX_ANSWER_BYTES + 1)),
+            f"answered more than {canary_query.MAX_ANSWER_BYTES} bytes",
         ),
     ],
 )
