@@ -4,8 +4,8 @@
 Prometheus HTTP API (``/api/v1/query``) for each track's requests, errors and latency over the
 window, and prints one JSON object: the decision (``promote``, ``hold`` or ``rollback``), the
 figures per track, and the reasons. Exit codes: 0 whenever a decision is printed, whatever it
-is and however Prometheus answered (a workflow reads the JSON); 2 for bad arguments (a message on
-stderr, no JSON).
+is and however Prometheus answered (a workflow reads the JSON); 2 for bad arguments or no AWS
+credentials to sign requests to an AMP workspace (a message on stderr, no JSON).
 
 The gate fails closed: it promotes only on figures it can vouch for.
 

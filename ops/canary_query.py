@@ -69,7 +69,10 @@ def http_fetch(base_url: str, timeout_s: float = 10.0) -> Fetch:
 
     def fetch(query: str, at: float) -> Any:
         url = f"{endpoint}?{urlencode({'query': query, 'time': f'{at:.3f}'})}"
-        headers = signer(url) if signer else {}
+        try:
+            headers = signer(url) if signer else {}
+        except Exception as exc:  # botocore's errors (expired or refused credentials...)
+            raise GateError(f"cannot sign the request to {endpoint}: {exc}") from exc
         try:
             with httpx.stream("GET", url, headers=headers, timeout=timeout_s) as response:
                 body = b""
