@@ -2,11 +2,12 @@
 
 Creates nothing at import. `RequestLimits` carries the per-request bounds the gRPC decoder checks
 on a tensor's *declared* shape and dtype (so one 49-byte ``float_val`` declaring
-``[1100000,28,28,1]`` is refused before numpy expands it); `ByteBudget` bounds the bytes of all
-requests being read or decoded at once (REST bodies by ``Content-Length``, gRPC inputs by their
-declared size), so many large requests at once are refused with RESOURCE_EXHAUSTED (HTTP 429)
-instead of growing the process until the kernel kills it. TF Serving has neither; both limits are
-this stand-in's additions (``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``).
+``[1100000,28,28,1]`` is refused before numpy expands it); `ByteBudget` bounds what all requests
+in flight hold, each through its `Account` (the body bytes that arrived, and 1/MEMORY_FACTOR of
+the memory it is estimated to cause: `devtools.server.costs`), so many large requests at once
+are refused with RESOURCE_EXHAUSTED (HTTP 429) instead of growing the process until the kernel
+kills it. TF Serving has neither; both limits are this stand-in's additions
+(``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``).
 """
 
 from __future__ import annotations
@@ -66,15 +67,6 @@ class ByteBudget:
         """Return bytes held by `take`."""
         with self._lock:
             self._used -= size
-
-    @contextmanager
-    def reserve(self, size: int, what: str) -> Iterator[None]:
-        """`take` for the duration of a with-block."""
-        self.take(size, what)
-        try:
-            yield
-        finally:
-            self.give(size)
 
 
 class Account:
