@@ -242,9 +242,10 @@ class ModelManager:
                 exc.strerror or exc,
             )
             return None
-        # The project's one version rule (1 ... 2^63-1, TF Serving's int64), as the store and the
-        # sync agent read it: a version they accept is a version this server serves.
-        named = ((rules.parse_version_dir(p.name), p) for p in children)
+        # The project's one version rule (1 ... 2^63-1, TF Serving's int64), spelled as TF Serving
+        # reads a directory name (leading zeros count): a version the store and the sync agent
+        # accept is a version this server serves.
+        named = ((rules.parse_served_version_dir(p.name), p) for p in children)
         versions = {v: p for v, p in named if v is not None and p.is_dir()}
         if not versions:
             log.warning(
