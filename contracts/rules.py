@@ -136,6 +136,23 @@ def validate_version(version: object) -> int:
     return int(text)
 
 
+_SERVED_VERSION_DIR = re.compile(r"[0-9]+")
+
+
+def parse_served_version_dir(name: str) -> int | None:
+    """The version TF Serving reads from a directory name on its disk, or None.
+
+    The value rule is ``validate_version``'s (1 ... 2^63-1); only the spelling is TF Serving's:
+    it parses the name with ``strings::safe_strto64`` (``ParseVersionNumber`` in
+    file_system_storage_path_source.cc), so leading zeros count (its own test data is
+    ``00000123``). What the store writes stays canonical (``parse_version_dir``).
+    """
+    if not _SERVED_VERSION_DIR.fullmatch(name):
+        return None
+    value = int(name)
+    return value if 1 <= value <= INT64_MAX else None
+
+
 def parse_version_dir(name: str) -> int | None:
     """The version a directory or key segment names, or None if it names none."""
     try:

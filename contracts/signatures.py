@@ -15,11 +15,13 @@ numpy/TensorFlow name of the tensor's `DataType`. `summarize_signature_defs` bui
 `SignatureDef` protos of a SavedModel's serve meta graph without importing TensorFlow (the proto's
 own enum descriptor names the dtype), so the sync image and the client can use it too.
 
-Compatible (clients of the old version keep working): a new signature, a new output, a dimension
-widened from a fixed size to -1, a shape widened to unknown rank. Incompatible: a signature
-removed, its method changed, an input or output removed or renamed, a new input (TF Serving
-requires every input of a signature), a dtype changed, a rank changed, a dimension narrowed from
--1 to a fixed size or changed from one size to another.
+Compatible (clients of the old version keep working): a new signature, a new output, an input
+dimension widened from a fixed size to -1 or an input shape widened to unknown rank, an output
+dimension narrowed from -1 to a fixed size or an output of unknown rank given a shape.
+Incompatible: a signature removed, its method changed, an input or output removed or renamed, a
+new input (TF Serving requires every input of a signature), a dtype changed, a rank changed, an
+input narrowed (a dimension from -1 to a fixed size, unknown rank to a shape), an output widened
+(a fixed dimension to -1, a known rank to unknown), a fixed size changed to another.
 """
 
 from __future__ import annotations
@@ -107,15 +109,33 @@ def _shape_text(shape: list[int] | None) -> str:
     return "unknown rank" if shape is None else str(shape)
 
 
-def _shape_change(old: list[int] | None, new: list[int] | None) -> tuple[str, bool] | None:
-    """(description, breaking) of a shape change, or None when equal."""
+def _shape_change(
+    old: list[int] | None, new: list[int] | None, kind: str
+) -> tuple[str, bool] | None:
+    """(description, breaking) of a shape change, or None when equal.
+
+    An input may accept more than before (clients keep sending what they sent); an output may
+    promise more than before (clients keep reading what they read). So the rules mirror each
+    other: widening an input and narrowing an output are compatible, the reverse is breaking.
+    """
     if old == new:
         return None
     what = f"shape {_shape_text(old)} -> {_shape_text(new)}"
+    if old is not None and new is not None and len(old) != len(new):
+        return what + " (rank changed)", True
+    if kind == "output":
+        if old is None:
+            return what + " (a known shape now)", False
+        if new is None:
+            return what + " (known rank lost)", True
+        lost = [i for i, (o, n) in enumerate(zip(old, new, strict=True)) if o != -1 and o != n]
+        if lost:
+            return what + f" (dimension {', '.join(map(str, lost))} widened or resized)", True
+        return what + " (narrowed)", False
     if new is None:
         return what + " (widened to any shape)", False
-    if old is None or len(old) != len(new):
-        return what + (" (narrowed)" if old is None else " (rank changed)"), True
+    if old is None:
+        return what + " (narrowed)", True
     narrowed = [i for i, (o, n) in enumerate(zip(old, new, strict=True)) if o != n and n != -1]
     if narrowed:
         return what + f" (dimension {', '.join(map(str, narrowed))} narrowed or resized)", True
@@ -138,7 +158,7 @@ def _tensor_differences(
         if before.get("dtype") != after.get("dtype"):
             change = f"dtype {before.get('dtype')} -> {after.get('dtype')}"
             found.append(Difference(signature, f"{kind} {name!r}", change, True))
-        shape = _shape_change(before.get("shape"), after.get("shape"))
+        shape = _shape_change(before.get("shape"), after.get("shape"), kind)
         if shape is not None:
             found.append(Difference(signature, f"{kind} {name!r}", *shape))
     return found

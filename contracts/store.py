@@ -10,6 +10,9 @@ Layout under a store location ``s3://BUCKET/PREFIX``::
     PREFIX/<name>/<version>/<path>                      files of versions published before
                                                         content prefixes (still read)
     PREFIX/<name>/.staging/<version>-<token>/           old-style uploads (removed when stale)
+    PREFIX/<name>/.contract.json                        the version committed last and its
+                                                        signatures: publish's compare-and-swap
+                                                        point (`contract_key`; `model publish`)
 
 A version exists only when its manifest is within the bounds (`MAX_MANIFEST_BYTES`,
 `MAX_MANIFEST_DEPTH`), parses, names this model and version, and every file it lists is present
@@ -35,6 +38,8 @@ from contracts.rules import parse_version_dir
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "tfserving-eks/manifest/v1"
 STAGING_DIR = ".staging"
+CONTRACT_NAME = ".contract.json"
+CONTRACT_FORMAT = "tfserving-eks/contract/v1"
 _CHUNK = 1 << 20
 _log = logging.getLogger(__name__)
 
@@ -112,6 +117,10 @@ class StoreLocation:
 
     def manifest_key(self, name: str, version: int) -> str:
         return self.version_prefix(name, version) + MANIFEST_NAME
+
+    def contract_key(self, name: str) -> str:
+        """The model's contract marker; readers of versions never look at it."""
+        return self._key(validate_model_name(name), CONTRACT_NAME)
 
     def staging_root(self, name: str) -> str:
         return self._key(validate_model_name(name), STAGING_DIR) + "/"

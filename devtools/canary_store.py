@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contracts import rules
 from devtools.processes import (
     Processes,
     StepFailed,
@@ -46,7 +47,7 @@ def start_store(processes: Processes, exports: Path, models: tuple[str, ...]) ->
         )
         for model in models
         for version in sorted((exports / model).iterdir())
-        if version.name.isdigit()
+        if rules.parse_version_dir(version.name) is not None
     ]
     for service in publishes:
         if service.process.wait(timeout=300) != 0:

@@ -44,6 +44,7 @@ from devtools.local_steps import (
     Options,
     Store,
     _start_sync,
+    _sync_once,
     latency_summary,
     say,
     start_stand_in,
@@ -232,18 +233,19 @@ def start_serving(
     batching = models[0].settings.batching
     (serving_dir / BATCHING_FILE).write_text(tfconfig.render_batching_parameters(batching))
     (serving_dir / MONITORING_FILE).write_text(tfconfig.render_monitoring_config())
-    sync_logs = {}
+    # As in the cluster's pods: the init container places the first versions, the server
+    # starts, then each sidecar runs with the server's URL (it retires a version only once its
+    # successor is AVAILABLE there).
     for model in models:
-        agent = _start_sync(procs, store, model.name, models_dir, serving_dir)
-        sync_logs[model.name] = agent.log
-
-        def synced(model: UserModel = model, agent: Any = agent) -> bool:
-            agent.check_alive(step)
-            return (models_dir / model.name / str(model.first)).is_dir()
-
-        wait_until(step, f"{model.name} version {model.first} on disk", synced, 120, agent.log)
+        _sync_once(procs, step, store, model.name, models_dir, serving_dir)
+        if not (models_dir / model.name / str(model.first)).is_dir():
+            raise StepFailed(step, f"{model.name} version {model.first} is not on disk after sync")
         say(step, f"sync agent placed {model.name} version {model.first} in {models_dir}")
     rest_url, grpc_target, server = start_stand_in(procs, step, serving_dir)
+    sync_logs = {
+        model.name: _start_sync(procs, store, model.name, models_dir, serving_dir, rest_url).log
+        for model in models
+    }
     for model in models:
         wait_version_available(step, rest_url, model.name, model.first, server.log)
         say(step, f"{model.name} version {model.first} AVAILABLE (REST {rest_url}, gRPC "

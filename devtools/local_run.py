@@ -7,8 +7,9 @@ path uses, each as its own process, against an S3 endpoint on loopback (moto):
 2. `python -m model train` for mnist versions 1 and 2, and `--recipe diabetes` for the second
    model (each reused when its inputs are unchanged)
 3. moto S3 server, bucket, `python -m model publish` of mnist version 1 and of diabetes
-4. one `python -m serving.sync` per model + `python -m devtools.server` serving both from one
-   models.config (the dev stack's policies)
+4. one `python -m serving.sync --once` per model (the init container), `python -m
+   devtools.server` serving both from one models.config (the dev stack's policies), then one
+   `python -m serving.sync --tfserving-url` sidecar per model, as in the cluster
 5. the held-out test digits through the client over REST and gRPC: accuracy and latency; the
    held-out diabetes patients through the generic client (signature from metadata): MAE
 6. version 2 published under steady load: hot swap, `canary` label moved, failed requests counted

@@ -210,19 +210,33 @@ def dev_model_settings(name: str = MODEL):
     raise StepFailed("4/8 serve", f"the {STACK} stack serves no model named {name!r}")
 
 
+def _sync_args(store: Store, name: str, models_dir: Path, serving_dir: Path) -> list[str]:
+    return [
+        "-m", "serving.sync", "--source", STORE_URI, "--dest", str(models_dir),
+        "--model", name, "--interval", "1", "--endpoint-url", store.endpoint,
+        "--model-config-file", str(serving_dir / "models.config"),
+        "--status-file", str(serving_dir / f"sync-status-{name}.json"),
+    ]  # fmt: skip
+
+
+def _sync_once(
+    procs: Processes, step: str, store: Store, name: str, models_dir: Path, serving_dir: Path
+) -> None:
+    """The init container: place the wanted versions before the server starts."""
+    args = [*_sync_args(store, name, models_dir, serving_dir), "--once"]
+    procs.run(step, f"sync-once-{name}", args, timeout_s=180)
+
+
 def _start_sync(
-    procs: Processes, store: Store, name: str, models_dir: Path, serving_dir: Path
+    procs: Processes, store: Store, name: str, models_dir: Path, serving_dir: Path, rest_url: str
 ) -> Any:
-    """One sync agent per model, as in the cluster (each pod's sidecar syncs its own model)."""
+    """One sync agent per model, as in the cluster (each pod's sidecar syncs its own model),
+    asking the server which versions it serves: an old version is retired only once its
+    successor is AVAILABLE there."""
     return procs.start(
         "sync" if name == MODEL else f"sync-{name}",
-        [
-            "-m", "serving.sync", "--source", STORE_URI, "--dest", str(models_dir),
-            "--model", name, "--interval", "1", "--endpoint-url", store.endpoint,
-            "--model-config-file", str(serving_dir / "models.config"),
-            "--status-file", str(serving_dir / f"sync-status-{name}.json"),
-        ],
-    )  # fmt: skip
+        [*_sync_args(store, name, models_dir, serving_dir), "--tfserving-url", rest_url],
+    )
 
 
 def start_serving(
@@ -259,21 +273,18 @@ def start_serving(
     (serving_dir / BATCHING_FILE).write_text(tfconfig.render_batching_parameters(model.batching))
     (serving_dir / MONITORING_FILE).write_text(tfconfig.render_monitoring_config())
 
-    sync = _start_sync(procs, store, MODEL, models_dir, serving_dir)
-    syncs = [(MODEL, first, sync)]
-    if second is not None:
-        agent = _start_sync(procs, store, SECOND_MODEL, models_dir, serving_dir)
-        syncs.append((SECOND_MODEL, second, agent))
-    for name, version, agent in syncs:
-
-        def synced(name: str = name, version: int = version, agent: Any = agent) -> bool:
-            agent.check_alive(step)
-            return (models_dir / name / str(version)).is_dir()
-
-        wait_until(step, f"{name} version {version} on local disk", synced, 120, agent.log)
+    placed = [(MODEL, first)] + ([(SECOND_MODEL, second)] if second is not None else [])
+    for name, version in placed:
+        _sync_once(procs, step, store, name, models_dir, serving_dir)
+        if not (models_dir / name / str(version)).is_dir():
+            raise StepFailed(step, f"{name} version {version} is not on local disk after sync")
         say(step, f"sync agent placed {name} version {version} in {models_dir / name}")
 
     rest_url, grpc_target, server = start_stand_in(procs, step, serving_dir)
+    # The sidecars, started once the server listens, with its URL as in the cluster's pods.
+    sync = _start_sync(procs, store, MODEL, models_dir, serving_dir, rest_url)
+    if second is not None:
+        _start_sync(procs, store, SECOND_MODEL, models_dir, serving_dir, rest_url)
     serving = Serving(
         rest_url=rest_url,
         grpc_target=grpc_target,

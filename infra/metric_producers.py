@@ -63,6 +63,7 @@ PRODUCERS: dict[str, Producer] = {
                 "tfserving_sync_versions_served",
                 "tfserving_sync_latest_version_served",
                 "tfserving_sync_versions_wanted",
+                "tfserving_sync_versions_not_loadable",
                 "tfserving_sync_downloaded_bytes_total",
                 "tfserving_sync_versions_installed_total",
                 "tfserving_sync_versions_removed_total",

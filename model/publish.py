@@ -28,6 +28,7 @@ prefix only ever holds the manifest. Publishes of one version are linearizable; 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import sys
 import threading
@@ -49,13 +50,16 @@ from contracts.store import (
     VersionManifest,
     content_prefix,
     list_committed,
-    list_committed_versions,
+    read_manifest,
     read_manifest_etag,
     scan_export,
     validate_model_name,
     validate_version,
 )
 from model.errors import ExportError, PublishError
+from model.publish_contract import Claim, claim, read_marker, references, release
+from model.replay import replay_warmup
+from model.validate import check_contract, check_readable, generated_names, read_warmup
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 PROGRESS_THRESHOLD = MULTIPART_THRESHOLD  # files this large get a progress line
@@ -244,7 +248,7 @@ def _manifest_metrics(export: Path, stream: TextIO) -> dict[str, Any]:
     from model.report import read_metrics, report_dir_for_export
 
     metrics = read_metrics(export)
-    if metrics is None:
+    if not isinstance(metrics, dict):
         stream.write(
             f"warning: no readable {report_dir_for_export(export)}/metrics.json; "
             "publishing with empty metrics\n"
@@ -253,27 +257,23 @@ def _manifest_metrics(export: Path, stream: TextIO) -> dict[str, Any]:
     return {key: metrics[key] for key in MANIFEST_METRICS if key in metrics}
 
 
-def _keep_contract(
-    s3: Any, location: StoreLocation, manifest: VersionManifest, allow: bool, stream: TextIO
-) -> VersionManifest:
-    """Check `manifest`'s signatures against the newest other committed version of the model."""
-    from model.validate import check_contract
+def _print_contract(stream: TextIO) -> Any:
+    """What the commit-time contract check reports: breaking changes let through, or compatible
+    differences, against the first version the new one is held to."""
 
-    committed = list_committed_versions(s3, location, manifest.model)
-    others = [v for v in committed if v != manifest.version]
-    newest = committed[max(others)] if others else None
-    differences, change = check_contract(manifest.signatures, newest, allow_change=allow)
-    if change is not None:
-        stream.write(
-            f"--allow-signature-change: publishing despite breaking changes against version "
-            f"{change['against_version']}:\n" + "".join(f"  - {d}\n" for d in differences)
-        )
-    elif differences:
-        stream.write(
-            "compatible signature changes against version "
-            f"{newest.version if newest else '?'}:\n" + "".join(f"  - {d}\n" for d in differences)
-        )
-    return replace(manifest, signature_change=change)
+    def report(differences: list[Any], change: dict[str, Any] | None, against: int | None) -> None:
+        if change is not None:
+            stream.write(
+                f"--allow-signature-change: publishing despite breaking changes against version "
+                f"{change['against_version']}:\n" + "".join(f"  - {d}\n" for d in differences)
+            )
+        elif differences:
+            stream.write(
+                f"compatible signature changes against version {against}:\n"
+                + "".join(f"  - {d}\n" for d in differences)
+            )
+
+    return report
 
 
 def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> VersionManifest:
@@ -286,13 +286,24 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
     stream.flush()
     from model.tf_runtime import tensorflow
 
-    tensorflow()  # imported once, without the CPU-only GPU-probe noise
+    # Imported once, without the CPU-only GPU-probe noise, and with kernels that refuse a bad
+    # warmup record instead of aborting the process (model/tf_runtime.py).
+    tensorflow(untrusted_inputs=True)
     from model.validate import WARMUP_RELPATH, validate_export
 
     signatures = validate_export(args.export)  # before any S3 call: refuse what cannot load
     warmup = args.export / WARMUP_RELPATH
     if not warmup.exists():
         stream.write(f"warning: {warmup} is missing; TF Serving will load without warmup\n")
+    else:
+        replay_warmup(args.export, read_warmup(warmup))  # as TF Serving will when it loads
+    generated = generated_names(signatures)
+    if generated:
+        stream.write(
+            "warning: Keras generated these names, and a rebuilt model may get others (a "
+            "breaking change for clients): " + "; ".join(generated) + ". Name them: "
+            "docs/bring-your-own-model.md, 'Export a SavedModel version'\n"
+        )
     files = scan_export(args.export)
     manifest = VersionManifest(
         model=name,
@@ -303,6 +314,7 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
         signatures=signatures,
         metrics=_manifest_metrics(args.export, stream),
     )
+    check_readable(manifest, MANIFEST_METRICS)
     s3 = s3 if s3 is not None else make_client(args.endpoint_url)
     bucket = location.bucket
 
@@ -313,14 +325,27 @@ def publish(args: PublishArgs, s3: Any = None, stream: TextIO = sys.stderr) -> V
     with guarded(BUCKET_CHECK):
         s3.head_bucket(Bucket=bucket)
     with guarded("reading the model's signature contract"):
-        manifest = _keep_contract(s3, location, manifest, args.allow_signature_change, stream)
+        # Early, to refuse before uploading; checked again when it commits (commit_version).
+        replaced = read_manifest(s3, location, name, version) if args.force else None
+        marker = read_marker(s3, location, name)
+        refs = references(s3, location, manifest, replaced, marker)
+        check_contract(name, manifest.signatures, refs, allow_change=args.allow_signature_change)
     mib = manifest.total_bytes / (1024 * 1024)
     stream.write(
         f"[3/3] uploading {len(manifest.files)} files ({mib:.1f} MiB) to staging, verifying, "
         f"committing {location.uri}/{name}/{version}\n"
     )
     stream.flush()
-    return commit_version(s3, location, manifest, args.export, args.force, stream, guarded)
+    return commit_version(
+        s3,
+        location,
+        manifest,
+        args.export,
+        args.force,
+        stream,
+        guarded,
+        args.allow_signature_change,
+    )
 
 
 class ConcurrentPublishError(PublishError):
@@ -356,8 +381,10 @@ def commit_version(
     force: bool,
     stream: TextIO,
     guarded: Any,
+    allow_signature_change: bool = False,
 ) -> VersionManifest:
-    """Upload `export`'s files and commit `manifest`: linearizable per version.
+    """Upload `export`'s files and commit `manifest`: linearizable per version, and checked
+    against the model's contract at commit time (`model.publish_contract`).
 
     The files go to the manifest's content prefix (`contracts.store.content_prefix`, outside
     the version prefix, named by the digest of the file list); the commit is ONE conditional
@@ -410,6 +437,7 @@ def commit_version(
     checksum = {"ChecksumAlgorithm": "SHA256"}
     condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current[1]}
     committed = False
+    held: Claim | None = None
     try:
         with guarded("uploading"):
             for entry in manifest.files:
@@ -426,6 +454,12 @@ def commit_version(
                 )
         with guarded("verifying the upload"):
             verify_objects(s3, bucket, prefix, manifest)
+        with guarded("claiming the model's signature contract"):
+            replaced = current[0] if current is not None else None
+            manifest, held = claim(
+                s3, location, manifest, replaced, allow_signature_change, _print_contract(stream)
+            )
+        check_readable(manifest, MANIFEST_METRICS)  # with its signature_change record
         try:
             with guarded("writing the manifest (commit)"):
                 s3.put_object(
@@ -448,6 +482,9 @@ def commit_version(
             ) from exc
     finally:
         if not committed:
+            if held is not None:
+                with contextlib.suppress(PublishError), guarded("handing the contract back"):
+                    release(s3, location, manifest, held)
             _remove_own_upload(s3, location, manifest, prefix, stream, guarded)
     if current is not None:
         old = current[0]
@@ -465,11 +502,14 @@ def commit_version(
         # Readers' view: the version is committed with these files. Fails only if something
         # removed the upload between verification and commit (a cleanup by a publish that took
         # it for stale: uploads longer than STALE_CONTENT_SECONDS).
-        seen = list_committed(s3, location, name).versions.get(version)
+        listing = list_committed(s3, location, name)
+        seen = listing.versions.get(version)
     if seen is None or seen.prefix != prefix:
+        why = listing.problems.get(version) or (
+            f"readers do not see this version's files under {prefix}"
+        )
         raise PublishError(
-            f"{where}: the manifest was written but readers do not see this version's files "
-            f"under {prefix}; publish it again with --force"
+            f"{where}: the manifest was written but {why}; publish it again with --force"
         )
     return manifest
 

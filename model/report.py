@@ -46,7 +46,7 @@ def read_metrics(export_dir: Path) -> dict[str, Any] | None:
     path = report_dir_for_export(export_dir) / METRICS_FILE
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested past Python's stack
         return None
 
 

@@ -6,18 +6,21 @@ TF1-style graphs alike): `saved_model.pb` parses and has a meta graph tagged `se
 and every tensor reads back whole (a shard truncated after export fails here, not in the server);
 the warmup file, when present, parses and asks only for signatures and inputs the model has.
 
-`check_contract` compares the export's signatures with the model's contract (the signatures of its
-newest committed version, `contracts.signatures`) and refuses incompatible changes unless told to.
+`check_contract` compares the export's signatures with each version it is held to (the model's
+newest committed version, its contract; the version a ``--force`` replaces; one a concurrent
+publish is committing: `model.publish_contract`) and refuses incompatible changes unless told to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contracts.signatures import Difference, breaking, compare, summarize_signature_defs
-from contracts.store import VersionManifest
+from contracts.store import ManifestError, VersionManifest, parse_manifest
 from model.errors import ExportError, SignatureContractError
 
 SERVE_TAG = "serve"
@@ -198,38 +201,88 @@ def validate_export(directory: Path) -> dict[str, dict[str, Any]]:
     return signatures
 
 
+# Keras 3's generated names (docs/bring-your-own-model.md, "Export a SavedModel version"): inputs
+# after their Keras tensor or input layer, outputs numbered. They change when the model is built
+# differently, and the names are the contract.
+GENERATED_NAME = re.compile(r"^(keras_tensor(_\d+)?|input_layer(_\d+)?|output_\d+)$")
+
+
+def generated_names(signatures: dict[str, Any]) -> list[str]:
+    """``signature: input|output 'name'`` for every tensor name Keras 3 generated."""
+    found = []
+    for key, signature in sorted(signatures.items()):
+        for kind in ("inputs", "outputs"):
+            for alias in sorted(signature.get(kind) or {}):
+                if GENERATED_NAME.match(alias):
+                    found.append(f"{key}: {kind[:-1]} {alias!r}")
+    return found
+
+
+def check_readable(manifest: VersionManifest, manifest_metrics: Sequence[str] = ()) -> None:
+    """ExportError unless the manifest is what every reader accepts
+    (`contracts.store.parse_manifest`: size, depth, format): checked before the first write, so
+    a refusal burns no version number. (The contract marker carries a part of it, its
+    signatures, so it is within the bounds too.) `manifest_metrics` are the keys of metrics.json
+    it carries, for the message."""
+    name, version = manifest.model, manifest.version
+    try:
+        parse_manifest(manifest.to_json(), name, version)
+    except ManifestError as exc:
+        raise ExportError(
+            f"{name}/{version}: the manifest this export makes would be refused by the store's "
+            f"readers ({exc}); nothing was written. The manifest carries the signatures and "
+            f"these keys of metrics.json: {', '.join(manifest_metrics)}; shrink what is large "
+            "or deep there"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A version whose signatures a new one is held to, and why it counts."""
+
+    version: int
+    signatures: Mapping[str, Any]
+    role: str  # e.g. "its newest committed one"; completes "version N, <role>"
+
+
 def check_contract(
+    model: str,
     candidate: Mapping[str, Mapping[str, Any]],
-    newest: VersionManifest | None,
+    references: Sequence[Reference],
     *,
     allow_change: bool,
 ) -> tuple[list[Difference], dict[str, Any] | None]:
-    """Compare with the contract; refuse breaking changes unless `allow_change`.
+    """Compare with every reference; refuse breaking changes unless `allow_change`.
 
-    Returns every difference found and, when breaking ones were let through, the record the
-    manifest keeps of that (`signature_change`). With no committed version there is no contract.
+    Returns the differences against the first reference and, when breaking ones were let
+    through, the record the manifest keeps of that (`signature_change`). A reference that
+    recorded no signature at all holds nothing; with none, there is no contract.
     """
-    if newest is None:
-        return [], None
-    contract = newest.contract_signatures()
-    if not contract:  # a manifest that recorded no signature at all: nothing to hold to
-        return [], None
-    differences = compare(contract, candidate)
-    bad = breaking(differences)
+    found = [(r, compare(r.signatures, candidate)) for r in references if r.signatures]
+    bad = [(r, d) for r, d in found if breaking(d)]
     if not bad:
-        return differences, None
+        return (found[0][1] if found else []), None
     if not allow_change:
-        lines = "\n".join(f"  - {d}" for d in differences)
+        parts = []
+        for reference, differences in bad:
+            lines = "\n".join(f"  - {d}" for d in differences)
+            parts.append(
+                f"the signatures are incompatible with the contract of {model} (version "
+                f"{reference.version}, {reference.role}); {len(breaking(differences))} breaking "
+                f"difference(s):\n{lines}\nclients of version {reference.version} would break."
+            )
         raise SignatureContractError(
-            f"the signatures are incompatible with the contract of {newest.model} (version "
-            f"{newest.version}, its newest committed one); {len(bad)} breaking "
-            f"difference(s):\n{lines}\nclients of version {newest.version} would break. Keep "
-            "the old inputs/outputs, publish under a new model name, or pass "
-            "--allow-signature-change to make this change on purpose"
+            "\n".join(parts) + " Keep the old inputs/outputs, publish under a new model name, or "
+            "pass --allow-signature-change to make this change on purpose"
         )
-    record = {
+    (first, differences), *others = bad
+    record: dict[str, Any] = {
         "allowed": True,
-        "against_version": newest.version,
+        "against_version": first.version,
         "differences": [str(d) for d in differences],
     }
+    if others:
+        record["also_against"] = [
+            {"version": r.version, "differences": [str(d) for d in diffs]} for r, diffs in others
+        ]
     return differences, record

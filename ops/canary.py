@@ -3,22 +3,31 @@
 ``python -m ops.canary decide --prometheus-url URL --model NAME [--window S]`` asks any
 Prometheus HTTP API (``/api/v1/query``) for each track's requests, errors and latency over the
 window, and prints one JSON object: the decision (``promote``, ``hold`` or ``rollback``), the
-figures per track, and the reasons. It exits 0 whatever it decides (so a workflow reads the JSON);
-bad arguments exit 2.
+figures per track, and the reasons. Exit codes: 0 whenever a decision is printed, whatever it
+is and however Prometheus answered (a workflow reads the JSON); 2 for bad arguments or no AWS
+credentials to sign requests to an AMP workspace (a message on stderr, no JSON).
 
-- ``rollback``: the canary's error ratio is more than ``max_error_ratio_increase`` above stable's,
-  or its p99 latency is more than ``max_p99_ratio`` times stable's plus ``p99_slack_seconds``.
-  The thresholds are those of the ``CanaryWorseThanStable`` alert (monitoring/rules/tfserving.yml).
-- ``hold``: either track had fewer than ``min_requests`` requests in the window, or Prometheus
-  could not be asked (the reason says why): nothing is known yet, nothing changes.
-- ``promote``: enough traffic on both tracks and the canary is no worse.
+The gate fails closed: it promotes only on figures it can vouch for.
+
+- ``hold``: a request or error figure of either track is missing, not a number, infinite,
+  negative or inconsistent (more errors than requests); either track had fewer than
+  ``min_requests`` requests; Prometheus could not be asked or gave an answer that is not a
+  well-formed instant vector with at most one series per track; or, the error ratios being fine,
+  either track's latency is missing, not finite, negative, or measured on fewer than
+  ``min_requests`` successful requests.
+- ``rollback``: on sound request and error figures, the canary's error ratio is more than
+  ``max_error_ratio_increase`` above stable's; or, on sound latency figures, its p99 latency is
+  more than ``max_p99_ratio`` times stable's plus ``p99_slack_seconds``. The thresholds are those
+  of the ``CanaryWorseThanStable`` alert (monitoring/rules/tfserving.yml).
+- ``promote``: every figure of both tracks is sound, there is enough traffic on both, and the
+  canary is no worse.
 
 Series: TF Serving's ``:tensorflow:serving:request_count`` (``status`` label) and
-``:tensorflow:serving:request_latency`` histogram (microseconds), with the ``track`` label the
-scrape configuration adds from the pod label. When the URL's host is an Amazon Managed Service for
-Prometheus workspace (``aps-workspaces.<region>.amazonaws.com``) each request is signed with
-SigV4 (service ``aps``) from the default credential chain; the query API is AMP's
-``<workspace>/api/v1/query`` (AMP user guide, "Query your Prometheus metrics").
+``:tensorflow:serving:request_latency`` histogram (microseconds, successful requests only), with
+the ``track`` label the scrape configuration adds from the pod label. When the URL's host is an
+Amazon Managed Service for Prometheus workspace (``aps-workspaces.<region>.amazonaws.com``) each
+request is signed with SigV4 (service ``aps``) from the default credential chain; the query API
+is AMP's ``<workspace>/api/v1/query`` (AMP user guide, "Query your Prometheus metrics").
 """
 
 from __future__ import annotations
@@ -27,25 +36,32 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
-from urllib.parse import urlencode, urlsplit
-
-import httpx
 
 from cli.args import positive_float, positive_int
 from contracts import rules
+from ops.canary_query import TRACKS, Fetch, GateError, http_fetch, track_queries, vector
 
-TRACKS = ("stable", "canary")
-AMP_HOST = re.compile(r"^aps-workspaces\.([a-z0-9-]+)\.amazonaws\.com$")
+__all__ = [
+    "TRACKS",
+    "Decision",
+    "Fetch",
+    "GateError",
+    "Thresholds",
+    "TrackFigures",
+    "decide",
+    "evaluate",
+    "http_fetch",
+    "main",
+    "measure",
+    "track_queries",
+]
+
 DEFAULT_WINDOW_S = 600
-
-
-class GateError(RuntimeError):
-    """Prometheus could not be asked, or answered something that is not a query result."""
 
 
 @dataclass(frozen=True)
@@ -60,14 +76,37 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class TrackFigures:
-    requests: float
-    errors: float
+    """One track's figures over the window; None where Prometheus returned no series."""
+
+    requests: float | None
+    errors: float | None
     p50_seconds: float | None
     p99_seconds: float | None
+    # Successful requests in the latency histogram: the sample p50 and p99 are taken from.
+    latency_samples: float | None = None
 
     @property
     def error_ratio(self) -> float | None:
-        return self.errors / self.requests if self.requests > 0 else None
+        if not _sound(self.requests) or not _sound(self.errors) or self.requests == 0:
+            return None
+        return self.errors / self.requests
+
+
+def _sound(value: float | None) -> bool:
+    """A figure the gate may act on: present, finite and not negative."""
+    return value is not None and math.isfinite(value) and value >= 0
+
+
+def _flaw(name: str, value: float | None) -> str | None:
+    if value is None:
+        return f"no {name} series"
+    if math.isnan(value):
+        return f"{name} is NaN"
+    if math.isinf(value):
+        return f"{name} is {value:+}"
+    if value < 0:
+        return f"{name} is negative ({value:g})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,104 +119,28 @@ class Decision:
     thresholds: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+        # Strict JSON: a NaN or infinite figure is written as null (the reasons name it).
+        return json.dumps(_json_safe(asdict(self)), indent=2, sort_keys=False, allow_nan=False)
 
 
-# --- Prometheus queries ---------------------------------------------------------------------
-
-
-def track_queries(model: str, window_s: int) -> dict[str, str]:
-    """PromQL for each figure, one series per ``track``."""
-    selector = f'model_name="{model}",track=~"{"|".join(TRACKS)}"'
-    window = f"[{window_s}s]"
-    latency = (
-        f"sum by (track, le) (rate(:tensorflow:serving:request_latency_bucket{{{selector}}}"
-        f"{window}))"
-    )
-    count = ":tensorflow:serving:request_count"
-    return {
-        "requests": f"sum by (track) (increase({count}{{{selector}}}{window}))",
-        "errors": f'sum by (track) (increase({count}{{{selector},status!="OK"}}{window}))',
-        # TF Serving's histogram is in microseconds.
-        "p50_seconds": f"histogram_quantile(0.5, {latency}) / 1e6",
-        "p99_seconds": f"histogram_quantile(0.99, {latency}) / 1e6",
-    }
-
-
-Fetch = Callable[[str], Mapping[str, Any]]
-
-
-def http_fetch(base_url: str, timeout_s: float = 10.0) -> Fetch:
-    """A function that runs one instant query against `base_url` and returns the parsed JSON."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"--prometheus-url {base_url!r}: give an http(s) URL of a Prometheus")
-    endpoint = base_url.rstrip("/") + "/api/v1/query"
-    amp = AMP_HOST.match(parts.hostname or "")
-    signer = _sigv4_signer(amp.group(1)) if amp else None
-
-    def fetch(query: str) -> Mapping[str, Any]:
-        url = f"{endpoint}?{urlencode({'query': query})}"
-        headers = signer(url) if signer else {}
-        try:
-            response = httpx.get(url, headers=headers, timeout=timeout_s)
-        except httpx.HTTPError as exc:
-            raise GateError(f"cannot reach {endpoint}: {exc}") from exc
-        if response.status_code != 200:
-            raise GateError(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise GateError(f"{endpoint} did not answer JSON: {response.text[:300]}") from exc
-
-    return fetch
-
-
-def _sigv4_signer(region: str) -> Callable[[str], dict[str, str]]:
-    """SigV4 headers for a GET to AMP (service name ``aps``), from botocore's credential chain."""
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    credentials = botocore.session.get_session().get_credentials()
-    if credentials is None:
-        raise GateError("no AWS credentials found to sign requests to the AMP workspace")
-
-    def sign(url: str) -> dict[str, str]:
-        request = AWSRequest(method="GET", url=url)
-        SigV4Auth(credentials.get_frozen_credentials(), "aps", region).add_auth(request)
-        return dict(request.headers.items())
-
-    return sign
-
-
-def _vector(answer: Mapping[str, Any], query: str) -> dict[str, float]:
-    if answer.get("status") != "success":
-        raise GateError(f"query failed ({answer.get('error', 'no error given')}): {query}")
-    data = answer.get("data", {})
-    if data.get("resultType") != "vector":
-        raise GateError(f"expected an instant vector, got {data.get('resultType')}: {query}")
-    values: dict[str, float] = {}
-    for sample in data.get("result", []):
-        value = float(sample["value"][1])
-        values[sample["metric"].get("track", "")] = value
-    return values
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def measure(fetch: Fetch, model: str, window_s: int) -> dict[str, TrackFigures]:
-    """Each track's figures over the window (absent series count as 0 requests / no latency)."""
-    results = {name: _vector(fetch(q), q) for name, q in track_queries(model, window_s).items()}
-
-    def finite(value: float | None) -> float | None:
-        return value if value is not None and math.isfinite(value) else None
-
+    """Each track's figures over the window ending now; a figure with no series is None."""
+    at = time.time()
+    queries = track_queries(model, window_s)
+    results = {name: vector(fetch(q, at), name) for name, q in queries.items()}
+    names = [f.name for f in fields(TrackFigures)]
     return {
-        track: TrackFigures(
-            requests=results["requests"].get(track, 0.0),
-            errors=results["errors"].get(track, 0.0),
-            p50_seconds=finite(results["p50_seconds"].get(track)),
-            p99_seconds=finite(results["p99_seconds"].get(track)),
-        )
+        track: TrackFigures(**{name: results[name].get(track) for name in names})
         for track in TRACKS
     }
 
@@ -197,6 +160,24 @@ def decide(
     def result(decision: str, reasons: list[str]) -> Decision:
         return Decision(decision, model, window_s, reasons, tracks, asdict(limits))
 
+    def flaws(names: Sequence[str]) -> list[str]:
+        found = []
+        for track in TRACKS:
+            figure = figures[track]
+            for name in names:
+                flaw = _flaw(name, getattr(figure, name))
+                if flaw is not None:
+                    found.append(f"{track}: {flaw}")
+        return found
+
+    bad = flaws(("requests", "errors"))
+    bad += [
+        f"{track}: {f.errors:g} errors out of {f.requests:g} requests"
+        for track, f in (("stable", stable), ("canary", canary))
+        if _sound(f.requests) and _sound(f.errors) and f.errors > f.requests * (1 + 1e-9)
+    ]
+    if bad:
+        return result("hold", ["figures the gate cannot judge on: " + "; ".join(bad)])
     short = [
         f"{name} served {f.requests:.0f} requests in {window_s}s (need {limits.min_requests})"
         for name, f in (("stable", stable), ("canary", canary))
@@ -205,36 +186,51 @@ def decide(
     if short:
         return result("hold", ["not enough traffic to judge: " + "; ".join(short)])
 
-    worse: list[str] = []
-    s_err, c_err = stable.error_ratio or 0.0, canary.error_ratio or 0.0
+    s_err, c_err = stable.error_ratio, canary.error_ratio
+    assert s_err is not None and c_err is not None  # sound and at least min_requests >= 1
     if c_err > s_err + limits.max_error_ratio_increase:
-        worse.append(
-            f"canary error ratio {c_err:.2%} exceeds stable's {s_err:.2%} by more than "
-            f"{limits.max_error_ratio_increase:.2%}"
+        return result(
+            "rollback",
+            [
+                f"canary error ratio {c_err:.2%} exceeds stable's {s_err:.2%} by more than "
+                f"{limits.max_error_ratio_increase:.2%}"
+            ],
         )
-    if stable.p99_seconds is not None and canary.p99_seconds is not None:
-        allowed = stable.p99_seconds * limits.max_p99_ratio + limits.p99_slack_seconds
-        if canary.p99_seconds > allowed:
-            worse.append(
+
+    bad = flaws(("latency_samples", "p50_seconds", "p99_seconds"))
+    if bad:
+        return result("hold", ["latency the gate cannot judge on: " + "; ".join(bad)])
+    short = [
+        f"{name} has {f.latency_samples:.0f} successful requests in its latency histogram "
+        f"(need {limits.min_requests})"
+        for name, f in (("stable", stable), ("canary", canary))
+        if f.latency_samples < limits.min_requests
+    ]
+    if short:
+        return result("hold", ["too few latency samples to judge: " + "; ".join(short)])
+
+    allowed = stable.p99_seconds * limits.max_p99_ratio + limits.p99_slack_seconds
+    if canary.p99_seconds > allowed:
+        return result(
+            "rollback",
+            [
                 f"canary p99 {canary.p99_seconds * 1e3:.1f} ms exceeds "
                 f"{limits.max_p99_ratio:g} x stable's {stable.p99_seconds * 1e3:.1f} ms + "
                 f"{limits.p99_slack_seconds * 1e3:.0f} ms = {allowed * 1e3:.1f} ms"
-            )
-    if worse:
-        return result("rollback", worse)
-    p99 = (
-        f"p99 {canary.p99_seconds * 1e3:.1f} ms vs {stable.p99_seconds * 1e3:.1f} ms"
-        if canary.p99_seconds is not None and stable.p99_seconds is not None
-        else "no successful request latency on one track"
-    )
+            ],
+        )
     return result(
         "promote",
-        [f"canary no worse than stable: errors {c_err:.2%} vs {s_err:.2%}, {p99}"],
+        [
+            f"canary no worse than stable: errors {c_err:.2%} vs {s_err:.2%}, "
+            f"p99 {canary.p99_seconds * 1e3:.1f} ms vs {stable.p99_seconds * 1e3:.1f} ms"
+        ],
     )
 
 
 def evaluate(fetch: Fetch, model: str, window_s: int, limits: Thresholds) -> Decision:
-    """Measure then decide; a Prometheus that cannot be asked gives ``hold`` with the reason."""
+    """Measure then decide; a Prometheus that cannot be asked, or answers something that is not
+    a well-formed result, gives ``hold`` with the reason."""
     try:
         figures = measure(fetch, model, window_s)
     except GateError as exc:

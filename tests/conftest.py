@@ -21,6 +21,9 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     AWS_EC2_METADATA_DISABLED="true",
     TF_CPP_MIN_LOG_LEVEL="2",
+    # As the local server and publish's warmup replay run: oneDNN's convolution aborts the
+    # process on an input of the wrong rank (model/tf_runtime.py), and both run in-process here.
+    TF_ENABLE_ONEDNN_OPTS="0",
 )
 for _var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_var, None)

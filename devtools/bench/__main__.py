@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from cli.args import positive_float
+from contracts import rules
 from contracts.tfconfig import BatchingParameters
 from devtools.bench.load import run_load
 from devtools.bench.objective import crossings
@@ -110,7 +111,7 @@ def _no_versions(export: Path) -> str:
             f"--export {export} is not a directory; give a model directory DIR/<name> as written "
             "by `python -m model train --out DIR` (e.g. artifacts/models/mnist)"
         )
-    if export.name.isdigit() and (export / "saved_model.pb").is_file():
+    if rules.parse_version_dir(export.name) and (export / "saved_model.pb").is_file():
         # `model publish --export` takes the version directory; the bench takes its parent.
         return (
             f"--export {export} is a version directory; give the model directory above it "
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tf_quiet.configure()  # before TensorFlow is imported; TFSE_VERBOSE=1 shows its full log
     export: Path = args.export
-    versions = sorted(int(p.name) for p in export.glob("*") if p.name.isdigit() and p.is_dir())
+    named = ((rules.parse_version_dir(p.name), p) for p in export.glob("*"))
+    versions = sorted(v for v, p in named if v is not None and p.is_dir())
     if not versions:
         print(f"error: {_no_versions(export)}", file=sys.stderr)
         return 2

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts import rules
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
 _STATUS = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?$")
@@ -45,9 +47,10 @@ class NaiveModel:
     def __init__(self, name: str, base_path: Path) -> None:
         import keras
 
-        versions = sorted(int(p.name) for p in base_path.iterdir() if p.name.isdigit())
+        named = (rules.parse_version_dir(p.name) for p in base_path.iterdir())
+        versions = sorted(v for v in named if v is not None)
         if not versions:
-            raise SystemExit(f"error: no integer-named version directory in {base_path}")
+            raise SystemExit(f"error: no version directory (1 ... 2^63-1) in {base_path}")
         self.name = name
         self.version = versions[-1]
         path = str(base_path / str(self.version))

@@ -35,11 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}\n\n{usage()}", file=sys.stderr)
         return 2
 
-    import tensorflow as tf
+    from model.tf_runtime import tensorflow
 
+    # Before anything imports TensorFlow: kernels that refuse an input of the wrong rank instead
+    # of aborting the process (oneDNN off; model/tf_runtime.py), then the quiet device probe.
+    tensorflow(untrusted_inputs=True)
     from devtools.server.server import ModelServer  # imports TensorFlow: after flag errors
-
-    tf_quiet.probe_devices(lambda: tf.config.list_physical_devices("GPU"))
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

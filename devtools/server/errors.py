@@ -16,12 +16,26 @@ class ServerConfigError(Exception):
     """A flag or configuration file is invalid; the message names it and says what to do."""
 
 
+# Messages quote what the client sent (a signature name, a model name, a path): a 50 MB
+# signature_name must not come back as a 50 MB error. TF Serving echoes them whole; this server
+# keeps the first MAX_MESSAGE_CHARS characters and says how many it left out.
+MAX_MESSAGE_CHARS = 4096
+
+
+def bounded(message: str) -> str:
+    """`message`, cut to MAX_MESSAGE_CHARS characters with a note of the rest."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+
+
 class ServingError(Exception):
     """A request failed with one of TF Serving's canonical status codes."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(self, message: str) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
 

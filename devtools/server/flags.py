@@ -13,8 +13,9 @@ port with ``--rest_api_port=-1``/``--port=-1``, meaning "pick any free port") an
 to bind: loopback unless told otherwise, where TF Serving binds every interface), and the limits
 that keep hostile or merely huge requests from exhausting memory, threads or sockets
 (docs/hostile-input.md): ``--max_request_tensor_bytes``, ``--max_inflight_request_bytes``,
-``--rest_api_max_connections``, ``--rest_api_header_timeout_in_ms`` and
-``--grpc_max_concurrent_rpcs``.
+``--rest_api_max_connections``, ``--rest_api_header_timeout_in_ms``,
+``--rest_api_body_timeout_in_ms``, ``--grpc_max_concurrent_rpcs`` and
+``--grpc_request_timeout_in_ms``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES
 
 EPHEMERAL_PORT = -1  # this stand-in's addition: bind any free port and report it via --port_file
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-# A JSON body costs about 10x its size while parsed, run and answered (measured:
-# docs/hostile-input.md), so 128 MiB of bodies in flight stays near 1.3-2 GB: inside 3 GiB.
+# Requests in flight hold from this budget at least 1/16 of the memory they are estimated to
+# cause (limits.MEMORY_FACTOR; measured: docs/hostile-input.md), so 128 MiB keeps them under 2 GiB.
 DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 128 * 1024 * 1024
 
 
@@ -63,7 +64,9 @@ class ServerOptions:
     max_inflight_request_bytes: int = DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
     rest_api_max_connections: int = 256
     rest_api_header_timeout_in_ms: int = 10000
+    rest_api_body_timeout_in_ms: int = 30000
     grpc_max_concurrent_rpcs: int = 256
+    grpc_request_timeout_in_ms: int = 30000
     # Loopback: a development server answers this machine only unless told otherwise
     # (--host=0.0.0.0 for every interface, where tensorflow_model_server binds: server.cc).
     host: str = "127.0.0.1"
@@ -89,10 +92,15 @@ _HELP = {
     "port_file": 'write {"grpc": port, "rest": port} here once both listen',
     "max_request_bytes": "largest REST body / gRPC message accepted",
     "max_request_tensor_bytes": "largest decoded input of one gRPC request (from its shapes)",
-    "max_inflight_request_bytes": "REST bodies + gRPC inputs held at once; beyond: 429",
+    "max_inflight_request_bytes": "memory budget of the requests in flight (each holds at least "
+    "1/16 of its estimated cost); beyond: 429 / RESOURCE_EXHAUSTED",
     "rest_api_max_connections": "open REST connections; beyond: 503 and close",
     "rest_api_header_timeout_in_ms": "time a client has to send a request's line and headers",
+    "rest_api_body_timeout_in_ms": "time a client has to send a request's body, once its "
+    "headers are in; beyond: 408",
     "grpc_max_concurrent_rpcs": "gRPC calls running or queued; beyond: RESOURCE_EXHAUSTED",
+    "grpc_request_timeout_in_ms": "time a gRPC call has to send its request message before it "
+    "may take a worker; beyond: DEADLINE_EXCEEDED",
     "host": "address to bind (0.0.0.0: every interface)",
 }
 
@@ -167,7 +175,9 @@ def _validate(o: ServerOptions) -> None:
         "max_inflight_request_bytes",
         "rest_api_max_connections",
         "rest_api_header_timeout_in_ms",
+        "rest_api_body_timeout_in_ms",
         "grpc_max_concurrent_rpcs",
+        "grpc_request_timeout_in_ms",
     )
     for name in positive:
         if getattr(o, name) <= 0:

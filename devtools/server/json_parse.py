@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from devtools.server.errors import InvalidArgument
+from devtools.server.errors import InvalidArgument, bounded
 from devtools.server.tensors import dtype_name
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -255,6 +255,7 @@ def error_json(message: str) -> bytes:
     A message may quote request text holding a lone surrogate, which UTF-8 cannot encode; it is
     then written with ASCII escapes (``\\ud800``) so the client still gets its answer.
     """
+    message = bounded(message)
     text = json.dumps({"error": message}, ensure_ascii=False)
     try:
         return text.encode()

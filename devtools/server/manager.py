@@ -3,8 +3,9 @@
 Creates a `ModelManager` that does what TF Serving's ServerCore + AspiredVersionsManager do with
 the file-system source and the availability-preserving policy:
 
-- every ``file_system_poll_wait_seconds`` it lists each model's base path (integer-named
-  directories only, so ``.incoming-3`` is ignored) and asks the version policy which to serve;
+- every ``file_system_poll_wait_seconds`` it lists each model's base path (directories named by
+  a version 1 ... 2^63-1 only, so ``.incoming-3`` is ignored) and asks the version policy which
+  to serve;
 - a wanted version is loaded and, with warmup on, replays its warmup records; only then does it
   become AVAILABLE and routable. A version that fails either step ends in state END with the
   error in its status and never replaces a good one; it is retried only when its directory is
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts import rules
 from contracts.tfconfig import ModelConfig
 from devtools.server.batching import BatchScheduler, batch_key
 from devtools.server.errors import (
@@ -46,7 +47,6 @@ from devtools.server.warmup import run_warmup
 log = logging.getLogger(__name__)
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
-_VERSION_DIR = re.compile(r"^[0-9]{1,18}$")
 
 Loader = Callable[[str, int, Path], Servable]
 
@@ -242,7 +242,11 @@ class ModelManager:
                 exc.strerror or exc,
             )
             return None
-        versions = {int(p.name): p for p in children if _VERSION_DIR.match(p.name) and p.is_dir()}
+        # The project's one version rule (1 ... 2^63-1, TF Serving's int64), spelled as TF Serving
+        # reads a directory name (leading zeros count): a version the store and the sync agent
+        # accept is a version this server serves.
+        named = ((rules.parse_served_version_dir(p.name), p) for p in children)
+        versions = {v: p for v, p in named if v is not None and p.is_dir()}
         if not versions:
             log.warning(
                 "File system storage path source: No versions of servable %s found under base "
@@ -274,7 +278,8 @@ class ModelManager:
             if self.batcher is not None:
                 servable.set_runner(self._batched_runner(servable))
             if self.options.enable_model_warmup:
-                self._warmup(servable)
+                self._warmup(servable)  # measures the signatures its records call
+            servable.measure_unmeasured()  # the others, on a probe where one can be made
         except ServingError as exc:
             self._fail(record, sid, path, exc, servable)
             return

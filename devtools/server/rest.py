@@ -11,10 +11,12 @@ time in TensorFlow, which releases the GIL. Bodies larger than ``max_request_byt
 with 413 before they are read; at most ``num_threads`` requests are processed at once.
 
 Against hostile clients (docs/hostile-input.md): at most ``max_connections`` connections are
-open (503 beyond, answered by the accept loop); a request's line and headers must arrive within
-a total deadline (408); bodies take their size from a shared `ByteBudget` before they are read
-(429 when it is spent); and every error the HTTP layer itself produces (400/408/414/431/501/505)
-is ``{"error": ...}`` JSON like the API's own, never http.server's HTML page.
+open (when full, the one waiting longest for a request is closed to make room; 503 when every one
+is mid-request); a request's line and headers, and then its body, must each arrive within a total
+deadline (408); a body holds budget from the shared `ByteBudget` for the bytes that have arrived,
+then for 1/16 of what parsing and running it may cost (`devtools.server.costs`; 429 when it is
+spent); and every error the HTTP layer itself produces (400/408/414/431/501/505) is
+``{"error": ...}`` JSON like the API's own, never http.server's HTML page.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from devtools.server import inference, json_examples, json_parse, json_tensor
+from devtools.server.costs import json_cost
 from devtools.server.errors import InvalidArgument, ServingError
-from devtools.server.limits import ByteBudget
+from devtools.server.limits import Account, ByteBudget, account
 from devtools.server.manager import ModelManager
 from devtools.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from devtools.server.metrics import Metrics
@@ -180,7 +184,12 @@ class RestApi:
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a cap on open connections (each one costs a thread)."""
+    """ThreadingHTTPServer with a cap on open connections (each one costs a thread).
+
+    When the cap is reached, the connection that has waited longest for a request's first byte
+    (an idle keep-alive one, or a new one that sent nothing yet) is closed to make room, so idle
+    sockets cannot hold the cap; only when every connection is mid-request is a new one refused.
+    """
 
     daemon_threads = True
     request_queue_size = 256  # the default of 5 drops connections under a burst of clients
@@ -191,10 +200,19 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(*args, **kwargs)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        # Connections waiting for the first byte of a request, and since when.
+        self.waiting: dict[socket.socket, float] = {}
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         with self._open_lock:
             full = len(self._open) >= self.max_connections
+            if full and self.waiting:
+                idle = min(self.waiting, key=self.waiting.__getitem__)
+                del self.waiting[idle]
+                self._open.discard(idle)
+                with contextlib.suppress(OSError):
+                    idle.shutdown(socket.SHUT_RDWR)  # its thread sees EOF and ends
+                full = False
             if not full:
                 self._open.add(request)
         if full:
@@ -206,7 +224,15 @@ class _HTTPServer(ThreadingHTTPServer):
     def shutdown_request(self, request: socket.socket) -> None:
         with self._open_lock:
             self._open.discard(request)
+            self.waiting.pop(request, None)
         super().shutdown_request(request)
+
+    def set_waiting(self, sock: socket.socket, waiting: bool) -> None:
+        with self._open_lock:
+            if not waiting:
+                self.waiting.pop(sock, None)
+            elif sock in self._open:
+                self.waiting[sock] = time.monotonic()
 
 
 def _refuse_connection(sock: socket.socket, cap: int) -> None:
@@ -224,23 +250,34 @@ def _refuse_connection(sock: socket.socket, cap: int) -> None:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """The connection's read side with a total deadline for a request's line and headers.
+    """The connection's read side with total deadlines for a request's headers and its body.
 
-    A socket timeout bounds each recv, not their sum, so a client sending one header byte every
-    few seconds (slowloris) would hold its thread forever. Each recv here waits at most for what
-    is left of the deadline, which starts when the connection is accepted (first request) or at
-    the first byte of a later request, and ends when the headers are parsed; between requests on
-    a keep-alive connection and while a body arrives, the idle timeout applies.
+    A socket timeout bounds each recv, not their sum, so a client sending one byte every few
+    seconds (slowloris) would hold its thread, or the body budget, forever. Each recv here waits
+    at most for what is left of the current deadline: the headers' starts when the connection is
+    accepted (first request) or at the first byte of a later request and ends when the headers
+    are parsed; the body's starts then (`body_started`) and ends when the body is read. Between
+    requests on a keep-alive connection the idle timeout applies, and the connection counts as
+    waiting (`on_waiting`), so the accept loop may close it to make room.
     """
 
-    def __init__(self, sock: socket.socket, idle_seconds: float, header_seconds: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        idle_seconds: float,
+        header_seconds: float,
+        on_waiting: Callable[[bool], None] = lambda waiting: None,
+    ) -> None:
         super().__init__()
         self._sock = sock
         self._idle = idle_seconds
         self._header_seconds = header_seconds
+        self._on_waiting = on_waiting
         self._deadline: float | None = None
         self._arm_on_data = False
-        self.expired = False
+        self._waiting = False
+        self.expired: str | None = None  # "headers" or "body" when that deadline passed
+        self._phase = "headers"
 
     def readable(self) -> bool:
         return True
@@ -248,15 +285,28 @@ class _DeadlineReader(io.RawIOBase):
     def expect_request(self, first: bool) -> None:
         """Wait for the next request: the deadline runs from now on a new connection (so idle
         sockets cannot hold the connection cap), from its first byte on a keep-alive one."""
-        self.expired = False
+        self.expired, self._phase = None, "headers"
         if first:
             self._deadline, self._arm_on_data = time.monotonic() + self._header_seconds, False
         else:
             self._deadline, self._arm_on_data = None, True
+        self._set_waiting(True)
 
     def headers_done(self) -> None:
         self._deadline, self._arm_on_data = None, False
+        self._set_waiting(False)
         self._sock.settimeout(self._idle)
+
+    def body_started(self, seconds: float) -> None:
+        self._deadline, self._phase = time.monotonic() + seconds, "body"
+
+    def body_done(self) -> None:
+        self._deadline = None
+
+    def _set_waiting(self, waiting: bool) -> None:
+        if waiting != self._waiting:
+            self._waiting = waiting
+            self._on_waiting(waiting)
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._deadline is None:
@@ -264,14 +314,16 @@ class _DeadlineReader(io.RawIOBase):
         else:
             timeout = self._deadline - time.monotonic()
             if timeout <= 0:
-                self.expired = True
-                raise TimeoutError("request headers not received in time")
+                self.expired = self._phase
+                raise TimeoutError(f"request {self._phase} not received in time")
         self._sock.settimeout(timeout)
         try:
             n = self._sock.recv_into(buffer)
         except TimeoutError:
-            self.expired = self._deadline is not None
+            self.expired = self._phase if self._deadline is not None else None
             raise
+        if n:
+            self._set_waiting(False)
         if n and self._arm_on_data:
             self._arm_on_data = False
             self._deadline = time.monotonic() + self._header_seconds
@@ -286,6 +338,7 @@ class RestLimits:
     num_threads: int
     max_connections: int = 256
     header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     idle_timeout_seconds: float = 60.0  # idle keep-alive connections close after this
 
 
@@ -345,6 +398,7 @@ class RestServer:
 
 
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,20}")  # ASCII digits only: "²".isdigit() is True
+_READ_CHUNK = 1 << 20
 
 
 def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
@@ -361,12 +415,16 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             # Headers and body leave in two writes; without this, Nagle's algorithm holds the
             # body back until the client's delayed ACK (~40 ms per request on keep-alive).
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = self.connection
             self._reader = _DeadlineReader(
-                self.connection, limits.idle_timeout_seconds, limits.header_timeout_seconds
+                connection,
+                limits.idle_timeout_seconds,
+                limits.header_timeout_seconds,
+                lambda waiting: server._httpd.set_waiting(connection, waiting),
             )
             self.rfile.close()  # drop makefile's reference, or closing the socket leaks the fd
             self.rfile = io.BufferedReader(self._reader)
-            self._held = 0
+            self._account: Account | None = None
             self._served_one = False
             server._connections.add(self.connection)
 
@@ -380,7 +438,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             # parse_request sets these; a read that times out before it leaves them unset
             self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
             super().handle_one_request()  # answers nothing when a read times out
-            if self._reader.expired:
+            if self._reader.expired == "headers":
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.send_error(
@@ -432,9 +490,28 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, method: str) -> None:
             self._reader.headers_done()
-            try:
-                body = self._read_body()
+            with account(server.budget, "Request") as acct:
+                self._account = acct
+                try:
+                    body = self._read_body()
+                except TimeoutError:
+                    if self._reader.expired != "body":
+                        raise
+                    self._refuse(
+                        408,
+                        f"Request body not received within {limits.body_timeout_seconds:g} s "
+                        "(--rest_api_body_timeout_in_ms)",
+                    )
+                    return
+                finally:
+                    self._reader.body_done()
                 if body is None:
+                    return
+                try:
+                    # What parsing it will allocate, held before it is parsed (costs.py).
+                    acct.estimate(len(body) + json_cost(body))
+                except ServingError as exc:
+                    self._reply(Response(exc.http_status, JSON, json_parse.error_json(exc.message)))
                     return
                 server._enter()
                 try:
@@ -442,23 +519,25 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 finally:
                     server._leave()
                 self._reply(response)
-            finally:
-                server.budget.give(self._held)
-                self._held = 0
 
         def _hold(self, size: int) -> bool:
-            """Take `size` more bytes of the in-flight budget; False after answering 429."""
+            """Hold `size` bytes of the in-flight budget for what has arrived; False after
+            answering 429."""
+            assert self._account is not None
             try:
-                server.budget.take(size, "Request body")
+                self._account.hold_at_least(size)
             except ServingError as exc:
                 self._refuse(exc.http_status, exc.message)
                 return False
-            self._held += size
             return True
 
         def _read_body(self) -> bytes | None:
-            """The request body, or None after answering 4xx (and dropping the connection)."""
+            """The request body, or None after answering 4xx (and dropping the connection).
+
+            Budget is held for the bytes that have arrived, never for bytes only declared, and
+            the whole body must arrive within the body deadline."""
             limit = server.max_request_bytes
+            self._reader.body_started(limits.body_timeout_seconds)
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 return self._read_chunked(limit)
             values = {v.strip() for v in self.headers.get_all("Content-Length", [])}
@@ -474,16 +553,27 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                     f"Request body of {length} bytes exceeds the server's limit of {limit} "
                     "bytes (--max_request_bytes)",
                 )
-            if not self._hold(length):
-                return None
-            body = self.rfile.read(length)
-            if len(body) != length:
-                self.close_connection = True
-                return None  # the client went away mid-body; nobody to answer
-            return body
+            free = server.budget.capacity - server.budget.used
+            if length > free:  # it could not be held once here: refuse before reading it
+                return self._refuse(
+                    429,
+                    f"Request body of {length} bytes would exceed the {server.budget.capacity} "
+                    f"bytes this server accepts in flight at once ({free} free; "
+                    "--max_inflight_request_bytes); retry later",
+                )
+            body = bytearray()
+            while len(body) < length:
+                chunk = self.rfile.read1(min(length - len(body), _READ_CHUNK))
+                if not chunk:
+                    self.close_connection = True
+                    return None  # the client went away mid-body; nobody to answer
+                body += chunk
+                if not self._hold(len(body)):
+                    return None
+            return bytes(body)
 
         def _read_chunked(self, limit: int) -> bytes | None:
-            parts, total = [], 0
+            body = bytearray()  # one buffer: a list of 1-byte chunks costs ~40x their bytes
             while True:
                 line = self.rfile.readline(1024).split(b";")[0].strip()
                 if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", line):
@@ -492,15 +582,20 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 if size == 0:
                     while self.rfile.readline(1024).strip():
                         pass  # trailers
-                    return b"".join(parts)
-                total += size
-                if total > limit:
+                    return bytes(body)
+                if len(body) + size > limit:
                     return self._refuse(
                         413, f"Request body exceeds the server's limit of {limit} bytes"
                     )
-                if not self._hold(size):
-                    return None
-                parts.append(self.rfile.read(size))
+                while size:
+                    chunk = self.rfile.read1(min(size, _READ_CHUNK))
+                    if not chunk:
+                        self.close_connection = True
+                        return None
+                    body += chunk
+                    size -= len(chunk)
+                    if not self._hold(len(body)):
+                        return None
                 self.rfile.readline(8)
 
         def _refuse(self, status: int, message: str) -> None:

@@ -25,6 +25,13 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from devtools.server.costs import (
+    RESPONSE_BYTES_PER_OUTPUT_BYTE,
+    UNMEASURED,
+    ModelCost,
+    array_bytes,
+    fit,
+)
 from devtools.server.errors import (
     DataLoss,
     FailedPrecondition,
@@ -35,7 +42,8 @@ from devtools.server.errors import (
     Unimplemented,
     Unknown,
 )
-from devtools.server.tensors import dtype_name, dtype_of
+from devtools.server.limits import estimate
+from devtools.server.tensors import dtype_name, dtype_of, numpy_dtype
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,8 @@ class Signature:
     outputs: Mapping[str, TensorSpec]
     definition: meta_graph_pb2.SignatureDef
     function: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+    # The same call traced: (outputs, bytes TensorFlow allocated), for `Servable.measure`.
+    traced: Callable[[Mapping[str, np.ndarray]], tuple[dict[str, np.ndarray], int]] | None = None
 
     @property
     def input_dtypes(self) -> dict[str, int]:
@@ -104,6 +114,8 @@ class Servable:
         self._runner: Runner = self.call
         self._calls = 0
         self._calls_lock = threading.Lock()
+        # What a call of each signature allocates (`measure`); UNMEASURED until measured.
+        self.costs: dict[str, ModelCost] = {}
 
     @property
     def model_calls(self) -> int:
@@ -160,7 +172,49 @@ class Servable:
         return signature, {alias: outputs[alias] for alias in wanted}
 
     def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # The request holds its share of what the call may allocate before it is made.
+        size = array_bytes(inputs)
+        estimate(size + self.costs.get(signature.name, UNMEASURED).of(size))
         return self._runner(signature, inputs)
+
+    # --- what a call costs -------------------------------------------------------------------
+
+    def measure(self, name: str, inputs: Mapping[str, np.ndarray]) -> ModelCost | None:
+        """Measure what a call of signature `name` allocates, from a traced call on `inputs` and
+        one on them twice over (batch dimension doubled) when they can be stacked so; None when
+        the call fails (the signature stays UNMEASURED)."""
+        import tensorflow as tf
+
+        signature = self.signatures.get(name)
+        if signature is None or signature.traced is None or name in self.costs:
+            return self.costs.get(name)
+        try:
+            check_inputs(signature, inputs)
+            small = _traced_cost(signature, inputs)
+            doubled = _doubled(inputs)
+            large = _traced_cost(signature, doubled) if doubled is not None else None
+        except (ServingError, tf.errors.OpError, ValueError, TypeError) as exc:
+            log.info("Could not measure %s of %s: %s", name, self.path, exc)
+            return None
+        cost = self.costs[name] = fit(small, large)
+        log.info(
+            "Signature %s of %s allocates %.0f bytes + %.1f per input byte per call",
+            name,
+            self.path,
+            cost.constant,
+            cost.per_input_byte,
+        )
+        return cost
+
+    def measure_unmeasured(self) -> None:
+        """Measure, on a probe of zeros (one example), every signature whose inputs are all
+        numeric with every dimension known but the first; others stay UNMEASURED."""
+        for name, signature in self.signatures.items():
+            if name in self.costs:
+                continue
+            probe = _probe(signature)
+            if probe is not None:
+                self.measure(name, probe)
 
     def call(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the signature once on already-checked inputs (``Session::Run``)."""
@@ -204,7 +258,8 @@ def _load_session(path: Path) -> Any:
 
 
 def _signature(session: Any, key: str, definition: Any, path: Path) -> Signature:
-    """A Signature whose function runs `definition`'s tensors through ``Session::RunCallable``."""
+    """A Signature whose function runs `definition`'s tensors through ``Session::RunCallable``
+    (and `traced`, the same call with TensorFlow's step statistics, for `Servable.measure`)."""
     from tensorflow.core.protobuf import config_pb2
 
     inputs = {a: TensorSpec.from_info(a, i) for a, i in definition.inputs.items()}
@@ -238,6 +293,21 @@ def _signature(session: Any, key: str, definition: Any, path: Path) -> Signature
         results = runnable(*[values[a] for a in feed_aliases])
         return {a: np.asarray(results[position[n]]) for a, n in out_names.items()}
 
+    trace = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
+    trace.run_options.trace_level = config_pb2.RunOptions.FULL_TRACE
+    traced_runnable = session._make_callable_from_options(trace)
+
+    def traced(values: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        metadata = config_pb2.RunMetadata()
+        results = traced_runnable(*[values[a] for a in feed_aliases], run_metadata=metadata)
+        allocated = sum(
+            memory.total_bytes
+            for device in metadata.step_stats.dev_stats
+            for node in device.node_stats
+            for memory in node.memory
+        )
+        return {a: np.asarray(results[position[n]]) for a, n in out_names.items()}, allocated
+
     return Signature(
         name=key,
         method_name=definition.method_name,
@@ -245,6 +315,7 @@ def _signature(session: Any, key: str, definition: Any, path: Path) -> Signature
         outputs=outputs,
         definition=definition,
         function=function,
+        traced=traced,
     )
 
 
@@ -328,3 +399,35 @@ def _from_op_error(exc: Any, prefix: str) -> ServingError:
 
 def _is_error_class(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, ServingError) and value is not ServingError
+
+
+def _traced_cost(signature: Signature, inputs: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(input bytes, bytes the call allocated plus what writing its answer costs)."""
+    assert signature.traced is not None
+    outputs, allocated = signature.traced(inputs)
+    answer = RESPONSE_BYTES_PER_OUTPUT_BYTE * array_bytes(outputs)
+    return array_bytes(inputs), allocated + answer
+
+
+def _doubled(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """The inputs with their batch dimension doubled, when every input has one."""
+    if not inputs or any(a.ndim == 0 or a.shape[0] == 0 for a in inputs.values()):
+        return None
+    return {k: np.concatenate([a, a]) for k, a in inputs.items()}
+
+
+def _probe(signature: Signature) -> dict[str, np.ndarray] | None:
+    """Zeros of one example for every input, when their shapes and dtypes allow it."""
+    probe = {}
+    for alias, spec in signature.inputs.items():
+        dims = spec.shape
+        if dims is None or not dims or any(d is None for d in dims[1:]):
+            return None
+        try:
+            np_dtype = numpy_dtype(spec.dtype)
+        except ServingError:
+            return None
+        if np_dtype is object:
+            return None
+        probe[alias] = np.zeros((1, *dims[1:]), dtype=np_dtype)
+    return probe or None

@@ -26,11 +26,12 @@ from contracts.tfconfig import (
 from devtools.server.batching import BatchScheduler, default_parameters
 from devtools.server.errors import ServerConfigError, ServingError
 from devtools.server.flags import ServerOptions
-from devtools.server.grpc_service import GrpcOptions, create_grpc_server
+from devtools.server.grpc_service import GrpcOptions, GrpcServer, create_grpc_server
 from devtools.server.limits import ByteBudget, RequestLimits
 from devtools.server.manager import ManagerOptions, ModelManager, check_model_configs
 from devtools.server.metrics import Metrics
 from devtools.server.rest import RestApi, RestLimits, RestServer
+from model.tf_runtime import onednn_problem
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ModelServer:
         self.manager: ModelManager | None = None
         self.grpc_port = 0
         self.rest_port = 0
-        self._grpc = None
+        self._grpc: GrpcServer | None = None
         self._rest: RestServer | None = None
         self._stop = threading.Event()
         self._config_poller: threading.Thread | None = None
@@ -107,6 +108,9 @@ class ModelServer:
 
     def start(self) -> None:
         o = self.options
+        problem = onednn_problem("devtools.server")
+        if problem is not None:
+            raise ServerConfigError(problem)
         models = load_models(o)
         params = _batching(o)
         metrics_path = _metrics_path(o)
@@ -147,11 +151,10 @@ class ModelServer:
                 max_concurrent_rpcs=o.grpc_max_concurrent_rpcs,
                 limits=limits,
                 budget=budget,
+                request_timeout_seconds=o.grpc_request_timeout_in_ms / 1000,
             )
-            self._grpc, self.grpc_port = create_grpc_server(
-                self.manager, self.metrics, grpc_options
-            )
-            self._grpc.start()
+            self._grpc = create_grpc_server(self.manager, self.metrics, grpc_options)
+            self.grpc_port = self._grpc.start()
             log.info("Running gRPC ModelServer at %s:%d ...", o.host, self.grpc_port)
         if o.rest_api_port:
             api = RestApi(self.manager, self.metrics, metrics_path)
@@ -160,6 +163,7 @@ class ModelServer:
                 num_threads=o.rest_api_num_threads,
                 max_connections=o.rest_api_max_connections,
                 header_timeout_seconds=o.rest_api_header_timeout_in_ms / 1000,
+                body_timeout_seconds=o.rest_api_body_timeout_in_ms / 1000,
             )
             self._rest = RestServer(api, o.host, o.rest_api_port, rest_limits, budget)
             self._rest.start()
@@ -194,7 +198,7 @@ class ModelServer:
         """Stop accepting, finish in-flight requests, stop polling and batching."""
         self._stop.set()
         if self._grpc is not None:
-            self._grpc.stop(grace_seconds).wait()
+            self._grpc.stop(grace_seconds)
         if self._rest is not None:
             self._rest.stop(grace_seconds)
         if self._config_poller is not None:

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from devtools.server import inference
 from devtools.server.errors import DataLoss, InvalidArgument, Unimplemented
 from devtools.server.limits import DEFAULT_MAX_TENSOR_BYTES, RequestLimits
-from devtools.server.servable import Servable
+from devtools.server.servable import DEFAULT_SIGNATURE, Servable
 from devtools.server.tensors import check_request_inputs, tensor_proto_to_ndarray
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ def _replay(
         request = record.predict_log.request
         check_request_inputs(request.inputs, limits)
         inputs = {k: tensor_proto_to_ndarray(v, k) for k, v in request.inputs.items()}
+        # The first record of a signature also measures what its calls allocate (costs.py).
+        servable.measure(request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs)
         servable.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
     elif kind == "classify_log":
         request = record.classify_log.request

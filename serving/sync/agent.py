@@ -15,10 +15,16 @@ retried on its own backoff from the cached manifests, without re-listing.
 
 With ``tfserving_url`` (TF Serving's REST API in the same pod, ``GET /v1/models/<name>``), an
 unwanted version is retired only once the server reports every wanted version AVAILABLE; a
-wanted version the server reports as failed to load (state END with an error) is taken off the
-disk again and retried on its backoff, so TF Serving falls back to the last good version. A
-version whose files the store replaced (``publish --force``: another content digest) is fetched
-again and swapped in with one atomic exchange.
+wanted version the server reports as failed to load (state END with an error), or has not
+reported AVAILABLE within ``load_timeout`` of its placing (whatever the server answers, or if it
+does not answer: a crash loop), is marked failed (status ``not_loadable``, metric
+``tfserving_sync_versions_not_loadable``) and taken off the disk when another version remains,
+so TF Serving falls back to the last good version. Without ``tfserving_url`` nothing can prove a
+successor loads: the newest version below the wanted ones is kept beside them, and the status
+(``kept_without_proof``) and the log say so. A version whose files the store replaced
+(``publish --force``: another content digest) is fetched again and swapped in with one atomic
+exchange; a failed fetch of content the store has since replaced is retried at the next listing,
+not after its backoff.
 
 Nothing the store, the disk or S3 does makes the loop exit: every cycle runs under one guard that
 logs the error, records it in the status and the metrics, backs off and carries on.
@@ -73,6 +79,9 @@ class AgentConfig:
     retry_base: float = 1.0
     max_attempts: int = 5  # --once only: listing or fetch rounds before giving up
     tfserving_url: str | None = None  # retire versions only once the successor is AVAILABLE
+    # With tfserving_url: a version on disk that TF Serving has not reported AVAILABLE this long
+    # after it was placed is marked failed and taken off the disk (when another one remains).
+    load_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -85,6 +94,8 @@ class AgentConfig:
             raise SyncConfigError(f"--max-backoff must be at least {self.retry_base}s")
         if self.max_attempts < 1:
             raise SyncConfigError("--max-attempts must be at least 1")
+        if self.load_timeout <= 0:
+            raise SyncConfigError(f"--load-timeout must be positive, got {self.load_timeout}")
 
 
 class Agent:
@@ -115,6 +126,14 @@ class Agent:
         # Versions TF Serving failed to load, by the content digest that failed: not fetched
         # again until the store holds other files for them (publish --force) or a restart.
         self.rejected: dict[tuple[str, int], tuple[str, str]] = {}
+        # Versions placed on disk and not yet reported AVAILABLE, since when (clock); and those
+        # TF Serving has reported AVAILABLE since they were placed (proven: no timeout).
+        self.unproven: dict[tuple[str, int], float] = {}
+        self.proven: set[tuple[str, int]] = set()
+        # The content digest each failing fetch was for: other files (publish --force) retry
+        # at the next listing instead of after the failure's backoff.
+        self._failed_digests: dict[tuple[str, int], str] = {}
+        self._said_kept: set[tuple[str, int]] = set()
         self.cycle_failures = 0
         self._once = False  # init mode: TF Serving is not running yet, so it is not asked
         self.wanted: dict[str, set[int]] = {}
@@ -206,9 +225,19 @@ class Agent:
             if missing_labels:
                 _log.warning("%s: labelled versions %s are not committed", name, missing_labels)
             self.wanted[name] = wanted
-            # Forget failures of versions that are no longer committed (deleted or rolled back).
+            # Forget failures of versions that are no longer committed (deleted or rolled back),
+            # and of versions whose files the store replaced since they failed: a repair
+            # (publish --force) is fetched now, not after the failed content's backoff.
             self.retries.forget_except(
-                {k for k in self.retries.states if k[0] != name or k[1] in committed}
+                {
+                    k
+                    for k in self.retries.states
+                    if k[0] != name
+                    or (
+                        k[1] in committed
+                        and self._failed_digests.get(k) in (None, _digest(committed[k[1]]))
+                    )
+                }
             )
             self.status.model(name, policy=str(policy), labels=labels, wanted=sorted(wanted))
             self.metrics.versions_wanted.labels(name).set(len(wanted))
@@ -305,6 +334,7 @@ class Agent:
             )
         except FetchError as exc:
             self.metrics.failed(exc.reason)
+            self._failed_digests[key] = content_digest(manifest)
             state = self.retries.failed(key, str(exc), self.clock())
             wait = state.retry_at - self.clock()
             self._error(f"{exc} (attempt {state.failures}; retrying in {wait:.1f}s)")
@@ -312,7 +342,10 @@ class Agent:
         finally:
             self.status.fetching(name, None)
         self._local_digests[key] = content_digest(manifest)
+        self._failed_digests.pop(key, None)
         self.retries.succeeded(key)
+        self.unproven[key] = self.clock()  # its load is yet to be seen
+        self.proven.discard(key)
         self.metrics.installed.labels(name).inc()
         self.status.event(name, "installed", manifest.version)
         self.status.error(None)
@@ -323,46 +356,72 @@ class Agent:
     # --- what the server has loaded ------------------------------------------------------------
 
     def _observe_server(self, name: str) -> None:
-        """Ask TF Serving which versions it serves; take back the versions it failed to load."""
+        """Ask TF Serving which versions it serves; take back the versions it failed to load,
+        or has not loaded within ``load_timeout`` of their placing (answering or not)."""
         if not self.config.tfserving_url or self._once:
-            return  # nothing to ask: `_prune` then keeps every old version
+            return  # nothing to ask: `_prune` then keeps the previous version
+        states: dict[int, tuple[str, str]] | None
         try:
             states = tfserving_states(self.config.tfserving_url, name)
         except (OSError, ValueError) as exc:
             if self.served.get(name) is not None or name not in self.served:
                 _log.warning("%s: TF Serving status unavailable: %s", name, exc)
                 self.metrics.failed("server_status")
-            self.served[name] = None
+            states = None
             self.status.model(name, served=None)
-            return
+        else:
+            available = {v for v, (state, _code) in states.items() if state == "AVAILABLE"}
+            self.metrics.served(name, available)
+            self.status.model(name, served=sorted(available))
         self.served[name] = states
-        available = {v for v, (state, _code) in states.items() if state == "AVAILABLE"}
-        self.metrics.served(name, available)
-        self.status.model(name, served=sorted(available))
         model_dir = self.dirs[name]
-        for version, (state, code) in sorted(states.items()):
-            failed_load = state == "END" and code not in ("OK", "0")
-            if not failed_load or version not in model_dir.versions() & model_dir.owned():
+        mine = model_dir.versions() & model_dir.owned()
+        now = self.clock()
+        for version in sorted(mine, reverse=True):
+            key = (name, version)
+            state, code = (states or {}).get(version, ("", ""))
+            if state == "AVAILABLE":
+                self.proven.add(key)
+                self.unproven.pop(key, None)
+                continue
+            if version not in self.wanted.get(name, set()):
+                continue
+            since = self.unproven.setdefault(key, now)
+            if state == "END" and code not in ("OK", "0"):
+                reason, why = "not_loaded", f"TF Serving could not load it ({code})"
+            elif key not in self.proven and now - since >= self.config.load_timeout:
+                seen = "status unavailable" if states is None else f"state {state or 'unknown'}"
+                code = "LOAD_TIMEOUT"
+                reason = "load_timeout"
+                why = (
+                    f"TF Serving has not reported it AVAILABLE {now - since:.0f}s after it was "
+                    f"placed ({seen}; --load-timeout {self.config.load_timeout:g}s)"
+                )
+            else:
                 continue
             if not (model_dir.versions() - {version}):
                 continue  # nothing to fall back to: keep it, a restart may yet load it
-            # Off the disk, so TF Serving's own policy (latest:N) picks the last good version
-            # again, also after a restart; retried on the version's backoff.
-            message = (
-                f"{name}/{version}: TF Serving could not load it ({code}); removed, and not "
-                "fetched again until the store holds other files for it"
-            )
-            self.metrics.failed("not_loaded")
-            self._error(message)
-            digest = self._local_digests.get((name, version)) or ""
-            if not digest:
-                local = model_dir.local_manifest(version)
-                digest = content_digest(local) if local is not None else ""
-            self.rejected[(name, version)] = (digest, code)
-            model_dir.remove(version)
-            self._local_digests.pop((name, version), None)
-            self.metrics.removed.labels(name).inc()
-            self.status.event(name, "removed", version)
+            self._reject(name, version, code, reason, why)
+
+    def _reject(self, name: str, version: int, code: str, reason: str, why: str) -> None:
+        """Off the disk, so TF Serving's own policy (latest:N) picks the last good version again,
+        also after a restart; not fetched again until the store holds other files for it."""
+        model_dir = self.dirs[name]
+        self.metrics.failed(reason)
+        self._error(
+            f"{name}/{version}: {why}; removed, and not fetched again until the store holds "
+            "other files for it"
+        )
+        digest = self._local_digests.get((name, version)) or ""
+        if not digest:
+            local = model_dir.local_manifest(version)
+            digest = content_digest(local) if local is not None else ""
+        self.rejected[(name, version)] = (digest, code)
+        model_dir.remove(version)
+        self._local_digests.pop((name, version), None)
+        self.unproven.pop((name, version), None)
+        self.metrics.removed.labels(name).inc()
+        self.status.event(name, "removed", version)
 
     def _prune(self, name: str) -> None:
         model_dir, wanted = self.dirs[name], self.wanted[name]
@@ -371,19 +430,41 @@ class Agent:
             return  # keep everything until the wanted set is complete: the last good stays
         doomed = sorted((local - wanted) & model_dir.owned())
         waiting: list[int] = []
+        kept: list[int] = []
         if doomed and self.config.tfserving_url:
             states = self.served.get(name)
             if states is None:
                 waiting = sorted(wanted)  # the server cannot tell: keep the old versions
             else:
                 waiting = sorted(v for v in wanted if states.get(v, ("", ""))[0] != "AVAILABLE")
-        self.status.model(name, waiting_for_server=waiting if doomed else [])
+        elif doomed:
+            # Nobody can say whether the successors load: keep the newest version below them
+            # (the one served before; a higher one would be what `latest` serves, so it goes).
+            below = [v for v in doomed if v < max(wanted)]
+            kept = below[-1:]
+            for version in kept:
+                if (name, version) not in self._said_kept:
+                    self._said_kept.add((name, version))
+                    _log.warning(
+                        "%s: keeping version %s beside %s: without --tfserving-url the agent "
+                        "cannot see whether its successor loads",
+                        name,
+                        version,
+                        sorted(wanted),
+                    )
+        self.status.model(
+            name, waiting_for_server=waiting if doomed else [], kept_without_proof=kept
+        )
         if waiting:
             return  # retire only once every successor is AVAILABLE
         for version in doomed:
+            if version in kept:
+                continue
             _log.info("%s: removing version %s (no longer wanted)", name, version)
             model_dir.remove(version)
             self._local_digests.pop((name, version), None)
+            self.unproven.pop((name, version), None)
+            self.proven.discard((name, version))
             self.metrics.removed.labels(name).inc()
             self.status.event(name, "removed", version)
 
@@ -402,6 +483,8 @@ class Agent:
             if n == name
         }
         rejected = {str(v): code for (n, v), (_d, code) in self.rejected.items() if n == name}
+        wanted = self.wanted.get(name, set())
+        self.metrics.not_loadable.labels(name).set(sum(1 for v in rejected if int(v) in wanted))
         self.status.model(
             name,
             available=sorted(model_dir.versions()),
@@ -510,3 +593,7 @@ class Agent:
         if not self.complete():
             _log.warning("some wanted versions are missing; serving what is in place")
         return 0
+
+
+def _digest(found: CommittedVersion) -> str:
+    return content_digest(found.manifest)

@@ -6,7 +6,8 @@ Sync (the main form; these flags are a contract with the Kubernetes manifests)::
         [--policy latest:2|all|specific:3,4] [--interval SECONDS] [--once]
         [--endpoint-url URL] [--model-config-file FILE] [--status-file FILE]
         [--max-backoff SECONDS] [--max-attempts N] [--health-port PORT]
-        [--metrics-port PORT] [--tfserving-url URL] [--log-level LEVEL]
+        [--metrics-port PORT] [--tfserving-url URL] [--load-timeout SECONDS]
+        [--log-level LEVEL]
 
 Probe (exec probes; TF Serving's image has no curl)::
 
@@ -120,6 +121,13 @@ def sync_parser() -> argparse.ArgumentParser:
         "AVAILABLE",
     )
     parser.add_argument(
+        "--load-timeout",
+        type=positive_float,
+        default=600.0,
+        help="with --tfserving-url: a version not reported AVAILABLE this many seconds after it "
+        "was placed is marked failed and taken off the disk (default 600)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
@@ -221,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_backoff=args.max_backoff,
             max_attempts=args.max_attempts,
             tfserving_url=args.tfserving_url,
+            load_timeout=args.load_timeout,
         )
         if config.model_config_file is not None and not config.model_config_file.is_file():
             raise SyncConfigError(f"--model-config-file {config.model_config_file} does not exist")

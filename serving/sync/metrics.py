@@ -34,6 +34,7 @@ REASONS = (
     "status_file",  # the status file could not be written (full or read-only volume)
     "server_status",  # TF Serving's status endpoint did not answer
     "not_loaded",  # TF Serving reports a version on disk as not loadable (END with an error)
+    "load_timeout",  # TF Serving did not report a version AVAILABLE within --load-timeout
     "internal",  # anything else the loop caught instead of exiting; a bug to report
 )
 
@@ -65,6 +66,13 @@ class SyncMetrics:
         self.latest_served = Gauge(
             "tfserving_sync_latest_version_served",
             "Highest version TF Serving reports AVAILABLE; 0 when none (needs --tfserving-url).",
+            ["model"],
+            registry=r,
+        )
+        self.not_loadable = Gauge(
+            "tfserving_sync_versions_not_loadable",
+            "Wanted versions marked failed: TF Serving could not load them or did not report "
+            "them AVAILABLE within --load-timeout (needs --tfserving-url); taken off the disk.",
             ["model"],
             registry=r,
         )
@@ -121,6 +129,7 @@ class SyncMetrics:
                 self.versions_on_disk,
                 self.latest_on_disk,
                 self.versions_wanted,
+                self.not_loadable,
                 self.bytes_downloaded,
                 self.installed,
                 self.removed,

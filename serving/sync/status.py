@@ -8,7 +8,8 @@ a half-written file), served by the health endpoint, and read by ``probe status`
      "last_listing": {"at", "ok"}, "last_error": {"at", "message"} | null,
      "models": {NAME: {"policy", "wanted", "available", "owned", "labels", "served",
                        "store_problems": {VERSION: reason}, "waiting_for_server": [VERSION],
-                       "not_loadable": {VERSION: TF Serving's error code},
+                       "not_loadable": {VERSION: TF Serving's error code or LOAD_TIMEOUT},
+                       "kept_without_proof": [VERSION],
                        "fetching": {"version", "bytes", "total", "started"} | null,
                        "failed": {VERSION: {"error", "failures", "retry_at"}},
                        "installed": {VERSION: at}, "removed": {VERSION: at}}}}
@@ -75,6 +76,7 @@ class StatusBoard:
                     "store_problems": {},
                     "waiting_for_server": [],
                     "not_loadable": {},
+                    "kept_without_proof": [],
                     "fetching": None,
                     "failed": {},
                     "installed": {},

@@ -39,6 +39,15 @@ def test_identical_signatures_have_no_differences() -> None:
         (lambda s: s["inputs"]["x"].update(shape=[8, 3]), ["dimension 0 narrowed"]),
         (lambda s: s["inputs"]["x"].update(shape=[-1, 4]), ["dimension 1 narrowed or resized"]),
         (lambda s: s["inputs"]["x"].update(shape=[-1, 3, 1]), ["rank changed"]),
+        # Outputs by output rules: what clients read may not become less specific.
+        (
+            lambda s: s["outputs"]["y"].update(shape=None),
+            ["shape [-1, 1] -> unknown rank (known rank lost)"],
+        ),
+        (lambda s: s["outputs"]["y"].update(shape=[-1, -1]), ["dimension 1 widened or resized"]),
+        (lambda s: s["outputs"]["y"].update(shape=[-1, 2]), ["dimension 1 widened or resized"]),
+        (lambda s: s["outputs"]["y"].update(shape=[-1]), ["rank changed"]),
+        (lambda s: s["outputs"]["y"].update(dtype="int64"), ["output 'y': dtype float32 -> int64"]),
         (lambda s: s.update(method="tensorflow/serving/regress"), ["method"]),
         (lambda s: s["inputs"].update(w={"dtype": "float32", "shape": [-1]}), ["input 'w': added"]),
     ],
@@ -63,8 +72,9 @@ def test_a_removed_signature_is_breaking() -> None:
         lambda s: s["outputs"].update(extra={"dtype": "int64", "shape": [-1]}),
         lambda s: s["inputs"]["x"].update(shape=[-1, -1]),
         lambda s: s["inputs"]["x"].update(shape=None),
+        lambda s: s["outputs"]["y"].update(shape=[8, 1]),
     ],
-    ids=["new output", "widened dimension", "widened to unknown rank"],
+    ids=["new output", "widened dimension", "widened to unknown rank", "narrowed output"],
 )
 def test_compatible_changes_pass(edit) -> None:
     differences = compare(CONTRACT, _changed(edit))
@@ -80,6 +90,14 @@ def test_a_new_signature_is_compatible() -> None:
 def test_unknown_rank_narrowed_to_a_shape_is_breaking() -> None:
     contract = _changed(lambda s: s["inputs"]["x"].update(shape=None))
     assert breaking(compare(contract, CONTRACT))
+
+
+def test_an_output_of_unknown_rank_given_a_shape_is_compatible() -> None:
+    contract = _changed(lambda s: s["outputs"]["y"].update(shape=None))
+    (difference,) = compare(contract, CONTRACT)
+    assert str(difference) == (
+        "[ok] serving_default: output 'y': shape unknown rank -> [-1, 1] (a known shape now)"
+    )
 
 
 def test_summary_of_real_signature_def_protos() -> None:

@@ -33,6 +33,8 @@ from model.publish import ConcurrentPublishError, Progress, PublishArgs, publish
 from model.recipes.mnist import Mnist
 
 PREFIX = "models"
+# The model's contract marker (model/publish_contract.py), beside its versions.
+CONTRACT = f"{PREFIX}/mnist/.contract.json"
 
 
 def _client(endpoint: str):
@@ -89,7 +91,7 @@ def test_publish_commits_a_complete_verified_version(
     content = content_prefix(location, manifest)
     assert content.startswith(f"{PREFIX}/mnist/.content/1-")
     assert _keys(s3, bucket) == sorted(
-        [content + f.path for f in manifest.files] + [f"{PREFIX}/mnist/1/manifest.json"]
+        [content + f.path for f in manifest.files] + [f"{PREFIX}/mnist/1/manifest.json", CONTRACT]
     )
     _download(s3, bucket, manifest, tmp_path / "copy")
     verify_local_tree(tmp_path / "copy", manifest)
@@ -127,7 +129,7 @@ def test_versions_are_immutable_and_force_replaces_in_one_conditional_write(
     assert list_committed_versions(s3, location, "mnist") == {1: second}
     # The replaced content is gone: the store holds exactly the new version.
     assert _keys(s3, bucket) == sorted(
-        [content_prefix(location, second) + f.path for f in second.files] + [manifest_key]
+        [content_prefix(location, second) + f.path for f in second.files] + [manifest_key, CONTRACT]
     )
 
 
@@ -183,7 +185,7 @@ def test_concurrent_publishes_of_one_version_exactly_one_wins(
     # Exactly the winner's files: no stray object of the loser, none of the replaced version.
     assert _keys(s3, bucket) == sorted(
         [content_prefix(location, winner) + f.path for f in winner.files]
-        + [f"{PREFIX}/mnist/1/manifest.json"]
+        + [f"{PREFIX}/mnist/1/manifest.json", CONTRACT]
     )
     if force:
         assert content_prefix(location, old) != content_prefix(location, winner)
@@ -397,5 +399,5 @@ def test_an_upload_removed_before_the_commit_is_not_reported_published(
                 other.delete_object(Bucket=bucket, Key=key)
 
     s3.meta.events.register("before-parameter-build.s3", remove_upload)
-    with pytest.raises(PublishError, match="readers do not see this version's files"):
+    with pytest.raises(PublishError, match="written but mnist/1: files listed in its manifest are"):
         _publish(export_copy, bucket, s3)

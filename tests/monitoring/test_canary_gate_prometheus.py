@@ -9,6 +9,7 @@ back, and the gate's figures must match the traffic actually sent.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,12 @@ def test_a_canary_failing_a_share_of_requests_is_rolled_back(outcome: tuple) -> 
     failed = counts[("flaky", "canary", 400)]
     assert 0.15 < failed / sent < 0.35  # the defect's 25 %, give or take sampling
     measured = flaky.tracks["canary"]["error_ratio"]
-    assert measured == pytest.approx(failed / sent, abs=0.05)
+    # Prometheus sees the requests up to its last scrape, a subset of those sent: its ratio is
+    # that subset's, within binomial sampling error of the whole (3 standard errors; on a loaded
+    # machine the subset shrinks and the error grows).
+    seen = max(flaky.tracks["canary"]["requests"], 1)
+    tolerance = 0.02 + 3 * math.sqrt(0.25 * 0.75 / seen)
+    assert measured == pytest.approx(failed / sent, abs=tolerance)
 
 
 def test_a_canary_slowing_a_share_of_requests_is_rolled_back(outcome: tuple) -> None:

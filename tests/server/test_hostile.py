@@ -30,6 +30,8 @@ from tensorflow_serving.apis import (
 from devtools.server.errors import ServerConfigError
 from devtools.server.flags import parse_flags
 
+pytestmark = pytest.mark.hostile
+
 
 def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict, bytes]:
     """Send raw bytes, read one response: (status, lower-cased headers, body)."""
@@ -144,7 +146,9 @@ def guarded_server(serve, toy_base: Path):
             "--rest_api_header_timeout_in_ms=600",
             "--max_request_bytes=1000",
             "--max_request_tensor_bytes=1000",
-            "--max_inflight_request_bytes=1500",
+            # Requests hold 1/16 of their estimated memory (costs.py): a 1000-byte JSON body
+            # with its parse, model call and answer needs about 2,100 bytes of it.
+            "--max_inflight_request_bytes=4000",
         ]
     )
 
@@ -199,7 +203,9 @@ def test_connections_over_the_cap_get_503_json(capped_server):
     port = capped_server.rest_port
     held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
     try:
-        time.sleep(0.3)  # let the server accept all three
+        for sock in held:  # each one mid-request: its request line started, headers pending
+            sock.sendall(b"GET /v1/models/toy HTTP/1.1\r\n")
+        time.sleep(0.3)  # let the server accept and read all three
         error = assert_json_error(
             *raw_exchange(port, b"GET /v1/models/toy HTTP/1.1\r\n\r\n"), want_status=503
         )
@@ -221,16 +227,24 @@ def test_bodies_in_flight_share_a_byte_budget(guarded_server):
     budget = guarded_server._rest.budget
     body = json.dumps({"instances": [1.0] * 150}).encode().ljust(1000)
     head = f"POST /v1/models/toy:predict HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
-        slow.sendall(head + body[:10])  # holds 1000 of the 1500 bytes while its body trickles
-        deadline = time.monotonic() + 5
-        while budget.used < 1000 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        error = assert_json_error(*raw_exchange(port, head + body), want_status=429)
-        assert "--max_inflight_request_bytes" in error
-        slow.sendall(body[10:])
-        status, _, reply = read_response(slow)
-        assert status == 200, reply
+    others = 2500
+    budget.take(others, "held by the test")  # as if other requests were in flight
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(head + body[:900])  # holds the 900 bytes it sent, not the 1000 declared
+            deadline = time.monotonic() + 5
+            while budget.used < 3400 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert budget.used == 3400
+            error = assert_json_error(*raw_exchange(port, head + body), want_status=429)
+            assert "--max_inflight_request_bytes" in error
+            budget.give(others)
+            others = 0
+            slow.sendall(body[900:])
+            status, _, reply = read_response(slow)
+            assert status == 200, reply
+    finally:
+        budget.give(others)
     wait_until_budget_is_free(budget)
     status, _, reply = raw_exchange(port, head + body)
     assert status == 200, reply
@@ -247,13 +261,13 @@ def wait_until_budget_is_free(budget) -> None:
 def test_grpc_inputs_draw_on_the_same_budget(guarded_server):
     budget = guarded_server._rest.budget
     wait_until_budget_is_free(budget)
-    budget.take(1495, "held by the test")  # as if REST bodies of 1495 bytes were in flight
+    budget.take(3995, "held by the test")  # as if REST bodies of 3995 bytes were in flight
     try:
         error = grpc_predict(guarded_server, shape(2))  # 8 bytes once decoded
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "--max_inflight_request_bytes" in error.details()
     finally:
-        budget.give(1495)
+        budget.give(3995)
     still_serves(guarded_server)
 
 

@@ -82,6 +82,10 @@ def hidden(dest: Path) -> list[str]:
     return [p.name for p in root.iterdir() if p.name.startswith(".incoming-")]
 
 
+def _model_status(agent: Agent) -> dict:
+    return json.loads((agent.config.dest / "status.json").read_text())["models"][NAME]
+
+
 def assert_content(dest: Path, version: int, files: dict[str, bytes]) -> None:
     root = dest / NAME / str(version)
     for rel, data in files.items():
@@ -112,20 +116,24 @@ def test_initial_sync_and_status(moto_endpoint: str, s3, bucket: str, tmp_path: 
 def test_new_version_while_running_and_old_removed(
     moto_endpoint: str, s3, bucket: str, tmp_path: Path
 ) -> None:
+    # Without --tfserving-url nothing proves a successor loads: the previous version stays
+    # beside it (and the status says so); the one before goes.
     models = {v: small_model(v) for v in (1, 2, 3)}
     publish(s3, bucket, NAME, 1, models[1])
     with (
         Watcher(tmp_path / NAME, models) as watcher,
-        running(make_agent(moto_endpoint, bucket, tmp_path)),
+        running(make_agent(moto_endpoint, bucket, tmp_path)) as agent,
     ):
         wait_for(lambda: versions(tmp_path) == {1}, what="version 1")
         publish(s3, bucket, NAME, 2, models[2])
-        wait_for(lambda: versions(tmp_path) == {2}, what="version 2 replacing 1")
+        wait_for(lambda: versions(tmp_path) == {1, 2}, what="version 2 beside 1")
         publish(s3, bucket, NAME, 3, models[3])
-        wait_for(lambda: versions(tmp_path) == {3}, what="version 3 replacing 2")
+        wait_for(lambda: versions(tmp_path) == {2, 3}, what="version 3 beside 2, 1 removed")
+        wait_for(lambda: _model_status(agent)["kept_without_proof"] == [2], what="status")
     assert watcher.violations == []
     assert watcher.seen == {1, 2, 3} and watcher.scans > 50
     assert_content(tmp_path, 3, models[3])
+    assert_content(tmp_path, 2, models[2])
     assert hidden(tmp_path) == []
 
 
@@ -139,7 +147,7 @@ def test_version_without_manifest_is_ignored(
     assert versions(tmp_path) == {1}
     publish(s3, bucket, NAME, 2, small_model(2))  # now committed
     assert make_agent(moto_endpoint, bucket, tmp_path).run_once() == 0
-    assert versions(tmp_path) == {2}
+    assert versions(tmp_path) == {1, 2}  # 1 kept: no server to prove 2 loads
 
 
 def test_corrupted_object_never_exposed_old_kept(
@@ -240,12 +248,14 @@ def test_policy_change_removes_old_versions_but_not_foreign_ones(
     foreign = tmp_path / NAME / "7"  # put there by hand: served, never touched
     foreign.mkdir()
     (foreign / "saved_model.pb").write_bytes(b"hand-made")
+    # Without --tfserving-url the newest version below the wanted ones stays (1 here); one
+    # above them goes, or `latest` would serve it.
     assert make_agent(moto_endpoint, bucket, tmp_path, "specific:2").run_once() == 0
-    assert versions(tmp_path) == {2, 7}
+    assert versions(tmp_path) == {1, 2, 7}
     assert make_agent(moto_endpoint, bucket, tmp_path, "latest").run_once() == 0
-    assert versions(tmp_path) == {3, 7}
+    assert versions(tmp_path) == {2, 3, 7}
     assert (foreign / "saved_model.pb").read_bytes() == b"hand-made"
-    assert json.loads((tmp_path / NAME / LEDGER_NAME).read_text())["versions"] == [3]
+    assert json.loads((tmp_path / NAME / LEDGER_NAME).read_text())["versions"] == [2, 3]
 
 
 def test_rollback_by_deleting_from_store_keeps_a_version(
@@ -290,7 +300,8 @@ def test_labels_in_models_config_are_fetched(
         config_file.write_text(
             render_models_config([ModelConfig(NAME, f"/models/{NAME}", labels={"stable": 2})])
         )
-        wait_for(lambda: versions(tmp_path) == {2, 3}, what="label move")
+        # 1 stays beside them: without --tfserving-url nothing proves its successors load.
+        wait_for(lambda: versions(tmp_path) == {1, 2, 3}, what="label move")
     assert agent.status.snapshot()["models"][NAME]["labels"] == {"stable": 2}
 
 
