@@ -48,6 +48,7 @@ from infra.components import serving_pod
 from infra.components.k8s_common import metadata, recommended_labels
 from infra.components.keda import COLD_START_WAIT
 from infra.components.model_serving import TRACK_LABEL
+from infra.components.security_groups import admit_to_cluster
 from infra.naming import child, merge_tags
 from infra.settings import ModelSettings, Settings
 
@@ -252,28 +253,10 @@ class ModelEndpoint(pulumi.ComponentResource):
             ports[args.interceptor.port] = "KEDA interceptor proxy"
             ports[args.interceptor.admin_port] = "KEDA interceptor readiness (health check)"
         for port, what in ports.items():
-            aws.vpc.SecurityGroupEgressRule(
-                child(name, f"lb-to-cluster-{port}"),
-                security_group_id=group.id,
-                referenced_security_group_id=args.cluster_security_group_id,
-                description=what,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                tags=tags,
-                opts=here,
-            )
-            aws.vpc.SecurityGroupIngressRule(
-                child(name, f"cluster-from-lb-{port}"),
-                security_group_id=args.cluster_security_group_id,
-                referenced_security_group_id=group.id,
-                description=f"{what}, from the model endpoint's load balancer",
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                tags=tags,
-                opts=here,
-            )
+            admit_to_cluster(
+                name, "lb", "the model endpoint's load balancer", group.id,
+                args.cluster_security_group_id, port, what, tags, here,
+            )  # fmt: skip
         return group
 
     def _target_group(

@@ -51,6 +51,7 @@ from infra.components import serving_pod
 from infra.components.dcgm_exporter import METRICS_PORT as DCGM_METRICS_PORT
 from infra.components.k8s_common import WorkloadArgsError
 from infra.components.kube_state_metrics import METRICS_PORT as KUBE_STATE_METRICS_PORT
+from infra.components.security_groups import admit_to_cluster
 from infra.naming import child, merge_tags
 
 TYPE_TOKEN = "tfserving-eks:monitoring:Monitoring"
@@ -346,28 +347,8 @@ class Monitoring(pulumi.ComponentResource):
             opts=here,
         )
         for port, why in SCRAPE_PORTS.items():
-            self._scraper_rules += [
-                aws.vpc.SecurityGroupEgressRule(
-                    child(name, f"scraper-to-cluster-{port}"),
-                    security_group_id=group.id,
-                    referenced_security_group_id=args.cluster_security_group_id,
-                    description=why,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    tags=tags,
-                    opts=here,
-                ),
-                aws.vpc.SecurityGroupIngressRule(
-                    child(name, f"cluster-from-scraper-{port}"),
-                    security_group_id=args.cluster_security_group_id,
-                    referenced_security_group_id=group.id,
-                    description=f"{why}, from the managed Prometheus scraper",
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    tags=tags,
-                    opts=here,
-                ),
-            ]
+            self._scraper_rules += admit_to_cluster(
+                name, "scraper", "the managed Prometheus scraper", group.id,
+                args.cluster_security_group_id, port, why, tags, here,
+            )  # fmt: skip
         return group
