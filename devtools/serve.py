@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import logging
 import re
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,19 +225,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    tf_quiet.configure()  # before TensorFlow is imported (below)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
-    import tensorflow as tf
-
+    tf_quiet.configure()  # before TensorFlow is imported (serve_until_signalled)
     from devtools.server.errors import ServerConfigError
     from devtools.server.flags import parse_flags
-    from devtools.server.server import ModelServer
+    from devtools.server.run import configure_logging, serve_until_signalled
 
-    tf_quiet.probe_devices(lambda: tf.config.list_physical_devices("GPU"))
+    configure_logging()
 
     with tempfile.TemporaryDirectory(prefix="devtools-serve-") as scratch:
         folder = Path(scratch)
@@ -252,23 +242,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         except ServerConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        server = ModelServer(options)
-        try:
-            server.start()
-        except (ServerConfigError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            server.stop(grace_seconds=0)
-            return 1
-        try:
-            report(server, models, args, folder, out)
-            while not stop.wait(0.5):  # a timed wait keeps the main thread responsive
-                pass
-        finally:
-            server.stop()
-    return 0
+        return serve_until_signalled(
+            options, on_started=lambda server: report(server, models, args, folder, out)
+        )
 
 
 if __name__ == "__main__":

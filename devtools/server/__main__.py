@@ -8,13 +8,11 @@ a config file is wrong or the initial models fail to load, printing what is wron
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
 
 from devtools.server.errors import ServerConfigError
 from devtools.server.flags import parse_flags, usage
+from devtools.server.run import configure_logging, serve_until_signalled
 from model import tf_quiet
 
 
@@ -24,39 +22,14 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     tf_quiet.configure()  # before TensorFlow is imported (below, after the flags are checked)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
+    configure_logging()
     try:
         options = parse_flags(args)
     except ServerConfigError as exc:
         print(f"error: {exc}\n\n{usage()}", file=sys.stderr)
         return 2
 
-    from model.tf_runtime import tensorflow
-
-    # Before anything imports TensorFlow: kernels that refuse an input of the wrong rank instead
-    # of aborting the process (oneDNN off; model/tf_runtime.py), then the quiet device probe.
-    tensorflow(untrusted_inputs=True)
-    from devtools.server.server import ModelServer  # imports TensorFlow: after flag errors
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server = ModelServer(options)
-    try:
-        server.start()
-    except (ServerConfigError, OSError) as exc:
-        logging.getLogger("devtools.server").error("%s", exc)
-        server.stop(grace_seconds=0)
-        return 1
-    while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
-        pass
-    logging.getLogger("devtools.server").info("Shutting down: draining in-flight requests")
-    server.stop()
-    return 0
+    return serve_until_signalled(options)
 
 
 if __name__ == "__main__":

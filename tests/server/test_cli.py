@@ -63,7 +63,10 @@ def test_bad_flags_name_the_problem(argv, message):
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # Without the suite's TF_ENABLE_ONEDNN_OPTS=0 (tests/conftest.py), as a user runs it: the
+    # command itself must load TensorFlow the way a server has to.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env |= {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(
         [sys.executable, "-m", "devtools.server", *args],
         cwd=ROOT,

@@ -89,7 +89,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             cwd=REPO,
             stdout=out,
             stderr=err,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # As a user runs it: without the suite's TF_ENABLE_ONEDNN_OPTS=0 (tests/conftest.py),
+            # so the command itself must load TensorFlow the way a server has to.
+            env={
+                **{k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"},
+                "PYTHONUNBUFFERED": "1",
+            },
             start_new_session=True,
         )
     try:
