@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,9 @@ from devtools.local_steps import (
     Store,
     _start_sync,
     _sync_once,
-    latency_summary,
     say,
     start_stand_in,
+    steady_load,
     wait_version_available,
 )
 from devtools.processes import REPO, Processes, StepFailed, wait_until
@@ -318,12 +317,10 @@ def hot_swap(
     procs: Processes, served: Served, store: Store, models: list[UserModel], options: Options
 ) -> None:
     """Step 6: each second version published under steady load, loaded, the canary moved."""
-    from devtools.bench.load import run_load
     from serving.client import predict_with_signature
 
     step = "6/8 hot swap"
-    stop = threading.Event()
-    results, latencies = [], []
+    latencies: list[float] = []
     requests = {}
     with RestClient(served.rest_url, timeout=30) as client:
         for model in models:
@@ -346,14 +343,7 @@ def hot_swap(
 
         return call
 
-    loader = threading.Thread(
-        target=lambda: results.append(
-            run_load(make_call, concurrency=options.concurrency, duration_s=3600, stop_event=stop)
-        ),
-        name="local-run-load",
-    )
-    loader.start()
-    try:
+    with steady_load(step, make_call, options.concurrency, latencies, served.log):
         say(step, f"steady load on {len(models)} model(s): {options.concurrency} workers, half "
             "gRPC, half REST")  # fmt: skip
         time.sleep(options.load_seconds)
@@ -382,19 +372,6 @@ def hot_swap(
                 say(step, f"{model.name}: label canary -> version {model.second}, stable stays "
                     f"on version {model.first}")  # fmt: skip
         time.sleep(options.load_seconds)
-    finally:
-        stop.set()
-        loader.join()
-    load = results[0]
-    answered = ", ".join(f"{tag}: {n}" for tag, n in sorted(load.tags.items()))
-    say(step, f"{load.succeeded} requests answered ({answered}), {load.failures} failed, "
-        f"{latency_summary(np.asarray(latencies))}")  # fmt: skip
-    if load.failures:
-        raise StepFailed(
-            step,
-            f"{load.failures} requests failed during the swap: {load.failure_examples}",
-            served.log,
-        )
 
 
 def synth(procs: Processes, options: Options, models: list[UserModel]) -> Path:

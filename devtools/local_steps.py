@@ -11,6 +11,8 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -453,6 +455,42 @@ def evaluate_second(serving: Serving, export: Export) -> None:
 # --- 6. hot swap ------------------------------------------------------------------------------
 
 
+@contextmanager
+def steady_load(
+    step: str, make_call: Any, concurrency: int, latencies: list[float], log: Path
+) -> Iterator[None]:
+    """Requests from `concurrency` workers (`make_call(index)` makes each worker's call) for as
+    long as the block runs; then the figures, and StepFailed naming the failures if any request
+    failed. `latencies` is what the calls appended (ms)."""
+    from devtools.bench.load import run_load
+
+    stop = threading.Event()
+    results = []
+    loader = threading.Thread(
+        target=lambda: results.append(
+            run_load(make_call, concurrency=concurrency, duration_s=3600, stop_event=stop)
+        ),
+        name="local-run-load",
+    )
+    loader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        loader.join()
+    load = results[0]
+    answered = ", ".join(f"{tag}: {n}" for tag, n in sorted(load.tags.items()))
+    say(
+        step,
+        f"{load.succeeded} requests answered ({answered}), {load.failures} failed, "
+        f"{load.requests_per_s:.0f} req/s, {latency_summary(np.asarray(latencies))}",
+    )
+    if load.failures:
+        raise StepFailed(
+            step, f"{load.failures} requests failed during the swap: {load.failure_examples}", log
+        )
+
+
 def hot_swap(
     procs: Processes,
     serving: Serving,
@@ -460,13 +498,9 @@ def hot_swap(
     exports: tuple[Export, Export],
     options: Options,
 ) -> None:
-    from devtools.bench.load import run_load
-
     step = "6/8 hot swap"
     old, new = exports[0].version, exports[1].version
     images, _ = held_out_digits(options)
-    stop = threading.Event()
-    results = []
     latencies: list[float] = []  # appended from every worker: list.append is atomic
 
     def make_call(index: int):
@@ -492,14 +526,7 @@ def hot_swap(
 
         return call
 
-    loader = threading.Thread(
-        target=lambda: results.append(
-            run_load(make_call, concurrency=options.concurrency, duration_s=3600, stop_event=stop)
-        ),
-        name="local-run-load",
-    )
-    loader.start()
-    try:
+    with steady_load(step, make_call, options.concurrency, latencies, serving.stand_in_log):
         say(
             step,
             f"steady load: {options.concurrency} workers (half gRPC, half REST), each pausing "
@@ -540,22 +567,6 @@ def hot_swap(
             wait_until(step, "the canary label to move", canary_moved, 60, serving.stand_in_log)
         say(step, f"label canary -> version {new}, stable stays on version {old}")
         time.sleep(options.load_seconds)
-    finally:
-        stop.set()
-        loader.join()
-    load = results[0]
-    answered = ", ".join(f"{tag}: {n}" for tag, n in sorted(load.tags.items()))
-    say(
-        step,
-        f"{load.succeeded} requests answered ({answered}), {load.failures} failed, "
-        f"{load.requests_per_s:.0f} req/s, {latency_summary(np.asarray(latencies))}",
-    )
-    if load.failures:
-        raise StepFailed(
-            step,
-            f"{load.failures} requests failed during the swap: {load.failure_examples}",
-            serving.stand_in_log,
-        )
     with RestClient(serving.rest_url, timeout=5) as client:
         states = ", ".join(f"{s.version}: {s.state}" for s in client.status(MODEL))
     say(step, f"model status: {states}")
