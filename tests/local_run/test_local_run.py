@@ -15,14 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--epochs", "1", "--limit", "600", "--load-seconds", "1", "--no-synth"]
 
 
-def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "devtools.local_run", "--workdir", str(workdir), *args],
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
 

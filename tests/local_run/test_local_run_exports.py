@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,20 +9,9 @@ import yaml
 
 from devtools.local_run import parse_args
 from tests.contract.models import export_half_plus_two, export_toy
+from tests.local_run.test_local_run import _run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devtools.local_run", "--workdir", str(workdir), *args],
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        timeout=800,
-        check=False,
-    )
 
 
 @pytest.mark.slow
@@ -42,7 +28,7 @@ def test_your_models_publish_sync_serve_predict_swap_and_synth(tmp_path: Path) -
     run = _run(
         work,
         "--export", str(exports / "toy"), "--export", str(exports / "half-plus-two"),
-        "--load-seconds", "1", "--concurrency", "2",
+        "--load-seconds", "1", "--concurrency", "2", timeout=800,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     out = run.stdout

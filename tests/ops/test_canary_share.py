@@ -25,16 +25,6 @@ PROD = settings_from_config("prod", stack_config("prod"))
 MNIST = next(m for m in PROD.models if m.name == "mnist")
 
 
-@pytest.fixture
-def stack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    for path in ROOT.glob("Pulumi*.yaml"):
-        shutil.copy(path, root / path.name)
-    monkeypatch.setattr(model_labels, "ROOT", root)
-    return root
-
-
 def _model(text: str, stack: str = "prod"):
     import yaml
 

@@ -23,17 +23,6 @@ def changed_lines(before: str, after: str) -> list[str]:
     ]
 
 
-@pytest.fixture
-def stack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the project's stack files; model_labels edits the copies."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for path in ROOT.glob("Pulumi*.yaml"):
-        shutil.copy(path, root / path.name)
-    monkeypatch.setattr(model_labels, "ROOT", root)
-    return root
-
-
 def test_moving_a_label_changes_only_that_value(stack_root: Path) -> None:
     before = (stack_root / "Pulumi.dev.yaml").read_text()
     after, change = model_labels.move_label(before, "dev", "mnist", "canary", 7)

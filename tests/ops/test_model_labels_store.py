@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,6 @@ from contracts.store import FileEntry, StoreLocation, VersionManifest
 from ops import model_labels
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    for path in ROOT.glob("Pulumi*.yaml"):
-        shutil.copy(path, root / path.name)
-    monkeypatch.setattr(model_labels, "ROOT", root)
-    monkeypatch.delenv(model_labels.STORE_ENV, raising=False)
-    return root
 
 
 def commit(s3, bucket: str, version: int) -> None:
